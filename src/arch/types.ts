@@ -1,0 +1,85 @@
+import type { TensorSource } from '../io/types.js';
+
+/** Canonical per-layer roles. Linear weights are stored (out, in) as in PyTorch. */
+export type LayerRole =
+  | 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'
+  | 'input_norm' | 'post_norm'
+  /** Non-gated MLPs (GPT-2, BERT, ViT): fc_in / fc_out. */
+  | 'fc_in' | 'fc_out';
+
+export type GlobalRole = 'embed' | 'lm_head' | 'final_norm';
+
+export const ATTENTION_ROLES = ['q', 'k', 'v', 'o'] as const;
+export const MLP_ROLES = ['gate', 'up', 'down'] as const;
+export const LINEAR_ROLES: readonly LayerRole[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc_in', 'fc_out'];
+
+/** PEFT / Hugging Face module names of the linear roles (what users pass as LoRA targets). */
+export const MODULE_NAME: Readonly<Partial<Record<LayerRole, string>>> = {
+  q: 'q_proj', k: 'k_proj', v: 'v_proj', o: 'o_proj',
+  gate: 'gate_proj', up: 'up_proj', down: 'down_proj',
+  fc_in: 'fc_in', fc_out: 'fc_out',
+};
+
+/**
+ * Where a role's matrix lives: a whole tensor, or a row slice of a fused one.
+ * Always read it with `readRole` (src/arch/map.ts), which applies `rows`, `rowRanges` and
+ * `transposed`; `shape` gives its (out, in) size without reading.
+ */
+export interface RoleRef {
+  readonly tensor: string;
+  /**
+   * Rows [start, end) of the (out, in) matrix, for fused qkv / gate_up layouts. When
+   * `transposed`, these are rows of the transposed matrix (= columns as stored).
+   */
+  readonly rows?: readonly [number, number];
+  /**
+   * Several row ranges, concatenated in order: the role is interleaved in a fused tensor,
+   * e.g. GPT-NeoX `query_key_value` stores [q_h, k_h, v_h] per head, so q is one range per head.
+   * Never set together with `rows`.
+   */
+  readonly rowRanges?: ReadonlyArray<readonly [number, number]>;
+  /** Stored as (in, out), e.g. GPT-2 Conv1D: transpose when read. */
+  readonly transposed?: boolean;
+  /** (out, in) size of the role as `readRole` returns it; 1-D tensors are (n, 1). Set by mapModel. */
+  readonly shape?: readonly [number, number];
+}
+
+export interface ModelDims {
+  readonly hidden: number;
+  readonly layers: number;
+  readonly heads: number | null;
+  readonly kvHeads: number | null;
+  readonly headDim: number | null;
+  readonly intermediate: number | null;
+  readonly vocab: number | null;
+}
+
+export type Family =
+  | 'llama' | 'mistral' | 'qwen2' | 'gemma' | 'phi3' | 'gpt_neox' | 'gpt2' | 'vit' | 'bert' | 'generic';
+
+export interface ModelMap {
+  readonly family: Family;
+  readonly dims: ModelDims;
+  readonly tiedEmbeddings: boolean;
+  readonly global: Readonly<Partial<Record<GlobalRole, RoleRef>>>;
+  readonly layers: ReadonlyArray<Readonly<Partial<Record<LayerRole, RoleRef>>>>;
+  /** 2-D weights that got no role (generic fallback keeps them by name). */
+  readonly unmapped: readonly string[];
+  /** Tensor-name prefix of the layer stack, e.g. `model.layers` (set by mapModel). */
+  readonly layerPrefix?: string;
+  /** config.json `architectures[0]` / `model_type`, when given (set by mapModel). */
+  readonly architecture?: string | null;
+  readonly modelType?: string | null;
+}
+
+/** A role's weight as read: float32, row-major (out, in), with its storage dtype. */
+export interface Weight {
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Float32Array;
+  readonly dtype: string;
+  readonly tensor: string;
+  readonly file: string;
+}
+
+export type { TensorSource };
