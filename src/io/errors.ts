@@ -21,6 +21,8 @@ export class LineageError extends Error {
   readonly exitCode: ExitCode;
   readonly file: string | undefined;
   readonly tensor: string | undefined;
+  /** The message without the appended location, to rebuild the error elsewhere (e.g. from a worker). */
+  readonly reason: string;
   constructor(message: string, opts: { exitCode?: ExitCode; file?: string; tensor?: string } = {}) {
     const where = [opts.file ? `file ${opts.file}` : '', opts.tensor ? `tensor ${opts.tensor}` : '']
       .filter(Boolean)
@@ -30,6 +32,7 @@ export class LineageError extends Error {
     this.exitCode = opts.exitCode ?? EXIT.badInput;
     this.file = opts.file;
     this.tensor = opts.tensor;
+    this.reason = message;
   }
 }
 

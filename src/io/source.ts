@@ -1,0 +1,287 @@
+/**
+ * Open what a user points at (a .safetensors file, a Hugging Face model folder, sharded or not,
+ * or a PEFT adapter folder) as a lazy TensorSource. Only headers are read up front; tensor bytes
+ * are read on demand, by byte range, through one bounded reusable buffer.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BadInputError } from './errors.js';
+import { DTYPE_BYTES, decodeInto } from './dtypes.js';
+import { openForReading, readFully, readSafetensorsHeader } from './safetensors.js';
+import type { RowBlock, TensorInfo, TensorSource } from './types.js';
+
+export const DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024;
+
+export interface OpenOptions {
+  /** Size of the one reusable read buffer (default 16 MiB; rounded up to 8 bytes). */
+  readonly bufferBytes?: number;
+}
+
+/** A chunk of a tensor's stored bytes, holding whole elements; valid until the next chunk. */
+export interface RawChunk {
+  /** Aligned view of the bounded buffer (byteOffset 0). */
+  readonly bytes: Uint8Array;
+  /** First flat element index of the chunk within the tensor. */
+  readonly elemStart: number;
+  readonly elemCount: number;
+}
+
+const PICKLE_PATTERN = /\.(bin|pt|pth|pkl|pickle|ckpt)$/i;
+
+export function openTensorSource(inputPath: string, options: OpenOptions = {}): SafetensorsSource {
+  const resolved = path.resolve(inputPath);
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(resolved);
+  } catch {
+    throw new BadInputError('no such file or folder', { file: resolved });
+  }
+  const layout = stat.isDirectory() ? resolveFolder(resolved) : resolveFile(resolved);
+  return new SafetensorsSource(resolved, layout, options.bufferBytes ?? DEFAULT_BUFFER_BYTES);
+}
+
+interface Layout {
+  readonly files: readonly string[];
+  readonly config: Record<string, unknown> | null;
+  /** For sharded models: tensor name -> shard file, as the index lists it. */
+  readonly index: ReadonlyMap<string, string> | null;
+  readonly indexFile: string | null;
+}
+
+function resolveFile(file: string): Layout {
+  if (PICKLE_PATTERN.test(file)) throw pickleError(file);
+  if (!file.endsWith('.safetensors')) throw new BadInputError('not a .safetensors file or a model folder', { file });
+  return { files: [file], config: null, index: null, indexFile: null };
+}
+
+function resolveFolder(dir: string): Layout {
+  const indexFile = path.join(dir, 'model.safetensors.index.json');
+  if (fs.existsSync(indexFile)) {
+    const index = readShardIndex(dir, indexFile);
+    const files = [...new Set(index.values())].sort();
+    for (const shard of files) {
+      if (!fs.existsSync(shard)) throw new BadInputError(`missing shard ${path.basename(shard)} listed in the index`, { file: shard });
+    }
+    return { files, config: readJsonIfPresent(path.join(dir, 'config.json')), index, indexFile };
+  }
+  const single = path.join(dir, 'model.safetensors');
+  if (fs.existsSync(single)) {
+    return { files: [single], config: readJsonIfPresent(path.join(dir, 'config.json')), index: null, indexFile: null };
+  }
+  const adapter = path.join(dir, 'adapter_model.safetensors');
+  if (fs.existsSync(adapter)) {
+    return { files: [adapter], config: readJsonIfPresent(path.join(dir, 'adapter_config.json')), index: null, indexFile: null };
+  }
+  const names = fs.readdirSync(dir).sort();
+  const others = names.filter((n) => n.endsWith('.safetensors')).map((n) => path.join(dir, n));
+  if (others.length > 0) {
+    return { files: others, config: readJsonIfPresent(path.join(dir, 'config.json')), index: null, indexFile: null };
+  }
+  const pickle = names.find((n) => PICKLE_PATTERN.test(n));
+  if (pickle) throw pickleError(path.join(dir, pickle));
+  throw new BadInputError('no safetensors weights in folder (expected model.safetensors, model.safetensors.index.json or adapter_model.safetensors)', { file: dir });
+}
+
+function pickleError(file: string): BadInputError {
+  return new BadInputError(
+    'only pickle weights found: pickles are never executed or parsed here; convert the model to safetensors '
+    + '(e.g. save_pretrained(..., safe_serialization=True))', { file });
+}
+
+function readJsonIfPresent(file: string): Record<string, unknown> | null {
+  if (!fs.existsSync(file)) return null;
+  const size = fs.statSync(file).size;
+  if (size > 64 * 1024 * 1024) throw new BadInputError('JSON file too large', { file });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new BadInputError(`bad JSON (${(err as Error).message})`, { file });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new BadInputError('JSON is not an object', { file });
+  return parsed as Record<string, unknown>;
+}
+
+function readShardIndex(dir: string, indexFile: string): Map<string, string> {
+  const parsed = readJsonIfPresent(indexFile)!;
+  const weightMap = parsed['weight_map'];
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new BadInputError('index has no weight_map object', { file: indexFile });
+  }
+  const index = new Map<string, string>();
+  for (const [tensor, shard] of Object.entries(weightMap)) {
+    // Shard names are plain file names inside the folder; anything else could escape it.
+    if (typeof shard !== 'string' || shard === '' || path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..')) {
+      throw new BadInputError(`index names a bad shard ${JSON.stringify(shard)}`, { file: indexFile, tensor });
+    }
+    index.set(tensor, path.join(dir, shard));
+  }
+  return index;
+}
+
+/** Rows x cols view of a tensor: shape[0] x product(rest); a scalar is 1 x 1. */
+export function matrixShape(info: TensorInfo): { rows: number; cols: number } {
+  if (info.shape.length === 0) return { rows: 1, cols: 1 };
+  const cols = info.shape.slice(1).reduce((p, d) => p * d, 1);
+  return { rows: info.shape[0]!, cols };
+}
+
+export function elementCount(info: TensorInfo): number {
+  return info.shape.reduce((p, d) => p * d, 1);
+}
+
+export class SafetensorsSource implements TensorSource {
+  readonly path: string;
+  readonly name: string;
+  readonly files: readonly string[];
+  readonly config: Readonly<Record<string, unknown>> | null;
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  readonly totalBytes: number;
+  private readBytes = 0;
+  private readonly fds = new Map<string, number>();
+  private readonly bufferBytes: number;
+  private buffer: Buffer | null = null;
+
+  constructor(resolvedPath: string, layout: Layout, bufferBytes: number) {
+    this.path = resolvedPath;
+    this.name = path.basename(resolvedPath);
+    this.files = layout.files;
+    this.config = layout.config;
+    this.bufferBytes = Math.max(8, Math.ceil(bufferBytes / 8) * 8);
+    const tensors = new Map<string, TensorInfo>();
+    try {
+      const perFile = new Map<string, readonly TensorInfo[]>();
+      for (const file of layout.files) perFile.set(file, readSafetensorsHeader(file, this.fd(file)).tensors);
+      if (layout.index) {
+        const held = new Map<string, Map<string, TensorInfo>>();
+        for (const [file, list] of perFile) held.set(file, new Map(list.map((t) => [t.name, t])));
+        const listed: TensorInfo[] = [];
+        for (const [tensor, shard] of layout.index) {
+          const info = held.get(shard)!.get(tensor);
+          if (!info) throw new BadInputError(`index lists this tensor in shard ${path.basename(shard)}, which does not hold it`, { file: shard, tensor });
+          listed.push(info);
+        }
+        // Payload order (file, then position) keeps full passes sequential on disk.
+        const fileOrder = new Map(layout.files.map((f, i) => [f, i]));
+        listed.sort((a, b) => fileOrder.get(a.file)! - fileOrder.get(b.file)! || a.start - b.start);
+        for (const info of listed) tensors.set(info.name, info);
+      } else {
+        for (const [file, list] of perFile) {
+          for (const info of list) {
+            const seen = tensors.get(info.name);
+            if (seen) throw new BadInputError(`tensor appears in two files (also in ${seen.file})`, { file, tensor: info.name });
+            tensors.set(info.name, info);
+          }
+        }
+      }
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+    this.tensors = tensors;
+    let total = 0;
+    for (const info of tensors.values()) total += info.byteLength;
+    this.totalBytes = total;
+  }
+
+  get bytesRead(): number {
+    return this.readBytes;
+  }
+
+  info(name: string): TensorInfo {
+    const info = this.tensors.get(name);
+    if (!info) throw new BadInputError('no such tensor', { file: this.path, tensor: name });
+    return info;
+  }
+
+  read(name: string): Float32Array {
+    const info = this.info(name);
+    const out = new Float32Array(elementCount(info));
+    this.readInto(name, 0, out);
+    return out;
+  }
+
+  readRows(name: string, rowStart: number, rowEnd: number): Float32Array {
+    const info = this.info(name);
+    const { rows, cols } = matrixShape(info);
+    if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && 0 <= rowStart && rowStart <= rowEnd && rowEnd <= rows)) {
+      throw new RangeError(`rows [${rowStart}, ${rowEnd}) outside 0..${rows} of ${name}`);
+    }
+    const out = new Float32Array((rowEnd - rowStart) * cols);
+    this.readInto(name, rowStart * cols, out);
+    return out;
+  }
+
+  *rowBlocks(name: string, maxBytes = DEFAULT_BUFFER_BYTES): Iterable<RowBlock> {
+    const info = this.info(name);
+    const { rows, cols } = matrixShape(info);
+    const rowBytes = Math.max(1, cols * DTYPE_BYTES[info.dtype]);
+    const rowsPerBlock = Math.max(1, Math.floor(maxBytes / rowBytes));
+    const scratch = new Float32Array(Math.min(rows, rowsPerBlock) * cols);
+    for (let rowStart = 0; rowStart < rows; rowStart += rowsPerBlock) {
+      const rowEnd = Math.min(rows, rowStart + rowsPerBlock);
+      const data = rowEnd - rowStart === rowsPerBlock ? scratch : scratch.subarray(0, (rowEnd - rowStart) * cols);
+      this.readInto(name, rowStart * cols, data);
+      yield { rowStart, rowEnd, cols, data };
+    }
+  }
+
+  /** Decode out.length elements starting at flat element `elemStart` into `out`. */
+  readInto(name: string, elemStart: number, out: Float32Array): void {
+    const info = this.info(name);
+    for (const chunk of this.rawChunks(name, elemStart, out.length)) {
+      decodeInto(info.dtype, chunk.bytes, chunk.elemCount, out, chunk.elemStart - elemStart);
+    }
+  }
+
+  /**
+   * Stream the stored bytes of elements [elemStart, elemStart + count) through the bounded
+   * buffer, undecoded. Each chunk is valid only until the next one is produced.
+   */
+  *rawChunks(name: string, elemStart = 0, count?: number): Iterable<RawChunk> {
+    const info = this.info(name);
+    const total = elementCount(info);
+    const n = count ?? total - elemStart;
+    if (!(Number.isInteger(elemStart) && Number.isInteger(n) && elemStart >= 0 && n >= 0 && elemStart + n <= total)) {
+      throw new RangeError(`elements [${elemStart}, ${elemStart + n}) outside 0..${total} of ${name}`);
+    }
+    const size = DTYPE_BYTES[info.dtype];
+    const perChunk = Math.floor(this.bufferBytes / size);
+    const fd = this.fd(info.file);
+    const buffer = this.buffer ??= Buffer.allocUnsafeSlow(this.bufferBytes);
+    for (let done = 0; done < n; done += perChunk) {
+      const elemCount = Math.min(perChunk, n - done);
+      const byteLength = elemCount * size;
+      readFully(fd, buffer, byteLength, info.start + (elemStart + done) * size, info.file, name);
+      this.readBytes += byteLength;
+      yield { bytes: buffer.subarray(0, byteLength), elemStart: elemStart + done, elemCount };
+    }
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+    this.buffer = null;
+  }
+
+  private fd(file: string): number {
+    let fd = this.fds.get(file);
+    if (fd === undefined) {
+      fd = openForReading(file);
+      this.fds.set(file, fd);
+    }
+    return fd;
+  }
+}
+
+/**
+ * Throw BadInputError "non-finite weight" at the first NaN or infinity among values[0..count);
+ * `indexOffset` is added to the reported element index (for chunks of a larger tensor).
+ */
+export function assertFinite(values: ArrayLike<number>, file: string, tensor: string, indexOffset = 0, count = values.length): void {
+  for (let i = 0; i < count; i++) {
+    const v = values[i]!;
+    // v - v is NaN exactly for NaN and infinities; one comparison per element.
+    if (v - v !== 0) throw new BadInputError(`non-finite weight ${v} at element ${indexOffset + i}`, { file, tensor });
+  }
+}

@@ -1,0 +1,52 @@
+/** Storage dtypes named as in the safetensors header. */
+export type DType =
+  | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2'
+  | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL';
+
+/** Where one tensor's bytes live. Offsets are absolute positions in `file`. */
+export interface TensorInfo {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly file: string;
+  readonly start: number;
+  readonly byteLength: number;
+}
+
+/** A block of consecutive rows of a tensor viewed as 2-D (shape[0] x product(rest)). */
+export interface RowBlock {
+  readonly rowStart: number;
+  readonly rowEnd: number;
+  readonly cols: number;
+  /** (rowEnd - rowStart) * cols decoded values; valid only until the next block is produced. */
+  readonly data: Float32Array;
+}
+
+/**
+ * A set of tensors read lazily from safetensors files: a bare file, a sharded model,
+ * a Hugging Face model folder, or the weights file of an adapter folder.
+ * Nothing is read until asked for; reads go through one bounded buffer.
+ */
+export interface TensorSource {
+  /** What the user gave (file or folder), resolved. */
+  readonly path: string;
+  /** Base name of the folder or file, used to name the model in reports. */
+  readonly name: string;
+  /** Weight files, in index order. */
+  readonly files: readonly string[];
+  /** Parsed config.json (models) or adapter_config.json (adapters), or null. */
+  readonly config: Readonly<Record<string, unknown>> | null;
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  /** Total payload bytes of all tensors. */
+  readonly totalBytes: number;
+  /** Tensor payload bytes read from disk so far (for benchmarks and the one-read goal). */
+  readonly bytesRead: number;
+  /** Decode a whole tensor to float32. Throws BadInputError naming file and tensor. */
+  read(name: string): Float32Array;
+  /** Decode rows [rowStart, rowEnd) of the tensor viewed as 2-D. */
+  readRows(name: string, rowStart: number, rowEnd: number): Float32Array;
+  /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default 16 MiB). */
+  rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
+  /** Release file descriptors. */
+  close(): void;
+}

@@ -1,0 +1,33 @@
+/** Worker thread of scanMoments: opens the model itself and scans the units it is handed. */
+import { parentPort, workerData } from 'node:worker_threads';
+import { openTensorSource, type SafetensorsSource } from '../io/source.js';
+import { createScanScratch, errorReply, scanUnit, type ScanWorkerData, type WorkerReply, type WorkerRequest } from './scan-model.js';
+
+const port = parentPort!;
+const data = workerData as ScanWorkerData;
+const reply = (message: WorkerReply) => port.postMessage(message);
+
+let source: SafetensorsSource | null = null;
+try {
+  source = openTensorSource(data.path, { bufferBytes: data.bufferBytes });
+  const scratch = createScanScratch(data.bufferBytes ?? 16 * 1024 * 1024);
+  const opened = source;
+  port.on('message', (request: WorkerRequest) => {
+    try {
+      if (request.type === 'stop') {
+        reply({ type: 'done', bytesRead: opened.bytesRead });
+        opened.close();
+        port.close();
+        return;
+      }
+      reply({ type: 'result', id: request.unit.id, sums: scanUnit(opened, request.unit, scratch) });
+    } catch (err) {
+      opened.close();
+      reply(errorReply(err));
+    }
+  });
+  reply({ type: 'ready' });
+} catch (err) {
+  source?.close();
+  reply(errorReply(err));
+}
