@@ -1,0 +1,18 @@
+/** Tree recovery (MoTHer and our default forest method): pure analyses on given evidence. */
+export { minimumArborescence, minimumSpanningForest, canonicalOrder } from './arborescence.js';
+export type { ArborescenceResult, ArborescenceOptions, CostMatrix } from './arborescence.js';
+export { singleLinkage, wardClusters } from './cluster.js';
+export {
+  recoverMother, motherCosts, directionMatrix, directionMargin, rmsDistance, loraRankDistance, MOTHER_LAMBDA,
+} from './mother.js';
+export type { MotherInput, MotherOptions } from './mother.js';
+export { recoverForest, relatednessThreshold, DEFAULT_ALPHA } from './forest.js';
+export type { ForestEvidence, ForestOptions, ModelEvidence, PairEvidence, LowRankEvidence } from './forest.js';
+export {
+  pairEvidenceFromWeights, summedKurtosis, numericalRank, correlationLog10PValue, log10NormalUpperTail,
+} from './evidence.js';
+export type { ModelWeights, PairEvidenceOptions } from './evidence.js';
+export { renderTerminal, renderDot, renderMermaid, renderJson, edgeLabel } from './render.js';
+export { scoreAgainstTruth, parseTruth, restrictTruth } from './truth.js';
+export type { Truth, TruthModel, TruthScore, EdgeProblem } from './truth.js';
+export type { LineageResult, LineageEdge, LineageTree, EdgeKind } from './types.js';

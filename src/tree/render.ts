@@ -1,0 +1,96 @@
+/** Renderings of a LineageResult: terminal tree, Graphviz DOT, Mermaid text and JSON. */
+import type { LineageEdge, LineageResult } from './types.js';
+
+/** "LoRA r=8 q_proj,v_proj", "full FT", or "identical weights" for a zero delta. */
+export function edgeLabel(edge: LineageEdge): string {
+  if (edge.kind === 'full') return 'full FT';
+  if (edge.rank === 0) return 'identical weights';
+  const modules = edge.modules.length ? ` ${edge.modules.join(',')}` : '';
+  return `LoRA r=${edge.rank ?? '?'}${modules}`;
+}
+
+function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (x === 0) return '0';
+  return Math.abs(x) >= 1e-3 && Math.abs(x) < 1e4 ? x.toPrecision(3) : x.toExponential(2);
+}
+
+function signed(x: number): string {
+  return x > 0 ? `+${formatNumber(x)}` : formatNumber(x);
+}
+
+/** One block per tree, roots first; children indented with box-drawing characters. */
+export function renderTerminal(result: LineageResult): string {
+  const { children, edgeTo } = indexEdges(result);
+  const lines: string[] = [];
+  for (const tree of result.trees) {
+    if (lines.length) lines.push('');
+    lines.push(tree.root);
+    const walk = (node: string, prefix: string): void => {
+      const kids = children.get(node) ?? [];
+      kids.forEach((child, i) => {
+        const last = i === kids.length - 1;
+        const edge = edgeTo.get(child)!;
+        lines.push(
+          `${prefix}${last ? '└── ' : '├── '}${child}  ${edgeLabel(edge)}  d=${formatNumber(edge.distance)}  margin=${signed(edge.directionMargin)}`,
+        );
+        walk(child, prefix + (last ? '    ' : '│   '));
+      });
+    };
+    walk(tree.root, '');
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function renderDot(result: LineageResult): string {
+  const quote = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+  const lines = ['digraph lineage {', '  rankdir=TB;', '  node [shape=box, fontname="Helvetica"];'];
+  result.trees.forEach((tree, t) => {
+    lines.push(`  subgraph cluster_${t} {`, `    label=${quote(`tree ${t + 1}`)};`);
+    for (const member of tree.members) lines.push(`    ${quote(member)};`);
+    lines.push('  }');
+  });
+  for (const edge of result.edges) {
+    const label = `${edgeLabel(edge)}\nd=${formatNumber(edge.distance)} margin=${signed(edge.directionMargin)}`;
+    const style = edge.kind === 'lora' ? 'dashed' : 'solid';
+    lines.push(`  ${quote(edge.parent)} -> ${quote(edge.child)} [label=${quote(label)}, style=${style}];`);
+  }
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+/** Mermaid flowchart text; node ids are positional (m0, m1, ...) since names may hold any character. */
+export function renderMermaid(result: LineageResult): string {
+  const text = (s: string) => `"${s.replace(/"/g, '#quot;')}"`;
+  const ids = new Map<string, string>();
+  const lines = ['graph TD'];
+  for (const tree of result.trees) {
+    for (const member of tree.members) {
+      const id = `m${ids.size}`;
+      ids.set(member, id);
+      lines.push(`  ${id}[${text(member)}]`);
+    }
+  }
+  for (const edge of result.edges) {
+    const arrow = edge.kind === 'lora' ? '-.->' : '-->';
+    lines.push(`  ${ids.get(edge.parent)} ${arrow}|${text(`${edgeLabel(edge)} d=${formatNumber(edge.distance)}`)}| ${ids.get(edge.child)}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The JSON contract, pretty-printed. */
+export function renderJson(result: LineageResult): string {
+  return JSON.stringify(result, null, 2) + '\n';
+}
+
+function indexEdges(result: LineageResult) {
+  const children = new Map<string, string[]>();
+  const edgeTo = new Map<string, LineageEdge>();
+  for (const edge of result.edges) {
+    const list = children.get(edge.parent);
+    if (list) list.push(edge.child);
+    else children.set(edge.parent, [edge.child]);
+    edgeTo.set(edge.child, edge);
+  }
+  return { children, edgeTo };
+}

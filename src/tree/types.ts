@@ -1,0 +1,38 @@
+/**
+ * The JSON contract of `lineage tree`: what both methods return and every rendering reads.
+ * Model names are whatever the caller gave; nothing here depends on input order.
+ */
+
+export type EdgeKind = 'lora' | 'full';
+
+export interface LineageEdge {
+  readonly parent: string;
+  readonly child: string;
+  /** "lora": the weight delta is low rank; "full": a dense (full fine-tune) delta. */
+  readonly kind: EdgeKind;
+  /** LoRA rank read off the delta (the rank most adapted matrices agree on); null for full. */
+  readonly rank: number | null;
+  /** Modules the low-rank delta touches (e.g. ["q_proj", "v_proj"]); empty for full. */
+  readonly modules: readonly string[];
+  /** The pair's distance as the method measured it (see the method for its unit). */
+  readonly distance: number;
+  /**
+   * Kurtosis evidence for this direction: ku(parent) - ku(child) under the "kurtosis falls
+   * during fine-tuning" rule (sign flipped when kurtosis rises). Positive: the direction
+   * agrees with the evidence; negative: it was chosen against it for a cheaper tree.
+   */
+  readonly directionMargin: number;
+}
+
+export interface LineageTree {
+  readonly root: string;
+  /** Members in tree order: root first, then depth-first with children sorted by name. */
+  readonly members: readonly string[];
+}
+
+export interface LineageResult {
+  readonly method: 'lineage' | 'mother';
+  readonly trees: readonly LineageTree[];
+  /** Edges in the trees' order, each tree depth-first. */
+  readonly edges: readonly LineageEdge[];
+}
