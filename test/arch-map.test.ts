@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadInputError } from '../src/io/errors.js';
 import { compareArchitectures, layerRoleRef, mapModel, readRole, roleShape } from '../src/arch/map.js';
-import { FakeSource } from './arch-fake-source.test.js';
+import { FakeSource } from './arch-fake-source.js';
 
 type Specs = Record<string, readonly number[]>;
 
@@ -258,4 +258,10 @@ test('compareArchitectures: nothing for twins, plain words for differences', () 
   ]);
   const deeper = mapModel(new FakeSource(llamaSpecs({ layers: 3 }), { ...LLAMA_CONFIG, num_hidden_layers: 3 }));
   assert.deepEqual(compareArchitectures(a, deeper), ['layer count differs: 2 vs 3']);
+});
+
+test('fake source slices rows of its known values', () => {
+  const source = new FakeSource({ a: [2, 2], b: [4, 3] });
+  assert.deepEqual([...source.readRows('b', 1, 3)], [100003, 100004, 100005, 100006, 100007, 100008]);
+  assert.deepEqual([...source.rowBlocks('b')].map((b) => [b.rowStart, b.rowEnd]), [[0, 3], [3, 4]]);
 });

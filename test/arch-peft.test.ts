@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadInputError } from '../src/io/errors.js';
 import { describeAdapter, isAdapter, mapAdapter } from '../src/arch/peft.js';
-import { FakeSource } from './arch-fake-source.test.js';
+import { FakeSource } from './arch-fake-source.js';
 
 const P = 'base_model.model.model.layers.';
 
