@@ -108,31 +108,47 @@ function countPatterns(patterns: Uint16Array | Uint8Array, counts: Uint32Array):
   for (let i = 0; i < n; i++) counts[patterns[i]!]!++;
 }
 
-/** Exact-as-float64 shifted power sums of a histogram over decoded values, shifted by its mean. */
+/**
+ * Shifted power sums of a histogram over decoded values, shifted by its mean. Sums are
+ * compensated (Neumaier): odd sums cancel heavily and the bins are few, so this is nearly free.
+ */
 function sumsFromHistogram(counts: Uint32Array, table: Float32Array, info: TensorInfo): MomentSums {
   let n = 0;
-  let total = 0;
+  const total = new CompensatedSum();
   for (let code = 0; code < counts.length; code++) {
     const c = counts[code]!;
     if (c === 0) continue;
     const v = table[code]!;
     if (v - v !== 0) throw new BadInputError(`non-finite weight ${v} (${c} elements)`, { file: info.file, tensor: info.name });
     n += c;
-    total += c * v;
+    total.add(c * v);
   }
-  const shift = n > 0 ? total / n : null;
-  let s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+  const shift = n > 0 ? total.value() / n : null;
+  const s1 = new CompensatedSum(), s2 = new CompensatedSum(), s3 = new CompensatedSum(), s4 = new CompensatedSum();
   for (let code = 0; code < counts.length; code++) {
     const c = counts[code]!;
     if (c === 0) continue;
     const d = table[code]! - (shift as number);
     const d2 = d * d;
-    s1 += c * d;
-    s2 += c * d2;
-    s3 += c * d2 * d;
-    s4 += c * d2 * d2;
+    s1.add(c * d);
+    s2.add(c * d2);
+    s3.add(c * d2 * d);
+    s4.add(c * d2 * d2);
   }
-  return { shift, n, s1, s2, s3, s4 };
+  return { shift, n, s1: s1.value(), s2: s2.value(), s3: s3.value(), s4: s4.value() };
+}
+
+class CompensatedSum {
+  private sum = 0;
+  private compensation = 0;
+  add(x: number): void {
+    const t = this.sum + x;
+    this.compensation += Math.abs(this.sum) >= Math.abs(x) ? (this.sum - t) + x : (x - t) + this.sum;
+    this.sum = t;
+  }
+  value(): number {
+    return this.sum + this.compensation;
+  }
 }
 
 /** Merge per-unit sums in unit order: per tensor, then overall in tensor order. */
