@@ -116,3 +116,31 @@ test('wardClusters matches hand-computed Lance-Williams merges', () => {
   assert.deepEqual(wardClusters(d, 5), [[0], [1], [2], [3], [4]]);
   assert.throws(() => wardClusters(d, 0), RangeError);
 });
+
+test('recoverMother with keys does not depend on input order or names, even on ties', () => {
+  // Three equidistant models with equal kurtosis: every tree ties, only the keys decide.
+  const keys = ['k2', 'k0', 'k1', 'k3'];
+  const distance = [
+    [0, 1, 1, 9],
+    [1, 0, 1, 9],
+    [1, 1, 0, 9],
+    [9, 9, 9, 0],
+  ];
+  const kurtosis = [2, 2, 2, 1];
+  const byKey = (names: readonly string[], ks: readonly string[], result: ReturnType<typeof recoverMother>) =>
+    result.edges.map((e) => `${ks[names.indexOf(e.parent)]}>${ks[names.indexOf(e.child)]}`).sort();
+  const names = ['a', 'b', 'c', 'd'];
+  const reference = byKey(names, keys, recoverMother({ names, tieKeys: keys, kind: 'full', distance, kurtosis }, { trees: 1 }));
+  for (const perm of [[3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]]) {
+    const newNames = perm.map((i) => `z${9 - i}`);
+    const newKeys = perm.map((i) => keys[i]!);
+    const result = recoverMother({
+      names: newNames,
+      tieKeys: newKeys,
+      kind: 'full',
+      distance: perm.map((i) => perm.map((j) => distance[i]![j]!)),
+      kurtosis: perm.map((i) => kurtosis[i]!),
+    });
+    assert.deepEqual(byKey(newNames, newKeys, result), reference, `perm ${perm}`);
+  }
+});
