@@ -1,11 +1,13 @@
 /**
  * One streaming moments pass over every floating-point weight of a model, on all cores.
  *
- * The model is cut into units (element ranges of one tensor, up to 64 MiB); workers each open
- * the model themselves and take units as they finish. Every unit yields its own MomentSums and
- * the main thread merges them in unit order, so the result does not depend on the worker count.
- * 1- and 2-byte floats are counted into a histogram of bit patterns (one increment per element,
- * no decode) and the unit's sums come from the at most 65,536 distinct values exactly.
+ * The model is cut into units (element ranges of one tensor, 16 MiB of payload at most);
+ * workers each open the model themselves and take units as they finish. Every unit yields its
+ * own MomentSums and the main thread merges them in unit order, so results are bit-identical
+ * whatever the worker count. Within a unit, 1- and 2-byte floats are decoded through their
+ * lookup table inside the moments loop (no intermediate float32 array); power sums are taken
+ * in blocks of 4,096 and the block sums added with compensation, so accuracy does not decay
+ * with tensor size.
  */
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -22,6 +24,8 @@ export interface ScanOptions {
   readonly tensorFilter?: (info: TensorInfo) => boolean;
   /** Read buffer per worker (default 16 MiB). */
   readonly bufferBytes?: number;
+  /** Largest unit of work (default SCAN_UNIT_BYTES); results depend on it, not on `workers`. */
+  readonly unitBytes?: number;
 }
 
 export interface ScanResult {
@@ -39,14 +43,13 @@ export interface ScanUnit {
   readonly elemCount: number;
 }
 
-const MIN_UNIT_BYTES = 1024 * 1024;
-const MAX_UNIT_BYTES = 64 * 1024 * 1024;
+/** Fixed, not derived from the worker count: the same units give the same rounding. */
+export const SCAN_UNIT_BYTES = 16 * 1024 * 1024;
 
-/** Cut the selected tensors into units small enough to keep every worker busy to the end. */
-export function planScanUnits(tensors: Iterable<TensorInfo>, workers: number, filter?: (info: TensorInfo) => boolean): ScanUnit[] {
+/** Cut the selected floating-point tensors into units of at most SCAN_UNIT_BYTES, in tensor order. */
+export function planScanUnits(tensors: Iterable<TensorInfo>, filter?: (info: TensorInfo) => boolean, unitBytes = SCAN_UNIT_BYTES): ScanUnit[] {
   const selected = [...tensors].filter((t) => isFloatDType(t.dtype) && (filter ? filter(t) : true));
-  const total = selected.reduce((sum, t) => sum + t.byteLength, 0);
-  const target = Math.min(MAX_UNIT_BYTES, Math.max(MIN_UNIT_BYTES, Math.ceil(total / (Math.max(1, workers) * 8))));
+  const target = unitBytes;
   const units: ScanUnit[] = [];
   for (const info of selected) {
     const count = elementCount(info);
@@ -60,95 +63,107 @@ export function planScanUnits(tensors: Iterable<TensorInfo>, workers: number, fi
 
 /** Reusable per-thread memory for scanUnit. */
 export interface ScanScratch {
-  readonly counts: Uint32Array;
+  /** Decoded chunk, only used to locate a non-finite weight. */
   readonly values: Float32Array;
 }
 
 export function createScanScratch(bufferBytes: number): ScanScratch {
-  return { counts: new Uint32Array(65536), values: new Float32Array(Math.ceil(bufferBytes / 2)) };
+  return { values: new Float32Array(Math.ceil(bufferBytes)) };
 }
+
+const BLOCK = 4096;
 
 /** Moment sums of one unit. Throws BadInputError "non-finite weight" on NaN or infinity. */
 export function scanUnit(source: SafetensorsSource, unit: ScanUnit, scratch: ScanScratch): MomentSums {
   const info = source.info(unit.tensor);
   const table = decodeTable(info.dtype);
-  if (table && unit.elemCount >= table.length) {
-    const counts = scratch.counts.subarray(0, table.length);
-    counts.fill(0);
-    for (const chunk of source.rawChunks(unit.tensor, unit.elemStart, unit.elemCount)) {
-      const { buffer, byteOffset } = chunk.bytes;
-      if (table.length === 65536) countPatterns(new Uint16Array(buffer, byteOffset, chunk.elemCount), counts);
-      else countPatterns(new Uint8Array(buffer, byteOffset, chunk.elemCount), counts);
-    }
-    return sumsFromHistogram(counts, table, info);
-  }
-  const acc = new MomentAccumulator();
+  const sums = new BlockedSums();
   for (const chunk of source.rawChunks(unit.tensor, unit.elemStart, unit.elemCount)) {
     const { buffer, byteOffset } = chunk.bytes;
-    let values: ArrayLike<number>;
-    if (info.dtype === 'F32') values = new Float32Array(buffer, byteOffset, chunk.elemCount);
-    else if (info.dtype === 'F64') values = new Float64Array(buffer, byteOffset, chunk.elemCount);
-    else {
-      const decoded = scratch.values.length >= chunk.elemCount ? scratch.values : new Float32Array(chunk.elemCount);
-      decodeInto(info.dtype, chunk.bytes, chunk.elemCount, decoded, 0);
-      values = decoded;
+    const count = chunk.elemCount;
+    if (table) {
+      const codes = table.length === 65536 ? new Uint16Array(buffer, byteOffset, count) : new Uint8Array(buffer, byteOffset, count);
+      sums.add(count, (from, to, shift, out) => codedPowerSums(codes, table, shift, from, to, out));
+    } else {
+      const values = info.dtype === 'F64' ? new Float64Array(buffer, byteOffset, count) : new Float32Array(buffer, byteOffset, count);
+      sums.add(count, (from, to, shift, out) => valuePowerSums(values, shift, from, to, out));
     }
-    acc.add(values, 0, chunk.elemCount);
-    // Power sums of finite float32/float64 weights stay finite, so this catches NaN/inf exactly.
-    const sums = acc.toSums();
-    if (!Number.isFinite(sums.s4) || !Number.isFinite(sums.s1)) {
-      assertFinite(values, info.file, info.name, chunk.elemStart, chunk.elemCount);
+    if (!sums.finite()) {
+      // Find the culprit. Huge finite F64 weights can overflow the fourth power; those pass.
+      let values: ArrayLike<number>;
+      if (info.dtype === 'F64' || info.dtype === 'F32') values = info.dtype === 'F64' ? new Float64Array(buffer, byteOffset, count) : new Float32Array(buffer, byteOffset, count);
+      else {
+        values = scratch.values.length >= count ? scratch.values : new Float32Array(count);
+        decodeInto(info.dtype, chunk.bytes, count, values as Float32Array, 0);
+      }
+      assertFinite(values, info.file, info.name, chunk.elemStart, count);
     }
   }
-  return acc.toSums();
+  return sums.result();
 }
 
-function countPatterns(patterns: Uint16Array | Uint8Array, counts: Uint32Array): void {
-  const n = patterns.length;
-  for (let i = 0; i < n; i++) counts[patterns[i]!]!++;
-}
+type BlockKernel = (from: number, to: number, shift: number, out: Float64Array) => void;
 
 /**
- * Shifted power sums of a histogram over decoded values, shifted by its mean. Sums are
- * compensated (Neumaier): odd sums cancel heavily and the bins are few, so this is nearly free.
+ * Power sums of (x - shift), shift = mean of the unit's first block. Each block's sums are
+ * added to the totals with Neumaier compensation.
  */
-function sumsFromHistogram(counts: Uint32Array, table: Float32Array, info: TensorInfo): MomentSums {
-  let n = 0;
-  const total = new CompensatedSum();
-  for (let code = 0; code < counts.length; code++) {
-    const c = counts[code]!;
-    if (c === 0) continue;
-    const v = table[code]!;
-    if (v - v !== 0) throw new BadInputError(`non-finite weight ${v} (${c} elements)`, { file: info.file, tensor: info.name });
-    n += c;
-    total.add(c * v);
+class BlockedSums {
+  private shift: number | null = null;
+  private n = 0;
+  private readonly partial = new Float64Array(4);
+  private readonly totals = new Float64Array(4);
+  private readonly compensation = new Float64Array(4);
+
+  add(count: number, kernel: BlockKernel): void {
+    const partial = this.partial, totals = this.totals, compensation = this.compensation;
+    for (let from = 0; from < count; from += BLOCK) {
+      const to = Math.min(count, from + BLOCK);
+      if (this.shift === null) {
+        kernel(from, to, 0, partial);
+        this.shift = partial[0]! / (to - from);
+      }
+      kernel(from, to, this.shift, partial);
+      for (let k = 0; k < 4; k++) {
+        const x = partial[k]!, sum = totals[k]!;
+        const t = sum + x;
+        compensation[k]! += Math.abs(sum) >= Math.abs(x) ? (sum - t) + x : (x - t) + sum;
+        totals[k] = t;
+      }
+      this.n += to - from;
+    }
   }
-  const shift = n > 0 ? total.value() / n : null;
-  const s1 = new CompensatedSum(), s2 = new CompensatedSum(), s3 = new CompensatedSum(), s4 = new CompensatedSum();
-  for (let code = 0; code < counts.length; code++) {
-    const c = counts[code]!;
-    if (c === 0) continue;
-    const d = table[code]! - (shift as number);
-    const d2 = d * d;
-    s1.add(c * d);
-    s2.add(c * d2);
-    s3.add(c * d2 * d);
-    s4.add(c * d2 * d2);
+
+  finite(): boolean {
+    return Number.isFinite(this.totals[1]! + this.totals[3]!);
   }
-  return { shift, n, s1: s1.value(), s2: s2.value(), s3: s3.value(), s4: s4.value() };
+
+  result(): MomentSums {
+    const s = (k: number) => this.totals[k]! + this.compensation[k]!;
+    return { shift: this.shift, n: this.n, s1: s(0), s2: s(1), s3: s(2), s4: s(3) };
+  }
 }
 
-class CompensatedSum {
-  private sum = 0;
-  private compensation = 0;
-  add(x: number): void {
-    const t = this.sum + x;
-    this.compensation += Math.abs(this.sum) >= Math.abs(x) ? (this.sum - t) + x : (x - t) + this.sum;
-    this.sum = t;
+// The two kernels differ only in how an element is fetched; a shared callback would cost V8
+// an indirect call per element, which is most of the time here.
+function codedPowerSums(codes: Uint16Array | Uint8Array, table: Float32Array, shift: number, from: number, to: number, out: Float64Array): void {
+  let s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+  for (let i = from; i < to; i++) {
+    const d = table[codes[i]!]! - shift;
+    const d2 = d * d;
+    s1 += d; s2 += d2; s3 += d2 * d; s4 += d2 * d2;
   }
-  value(): number {
-    return this.sum + this.compensation;
+  out[0] = s1; out[1] = s2; out[2] = s3; out[3] = s4;
+}
+
+function valuePowerSums(values: Float32Array | Float64Array, shift: number, from: number, to: number, out: Float64Array): void {
+  let s1 = 0, s2 = 0, s3 = 0, s4 = 0;
+  for (let i = from; i < to; i++) {
+    const d = values[i]! - shift;
+    const d2 = d * d;
+    s1 += d; s2 += d2; s3 += d2 * d; s4 += d2 * d2;
   }
+  out[0] = s1; out[1] = s2; out[2] = s3; out[3] = s4;
 }
 
 /** Merge per-unit sums in unit order: per tensor, then overall in tensor order. */
@@ -181,7 +196,7 @@ export async function scanMoments(modelPath: string, options: ScanOptions = {}):
   const source = openTensorSource(modelPath, { bufferBytes: options.bufferBytes });
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   const requested = options.workers ?? cores;
-  const units = planScanUnits(source.tensors.values(), Math.max(1, requested), options.tensorFilter);
+  const units = planScanUnits(source.tensors.values(), options.tensorFilter, options.unitBytes);
   const tensorOrder = [...new Set(
     [...source.tensors.values()].filter((t) => isFloatDType(t.dtype) && (options.tensorFilter ? options.tensorFilter(t) : true)).map((t) => t.name),
   )];
