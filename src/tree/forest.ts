@@ -13,7 +13,7 @@
  *   rankSum is the paper's LoRA distance (sum of the ranks over the compared matrices).
  * - dense pair: 1 + distance / (largest dense distance of the tree), in (1, 2]. A pair that
  *   differs by a low-rank delta is always nearer than a pair that differs densely: only
- *   LoRA parents/children and LoRA siblings can be low-rank apart.
+ *   models joined by LoRA steps alone (parent, child, siblings, chains) are low-rank apart.
  * - direction: + lambda * mean(cost) when the kurtosis margin says the edge points the wrong
  *   way (the paper's T term), + half of that when the margin is exactly zero.
  * Pairs without evidence cannot be edges. Ties are broken by the models' keys.
