@@ -1,0 +1,167 @@
+import { type Matrix, zeros } from './matrix.js';
+import { euclideanNorm, transpose } from './ops.js';
+
+/*
+ * Householder QR. Work happens on the transpose (each column of A is a contiguous row), so
+ * every reflector application is a dot product plus an axpy over contiguous memory.
+ */
+
+/** Compact Householder factorisation of a column-stored m×n matrix (LAPACK dgeqrf/dgeqp3 layout). */
+export interface HouseholderFactors {
+  readonly m: number;
+  readonly n: number;
+  /** Column j at [j*m, (j+1)*m): R above/on the diagonal, reflector tails below it. */
+  readonly columns: Float64Array;
+  /** Reflector H_j = I − tau_j·v_j·v_jᵀ with v_j = (0..0, 1, tail). */
+  readonly tau: Float64Array;
+  /** Column j of the factored matrix is column permutation[j] of the input (identity without pivoting). */
+  readonly permutation: Int32Array;
+}
+
+/**
+ * Factor column-stored data in place. With pivoting, the remaining column of largest norm
+ * goes next (dgeqp3), so |R_jj| decreases, which grades R for Jacobi SVD and rank decisions.
+ */
+export function householderFactor(columns: Float64Array, m: number, n: number, pivot: boolean): HouseholderFactors {
+  const k = Math.min(m, n);
+  const tau = new Float64Array(k);
+  const permutation = new Int32Array(n);
+  for (let j = 0; j < n; j++) permutation[j] = j;
+  const norms = new Float64Array(n);
+  const referenceNorms = new Float64Array(n);
+  if (pivot) {
+    for (let j = 0; j < n; j++) norms[j] = referenceNorms[j] = euclideanNorm(columns, j * m, (j + 1) * m);
+  }
+  const rescaleTolerance = Math.sqrt(Number.EPSILON);
+  for (let j = 0; j < k; j++) {
+    if (pivot) {
+      let best = j;
+      for (let c = j + 1; c < n; c++) if (norms[c]! > norms[best]!) best = c;
+      if (best !== j) {
+        const a = j * m, b = best * m;
+        for (let i = 0; i < m; i++) {
+          const t = columns[a + i]!;
+          columns[a + i] = columns[b + i]!;
+          columns[b + i] = t;
+        }
+        swap(permutation, j, best);
+        swap(norms, j, best);
+        swap(referenceNorms, j, best);
+      }
+    }
+    const col = j * m;
+    const alpha = columns[col + j]!;
+    const tailNorm = euclideanNorm(columns, col + j + 1, col + m);
+    if (tailNorm === 0) {
+      tau[j] = 0; // already upper triangular in this column: H_j = I
+    } else {
+      const norm = Math.hypot(alpha, tailNorm);
+      const beta = alpha >= 0 ? -norm : norm;
+      const inv = 1 / (alpha - beta);
+      for (let i = j + 1; i < m; i++) columns[col + i]! *= inv;
+      tau[j] = (beta - alpha) / beta;
+      columns[col + j] = beta;
+      const t = tau[j]!;
+      for (let c = j + 1; c < n; c++) {
+        const other = c * m;
+        let w = columns[other + j]!;
+        for (let i = j + 1; i < m; i++) w += columns[col + i]! * columns[other + i]!;
+        w *= t;
+        columns[other + j]! -= w;
+        for (let i = j + 1; i < m; i++) columns[other + i]! -= w * columns[col + i]!;
+      }
+    }
+    if (pivot) {
+      for (let c = j + 1; c < n; c++) {
+        if (norms[c] === 0) continue;
+        const ratio = Math.abs(columns[c * m + j]!) / norms[c]!;
+        const remaining = Math.max(0, (1 - ratio) * (1 + ratio));
+        const estimate = norms[c]! * Math.sqrt(remaining);
+        // Downdating loses accuracy once most of the norm is gone: recompute then.
+        norms[c] = estimate / referenceNorms[c]! < rescaleTolerance
+          ? (referenceNorms[c] = euclideanNorm(columns, c * m + j + 1, (c + 1) * m))
+          : estimate;
+      }
+    }
+  }
+  return { m, n, columns, tau, permutation };
+}
+
+function swap(a: Float64Array | Int32Array, i: number, j: number): void {
+  const t = a[i]!;
+  a[i] = a[j]!;
+  a[j] = t;
+}
+
+/** The k×n upper-triangular (trapezoidal when wide) R, row-major, k = min(m, n). */
+export function extractR(f: HouseholderFactors): Matrix {
+  const k = Math.min(f.m, f.n);
+  const r = zeros(k, f.n);
+  for (let i = 0; i < k; i++) {
+    for (let j = i; j < f.n; j++) r.data[i * f.n + j] = f.columns[j * f.m + i]!;
+  }
+  return r;
+}
+
+/**
+ * The first `count` columns of Q = H_0·H_1···H_{k−1}, column-stored (count×m), built backwards
+ * so each reflector only touches the part that is not still identity.
+ */
+export function formQColumns(f: HouseholderFactors, count: number): Float64Array {
+  const { m, columns, tau } = f;
+  const k = Math.min(f.m, f.n);
+  const q = new Float64Array(count * m);
+  for (let c = 0; c < count; c++) q[c * m + c] = 1;
+  for (let j = k - 1; j >= 0; j--) {
+    const t = tau[j]!;
+    if (t === 0) continue;
+    const v = j * m;
+    for (let c = j; c < count; c++) {
+      const qc = c * m;
+      let w = q[qc + j]!;
+      for (let i = j + 1; i < m; i++) w += columns[v + i]! * q[qc + i]!;
+      w *= t;
+      q[qc + j]! -= w;
+      for (let i = j + 1; i < m; i++) q[qc + i]! -= w * columns[v + i]!;
+    }
+  }
+  return q;
+}
+
+export interface QR {
+  /** m×k with orthonormal columns, k = min(m, n). */
+  readonly q: Matrix;
+  /** k×n upper triangular (k×k for tall input). */
+  readonly r: Matrix;
+}
+
+export interface PivotedQR extends QR {
+  /** A[:, permutation] = Q·R. */
+  readonly permutation: Int32Array;
+}
+
+function factorAndForm(a: Matrix, pivot: boolean): PivotedQR {
+  const f = householderFactor(transpose(a).data, a.rows, a.cols, pivot);
+  const k = Math.min(a.rows, a.cols);
+  const q = transpose({ rows: k, cols: a.rows, data: formQColumns(f, k) });
+  return { q, r: extractR(f), permutation: f.permutation };
+}
+
+/** Thin Householder QR: A = Q·R. */
+export function qr(a: Matrix): QR {
+  const { q, r } = factorAndForm(a, false);
+  return { q, r };
+}
+
+/** Householder QR with column pivoting: A[:, permutation] = Q·R, |R_jj| non-increasing. */
+export function qrPivoted(a: Matrix): PivotedQR {
+  return factorAndForm(a, true);
+}
+
+/**
+ * An orthonormal basis (m×min(m,n)) whose first j columns span A's first j columns, for every
+ * j where those are independent. Dependent columns still yield orthonormal (arbitrary) columns.
+ */
+export function orthonormalize(a: Matrix): Matrix {
+  return factorAndForm(a, false).q;
+}
