@@ -61,40 +61,31 @@ export function planScanUnits(tensors: Iterable<TensorInfo>, filter?: (info: Ten
   return units;
 }
 
-/** Reusable per-thread memory for scanUnit. */
-export interface ScanScratch {
-  /** Decoded chunk, only used to locate a non-finite weight. */
-  readonly values: Float32Array;
-}
-
-export function createScanScratch(bufferBytes: number): ScanScratch {
-  return { values: new Float32Array(Math.ceil(bufferBytes)) };
-}
-
 const BLOCK = 4096;
 
 /** Moment sums of one unit. Throws BadInputError "non-finite weight" on NaN or infinity. */
-export function scanUnit(source: SafetensorsSource, unit: ScanUnit, scratch: ScanScratch): MomentSums {
+export function scanUnit(source: SafetensorsSource, unit: ScanUnit): MomentSums {
   const info = source.info(unit.tensor);
   const table = decodeTable(info.dtype);
   const sums = new BlockedSums();
   for (const chunk of source.rawChunks(unit.tensor, unit.elemStart, unit.elemCount)) {
     const { buffer, byteOffset } = chunk.bytes;
     const count = chunk.elemCount;
-    if (table) {
-      const codes = table.length === 65536 ? new Uint16Array(buffer, byteOffset, count) : new Uint8Array(buffer, byteOffset, count);
-      sums.add(count, (from, to, shift, out) => codedPowerSums(codes, table, shift, from, to, out));
+    const wide = table ? null
+      : info.dtype === 'F64' ? new Float64Array(buffer, byteOffset, count) : new Float32Array(buffer, byteOffset, count);
+    if (wide) {
+      sums.add(count, (from, to, shift, out) => valuePowerSums(wide, shift, from, to, out));
     } else {
-      const values = info.dtype === 'F64' ? new Float64Array(buffer, byteOffset, count) : new Float32Array(buffer, byteOffset, count);
-      sums.add(count, (from, to, shift, out) => valuePowerSums(values, shift, from, to, out));
+      const codes = table!.length === 65536 ? new Uint16Array(buffer, byteOffset, count) : new Uint8Array(buffer, byteOffset, count);
+      sums.add(count, (from, to, shift, out) => codedPowerSums(codes, table!, shift, from, to, out));
     }
     if (!sums.finite()) {
       // Find the culprit. Huge finite F64 weights can overflow the fourth power; those pass.
-      let values: ArrayLike<number>;
-      if (info.dtype === 'F64' || info.dtype === 'F32') values = info.dtype === 'F64' ? new Float64Array(buffer, byteOffset, count) : new Float32Array(buffer, byteOffset, count);
-      else {
-        values = scratch.values.length >= count ? scratch.values : new Float32Array(count);
-        decodeInto(info.dtype, chunk.bytes, count, values as Float32Array, 0);
+      let values: ArrayLike<number> | null = wide;
+      if (!values) {
+        const decoded = new Float32Array(count);
+        decodeInto(info.dtype, chunk.bytes, count, decoded, 0);
+        values = decoded;
       }
       assertFinite(values, info.file, info.name, chunk.elemStart, count);
     }
@@ -205,8 +196,7 @@ export async function scanMoments(modelPath: string, options: ScanOptions = {}):
   let bytes: number;
   if (workers <= 0) {
     try {
-      const scratch = createScanScratch(options.bufferBytes ?? 16 * 1024 * 1024);
-      sums = units.map((unit) => scanUnit(source, unit, scratch));
+      sums = units.map((unit) => scanUnit(source, unit));
       bytes = source.bytesRead;
     } finally {
       source.close();

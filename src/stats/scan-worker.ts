@@ -1,7 +1,7 @@
 /** Worker thread of scanMoments: opens the model itself and scans the units it is handed. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openTensorSource, type SafetensorsSource } from '../io/source.js';
-import { createScanScratch, errorReply, scanUnit, type ScanWorkerData, type WorkerReply, type WorkerRequest } from './scan-model.js';
+import { errorReply, scanUnit, type ScanWorkerData, type WorkerReply, type WorkerRequest } from './scan-model.js';
 
 const port = parentPort!;
 const data = workerData as ScanWorkerData;
@@ -10,7 +10,6 @@ const reply = (message: WorkerReply) => port.postMessage(message);
 let source: SafetensorsSource | null = null;
 try {
   source = openTensorSource(data.path, { bufferBytes: data.bufferBytes });
-  const scratch = createScanScratch(data.bufferBytes ?? 16 * 1024 * 1024);
   const opened = source;
   port.on('message', (request: WorkerRequest) => {
     try {
@@ -20,7 +19,7 @@ try {
         port.close();
         return;
       }
-      reply({ type: 'result', id: request.unit.id, sums: scanUnit(opened, request.unit, scratch) });
+      reply({ type: 'result', id: request.unit.id, sums: scanUnit(opened, request.unit) });
     } catch (err) {
       opened.close();
       reply(errorReply(err));
