@@ -1,0 +1,77 @@
+/**
+ * Numerics benchmark: matmul GFLOP/s, SVD and eigen times, assignment times.
+ * Run: npx tsc -p . && node dist/bench/linalg.js [--quick]
+ */
+import { Rng } from '../src/linalg/rng.js';
+import { matmul, matmulTransB } from '../src/linalg/ops.js';
+import { singularValues, svd, randomizedSvd } from '../src/linalg/svd.js';
+import { symmetricEigen } from '../src/linalg/eig.js';
+import { linearAssignment } from '../src/linalg/assignment.js';
+import { gram } from '../src/linalg/ops.js';
+
+const quick = process.argv.includes('--quick');
+const rng = new Rng(1);
+
+function time<T>(label: string, run: () => T, flops?: number): T {
+  const start = performance.now();
+  const result = run();
+  const seconds = (performance.now() - start) / 1000;
+  const rate = flops ? `  ${(flops / seconds / 1e9).toFixed(2)} GFLOP/s` : '';
+  console.log(`${label.padEnd(48)} ${seconds.toFixed(3)} s${rate}`);
+  return result;
+}
+
+function matmulBench(m: number, k: number, n: number): void {
+  const a = rng.gaussianMatrix(m, k), b = rng.gaussianMatrix(k, n);
+  matmul(rng.gaussianMatrix(8, k), b); // warm up the JIT
+  time(`matmul ${m}x${k} · ${k}x${n}`, () => matmul(a, b), 2 * m * n * k);
+}
+
+matmulBench(1024, 1024, 1024);
+matmulBench(4096, 4096, 64);
+{
+  const a = rng.gaussianMatrix(4096, 4096);
+  time('randomizedSvd 4096x4096, k=16 (p=10, q=2)', () => randomizedSvd(a, 16, { rng }));
+}
+{
+  const a = rng.gaussianMatrix(4096, 128);
+  time('svd 4096x128 (vectors)', () => svd(a));
+  time('singularValues 4096x128', () => singularValues(a));
+}
+if (!quick) {
+  const a = rng.gaussianMatrix(1024, 1024);
+  time('singularValues 1024x1024', () => singularValues(a));
+  time('svd 1024x1024 (vectors)', () => svd(a));
+  const s = gram(a).matrix;
+  time('symmetricEigen 1024 (values)', () => symmetricEigen(s, { vectors: false }));
+  time('symmetricEigen 1024 (vectors)', () => symmetricEigen(s));
+}
+{
+  const n = 4096;
+  const cost = new Float64Array(n * n);
+  for (let i = 0; i < cost.length; i++) cost[i] = rng.uniform();
+  time(`assignment n=${n}, uniform costs`, () => linearAssignment(cost, n));
+}
+for (const n of quick ? [4096] : [4096, 11008]) {
+  // Realistic: −correlation between rows of a matrix and a noisy row-permuted copy.
+  const d = 64;
+  const x = rng.gaussianMatrix(n, d);
+  const hidden = rng.permutation(n);
+  const y = rng.gaussianMatrix(n, d, 1);
+  for (let i = 0; i < n; i++) for (let k = 0; k < d; k++) y.data[i * d + k]! += x.data[hidden[i]! * d + k]!;
+  for (const m of [x, y]) {
+    for (let i = 0; i < n; i++) {
+      let mean = 0, ss = 0;
+      for (let k = 0; k < d; k++) mean += m.data[i * d + k]! / d;
+      for (let k = 0; k < d; k++) ss += (m.data[i * d + k]! -= mean) ** 2;
+      for (let k = 0; k < d; k++) m.data[i * d + k]! /= Math.sqrt(ss);
+    }
+  }
+  const correlation = matmulTransB(x, y).data;
+  const cost = new Float32Array(correlation.length);
+  for (let i = 0; i < cost.length; i++) cost[i] = -correlation[i]!;
+  const result = time(`assignment n=${n}, -correlation (noisy permutation)`, () => linearAssignment(cost, n));
+  let recovered = 0;
+  for (let i = 0; i < n; i++) if (hidden[result.rowToCol[i]!] === i) recovered++;
+  console.log(`  recovered ${recovered}/${n}`);
+}

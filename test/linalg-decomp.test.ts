@@ -1,0 +1,123 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/linalg/rng.js';
+import { diagonal, fromRows, zeros } from '../src/linalg/matrix.js';
+import { add, matmul, matmulTransB, sub, frobeniusNorm } from '../src/linalg/ops.js';
+import { orthonormalize, qr, qrPivoted } from '../src/linalg/qr.js';
+import { symmetricEigen, symmetricEigenvalues } from '../src/linalg/eig.js';
+import { randomizedSvd, singularValues, svd, topSingularValue } from '../src/linalg/svd.js';
+import { geometric, maxAbsDiff, orthonormalityError, randomOrthonormal, withSpectrum } from './linalg-helpers.js';
+
+test('QR reconstructs tall and wide matrices with orthonormal Q', () => {
+  const rng = new Rng(10);
+  for (const [m, n] of [[300, 40], [40, 300], [17, 17], [5, 1]] as const) {
+    const a = rng.gaussianMatrix(m, n);
+    const { q, r } = qr(a);
+    const k = Math.min(m, n);
+    assert.equal(q.cols, k);
+    assert.ok(maxAbsDiff(matmul(q, r), a) < 1e-12, `QR reconstruction ${m}x${n}`);
+    assert.ok(orthonormalityError(q) < 1e-12, `Q orthonormal ${m}x${n}`);
+    for (let i = 0; i < k; i++) for (let j = 0; j < i; j++) assert.equal(r.data[i * n + j], 0);
+  }
+});
+
+test('pivoted QR orders |R_jj| and reveals rank; orthonormalize spans the input', () => {
+  const rng = new Rng(11);
+  const a = withSpectrum(rng, 80, 30, geometric(6, 1e-3)); // rank 6
+  const { q, r, permutation } = qrPivoted(a);
+  // Ordering holds exactly through the signal; past rank 6 the diagonal is rounding noise.
+  for (let j = 1; j <= 6; j++) assert.ok(Math.abs(r.data[j * 30 + j]!) <= Math.abs(r.data[(j - 1) * 30 + j - 1]!) * (1 + 1e-12));
+  assert.ok(Math.abs(r.data[6 * 30 + 6]!) < 1e-13, 'trailing block is numerically zero');
+  const permuted = zeros(80, 30);
+  for (let i = 0; i < 80; i++) for (let j = 0; j < 30; j++) permuted.data[i * 30 + j] = a.data[i * 30 + permutation[j]!]!;
+  assert.ok(maxAbsDiff(matmul(q, r), permuted) < 1e-13);
+  const basis = orthonormalize(rng.gaussianMatrix(50, 8));
+  assert.ok(orthonormalityError(basis) < 1e-13);
+});
+
+test('symmetric eigen recovers known spectra and vectors', () => {
+  const rng = new Rng(12);
+  for (const n of [1, 2, 3, 40, 150]) {
+    const expected = Float64Array.from({ length: n }, (_, i) => (i % 3 === 0 ? -1 : 1) * (1 + i) * 0.37);
+    const v = randomOrthonormal(rng, n, n);
+    const a = matmulTransB(matmul(v, diagonal(expected)), v);
+    const { values, vectors } = symmetricEigen(a);
+    const sorted = [...expected].sort((x, y) => y - x);
+    for (let i = 0; i < n; i++) assert.ok(Math.abs(values[i]! - sorted[i]!) < 1e-12 * n, `eigenvalue ${i} of ${n}`);
+    assert.ok(orthonormalityError(vectors!) < 1e-12);
+    assert.ok(maxAbsDiff(matmul(a, vectors!), matmul(vectors!, diagonal(values))) < 1e-11);
+    assert.deepEqual([...symmetricEigenvalues(a)], [...values]);
+  }
+  // Repeated eigenvalues and an exactly diagonal input.
+  const repeated = symmetricEigenvalues(fromRows([[2, 0, 0], [0, 5, 0], [0, 0, 2]]));
+  assert.deepEqual([...repeated], [5, 2, 2]);
+  assert.throws(() => symmetricEigen(zeros(2, 3)), RangeError);
+});
+
+function assertSvdMatches(a: ReturnType<typeof zeros>, expected: ArrayLike<number>, label: string): void {
+  const k = Math.min(a.rows, a.cols);
+  const sorted = Float64Array.from(expected).sort().reverse();
+  const result = svd(a);
+  const { u, s, v } = result;
+  assert.equal(s.length, k);
+  for (let i = 0; i < k; i++) {
+    const truth = sorted[i] ?? 0;
+    // Rounding A (entries ~1/√n) moves every σ by ~eps·σ_max, so small σ are held to that floor.
+    const allowed = Math.max(1e-10 * truth, 1e-13 * (sorted[0] ?? 0));
+    assert.ok(Math.abs(s[i]! - truth) <= allowed, `${label}: σ${i} = ${s[i]} vs ${truth}`);
+  }
+  assert.ok(orthonormalityError(u!) < 1e-12, `${label}: U orthonormal`);
+  assert.ok(orthonormalityError(v!) < 1e-12, `${label}: V orthonormal`);
+  assert.ok(maxAbsDiff(matmulTransB(matmul(u!, diagonal(s)), v!), a) < 1e-13, `${label}: U·S·Vᵀ = A`);
+  assert.deepEqual([...singularValues(a)].map((x) => x.toPrecision(8)), [...s].map((x) => x.toPrecision(8)));
+}
+
+test('SVD: singular values to 1e-10 relative on known spectra, tall, wide, square', () => {
+  const rng = new Rng(13);
+  const moderate = geometric(40, 1e-4);
+  assertSvdMatches(withSpectrum(rng, 300, 40, moderate), moderate, 'tall 300x40');
+  assertSvdMatches(withSpectrum(rng, 40, 300, moderate), moderate, 'wide 40x300');
+  const wideRange = geometric(40, 1e-8);
+  assertSvdMatches(withSpectrum(rng, 300, 40, wideRange), wideRange, 'tall 1e-8..1');
+  assertSvdMatches(withSpectrum(rng, 40, 300, wideRange), wideRange, 'wide 1e-8..1');
+  const square = geometric(60, 1e-6);
+  assertSvdMatches(withSpectrum(rng, 60, 60, square), square, 'square 60');
+  // Strict relative check where the input's own rounding allows it (σ ≥ 1e-4).
+  const s = singularValues(withSpectrum(rng, 300, 40, moderate));
+  for (let i = 0; i < 40; i++) assert.ok(Math.abs(s[i]! / moderate[i]! - 1) < 1e-10, `relative σ${i}`);
+});
+
+test('SVD: rank-deficient, repeated values, zero matrix, tiny shapes', () => {
+  const rng = new Rng(14);
+  assertSvdMatches(withSpectrum(rng, 120, 30, [5, 4, 3, 2, 1]), [5, 4, 3, 2, 1], 'rank 5 tall');
+  assertSvdMatches(withSpectrum(rng, 30, 120, [2, 2, 2, 1e-3]), [2, 2, 2, 1e-3], 'rank 4 wide repeated');
+  assertSvdMatches(zeros(6, 4), [], 'zero');
+  assertSvdMatches(fromRows([[3]]), [3], '1x1');
+  assertSvdMatches(fromRows([[3, 4]]), [5], '1x2');
+  const { s } = svd(fromRows([[2, 0], [0, -3]]));
+  assert.deepEqual([...s], [3, 2]);
+});
+
+test('randomized SVD finds the top-k of low rank plus noise within 1e-6', () => {
+  const rng = new Rng(15);
+  const m = 400, n = 250, k = 8;
+  const spectrum = Float64Array.from({ length: k }, (_, i) => 100 / (i + 1));
+  const noise = rng.gaussianMatrix(m, n, 1e-4);
+  const a = add(withSpectrum(rng, m, n, spectrum), noise);
+  const exact = singularValues(a);
+  const approx = randomizedSvd(a, k, { rng: new Rng(1), oversample: 10, powerIters: 2 });
+  for (let i = 0; i < k; i++) assert.ok(Math.abs(approx.s[i]! / exact[i]! - 1) < 1e-6, `σ${i}: ${approx.s[i]} vs ${exact[i]}`);
+  assert.ok(orthonormalityError(approx.u) < 1e-12);
+  assert.ok(orthonormalityError(approx.v) < 1e-12);
+  const residual = sub(a, matmulTransB(matmul(approx.u, diagonal(approx.s)), approx.v));
+  // Best rank-k error is the noise's Frobenius norm (~1e-4·√(mn) ≈ 0.03).
+  assert.ok(frobeniusNorm(residual) < 1.05 * frobeniusNorm(noise));
+  assert.throws(() => randomizedSvd(a, 0), RangeError);
+});
+
+test('topSingularValue by power iteration', () => {
+  const rng = new Rng(16);
+  const a = withSpectrum(rng, 90, 60, [10, 5, 1, 0.5]);
+  assert.ok(Math.abs(topSingularValue(a, { rng: new Rng(2), iters: 200 }) - 10) < 1e-9);
+  assert.equal(topSingularValue(zeros(3, 3)), 0);
+});
