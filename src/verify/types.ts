@@ -1,0 +1,98 @@
+/**
+ * The JSON contract of `lineage verify --json` (schema "model-lineage/verify@1").
+ * Fields are only ever added; existing ones keep their meaning.
+ */
+export type Relation = 'derived' | 'related' | 'unrelated' | 'inconclusive';
+
+/** PEFT module names used for LoRA targets. */
+export type ModuleName = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+
+export interface ModelSummary {
+  readonly name: string;
+  readonly path: string;
+  readonly dtypes: readonly string[];
+  readonly parameters: number;
+  /** Set when the model was given as a PEFT adapter merged lazily onto BASE. */
+  readonly adapter: { readonly rank: number | null; readonly targets: readonly string[] } | null;
+}
+
+/** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
+export interface IndependenceTest {
+  readonly method: string;
+  /** Per layer: Spearman correlation of the neuron matchings from gate and from up rows, and its z. */
+  readonly perLayer: ReadonlyArray<{ readonly layer: number; readonly spearman: number; readonly z: number }>;
+  /** Fisher's chi-square over layers. */
+  readonly statistic: number;
+  readonly pValue: number;
+  readonly log10PValue: number;
+}
+
+export interface ModuleEvidence {
+  readonly module: ModuleName;
+  /** 'unchanged': delta exactly zero or pure storage noise; 'low-rank': rank <= max low rank; 'full': dense. */
+  readonly status: 'unchanged' | 'low-rank' | 'full';
+  /** Numerical rank of the aligned, noise-whitened delta (min(rows, cols) when full). */
+  readonly rank: number;
+  /** ||delta||_F / ||base||_F. */
+  readonly relativeDelta: number;
+  /** Largest singular values of the whitened delta, in units of the noise threshold (1 = threshold). */
+  readonly singularValues: readonly number[];
+  /** Always 1 in those units; kept explicit for plotting. */
+  readonly threshold: number;
+  /** How the threshold was set, e.g. "bulk edge of the storage-rounding noise (bf16)". */
+  readonly thresholdMethod: string;
+}
+
+export interface LayerEvidence {
+  readonly layer: number;
+  readonly modules: readonly ModuleEvidence[];
+  /** Rank of the change of W_v W_o seen through one-token probes (Origin-Tracer); null when not computed. */
+  readonly probeRank: number | null;
+  /** Cosine similarity of the alignment-free invariant products, base vs candidate. */
+  readonly invariants: { readonly qk: number; readonly vo: number };
+}
+
+export interface TransformFound {
+  /** Nothing was done: no permutation and no rescaling found. */
+  readonly identity: boolean;
+  /** Residual-stream dimensions moved by the recovered permutation. */
+  readonly residualPermuted: number;
+  /** Largest |log| of the norm-folding scales recovered (0 = none). */
+  readonly normFoldingMaxLogScale: number;
+  readonly layers: ReadonlyArray<{
+    readonly layer: number;
+    readonly mlpNeuronsPermuted: number;
+    readonly mlpScaleMaxLog: number;
+    readonly kvGroupOrder: readonly number[];
+    readonly queryHeadOrder: readonly number[];
+    readonly qkScaleMaxLog: number;
+    readonly voScaleMaxLog: number;
+  }>;
+  /** One line per kind of transform found, in plain words. */
+  readonly summary: readonly string[];
+}
+
+export interface VerifyResult {
+  readonly schema: 'model-lineage/verify@1';
+  readonly base: ModelSummary;
+  readonly candidate: ModelSummary;
+  readonly relation: Relation;
+  /** One sentence saying why. */
+  readonly reason: string;
+  readonly pValue: number;
+  readonly log10PValue: number;
+  readonly independence: IndependenceTest;
+  /** Mean correlation of matched residual dimensions and neurons after alignment (1 = perfect). */
+  readonly alignmentQuality: number;
+  readonly direction: {
+    /** (||C||^2 - ||B||^2) / ||C - B||^2 over changed matrices: ~1 when C = B + independent update, ~0 for siblings, ~-1 when B descends from C. */
+    readonly normGrowth: number;
+    readonly kurtosisBase: number;
+    readonly kurtosisCandidate: number;
+  };
+  readonly lora: null | { readonly rank: number; readonly targets: readonly ModuleName[]; readonly layers: readonly number[]; readonly stacked: boolean };
+  readonly fullFineTune: boolean;
+  readonly transform: TransformFound;
+  readonly layers: readonly LayerEvidence[];
+  readonly timings: { readonly readSeconds: number; readonly alignSeconds: number; readonly analyseSeconds: number; readonly totalSeconds: number };
+}
