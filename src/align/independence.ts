@@ -1,0 +1,41 @@
+import type { Matrix } from '../linalg/matrix.js';
+import { fisherCombineLogP, normalLogSf, spearman } from '../stats/tests.js';
+import type { IndependenceTest } from '../verify/types.js';
+import { matchRows } from './matching.js';
+
+/** One MLP layer's neuron rows in both models; columns in the same (aligned) residual order. */
+export interface NeuronRows {
+  readonly gateBase: Matrix;
+  readonly upBase: Matrix;
+  readonly gateCandidate: Matrix;
+  readonly upCandidate: Matrix;
+}
+
+/**
+ * Matched-neuron independence test in the spirit of Zhu et al. (ICML 2025): per layer, match the
+ * candidate's neurons to the base's once from gate rows and once from up rows. If the models were
+ * initialised independently the two matchings are unrelated permutations, so their Spearman
+ * correlation rho has mean 0 and variance 1/(n-1); a shared origin makes them agree (rho near 1).
+ * Neuron permutations and up/down rescaling leave the statistic unchanged (matching absorbs the
+ * permutation; correlations ignore positive scale; up uses |corr| so sign flips are folded too).
+ * Layers are combined with Fisher's method; one-sided z = rho * sqrt(n - 1).
+ * Rows may be exact or randomly projected (sketched) rows: projection keeps correlations.
+ */
+export function independenceTest(layers: readonly NeuronRows[]): IndependenceTest {
+  const perLayer = layers.map((l, layer) => {
+    const fromGate = matchRows(l.gateCandidate, l.gateBase, false).permutation;
+    const fromUp = matchRows(l.upCandidate, l.upBase, true).permutation;
+    const n = fromGate.length;
+    const rho = n > 2 ? spearman(fromGate, fromUp) : 0;
+    const z = Number.isFinite(rho) ? rho * Math.sqrt(n - 1) : 0;
+    return { layer, spearman: Number.isFinite(rho) ? rho : 0, z };
+  });
+  const combined = fisherCombineLogP(perLayer.map((l) => normalLogSf(l.z)));
+  return {
+    method: 'matched-neuron Spearman (gate vs up matchings), Fisher-combined over layers',
+    perLayer,
+    statistic: combined.statistic,
+    pValue: combined.p,
+    log10PValue: combined.log10P,
+  };
+}
