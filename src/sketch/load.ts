@@ -1,0 +1,36 @@
+/** Open a model folder, and take its sketch from the cache or make it with one read. */
+import { openTensorSource } from '../io/source.js';
+import { mapModel } from '../arch/map.js';
+import { SketchCache } from './cache.js';
+import { contentFingerprint } from './fingerprint.js';
+import { sketchModel } from './sketch-model.js';
+import { resolveSketchOptions, type ModelSketch, type SketchOptions } from './types.js';
+
+export interface LoadedSketch {
+  readonly path: string;
+  readonly sketch: ModelSketch;
+  /** Bytes read from the model's files: fingerprint samples and, on a miss, every tensor once. */
+  readonly bytesRead: number;
+  readonly fromCache: boolean;
+}
+
+export interface LoadOptions extends SketchOptions {
+  /** Cache folder, or null for no cache. */
+  readonly cacheDir: string | null;
+}
+
+export function loadSketch(modelPath: string, options: LoadOptions): LoadedSketch {
+  const source = openTensorSource(modelPath);
+  try {
+    const resolved = resolveSketchOptions(options);
+    const fingerprint = contentFingerprint(source);
+    const cache = new SketchCache(options.cacheDir);
+    const cached = cache.load(fingerprint.hash, resolved);
+    if (cached) return { path: source.path, sketch: cached, bytesRead: fingerprint.bytesRead, fromCache: true };
+    const sketch = sketchModel(source, mapModel(source), fingerprint.hash, resolved);
+    cache.store(sketch);
+    return { path: source.path, sketch, bytesRead: fingerprint.bytesRead + source.bytesRead, fromCache: false };
+  } finally {
+    source.close();
+  }
+}
