@@ -15,6 +15,8 @@ export const DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024;
 export interface OpenOptions {
   /** Size of the one reusable read buffer (default 16 MiB; rounded up to 8 bytes). */
   readonly bufferBytes?: number;
+  /** Called after every read from disk with the bytes just read (e.g. to drive a progress display). */
+  readonly onBytes?: (byteCount: number) => void;
 }
 
 /** A chunk of a tensor's stored bytes, holding whole elements; valid until the next chunk. */
@@ -37,7 +39,7 @@ export function openTensorSource(inputPath: string, options: OpenOptions = {}): 
     throw new BadInputError('no such file or folder', { file: resolved });
   }
   const layout = stat.isDirectory() ? resolveFolder(resolved) : resolveFile(resolved);
-  return new SafetensorsSource(resolved, layout, options.bufferBytes ?? DEFAULT_BUFFER_BYTES);
+  return new SafetensorsSource(resolved, layout, options.bufferBytes ?? DEFAULT_BUFFER_BYTES, options.onBytes);
 }
 
 interface Layout {
@@ -141,8 +143,10 @@ export class SafetensorsSource implements TensorSource {
   private readonly fds = new Map<string, number>();
   private readonly bufferBytes: number;
   private buffer: Buffer | null = null;
+  private readonly onBytes: ((byteCount: number) => void) | undefined;
 
-  constructor(resolvedPath: string, layout: Layout, bufferBytes: number) {
+  constructor(resolvedPath: string, layout: Layout, bufferBytes: number, onBytes?: (byteCount: number) => void) {
+    this.onBytes = onBytes;
     this.path = resolvedPath;
     this.name = path.basename(resolvedPath);
     this.files = layout.files;
@@ -254,6 +258,7 @@ export class SafetensorsSource implements TensorSource {
       const byteLength = elemCount * size;
       readFully(fd, buffer, byteLength, info.start + (elemStart + done) * size, info.file, name);
       this.readBytes += byteLength;
+      this.onBytes?.(byteLength);
       yield { bytes: buffer.subarray(0, byteLength), elemStart: elemStart + done, elemCount };
     }
   }

@@ -1,0 +1,130 @@
+/**
+ * `lineage tree --html`: the family tree drawn by Graphviz (the same DOT as `--format dot`,
+ * laid out at report time by the embedded wasm build and inlined as SVG), roots on top, each
+ * tree in its own box; clicking a model shows its details from an inlined JSON blob.
+ */
+import { instance, type Viz } from '@viz-js/viz';
+import { edgeLabel, renderDot } from '../tree/render.js';
+import type { LineageResult } from '../tree/types.js';
+import { escapeHtml, formatNumber, htmlPage } from './html-page.js';
+
+/** What the page shows when a model is clicked: its name and (label, value) rows, formatted here. */
+export interface NodeDetails {
+  readonly name: string;
+  readonly rows: ReadonlyArray<readonly [string, string]>;
+}
+
+export function nodeDetails(result: LineageResult): Record<string, NodeDetails> {
+  const parentEdge = new Map(result.edges.map((e) => [e.child, e]));
+  const children = new Map<string, string[]>();
+  for (const e of result.edges) children.set(e.parent, [...(children.get(e.parent) ?? []), e.child]);
+  const details: Record<string, NodeDetails> = {};
+  result.trees.forEach((tree, t) => {
+    for (const name of tree.members) {
+      const edge = parentEdge.get(name);
+      const rows: Array<readonly [string, string]> = [['family', `${t + 1} (root ${tree.root})`]];
+      if (edge) {
+        rows.push(['parent', edge.parent], ['change', edgeLabel(edge)]);
+        rows.push(['kind', edge.kind === 'lora' ? 'LoRA (low-rank delta)' : 'full fine-tune (dense delta)']);
+        if (edge.rank !== null) rows.push(['LoRA rank', String(edge.rank)]);
+        if (edge.modules.length) rows.push(['modules', edge.modules.join(', ')]);
+        rows.push(['distance', formatNumber(edge.distance)]);
+        rows.push(['direction margin', `${formatNumber(edge.directionMargin)} (${edge.directionMargin >= 0 ? 'agrees with' : 'against'} the kurtosis evidence)`]);
+      } else {
+        rows.push(['parent', 'none: a root']);
+      }
+      const kids = [...(children.get(name) ?? [])].sort();
+      rows.push(['children', kids.length ? kids.join(', ') : 'none']);
+      details[name] = { name, rows };
+    }
+  });
+  return details;
+}
+
+let vizInstance: Promise<Viz> | null = null;
+
+/** The DOT of the result laid out to SVG markup (no XML prolog), ready to inline. */
+export async function renderTreeSvg(result: LineageResult): Promise<string> {
+  const viz = await (vizInstance ??= instance());
+  const svg = viz.renderString(renderDot(result), { format: 'svg', graphAttributes: { bgcolor: 'transparent', nodesep: 0.5, ranksep: 0.7 } });
+  return svg.slice(svg.indexOf('<svg'));
+}
+
+const TREE_STYLES = `
+.layout { display: flex; gap: 24px; align-items: flex-start; flex-wrap: wrap; }
+#graph { flex: 1 1 560px; overflow: auto; border: 1px solid var(--line); border-radius: 8px; padding: 12px; }
+#graph svg { max-width: 100%; height: auto; }
+#graph g.node { cursor: pointer; }
+#graph g.node polygon { fill: #fff; stroke: #57606a; }
+#graph g.node:hover polygon { fill: #ddf4ff; }
+#graph g.node.selected polygon { fill: #0969da; stroke: #0969da; }
+#graph g.node.selected text { fill: #fff; }
+#graph g.cluster polygon { fill: #f6f8fa; stroke: #afb8c1; }
+#graph g.edge text { fill: #424a53; }
+#details { flex: 0 0 300px; border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; background: var(--panel); min-height: 120px; }
+#details h3 { margin-top: 0; }
+.legend { color: var(--muted); margin: 8px 0 0; }
+`;
+
+/** Runs in the browser: clicking a drawn model fills #details from the inlined JSON. */
+const TREE_SCRIPT = `
+(function () {
+  var data = JSON.parse(document.getElementById('report-data').textContent);
+  var panel = document.getElementById('details');
+  function text(tag, content, cls) { var el = document.createElement(tag); el.textContent = content; if (cls) el.className = cls; return el; }
+  function show(name) {
+    var d = data.nodes[name];
+    var table = document.createElement('table');
+    d.rows.forEach(function (r) {
+      var tr = document.createElement('tr');
+      tr.appendChild(text('th', r[0]));
+      tr.appendChild(text('td', r[1]));
+      table.appendChild(tr);
+    });
+    panel.replaceChildren(text('h3', d.name), table);
+  }
+  document.querySelectorAll('#graph g.node').forEach(function (g) {
+    var name = g.querySelector('title').textContent;
+    g.setAttribute('data-model', name);
+    g.addEventListener('click', function () {
+      document.querySelectorAll('#graph g.node.selected').forEach(function (s) { s.classList.remove('selected'); });
+      g.classList.add('selected');
+      show(name);
+    });
+  });
+})();
+`;
+
+function edgeTable(result: LineageResult): string {
+  if (result.edges.length === 0) return '<p class="muted">No edges: every model is its own root.</p>';
+  const rows = result.edges.map((e) => `<tr><td>${escapeHtml(e.parent)}</td><td>${escapeHtml(e.child)}</td><td>${escapeHtml(edgeLabel(e))}</td>`
+    + `<td class="num">${formatNumber(e.distance)}</td><td class="num">${formatNumber(e.directionMargin)}</td></tr>`).join('\n');
+  return `<table id="edges"><thead><tr><th>parent</th><th>child</th><th>change</th><th>distance</th><th>direction margin</th></tr></thead>
+<tbody>${rows}</tbody></table>`;
+}
+
+/** The self-contained HTML report of one tree result. */
+export async function renderTreeHtml(result: LineageResult): Promise<string> {
+  const models = result.trees.reduce((n, t) => n + t.members.length, 0);
+  const body = `<header class="page">
+<div class="sub">model-lineage tree report (method: ${escapeHtml(result.method)})</div>
+<h1 id="summary">${models} model${models === 1 ? '' : 's'} in ${result.trees.length} famil${result.trees.length === 1 ? 'y' : 'ies'}</h1>
+</header>
+<main>
+<div class="layout">
+<div id="graph">${await renderTreeSvg(result)}</div>
+<aside id="details"><p class="muted">Click a model for its details.</p></aside>
+</div>
+<p class="legend">Roots on top; each box is one family. Dashed edge: LoRA (low-rank delta, with its rank and modules); solid: full fine-tune.
+<code>d</code> is the pair's distance; <code>margin</code> is the kurtosis evidence for the edge's direction (positive: agrees).</p>
+<h2>Edges</h2>
+${edgeTable(result)}
+</main>`;
+  return htmlPage({
+    title: `lineage tree: ${models} models`,
+    styles: TREE_STYLES,
+    body,
+    data: { nodes: nodeDetails(result) },
+    script: TREE_SCRIPT,
+  });
+}
