@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { escapeHtml, formatPValue, jsonForScript } from '../src/reports/html-page.js';
 import { nodeDetails, renderTreeHtml } from '../src/reports/html-tree.js';
-import { renderVerifyHtml, spectrumPlots, verdictText } from '../src/reports/html-verify.js';
+import { renderVerifyHtml, sharedLogRange, spectrumPlots, verdictText } from '../src/reports/html-verify.js';
 import { LAYERS, MODULES, modelCount, sampleLineageResult, sampleVerifyResult } from './report-fixtures.js';
 
 function embeddedData(html: string): any {
@@ -56,12 +56,22 @@ test('verify report: verdict and p-value up front, one plot per module, data as 
   const data = embeddedData(html);
   assert.equal(data.plots.length, 28);
   assert.deepEqual(data.plots, spectrumPlots(result));
+  // Largest value: layer 3's first singular value 60 + 3; smallest: the noise tail.
+  assert.equal(data.yRange[1], 63 * 1.5);
+  assert.deepEqual(data.yRange, sharedLogRange(data.plots));
   assert.equal(new Set(data.plots.map((p: { id: string }) => p.id)).size, 28);
   const q0 = data.plots.find((p: { id: string }) => p.id === 'spectrum-0-q_proj');
   assert.deepEqual(q0.singularValues, result.layers[0]!.modules[0]!.singularValues);
   assert.equal(q0.singularValues.filter((v: number) => v > q0.threshold).length, 8);
   assert.match(html, /id="spectrum-3-down_proj"[^>]*>\s*<figcaption><strong>down_proj<\/strong> <span class="badge">unchanged<\/span>/);
   assert.match(html, /id="spectrum-2-v_proj"[^>]*>\s*<figcaption><strong>v_proj<\/strong> <span class="badge">low-rank r=8<\/span>/);
+});
+
+test('sharedLogRange spans every positive value and the threshold; zeros are left off', () => {
+  const plot = { id: 'a', layer: 0, module: 'q_proj', status: 'low-rank', threshold: 1 } as const;
+  assert.deepEqual(sharedLogRange([{ ...plot, singularValues: [4, 0, 0.5] }]), [0.5 / 1.5, 6]);
+  assert.deepEqual(sharedLogRange([{ ...plot, singularValues: [0.5] }, { ...plot, singularValues: [] }]), [0.5 / 1.5, 1.5]);
+  assert.deepEqual(sharedLogRange([]), [0.1, 10]);
 });
 
 test('verify report: every relation has its own words, and names are escaped', () => {

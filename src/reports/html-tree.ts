@@ -46,7 +46,11 @@ let vizInstance: Promise<Viz> | null = null;
 /** The DOT of the result laid out to SVG markup (no XML prolog), ready to inline. */
 export async function renderTreeSvg(result: LineageResult): Promise<string> {
   const viz = await (vizInstance ??= instance());
-  const svg = viz.renderString(renderDot(result), { format: 'svg', graphAttributes: { bgcolor: 'transparent', nodesep: 0.5, ranksep: 0.7 } });
+  const svg = viz.renderString(renderDot(result), {
+    format: 'svg',
+    graphAttributes: { bgcolor: 'transparent', nodesep: 0.5, ranksep: 0.7, fontname: 'Helvetica', fontsize: 12 },
+    edgeAttributes: { fontname: 'Helvetica', fontsize: 10 },
+  });
   return svg.slice(svg.indexOf('<svg'));
 }
 

@@ -55,7 +55,7 @@ function changeCard(result: VerifyResult): string {
     lines.push(row('LoRA', 'none found'));
   }
   lines.push(row('full fine-tune', result.fullFineTune ? 'yes' : 'no'));
-  lines.push(row('norm growth', `${formatNumber(result.direction.normGrowth)} <span class="muted">(~1: candidate = base + update; ~0: siblings; ~-1: reversed)</span>`));
+  lines.push(row('norm growth', `${formatNumber(result.direction.normGrowth)} <span class="muted">(1: base + update, 0: siblings, −1: reversed)</span>`));
   lines.push(row('kurtosis base / candidate', `${formatNumber(result.direction.kurtosisBase)} / ${formatNumber(result.direction.kurtosisCandidate)}`));
   lines.push(row('alignment quality', formatNumber(result.alignmentQuality)));
   return `<div class="card"><h3>What changed</h3><table>${lines.join('\n')}</table></div>`;
@@ -104,6 +104,25 @@ export function spectrumPlots(result: VerifyResult): SpectrumPlot[] {
     singularValues: m.singularValues,
     threshold: m.threshold,
   })));
+}
+
+/**
+ * One log-scale y range for every plot, so heights compare across modules: from just below the
+ * smallest positive value to just above the largest, always including the threshold.
+ */
+export function sharedLogRange(plots: readonly SpectrumPlot[]): [number, number] {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const plot of plots) {
+    for (const v of [...plot.singularValues, plot.threshold]) {
+      if (v > 0 && Number.isFinite(v)) {
+        low = Math.min(low, v);
+        high = Math.max(high, v);
+      }
+    }
+  }
+  if (!(low <= high)) return [0.1, 10];
+  return [low / 1.5, high * 1.5];
 }
 
 function spectraSection(result: VerifyResult): string {
@@ -157,7 +176,7 @@ const VERIFY_SCRIPT = `
     new uPlot({
       width: Math.max(240, target.clientWidth || 260), height: 170,
       legend: { show: false }, cursor: { show: true, points: { show: false } },
-      scales: { x: { time: false }, y: { distr: 3, log: 10 } },
+      scales: { x: { time: false }, y: { distr: 3, log: 10, range: function () { return data.yRange; } } },
       axes: [
         { label: 'index', size: 34, labelSize: 14, font: '11px system-ui', labelFont: '11px system-ui' },
         { label: 'σ / threshold', size: 46, labelSize: 14, font: '11px system-ui', labelFont: '11px system-ui' }
@@ -195,7 +214,7 @@ ${independenceSection(result)}
     title: `verify: ${result.candidate.name} vs ${result.base.name} (${result.relation})`,
     styles: readPackageAsset('uplot', 'dist/uPlot.min.css') + VERIFY_STYLES,
     body,
-    data: { plots },
+    data: { plots, yRange: sharedLogRange(plots) },
     libraries: [libraryScript('uplot', 'dist/uPlot.iife.min.js')],
     script: VERIFY_SCRIPT,
   });
