@@ -15,7 +15,8 @@ import { renderTreeHtml } from '../src/reports/html-tree.js';
 import { renderVerifyHtml } from '../src/reports/html-verify.js';
 import { LAYERS, MODULES, modelCount, sampleLineageResult, sampleVerifyResult } from './report-fixtures.js';
 
-const CHROMIUM = '/usr/bin/chromium';
+/** Debian's chromium; CHROMIUM_PATH overrides it (e.g. to see the skip path). */
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const SKIP_REASON = `no Chromium at ${CHROMIUM} (install Debian's chromium package to run the browser test)`;
 const screenshotDir = process.env['REPORT_SCREENSHOT_DIR'];
 
