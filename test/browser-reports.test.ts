@@ -156,7 +156,7 @@ test('verify report in Chromium: verdict visible, one drawn spectrum per module 
   assert.equal(await page.locator('#spectrum-1-q_proj .badge').innerText(), 'low-rank r=8');
   assert.equal(await page.locator('#spectrum-1-k_proj .badge').innerText(), 'unchanged');
 
-  if (screenshotDir) await page.screenshot({ path: path.join(screenshotDir, 'verify-report.png'), fullPage: true });
+  if (screenshotDir) await page.screenshot({ path: path.join(screenshotDir, 'verify-report.png'), fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1500 } });
   assert.deepEqual(problems, []);
   await page.close();
 });
