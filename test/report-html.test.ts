@@ -1,7 +1,11 @@
 /** HTML reports as strings: self-contained, escaped, and carrying exactly the result's data. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { escapeHtml, formatPValue, jsonForScript } from '../src/reports/html-page.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { BadInputError } from '../src/io/errors.js';
+import { escapeHtml, formatPValue, jsonForScript, writeReportFile } from '../src/reports/html-page.js';
 import { nodeDetails, renderTreeHtml } from '../src/reports/html-tree.js';
 import { renderVerifyHtml, sharedLogRange, spectrumPlots, verdictText } from '../src/reports/html-verify.js';
 import { LAYERS, MODULES, modelCount, sampleLineageResult, sampleVerifyResult } from './report-fixtures.js';
@@ -133,4 +137,17 @@ test('tree report: a single model with no edges still renders one node', async (
   assert.match(html, /<h1 id="summary">1 model in 1 family<\/h1>/);
   assert.match(html, /No edges: every model is its own root\./);
   assert.deepEqual(Object.keys(embeddedData(html).nodes), ['solo "model"']);
+});
+
+test('writeReportFile writes the page; an unwritable path is bad input (exit 2), not a crash', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lineage-report-'));
+  try {
+    const file = path.join(dir, 'report.html');
+    writeReportFile(file, '<!DOCTYPE html><p>x</p>');
+    assert.equal(readFileSync(file, 'utf8'), '<!DOCTYPE html><p>x</p>');
+    const missing = path.join(dir, 'no-such-folder', 'report.html');
+    assert.throws(() => writeReportFile(missing, 'x'), (err) => err instanceof BadInputError && err.exitCode === 2 && /ENOENT/.test(err.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

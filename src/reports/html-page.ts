@@ -2,9 +2,10 @@
  * The shell shared by the HTML reports: one self-contained page (styles, scripts and data
  * inlined, nothing fetched at view time), plus the escaping and number formatting they share.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
+import { BadInputError } from '../io/errors.js';
 
 const requireFromHere = createRequire(import.meta.url);
 
@@ -116,4 +117,13 @@ ${libraries}
 </body>
 </html>
 `;
+}
+
+/** Write a finished report; a path that cannot be written is the user's input error, not a bug. */
+export function writeReportFile(file: string, html: string): void {
+  try {
+    writeFileSync(file, html);
+  } catch (err) {
+    throw new BadInputError(`cannot write the HTML report (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { file });
+  }
 }
