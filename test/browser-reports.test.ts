@@ -108,7 +108,7 @@ test('tree report in Chromium: one node per model, families apart, click shows d
   const details = await page.locator('#details').innerText();
   assert.match(details, /parent\s+p4/);
   assert.match(details, /change\s+LoRA r=8 v_proj,o_proj/);
-  assert.match(details, /direction margin\s+-0\.004 \(against the kurtosis evidence\)/);
+  assert.match(details, /direction margin\s+-0\.004 \(against the norm-growth evidence\)/);
   assert.equal(await page.locator('#graph g.node.selected').getAttribute('data-model'), 'p4a');
 
   if (screenshotDir) await page.screenshot({ path: path.join(screenshotDir, 'tree-report.png'), fullPage: true });

@@ -87,7 +87,11 @@ function edge(parent: string, child: string, kind: LineageEdge['kind'], rank: nu
   return { parent, child, kind, rank, modules, distance, directionMargin };
 }
 
-/** The samples' two families: p0 with its descendants, and q0 with q2 (11 models). */
+/**
+ * The samples' two families: p0 with its descendants, and q0 with q2 (11 models). Margins are
+ * norm growth (near +1 for a fine-tune); p4a's is made slightly negative, an edge chosen against
+ * the evidence, so the reports' wording for that case is exercised too.
+ */
 export function sampleLineageResult(): LineageResult {
   return {
     method: 'lineage',
@@ -96,15 +100,15 @@ export function sampleLineageResult(): LineageResult {
       { root: 'q0', members: ['q0', 'q2'] },
     ],
     edges: [
-      edge('p0', 'p1', 'full', null, [], 0.412, 0.21),
-      edge('p0', 'p2', 'lora', 8, ['q_proj', 'v_proj'], 0.0312, 0.034),
+      edge('p0', 'p1', 'full', null, [], 0.412, 0.93),
+      edge('p0', 'p2', 'lora', 8, ['q_proj', 'v_proj'], 0.0312, 0.98),
       edge('p2', 'o1', 'lora', 0, [], 0, 0),
-      edge('p2', 'p2a', 'lora', 16, ['q_proj', 'v_proj'], 0.0428, 0.012),
-      edge('p0', 'p3', 'lora', 4, [...MODULES], 0.0561, 0.05),
+      edge('p2', 'p2a', 'lora', 16, ['q_proj', 'v_proj'], 0.0428, 0.97),
+      edge('p0', 'p3', 'lora', 4, [...MODULES], 0.0561, 0.99),
       edge('p3', 'o3', 'lora', 0, [], 0, 0),
-      edge('p0', 'p4', 'full', null, [], 0.398, 0.18),
+      edge('p0', 'p4', 'full', null, [], 0.398, 0.91),
       edge('p4', 'p4a', 'lora', 8, ['v_proj', 'o_proj'], 0.0297, -0.004),
-      edge('q0', 'q2', 'lora', 8, ['q_proj', 'v_proj'], 0.0305, 0.027),
+      edge('q0', 'q2', 'lora', 8, ['q_proj', 'v_proj'], 0.0305, 0.98),
     ],
   };
 }

@@ -124,11 +124,21 @@ test('tree report: one drawn node per model, one box per family, labelled edges,
     ['LoRA rank', '8'],
     ['modules', 'v_proj, o_proj'],
     ['distance', '0.0297'],
-    ['direction margin', '-0.004 (against the kurtosis evidence)'],
+    ['direction margin', '-0.004 (against the norm-growth evidence)'],
     ['children', 'none'],
   ]);
   assert.deepEqual(data.nodes.q0.rows, [['family', '2 (root q0)'], ['parent', 'none: a root'], ['children', 'q2']]);
   assert.deepEqual(data.nodes.p0.rows.at(-1), ['children', 'p1, p2, p3, p4']);
+  assert.deepEqual(data.nodes.p2.rows.find((r: string[]) => r[0] === 'direction margin'), ['direction margin', '0.98 (agrees with the norm-growth evidence)']);
+  assert.doesNotMatch(html, /id="notes"/);
+});
+
+test('tree report: MoTHer margins are kurtosis evidence; notes are listed, escaped', async () => {
+  const result = { ...sampleLineageResult(), method: 'mother' as const, notes: ['o1 <obfuscated> placed with low confidence'] };
+  const html = await renderTreeHtml(result);
+  assert.deepEqual(nodeDetails(result)['p4a']!.rows.find((r) => r[0] === 'direction margin'), ['direction margin', '-0.004 (against the kurtosis evidence)']);
+  assert.match(html, /<code>margin<\/code> is the kurtosis evidence for the edge's direction/);
+  assert.match(html, /<ul id="notes"><li>o1 &#60;obfuscated&#62; placed with low confidence<\/li><\/ul>/);
 });
 
 test('tree report: a single model with no edges still renders one node', async () => {

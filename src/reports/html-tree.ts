@@ -14,7 +14,13 @@ export interface NodeDetails {
   readonly rows: ReadonlyArray<readonly [string, string]>;
 }
 
+/** What an edge's direction margin measures, by method (see LineageEdge.directionMargin). */
+export function directionEvidence(method: LineageResult['method']): string {
+  return method === 'mother' ? 'kurtosis evidence' : 'norm-growth evidence';
+}
+
 export function nodeDetails(result: LineageResult): Record<string, NodeDetails> {
+  const evidence = directionEvidence(result.method);
   const parentEdge = new Map(result.edges.map((e) => [e.child, e]));
   const children = new Map<string, string[]>();
   for (const e of result.edges) children.set(e.parent, [...(children.get(e.parent) ?? []), e.child]);
@@ -29,7 +35,7 @@ export function nodeDetails(result: LineageResult): Record<string, NodeDetails> 
         if (edge.rank !== null) rows.push(['LoRA rank', String(edge.rank)]);
         if (edge.modules.length) rows.push(['modules', edge.modules.join(', ')]);
         rows.push(['distance', formatNumber(edge.distance)]);
-        rows.push(['direction margin', `${formatNumber(edge.directionMargin)} (${edge.directionMargin >= 0 ? 'agrees with' : 'against'} the kurtosis evidence)`]);
+        rows.push(['direction margin', `${formatNumber(edge.directionMargin)} (${edge.directionMargin >= 0 ? 'agrees with' : 'against'} the ${evidence})`]);
       } else {
         rows.push(['parent', 'none: a root']);
       }
@@ -99,6 +105,14 @@ const TREE_SCRIPT = `
 })();
 `;
 
+/** The method's warnings (e.g. models it could not place with confidence), when it gives any. */
+function notesList(result: LineageResult): string {
+  // `notes` is an optional field of newer results; older ones simply lack it.
+  const notes = (result as { readonly notes?: readonly string[] }).notes ?? [];
+  if (notes.length === 0) return '';
+  return `<h2>Notes</h2><ul id="notes">${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ul>`;
+}
+
 function edgeTable(result: LineageResult): string {
   if (result.edges.length === 0) return '<p class="muted">No edges: every model is its own root.</p>';
   const rows = result.edges.map((e) => `<tr><td>${escapeHtml(e.parent)}</td><td>${escapeHtml(e.child)}</td><td>${escapeHtml(edgeLabel(e))}</td>`
@@ -120,7 +134,8 @@ export async function renderTreeHtml(result: LineageResult): Promise<string> {
 <aside id="details"><p class="muted">Click a model for its details.</p></aside>
 </div>
 <p class="legend">Roots on top; each box is one family. Dashed edge: LoRA (low-rank delta, with its rank and modules); solid: full fine-tune.
-<code>d</code> is the pair's distance; <code>margin</code> is the kurtosis evidence for the edge's direction (positive: agrees).</p>
+<code>d</code> is the pair's distance; <code>margin</code> is the ${directionEvidence(result.method)} for the edge's direction (positive: agrees).</p>
+${notesList(result)}
 <h2>Edges</h2>
 ${edgeTable(result)}
 </main>`;
