@@ -4,6 +4,7 @@
  * entry by entry, and equal weights give bit-equal sketches.
  */
 import { Rng } from '../linalg/rng.js';
+import { orthonormalize } from '../linalg/qr.js';
 
 export type ProjectionSide = 'left' | 'right' | 'neuron';
 
@@ -21,6 +22,26 @@ export function gaussianProjection(side: ProjectionSide, dim: number, width: num
     p = new Float64Array(dim * width);
     for (let i = 0; i < p.length; i++) p[i] = rng.gaussian();
     if (memo.size > 64) memo.clear(); // a handful of shapes per model: keep memory bounded anyway
+    memo.set(key, p);
+  }
+  return p;
+}
+
+/**
+ * The sketch's side projection: a seeded Gaussian dim x width with its columns orthonormalised
+ * and scaled by sqrt(dim), so P^T P = dim I exactly. A raw Gaussian's P^T P spreads from
+ * (sqrt(dim) - sqrt(width))^2 to (sqrt(dim) + sqrt(width))^2, which colours the rounding noise
+ * of the sketch and pushes its top singular values past the white-noise edge when dim is only a
+ * few times the width; with orthogonal columns even noise stays white, and E ||P^T D||^2 is still
+ * width ||D||^2.
+ */
+export function sketchProjection(side: 'left' | 'right', dim: number, width: number): Float64Array {
+  const key = `orthogonal-${side}:${dim}:${width}`;
+  let p = memo.get(key);
+  if (!p) {
+    p = orthonormalize({ rows: dim, cols: width, data: gaussianProjection(side, dim, width).slice() }).data;
+    const scale = Math.sqrt(dim);
+    for (let i = 0; i < p.length; i++) p[i]! *= scale;
     memo.set(key, p);
   }
   return p;

@@ -3,7 +3,8 @@
  *
  * Per linear role matrix W (m x n), for its stored values and, when stored finer than bf16,
  * for its bf16 rounding too (always: rounding later would need a second read):
- * - the two-sided sketch S = L^T W R, L (m x k) and R (n x k) seeded Gaussians by shape; a side
+ * - the two-sided sketch S = L^T W R, L (m x k) and R (n x k) seeded by shape (Gaussian with
+ *   orthogonalised columns, see sketchProjection); a side
  *   no longer than k is kept whole (identity), so small matrices are sketched exactly;
  * - ||W||^2 and the sum of ulp(w)^2/12 (the rounding variance of the grid);
  * and the moments of the stored values, plus projected gate/up rows of a few layers.
@@ -16,7 +17,7 @@ import { readRole } from '../arch/map.js';
 import { LINEAR_ROLES, type LayerRole, type ModelMap, type RoleRef } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { BadInputError } from '../io/errors.js';
-import { gaussianProjection } from './projection.js';
+import { gaussianProjection, sketchProjection } from './projection.js';
 import {
   SKETCH_FORMAT, resolveSketchOptions, type MatrixSketch, type ModelSketch, type NeuronSketch, type SketchOptions,
   type SketchView,
@@ -125,17 +126,21 @@ class ViewAccumulator {
   readonly sketch: Float64Array;
   squaredNorm = 0;
   roundingVariance = 0;
+  private maxRowVariance = 0;
+  private readonly columnVariance: Float64Array;
   private readonly table: Float64Array;
   private scratch = new Float64Array(0);
 
   constructor(
     readonly dtype: FloatDType,
+    cols: number,
     private readonly k1: number,
     private readonly k2: number,
     private readonly left: Float64Array | null,
     private readonly right: Float64Array | null,
   ) {
     this.sketch = new Float64Array(k1 * k2);
+    this.columnVariance = new Float64Array(cols);
     this.table = roundingVarianceTable(dtype);
   }
 
@@ -143,11 +148,19 @@ class ViewAccumulator {
     const count = (rowEnd - rowStart) * cols;
     const bits = new Uint32Array(data.buffer, data.byteOffset, count);
     const table = this.table;
+    const columnVariance = this.columnVariance;
     let sq = 0, noise = 0;
-    for (let i = 0; i < count; i++) {
-      const w = data[i]!;
-      sq += w * w;
-      noise += table[(bits[i]! >>> 23) & 0xff]!;
+    for (let r = 0, i = 0; r < rowEnd - rowStart; r++) {
+      let rowNoise = 0;
+      for (let j = 0; j < cols; j++, i++) {
+        const w = data[i]!;
+        sq += w * w;
+        const v = table[(bits[i]! >>> 23) & 0xff]!;
+        rowNoise += v;
+        columnVariance[j] += v;
+      }
+      noise += rowNoise;
+      if (rowNoise > this.maxRowVariance) this.maxRowVariance = rowNoise;
     }
     this.squaredNorm += sq;
     this.roundingVariance += noise;
@@ -201,6 +214,8 @@ class ViewAccumulator {
       sketch,
       squaredNorm: this.squaredNorm,
       roundingVariance: this.roundingVariance,
+      maxRowVariance: this.maxRowVariance,
+      maxColumnVariance: this.columnVariance.reduce((m, v) => Math.max(m, v), 0),
       sketchRounding: bits.length ? rounding / bits.length : 0,
     };
   }
@@ -217,12 +232,12 @@ function sketchMatrix(source: TensorSource, ref: RoleRef, layer: number, role: L
   const stored = storedGrid(info.dtype);
   const leftProjected = rows > k, rightProjected = cols > k;
   const k1 = leftProjected ? k : rows, k2 = rightProjected ? k : cols;
-  const left = leftProjected ? gaussianProjection('left', rows, k) : null;
-  const right = rightProjected ? gaussianProjection('right', cols, k) : null;
-  const views = [new ViewAccumulator(stored, k1, k2, left, right)];
+  const left = leftProjected ? sketchProjection('left', rows, k) : null;
+  const right = rightProjected ? sketchProjection('right', cols, k) : null;
+  const views = [new ViewAccumulator(stored, cols, k1, k2, left, right)];
   // bf16 is the coarsest common grid the zoo and hub models share; finer models also get it.
   const finer = stored === 'F32' || stored === 'F64' || stored === 'F16';
-  if (finer) views.push(new ViewAccumulator('BF16', k1, k2, left, right));
+  if (finer) views.push(new ViewAccumulator('BF16', cols, k1, k2, left, right));
   const moments = new MomentAccumulator();
   forEachRowBlock(source, ref, (rowStart, rowEnd, n, data) => {
     const count = (rowEnd - rowStart) * n;

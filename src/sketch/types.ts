@@ -25,8 +25,8 @@ export type ResolvedSketchOptions = Required<SketchOptions>;
 export const DEFAULT_SKETCH_OPTIONS: ResolvedSketchOptions = {
   sketchSize: 128,
   neuronDim: 64,
-  maxNeurons: 512,
-  neuronLayers: 4,
+  maxNeurons: 256,
+  neuronLayers: 2,
 };
 
 /** One precision's view of a matrix: the stored values, or those rounded to bf16. */
@@ -39,6 +39,12 @@ export interface SketchView {
   readonly squaredNorm: number;
   /** Sum over the elements of ulp(w)^2 / 12: the variance of rounding onto this grid. */
   readonly roundingVariance: number;
+  /**
+   * Largest row sum and column sum of those variances: rounding noise is uneven (it scales with
+   * the weights), and a side kept whole shows that unevenness in the noise's top singular value.
+   */
+  readonly maxRowVariance: number;
+  readonly maxColumnVariance: number;
   /** Mean per-entry variance added by storing the sketch itself in float32. */
   readonly sketchRounding: number;
 }

@@ -7,6 +7,7 @@ import type { Matrix } from '../linalg/matrix.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import type { LowRankEvidence, PairEvidence } from './forest.js';
 import { rmsDistance } from './mother.js';
+import { mostCommon } from './sketch-evidence.js';
 
 /** Named matrices of one model, e.g. "3.q_proj" -> W; both models of a pair share the names. */
 export type ModelWeights = ReadonlyMap<string, Matrix>;
@@ -155,20 +156,6 @@ export function pairEvidenceFromWeights(
     lowRank: evidenceLowRank,
     kurtosisMargin,
   };
-}
-
-/** The most frequent value; ties go to the smaller one. 0 for an empty list. */
-function mostCommon(values: readonly number[]): number {
-  const counts = new Map<number, number>();
-  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-  let best = 0, bestCount = 0;
-  for (const [v, c] of counts) {
-    if (c > bestCount || (c === bestCount && v < best)) {
-      best = v;
-      bestCount = c;
-    }
-  }
-  return best;
 }
 
 function requireSameShape(name: string, a: Matrix, b: Matrix | undefined): Matrix {

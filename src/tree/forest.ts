@@ -14,8 +14,9 @@
  * - dense pair: 1 + distance / (largest dense distance of the tree), in (1, 2]. A pair that
  *   differs by a low-rank delta is always nearer than a pair that differs densely: only
  *   models joined by LoRA steps alone (parent, child, siblings, chains) are low-rank apart.
- * - direction: + lambda * mean(cost) when the kurtosis margin says the edge points the wrong
- *   way (the paper's T term), + half of that when the margin is exactly zero.
+ * - direction: + lambda * mean(cost) when the direction margin says the edge points the wrong
+ *   way (the paper's T term), + half of that when the margin is exactly zero. The margin is the
+ *   pair's norm growth when given (see PairEvidence.normGrowth), else the kurtosis margin.
  * Pairs without evidence cannot be edges. Ties are broken by the models' keys.
  */
 import { minimumArborescence } from './arborescence.js';
@@ -57,6 +58,12 @@ export interface PairEvidence {
    * the models' kurtosis. Positive: kurtosis says a is the parent.
    */
   readonly kurtosisMargin?: number;
+  /**
+   * Norm growth g(a -> b) = (||W_b||^2 - ||W_a||^2) / ||W_b - W_a||^2 over the matrices the pair
+   * changes. A fine-tune adds an update nearly independent of the weights, so g is near +1 from
+   * parent to child, g(b -> a) = -g(a -> b), and siblings give g near 0. Positive: a is the parent.
+   */
+  readonly normGrowth?: number;
 }
 
 export interface ForestEvidence {
@@ -71,6 +78,8 @@ export interface ForestOptions {
   readonly lambda?: number;
   /** Kurtosis rises from parent to child (continued pre-training). */
   readonly kurtosisRises?: boolean;
+  /** Direction evidence: norm growth where pairs carry it (default), or kurtosis only. */
+  readonly direction?: 'norm-growth' | 'kurtosis';
 }
 
 export const DEFAULT_ALPHA = 1e-3;
@@ -91,6 +100,9 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
 
   const margin = (parent: number, child: number): number => {
     const pair = pairOf(parent, child);
+    if (options.direction !== 'kurtosis' && pair?.normGrowth !== undefined) {
+      return pair.a === parent ? pair.normGrowth : -pair.normGrowth;
+    }
     let m = models[parent]!.kurtosis - models[child]!.kurtosis;
     if (pair?.kurtosisMargin !== undefined) m = pair.a === parent ? pair.kurtosisMargin : -pair.kurtosisMargin;
     return options.kurtosisRises ? -m : m;

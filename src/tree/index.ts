@@ -16,3 +16,11 @@ export { renderTerminal, renderDot, renderMermaid, renderJson, edgeLabel } from 
 export { scoreAgainstTruth, parseTruth, restrictTruth } from './truth.js';
 export type { Truth, TruthModel, TruthScore, EdgeProblem } from './truth.js';
 export type { LineageResult, LineageEdge, LineageTree, EdgeKind } from './types.js';
+export {
+  recoverLineage, compareAll, forestEvidence, outputProjectionKurtosis, OBFUSCATION_DISTANCE,
+} from './lineage.js';
+export type { SketchedModel, LineageOptions, LineageAnalysis, MotherDistance } from './lineage.js';
+export {
+  compareSketches, compareMatrix, checkCompatible, sketchSignature, noiseThreshold, countSingularValuesAbove, relatednessLog10P,
+} from './sketch-evidence.js';
+export type { SketchComparison, MatrixComparison } from './sketch-evidence.js';

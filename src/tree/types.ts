@@ -17,9 +17,10 @@ export interface LineageEdge {
   /** The pair's distance as the method measured it (see the method for its unit). */
   readonly distance: number;
   /**
-   * Kurtosis evidence for this direction: ku(parent) - ku(child) under the "kurtosis falls
-   * during fine-tuning" rule (sign flipped when kurtosis rises). Positive: the direction
-   * agrees with the evidence; negative: it was chosen against it for a cheaper tree.
+   * Direction evidence for this edge. Default method: norm growth g(parent -> child), near +1
+   * for a fine-tune (see PairEvidence.normGrowth). MoTHer: ku(parent) - ku(child) under the
+   * "kurtosis falls during fine-tuning" rule (sign flipped when kurtosis rises). Positive: the
+   * direction agrees with the evidence; negative: it was chosen against it for a cheaper tree.
    */
   readonly directionMargin: number;
 }
@@ -35,4 +36,6 @@ export interface LineageResult {
   readonly trees: readonly LineageTree[];
   /** Edges in the trees' order, each tree depth-first. */
   readonly edges: readonly LineageEdge[];
+  /** Warnings about models that could not be placed with confidence (e.g. obfuscated copies). */
+  readonly notes?: readonly string[];
 }

@@ -1,0 +1,140 @@
+/**
+ * `lineage tree` on sketches: pairwise comparisons, then either our default forest recovery
+ * (relatedness clusters, low-rank / dense costs, norm-growth direction) or the paper's MoTHer.
+ * Output depends only on the sketches: names label the output, fingerprints break ties.
+ */
+import { singleLinkage } from './cluster.js';
+import { recoverForest, relatednessThreshold, type ForestEvidence, type PairEvidence } from './forest.js';
+import { recoverMother } from './mother.js';
+import { checkCompatible, compareSketches, type SketchComparison } from './sketch-evidence.js';
+import type { LineageResult } from './types.js';
+import type { ModelSketch } from '../sketch/types.js';
+
+export interface SketchedModel {
+  readonly name: string;
+  readonly sketch: ModelSketch;
+}
+
+export type MotherDistance = 'auto' | 'lora' | 'rms';
+
+export interface LineageOptions {
+  readonly method?: 'default' | 'mother';
+  /** MoTHer only: the distance (auto = LoRA rank sum when every delta is low rank, else RMS). */
+  readonly motherDistance?: MotherDistance;
+  /** MoTHer only: kurtosis rises from parent to child. */
+  readonly kurtosisRises?: boolean;
+  /** Family-wise level of the relatedness test. */
+  readonly alpha?: number;
+}
+
+/**
+ * A related model whose nearest relative still differs by more than this relative Frobenius
+ * distance is suspicious: fine-tunes move weights by a few percent, while a permuted or
+ * rescaled copy differs by as much as two unrelated matrices (about sqrt(2)).
+ */
+export const OBFUSCATION_DISTANCE = 0.5;
+
+export interface LineageAnalysis {
+  readonly result: LineageResult;
+  /** comparisons[i][j] for i < j (models in input order). */
+  readonly comparisons: ReadonlyArray<ReadonlyArray<SketchComparison | undefined>>;
+}
+
+/** Per-model MoTHer kurtosis: excess kurtosis of o_proj summed over layers. */
+export function outputProjectionKurtosis(sketch: ModelSketch): number {
+  let sum = 0;
+  for (const m of sketch.matrices) if (m.role === 'o' && Number.isFinite(m.moments.excessKurtosis)) sum += m.moments.excessKurtosis;
+  return sum;
+}
+
+export function compareAll(models: readonly SketchedModel[]): SketchComparison[][] {
+  checkCompatible(models);
+  const n = models.length;
+  const table: SketchComparison[][] = Array.from({ length: n }, () => new Array<SketchComparison>(n));
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) table[i]![j] = compareSketches(models[i]!.sketch, models[j]!.sketch);
+  }
+  return table;
+}
+
+export function forestEvidence(models: readonly SketchedModel[], comparisons: SketchComparison[][]): ForestEvidence {
+  const pairs: PairEvidence[] = [];
+  for (let i = 0; i < models.length; i++) {
+    for (let j = i + 1; j < models.length; j++) {
+      const c = comparisons[i]![j]!;
+      pairs.push({
+        a: i, b: j, log10PValue: c.log10PValue, distance: c.relativeDistance, lowRank: c.lowRank,
+        ...(c.normGrowth !== undefined ? { normGrowth: c.normGrowth } : {}),
+      });
+    }
+  }
+  return {
+    models: models.map((m) => ({ name: m.name, key: m.sketch.fingerprint, kurtosis: outputProjectionKurtosis(m.sketch) })),
+    pairs,
+  };
+}
+
+/** `comparisons` (from compareAll) may be passed to run both methods on one set of pairs. */
+export function recoverLineage(
+  models: readonly SketchedModel[],
+  options: LineageOptions = {},
+  comparisons: SketchComparison[][] = compareAll(models),
+): LineageAnalysis {
+  const pairOf = (i: number, j: number) => (i < j ? comparisons[i]![j]! : comparisons[j]![i]!);
+  const n = models.length;
+  const keys = models.map((m) => m.sketch.fingerprint);
+  let result: LineageResult;
+  if ((options.method ?? 'default') === 'default') {
+    result = recoverForest(forestEvidence(models, comparisons), { alpha: options.alpha, direction: 'norm-growth' });
+  } else {
+    // The paper takes the number of trees K as given; we take it from the relatedness test.
+    const threshold = relatednessThreshold(n, options.alpha);
+    const clusters = singleLinkage(n, (i, j) => pairOf(i, j).log10PValue <= threshold, keys);
+    const allLowRank = comparisons.every((row, i) => row.every((c, j) => j <= i || c === undefined || c.lowRank !== null || !related(c, threshold)));
+    const wanted = options.motherDistance ?? 'auto';
+    const kind = wanted === 'lora' || (wanted === 'auto' && allLowRank) ? 'lora' : 'full';
+    const matrix = (value: (c: SketchComparison) => number) =>
+      models.map((_, i) => models.map((_, j) => (i === j ? 0 : value(pairOf(i, j)))));
+    result = recoverMother(
+      {
+        names: models.map((m) => m.name),
+        tieKeys: keys,
+        kurtosis: models.map((m) => outputProjectionKurtosis(m.sketch)),
+        distance: kind === 'lora' ? matrix((c) => c.rankSum) : matrix((c) => c.attentionRms),
+        kind,
+        ...(kind === 'lora' ? { rank: matrix((c) => c.lowRank?.rank ?? NaN) } : {}),
+      },
+      { trees: Math.max(1, clusters.length), kurtosisRises: options.kurtosisRises },
+    );
+  }
+  const notes = placementNotes(models, result, pairOf);
+  return { result: notes.length ? { ...result, notes } : result, comparisons };
+}
+
+function related(c: SketchComparison, threshold: number): boolean {
+  return c.log10PValue <= threshold;
+}
+
+/**
+ * Honest flags: a model joined to its parent by a dense change as large as the weights
+ * themselves is related by the neuron test yet not a fine-tune of anything given: most likely
+ * an obfuscated (permuted / rescaled) copy, which needs alignment before it can be placed.
+ */
+function placementNotes(
+  models: readonly SketchedModel[],
+  result: LineageResult,
+  pairOf: (i: number, j: number) => SketchComparison,
+): string[] {
+  const index = new Map(models.map((m, i) => [m.name, i]));
+  const notes: string[] = [];
+  for (const edge of result.edges) {
+    const c = pairOf(index.get(edge.parent)!, index.get(edge.child)!);
+    if (c.lowRank === null && c.relativeDistance > OBFUSCATION_DISTANCE) {
+      notes.push(
+        `could not place ${edge.child}: related to ${edge.parent} by the neuron test, but their weights differ as much as `
+        + `unrelated ones (relative distance ${c.relativeDistance.toFixed(2)}): obfuscated relative to ${edge.parent}?`,
+      );
+    }
+  }
+  return notes;
+}

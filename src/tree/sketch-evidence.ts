@@ -1,0 +1,238 @@
+/**
+ * Pairwise evidence from model sketches (src/sketch): for every pair of models, per matrix,
+ * whether it changed, the rank of the change read against the storage-rounding noise, the
+ * change's squared norm, and from those the pair's low-rank / dense verdict, distance, norm
+ * growth (direction) and MoTHer's distances; relatedness from the matched-neuron test on the
+ * projected gate/up rows.
+ */
+import { independenceTest, type NeuronRows } from '../align/independence.js';
+import { MODULE_NAME, type LayerRole } from '../arch/types.js';
+import { IncompatibleModelsError } from '../io/errors.js';
+import type { Matrix } from '../linalg/matrix.js';
+import { symmetricEigenvalues } from '../linalg/eig.js';
+import { TRACY_WIDOM_1_QUANTILES, tracyWidomSingularValueThreshold } from '../stats/rank.js';
+import type { MatrixSketch, ModelSketch, NeuronSketch, SketchView } from '../sketch/types.js';
+import type { LowRankEvidence } from './forest.js';
+
+export interface MatrixComparison {
+  readonly layer: number;
+  readonly role: LayerRole;
+  /** The two sketches differ at all (equal weights on a common grid give equal sketches). */
+  readonly changed: boolean;
+  /** Singular values of the sketch difference above the noise edge. */
+  readonly rank: number;
+  /** rank > half the sketch size: a dense (full fine-tune) change. */
+  readonly dense: boolean;
+  /** Unbiased estimate of ||W_a - W_b||_F^2 (exact when neither side is projected). */
+  readonly deltaSquared: number;
+  readonly squaredNormA: number;
+  readonly squaredNormB: number;
+  readonly rows: number;
+  readonly cols: number;
+  /** Smaller sketch side: the most a rank can read. */
+  readonly sketchRank: number;
+}
+
+export interface SketchComparison {
+  readonly matrices: readonly MatrixComparison[];
+  /** Set when no changed matrix is dense. */
+  readonly lowRank: LowRankEvidence | null;
+  /** sqrt(sum ||dW||^2 / sum (||W_a||^2 + ||W_b||^2) / 2) over all matrices. */
+  readonly relativeDistance: number;
+  /** g(a -> b) over the changed matrices; undefined when nothing changed. */
+  readonly normGrowth: number | undefined;
+  /** MoTHer's distance: mean over square attention matrices of the RMS of the delta. */
+  readonly attentionRms: number;
+  /** MoTHer's LoRA distance: sum of ranks, a dense matrix counting its sketch rank. */
+  readonly rankSum: number;
+  /** log10 p-value of "independently initialised" (matched-neuron test); -Infinity if untestable. */
+  readonly log10PValue: number;
+}
+
+/** Tracy-Widom quantile of the rank threshold: one noise singular value in 1000 passes it. */
+const RANK_QUANTILE = TRACY_WIDOM_1_QUANTILES['0.999'];
+
+/** Structure of a sketch that must agree for two models to be compared. */
+export function sketchSignature(sketch: ModelSketch): string {
+  return sketch.matrices.map((m) => `${m.layer}.${m.role}:${m.rows}x${m.cols}`).join(' ');
+}
+
+/**
+ * Throws IncompatibleModelsError naming the first model (in the given order) whose matrix
+ * layout differs from the most common one among the inputs.
+ */
+export function checkCompatible(models: ReadonlyArray<{ name: string; sketch: ModelSketch }>): void {
+  const counts = new Map<string, number>();
+  const signatures = models.map((m) => sketchSignature(m.sketch));
+  for (const s of signatures) counts.set(s, (counts.get(s) ?? 0) + 1);
+  if (counts.size <= 1) return;
+  const common = [...counts.entries()].sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1))[0]![0];
+  const odd = signatures.findIndex((s) => s !== common);
+  const reference = models[signatures.indexOf(common)]!;
+  const describe = (s: ModelSketch) => `${s.architecture ?? s.family}, ${s.dims.layers} layers, hidden ${s.dims.hidden}, intermediate ${s.dims.intermediate ?? '?'}`;
+  throw new IncompatibleModelsError(
+    `model ${models[odd]!.name} has another architecture (${describe(models[odd]!.sketch)}) than ${reference.name} `
+    + `(${describe(reference.sketch)}); a tree needs models of one architecture`,
+  );
+}
+
+/** The views to compare: stored values on a common grid, else both rounded to bf16. */
+function commonViews(a: MatrixSketch, b: MatrixSketch): [SketchView, SketchView] {
+  if (a.storedDtype === b.storedDtype) return [a.views[0]!, b.views[0]!];
+  const bf16 = (m: MatrixSketch) => m.views.find((v) => v.dtype === 'BF16') ?? m.views[0]!;
+  return [bf16(a), bf16(b)];
+}
+
+export function compareMatrix(a: MatrixSketch, b: MatrixSketch): MatrixComparison {
+  const [va, vb] = commonViews(a, b);
+  const k1 = a.sketchRows, k2 = a.sketchCols;
+  const diff = new Float64Array(k1 * k2);
+  let sq = 0;
+  for (let i = 0; i < diff.length; i++) {
+    const d = va.sketch[i]! - vb.sketch[i]!;
+    diff[i] = d;
+    sq += d * d;
+  }
+  // E ||L^T D R||^2 = k1 k2 ||D||^2 for Gaussian sides; a side kept whole scales by 1.
+  const gain = (a.leftProjected ? k1 : 1) * (a.rightProjected ? k2 : 1);
+  const sketchRank = Math.min(k1, k2);
+  const base = {
+    layer: a.layer, role: a.role, deltaSquared: sq / gain, squaredNormA: va.squaredNorm, squaredNormB: vb.squaredNorm,
+    rows: a.rows, cols: a.cols, sketchRank,
+  };
+  if (sq === 0) return { ...base, changed: false, rank: 0, dense: false };
+  const threshold = noiseThreshold(a, va, vb);
+  const rank = countSingularValuesAbove(diff, k1, k2, threshold);
+  return { ...base, changed: true, rank, dense: rank > sketchRank / 2 };
+}
+
+/**
+ * Largest singular value the rounding noise of the two models can reach in the sketch of
+ * their difference. The noise has independent entries of uneven variance V_ij (the ulp grows
+ * with |w|); the sketch's noise has a variance profile whose largest row and column sums give
+ * the edge sqrt(max row) + sqrt(max column) (Bandeira and van Handel; for even variance this
+ * is the Marchenko-Pastur edge). A Gaussian side averages the profile over that side, a side
+ * kept whole keeps its unevenness. The float32 storage of both sketches adds even noise.
+ * The edge is raised by the Tracy-Widom 0.999 margin of a k1 x k2 noise matrix.
+ */
+export function noiseThreshold(m: MatrixSketch, a: SketchView, b: SketchView): number {
+  const k1 = m.sketchRows, k2 = m.sketchCols;
+  const total = a.roundingVariance + b.roundingVariance;
+  const maxRow = a.maxRowVariance + b.maxRowVariance; // the pair's row sums are at most this
+  const maxColumn = a.maxColumnVariance + b.maxColumnVariance;
+  const storage = a.sketchRounding + b.sketchRounding;
+  const rowSum = (m.rightProjected ? k2 : 1) * (m.leftProjected ? total : maxRow) + k2 * storage;
+  const columnSum = (m.leftProjected ? k1 : 1) * (m.rightProjected ? total : maxColumn) + k1 * storage;
+  const tracyWidomMargin = tracyWidomSingularValueThreshold(k1, k2, 1, RANK_QUANTILE) / (Math.sqrt(k1) + Math.sqrt(k2));
+  return (Math.sqrt(rowSum) + Math.sqrt(columnSum)) * tracyWidomMargin;
+}
+
+/**
+ * Singular values of the k1 x k2 matrix above `threshold`, from the eigenvalues of its smaller
+ * Gram matrix: several times faster than an SVD, and the squares lose nothing that matters
+ * here (thresholds sit far above eps times the largest value).
+ */
+export function countSingularValuesAbove(data: Float64Array, k1: number, k2: number, threshold: number): number {
+  const wide = k1 < k2; // Gram of the rows (k1 x k1) when there are fewer rows
+  const n = wide ? k1 : k2;
+  const gram = new Float64Array(n * n);
+  if (wide) {
+    for (let i = 0; i < k1; i++) {
+      for (let j = i; j < k1; j++) {
+        let dot = 0;
+        for (let c = 0; c < k2; c++) dot += data[i * k2 + c]! * data[j * k2 + c]!;
+        gram[i * n + j] = dot;
+        gram[j * n + i] = dot;
+      }
+    }
+  } else {
+    for (let r = 0; r < k1; r++) {
+      const o = r * k2;
+      for (let i = 0; i < k2; i++) {
+        const x = data[o + i]!;
+        if (x === 0) continue;
+        for (let j = i; j < k2; j++) gram[i * n + j] += x * data[o + j]!;
+      }
+    }
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) gram[i * n + j] = gram[j * n + i]!;
+  }
+  const eigenvalues = symmetricEigenvalues({ rows: n, cols: n, data: gram });
+  const cut = threshold * threshold;
+  let rank = 0;
+  while (rank < eigenvalues.length && eigenvalues[rank]! > cut) rank++;
+  return rank;
+}
+
+function toMatrix(values: Float32Array, rows: number, cols: number): Matrix {
+  return { rows, cols, data: Float64Array.from(values) };
+}
+
+/** Matched-neuron independence test over the layers both sketches kept. */
+export function relatednessLog10P(a: readonly NeuronSketch[], b: readonly NeuronSketch[]): number {
+  const layers: NeuronRows[] = [];
+  for (const na of a) {
+    const nb = b.find((n) => n.layer === na.layer);
+    if (!nb || nb.count !== na.count || nb.dim !== na.dim || na.count < 3) continue;
+    layers.push({
+      gateBase: toMatrix(na.gate, na.count, na.dim),
+      upBase: toMatrix(na.up, na.count, na.dim),
+      gateCandidate: toMatrix(nb.gate, nb.count, nb.dim),
+      upCandidate: toMatrix(nb.up, nb.count, nb.dim),
+    });
+  }
+  if (layers.length === 0) return -Infinity;
+  return independenceTest(layers).log10PValue;
+}
+
+export function compareSketches(a: ModelSketch, b: ModelSketch): SketchComparison {
+  if (sketchSignature(a) !== sketchSignature(b)) throw new IncompatibleModelsError('sketches of different architectures');
+  const matrices = a.matrices.map((m, i) => compareMatrix(m, b.matrices[i]!));
+  let growth = 0, changedDelta = 0, delta = 0, norms = 0, rankSum = 0, rmsSum = 0, rmsCount = 0;
+  let dense = false;
+  const ranks: number[] = [];
+  const modules = new Set<string>();
+  for (const m of matrices) {
+    delta += m.deltaSquared;
+    norms += (m.squaredNormA + m.squaredNormB) / 2;
+    if (isSquareAttention(m)) {
+      rmsSum += Math.sqrt(m.deltaSquared / (m.rows * m.cols));
+      rmsCount++;
+    }
+    if (!m.changed) continue;
+    growth += m.squaredNormB - m.squaredNormA;
+    changedDelta += m.deltaSquared;
+    rankSum += m.dense ? m.sketchRank : m.rank;
+    if (m.dense) dense = true;
+    if (m.rank > 0) {
+      ranks.push(m.rank);
+      modules.add(MODULE_NAME[m.role] ?? m.role);
+    }
+  }
+  return {
+    matrices,
+    lowRank: dense ? null : { rank: mostCommon(ranks), modules: [...modules].sort(), rankSum },
+    relativeDistance: norms > 0 ? Math.sqrt(delta / norms) : 0,
+    normGrowth: changedDelta > 0 ? growth / changedDelta : undefined,
+    attentionRms: rmsCount ? rmsSum / rmsCount : 0,
+    rankSum,
+    log10PValue: relatednessLog10P(a.neurons, b.neurons),
+  };
+}
+
+function isSquareAttention(m: MatrixComparison): boolean {
+  return (m.role === 'q' || m.role === 'k' || m.role === 'v' || m.role === 'o') && m.rows === m.cols;
+}
+
+/** The most frequent value; ties go to the smaller one. 0 for an empty list. */
+export function mostCommon(values: readonly number[]): number {
+  const counts = new Map<number, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best = 0, bestCount = 0;
+  for (const [v, c] of counts) {
+    if (c > bestCount || (c === bestCount && v < best)) {
+      best = v;
+      bestCount = c;
+    }
+  }
+  return best;
+}
