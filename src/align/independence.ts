@@ -11,6 +11,12 @@ export interface NeuronRows {
   readonly upCandidate: Matrix;
 }
 
+export interface LayerIndependence {
+  readonly layer: number;
+  readonly spearman: number;
+  readonly z: number;
+}
+
 /**
  * Matched-neuron independence test in the spirit of Zhu et al. (ICML 2025): per layer, match the
  * candidate's neurons to the base's once from gate rows and once from up rows. If the models were
@@ -18,18 +24,19 @@ export interface NeuronRows {
  * correlation rho has mean 0 and variance 1/(n-1); a shared origin makes them agree (rho near 1).
  * Neuron permutations and up/down rescaling leave the statistic unchanged (matching absorbs the
  * permutation; correlations ignore positive scale; up uses |corr| so sign flips are folded too).
- * Layers are combined with Fisher's method; one-sided z = rho * sqrt(n - 1).
  * Rows may be exact or randomly projected (sketched) rows: projection keeps correlations.
  */
-export function independenceTest(layers: readonly NeuronRows[]): IndependenceTest {
-  const perLayer = layers.map((l, layer) => {
-    const fromGate = matchRows(l.gateCandidate, l.gateBase, false).permutation;
-    const fromUp = matchRows(l.upCandidate, l.upBase, true).permutation;
-    const n = fromGate.length;
-    const rho = n > 2 ? spearman(fromGate, fromUp) : 0;
-    const z = Number.isFinite(rho) ? rho * Math.sqrt(n - 1) : 0;
-    return { layer, spearman: Number.isFinite(rho) ? rho : 0, z };
-  });
+export function layerIndependence(layer: number, rows: NeuronRows): LayerIndependence {
+  const fromGate = matchRows(rows.gateCandidate, rows.gateBase, false).permutation;
+  const fromUp = matchRows(rows.upCandidate, rows.upBase, true).permutation;
+  const n = fromGate.length;
+  const rho = n > 2 ? spearman(fromGate, fromUp) : NaN;
+  if (!Number.isFinite(rho)) return { layer, spearman: 0, z: 0 };
+  return { layer, spearman: rho, z: rho * Math.sqrt(n - 1) };
+}
+
+/** Layers combined with Fisher's method on one-sided p-values of z = rho * sqrt(n - 1). */
+export function combineIndependence(perLayer: readonly LayerIndependence[]): IndependenceTest {
   const combined = fisherCombineLogP(perLayer.map((l) => normalLogSf(l.z)));
   return {
     method: 'matched-neuron Spearman (gate vs up matchings), Fisher-combined over layers',
@@ -38,4 +45,8 @@ export function independenceTest(layers: readonly NeuronRows[]): IndependenceTes
     pValue: combined.p,
     log10PValue: combined.log10P,
   };
+}
+
+export function independenceTest(layers: readonly NeuronRows[]): IndependenceTest {
+  return combineIndependence(layers.map((rows, layer) => layerIndependence(layer, rows)));
 }

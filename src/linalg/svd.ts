@@ -1,5 +1,6 @@
 import { type Matrix, zeros } from './matrix.js';
-import { euclideanNorm, matmul, matmulTransB, subMatrix, transpose } from './ops.js';
+import { euclideanNorm, gram, matmul, matmulTransA, matmulTransB, subMatrix, transpose } from './ops.js';
+import { symmetricEigen } from './eig.js';
 import { extractR, formQColumns, householderFactor, orthonormalize } from './qr.js';
 import { Rng } from './rng.js';
 
@@ -243,4 +244,28 @@ export function topSingularValue(a: Matrix, options: PowerIterationOptions = {})
     if (converged) break;
   }
   return sigma;
+}
+
+/**
+ * SVD through the eigendecomposition of the smaller Gram matrix (AᵀA or AAᵀ). Several times faster
+ * than one-sided Jacobi, but singular values below about sqrt(eps)·σ₁ lose relative accuracy:
+ * use it where only values well above that matter (noise-floor rank tests, subspaces of the
+ * leading directions), and `svd` where small singular values must be exact.
+ */
+export function svdViaGram(a: Matrix, options: SvdOptions = {}): Svd {
+  const wantVectors = options.vectors ?? true;
+  const tall = a.rows >= a.cols;
+  const g = gram(a); // n×n (AᵀA) when tall, m×m (AAᵀ) when wide
+  const eig = symmetricEigen(g.matrix, { vectors: wantVectors });
+  const k = eig.values.length;
+  const s = new Float64Array(k);
+  for (let i = 0; i < k; i++) s[i] = Math.sqrt(Math.max(eig.values[i]!, 0));
+  if (!wantVectors) return { s };
+  const w = eig.vectors!; // columns are eigenvectors
+  // The other side's vectors: A·v / σ (tall) or Aᵀ·u / σ (wide); zero columns where σ = 0.
+  const other = tall ? matmul(a, w) : matmulTransA(a, w);
+  for (let i = 0; i < other.rows; i++) {
+    for (let j = 0; j < k; j++) other.data[i * k + j] = s[j]! > 0 ? other.data[i * k + j]! / s[j]! : 0;
+  }
+  return tall ? { u: other, s, v: w } : { u: w, s, v: other };
 }

@@ -1,0 +1,106 @@
+import type { Weight } from '../arch/types.js';
+import { isFloatDType, roundToDtype, ulpOf, type FloatDType } from '../io/dtypes.js';
+
+/**
+ * A weight matrix as analysed: float64 values plus, per element, the variance of the rounding
+ * error its storage format put there (uniform rounding: ulp^2 / 12). Every transform that moves or
+ * scales values moves or scales the variance with them, so the noise floor stays exact.
+ */
+export interface NoisyMatrix {
+  readonly rows: number;
+  readonly cols: number;
+  readonly values: Float64Array;
+  readonly variance: Float32Array;
+}
+
+/** Bits of precision of each float storage dtype. */
+const PRECISION: Readonly<Record<FloatDType, number>> = { F64: 53, F32: 24, F16: 11, BF16: 8, F8_E4M3: 4, F8_E5M2: 3 };
+
+/** The dtype whose grid is contained in the other's (rounding onto it is exact), or null. */
+export function coarserGrid(a: string, b: string): FloatDType | null {
+  if (!isFloatDType(a) || !isFloatDType(b) || a === b) return null;
+  const [fine, coarse] = PRECISION[a] > PRECISION[b] ? [a, b] : [b, a];
+  // F16 and BF16 have different exponent ranges: neither grid contains the other.
+  if (fine === 'F16' || (fine === 'F32' && coarse.startsWith('F8')) || fine === 'F8_E4M3') return null;
+  return coarse;
+}
+
+/**
+ * Values and rounding variance of a stored weight. `roundTo` first rounds it onto a coarser grid
+ * (a f32 parent compared with its bf16 child: untouched matrices then match exactly).
+ */
+export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null): NoisyMatrix {
+  const stored = roundTo === 'BF16' || roundTo === 'F16' ? roundToDtype(w.data, roundTo) : w.data;
+  const dtype = (roundTo ?? w.dtype) as FloatDType;
+  const n = stored.length;
+  const values = new Float64Array(n);
+  const variance = new Float32Array(n);
+  const exact = !isFloatDType(dtype);
+  for (let i = 0; i < n; i++) {
+    const x = stored[i]!;
+    values[i] = x;
+    if (!exact) {
+      const u = ulpOf(x, dtype);
+      variance[i] = (u * u) / 12;
+    }
+  }
+  return { rows: w.rows, cols: w.cols, values, variance };
+}
+
+/** Build from plain values with a given per-element variance (tests, merged adapters). */
+export function noisyFromValues(rows: number, cols: number, values: Float64Array, variance: Float32Array): NoisyMatrix {
+  return { rows, cols, values, variance };
+}
+
+/** Scale columns in place by s_j (values by s_j, variance by s_j^2). */
+export function scaleColumns(m: NoisyMatrix, s: ArrayLike<number>): void {
+  for (let i = 0; i < m.rows; i++) {
+    const o = i * m.cols;
+    for (let j = 0; j < m.cols; j++) {
+      m.values[o + j]! *= s[j]!;
+      m.variance[o + j]! *= s[j]! * s[j]!;
+    }
+  }
+}
+
+/** Scale rows in place by s_i. */
+export function scaleRows(m: NoisyMatrix, s: ArrayLike<number>): void {
+  for (let i = 0; i < m.rows; i++) {
+    const o = i * m.cols;
+    const f = s[i]!;
+    for (let j = 0; j < m.cols; j++) {
+      m.values[o + j]! *= f;
+      m.variance[o + j]! *= f * f;
+    }
+  }
+}
+
+/** New matrix whose row i is row `order[i]` of m times `sign[i]` (sign optional). */
+export function permuteRows(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
+  const values = new Float64Array(m.values.length);
+  const variance = new Float32Array(m.variance.length);
+  for (let i = 0; i < m.rows; i++) {
+    const from = order[i]! * m.cols;
+    const s = sign ? sign[i]! : 1;
+    for (let j = 0; j < m.cols; j++) {
+      values[i * m.cols + j] = s * m.values[from + j]!;
+      variance[i * m.cols + j] = m.variance[from + j]!;
+    }
+  }
+  return { rows: m.rows, cols: m.cols, values, variance };
+}
+
+/** New matrix whose column j is column `order[j]` of m times `sign[j]` (sign optional). */
+export function permuteColumns(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
+  const values = new Float64Array(m.values.length);
+  const variance = new Float32Array(m.variance.length);
+  for (let i = 0; i < m.rows; i++) {
+    const o = i * m.cols;
+    for (let j = 0; j < m.cols; j++) {
+      const from = o + order[j]!;
+      values[o + j] = (sign ? sign[j]! : 1) * m.values[from]!;
+      variance[o + j] = m.variance[from]!;
+    }
+  }
+  return { rows: m.rows, cols: m.cols, values, variance };
+}

@@ -1,0 +1,68 @@
+import { openTensorSource } from '../io/source.js';
+import type { TensorSource } from '../io/types.js';
+import { assertFinite } from '../io/source.js';
+import { layerRoleRef, mapModel, readRole } from './map.js';
+import type { GlobalRole, LayerRole, ModelMap, Weight } from './types.js';
+import { BadInputError } from '../io/errors.js';
+
+/**
+ * What the analyses see of a model: weights by canonical role, read lazily. Analyses depend on
+ * this interface, never on files, so a merged adapter or an in-memory test model can stand in.
+ */
+export interface RoleReader {
+  readonly name: string;
+  readonly path: string;
+  readonly map: ModelMap;
+  /** Storage dtypes present (e.g. ["BF16"]). */
+  readonly dtypes: readonly string[];
+  readonly parameters: number;
+  layer(index: number, role: LayerRole): Weight;
+  global(role: GlobalRole): Weight;
+  /** Payload bytes read so far. */
+  readonly bytesRead: number;
+  close(): void;
+}
+
+/** A RoleReader over a safetensors model; every weight read is checked for NaN/Inf. */
+export class SourceRoleReader implements RoleReader {
+  readonly map: ModelMap;
+  constructor(readonly source: TensorSource) {
+    this.map = mapModel(source);
+  }
+  static open(path: string): SourceRoleReader {
+    return new SourceRoleReader(openTensorSource(path));
+  }
+  get name(): string {
+    return this.source.name;
+  }
+  get path(): string {
+    return this.source.path;
+  }
+  get dtypes(): string[] {
+    return [...new Set([...this.source.tensors.values()].map((t) => t.dtype))].sort();
+  }
+  get parameters(): number {
+    let n = 0;
+    for (const t of this.source.tensors.values()) n += t.shape.reduce((a, b) => a * b, 1);
+    return n;
+  }
+  get bytesRead(): number {
+    return this.source.bytesRead;
+  }
+  layer(index: number, role: LayerRole): Weight {
+    return checked(readRole(this.source, layerRoleRef(this.map, index, role)));
+  }
+  global(role: GlobalRole): Weight {
+    const ref = this.map.global[role];
+    if (!ref) throw new BadInputError(`the model has no ${role} weight`, { file: this.source.path });
+    return checked(readRole(this.source, ref));
+  }
+  close(): void {
+    this.source.close();
+  }
+}
+
+function checked(w: Weight): Weight {
+  assertFinite(w.data, w.file, w.tensor);
+  return w;
+}

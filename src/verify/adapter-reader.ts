@@ -1,0 +1,75 @@
+import { describeAdapter, mapAdapter, type AdapterMap } from '../arch/peft.js';
+import type { RoleReader } from '../arch/reader.js';
+import type { GlobalRole, LayerRole, Weight } from '../arch/types.js';
+import { IncompatibleModelsError } from '../io/errors.js';
+import type { TensorSource } from '../io/types.js';
+
+/**
+ * A base model with a PEFT adapter merged lazily: W + scale * B A for the roles the adapter
+ * targets, computed in float64 when a role is read; nothing merged is ever written.
+ */
+export class MergedAdapterReader implements RoleReader {
+  readonly adapter: AdapterMap;
+  constructor(private readonly base: RoleReader, private readonly adapterSource: TensorSource) {
+    this.adapter = mapAdapter(adapterSource);
+    for (const f of this.adapter.factors) {
+      if (f.layer === null || f.role === null) continue;
+      if (f.layer >= base.map.layers.length) {
+        throw new IncompatibleModelsError(`adapter ${adapterSource.name} targets layer ${f.layer} but ${base.name} has ${base.map.layers.length} layers`);
+      }
+    }
+  }
+  get name(): string {
+    return this.adapterSource.name;
+  }
+  get path(): string {
+    return this.adapterSource.path;
+  }
+  get map() {
+    return this.base.map;
+  }
+  get dtypes(): readonly string[] {
+    return this.base.dtypes;
+  }
+  get parameters(): number {
+    return this.base.parameters;
+  }
+  get bytesRead(): number {
+    return this.base.bytesRead + this.adapterSource.bytesRead;
+  }
+  summary() {
+    return describeAdapter(this.adapter);
+  }
+  global(role: GlobalRole): Weight {
+    return this.base.global(role);
+  }
+  layer(index: number, role: LayerRole): Weight {
+    const w = this.base.layer(index, role);
+    const factor = this.adapter.layers[index]?.[role];
+    if (!factor) return w;
+    if (factor.outFeatures !== w.rows || factor.inFeatures !== w.cols) {
+      throw new IncompatibleModelsError(
+        `adapter factor ${factor.module} is ${factor.outFeatures}x${factor.inFeatures} but ${this.base.name}'s ${role} of layer ${index} is ${w.rows}x${w.cols}`,
+      );
+    }
+    const a = this.adapterSource.read(factor.A); // rank x in
+    const b = this.adapterSource.read(factor.B); // out x rank
+    const r = factor.rank;
+    const merged = new Float32Array(w.data.length);
+    const row = new Float64Array(w.cols);
+    for (let i = 0; i < w.rows; i++) {
+      row.fill(0);
+      for (let t = 0; t < r; t++) {
+        const coef = b[i * r + t]! * factor.scale;
+        if (coef === 0) continue;
+        for (let j = 0; j < w.cols; j++) row[j]! += coef * a[t * w.cols + j]!;
+      }
+      for (let j = 0; j < w.cols; j++) merged[i * w.cols + j] = w.data[i * w.cols + j]! + row[j]!;
+    }
+    // The merge is exact to float32: the result's grid is F32 whatever the base's storage.
+    return { ...w, data: merged, dtype: 'F32', tensor: `${w.tensor} + ${factor.module} (merged)` };
+  }
+  close(): void {
+    this.adapterSource.close();
+  }
+}

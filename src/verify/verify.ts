@@ -1,0 +1,365 @@
+import { compareArchitectures } from '../arch/map.js';
+import type { RoleReader } from '../arch/reader.js';
+import type { LayerRole, Weight } from '../arch/types.js';
+import { IncompatibleModelsError, LineageError } from '../io/errors.js';
+import { combineIndependence, layerIndependence, type LayerIndependence } from '../align/independence.js';
+import { attentionInvariants } from '../align/invariants.js';
+import {
+  alignHeads, alignMlp, alignResidual, applyHeads, applyMlp, applyResidual, applyResidualToGlobals,
+  comparableRows, foldNorms, type GlobalWeights, type HeadLayout, type LayerWeights, type ResidualAlignment,
+} from '../align/llama.js';
+import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
+import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../align/noisy.js';
+import { Rng } from '../linalg/rng.js';
+import { MomentAccumulator } from '../stats/moments.js';
+import type {
+  LayerEvidence, ModelSummary, ModuleEvidence, ModuleName, Relation, TransformFound, VerifyResult,
+} from './types.js';
+
+/** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
+export const UNRELATED_P = 0.01;
+export const RELATED_P = 1e-3;
+/**
+ * Norm growth g = (|C|^2 - |B|^2) / |C - B|^2 is ~1 when C = B + an update independent of B, ~0 for
+ * two equally trained siblings and ~-1 when B descends from C: the midpoint 1/2 decides.
+ */
+export const DERIVED_GROWTH = 0.5;
+
+const MODULES: ReadonlyArray<readonly [Exclude<LayerRole, 'input_norm' | 'post_norm' | 'fc_in' | 'fc_out'>, ModuleName]> = [
+  ['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj'], ['o', 'o_proj'], ['gate', 'gate_proj'], ['up', 'up_proj'], ['down', 'down_proj'],
+];
+
+/**
+ * The diagonal scalings each role admits without changing the function: reader columns through
+ * norm folding; Q/K rows per RoPE pair, V rows with O columns, up rows with down columns.
+ * Residual-side rows (O, down) and gate rows (SiLU is not scale-equivariant) admit none.
+ */
+const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
+  q_proj: { rows: true, cols: true },
+  k_proj: { rows: true, cols: true },
+  v_proj: { rows: true, cols: true },
+  o_proj: { rows: false, cols: true },
+  gate_proj: { rows: false, cols: true },
+  up_proj: { rows: true, cols: true },
+  down_proj: { rows: false, cols: true },
+};
+const NO_GAUGE: GaugeFreedom = { rows: false, cols: false };
+
+export interface VerifyOptions {
+  readonly seed?: number;
+  /** Called after each layer (for progress displays). */
+  readonly onLayer?: (done: number, total: number) => void;
+}
+
+function headLayout(reader: RoleReader): HeadLayout {
+  const d = reader.map.dims;
+  if (!d.heads || !d.kvHeads || !d.headDim) {
+    throw new LineageError(`verify needs attention head counts: ${reader.name} has none in config.json`);
+  }
+  return { heads: d.heads, kvHeads: d.kvHeads, headDim: d.headDim };
+}
+
+function requireDecoder(reader: RoleReader): void {
+  const layer0 = reader.map.layers[0] ?? {};
+  const missing = MODULES.map(([role]) => role).filter((role) => !layer0[role]);
+  if (missing.length > 0 || !layer0.input_norm || !layer0.post_norm) {
+    throw new LineageError(
+      `verify supports Llama-style decoders (q, k, v, o, gate, up, down with RMSNorms); ${reader.name} (family ${reader.map.family}) lacks ${[...missing, ...(layer0.input_norm ? [] : ['input_norm'])].join(', ') || 'post_norm'}`,
+    );
+  }
+}
+
+function vectorOf(w: Weight, grid: ReturnType<typeof coarserGrid>): Float64Array {
+  return noisyFromWeight(w, grid).values;
+}
+
+/** Per role, the grid both models are compared on: the coarser storage precision. */
+function readPair(base: RoleReader, candidate: RoleReader, read: (r: RoleReader) => Weight) {
+  const wb = read(base);
+  const wc = read(candidate);
+  const grid = coarserGrid(wb.dtype, wc.dtype);
+  const roundBase = grid !== null && grid !== wb.dtype ? grid : null;
+  const roundCand = grid !== null && grid !== wc.dtype ? grid : null;
+  return { wb, wc, roundBase, roundCand };
+}
+
+function loadLayer(base: RoleReader, candidate: RoleReader, index: number, moments: [MomentAccumulator, MomentAccumulator]) {
+  const pairs = new Map<LayerRole, ReturnType<typeof readPair>>();
+  for (const role of ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const) {
+    const p = readPair(base, candidate, (r) => r.layer(index, role));
+    if (role !== 'input_norm' && role !== 'post_norm') {
+      moments[0].add(p.wb.data);
+      moments[1].add(p.wc.data);
+    }
+    pairs.set(role, p);
+  }
+  const build = (side: 'base' | 'cand'): LayerWeights => {
+    const m = (role: LayerRole): NoisyMatrix => {
+      const p = pairs.get(role)!;
+      return side === 'base' ? noisyFromWeight(p.wb, p.roundBase) : noisyFromWeight(p.wc, p.roundCand);
+    };
+    const vec = (role: LayerRole) => {
+      const p = pairs.get(role)!;
+      return side === 'base' ? vectorOf(p.wb, p.roundBase) : vectorOf(p.wc, p.roundCand);
+    };
+    return {
+      q: m('q'), k: m('k'), v: m('v'), o: m('o'), gate: m('gate'), up: m('up'), down: m('down'),
+      inputNorm: vec('input_norm'), postNorm: vec('post_norm'),
+    };
+  };
+  return { base: build('base'), candidate: build('cand') };
+}
+
+function loadGlobals(base: RoleReader, candidate: RoleReader): { base: GlobalWeights; candidate: GlobalWeights } {
+  const embed = readPair(base, candidate, (r) => r.global('embed'));
+  const tied = base.map.tiedEmbeddings || candidate.map.tiedEmbeddings || !base.map.global.lm_head || !candidate.map.global.lm_head;
+  const head = tied ? null : readPair(base, candidate, (r) => r.global('lm_head'));
+  const norm = base.map.global.final_norm && candidate.map.global.final_norm ? readPair(base, candidate, (r) => r.global('final_norm')) : null;
+  const side = (s: 'b' | 'c'): GlobalWeights => ({
+    embed: s === 'b' ? noisyFromWeight(embed.wb, embed.roundBase) : noisyFromWeight(embed.wc, embed.roundCand),
+    lmHead: head ? (s === 'b' ? noisyFromWeight(head.wb, head.roundBase) : noisyFromWeight(head.wc, head.roundCand)) : null,
+    finalNorm: norm ? (s === 'b' ? vectorOf(norm.wb, norm.roundBase) : vectorOf(norm.wc, norm.roundCand)) : null,
+  });
+  return { base: side('b'), candidate: side('c') };
+}
+
+function sameValues(a: Float64Array, b: Float64Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function maxAbsLog(values: ArrayLike<number>, from = 0, to = values.length): number {
+  let m = 0;
+  for (let i = from; i < to; i++) {
+    const v = Math.abs(values[i]!);
+    if (v > 0) m = Math.max(m, Math.abs(Math.log(v)));
+  }
+  return m;
+}
+
+function isIdentity(order: ArrayLike<number>): boolean {
+  for (let i = 0; i < order.length; i++) if (order[i] !== i) return false;
+  return true;
+}
+
+function summarize(reader: RoleReader, adapter: ModelSummary['adapter']): ModelSummary {
+  return { name: reader.name, path: reader.path, dtypes: reader.dtypes, parameters: reader.parameters, adapter };
+}
+
+/** The most common value (ties: the smaller). */
+function mode(values: readonly number[]): number {
+  const counts = new Map<number, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best = values[0]!, bestCount = 0;
+  for (const [v, c] of [...counts].sort((a, b) => a[0] - b[0])) if (c > bestCount) [best, bestCount] = [v, c];
+  return best;
+}
+
+export function verifyModels(
+  base: RoleReader, candidate: RoleReader, options: VerifyOptions = {},
+  adapters: { base?: ModelSummary['adapter']; candidate?: ModelSummary['adapter'] } = {},
+): VerifyResult {
+  const started = performance.now();
+  let readSeconds = 0, alignSeconds = 0;
+  const timed = <T>(f: () => T, add: (s: number) => void): T => {
+    const t0 = performance.now();
+    const out = f();
+    add((performance.now() - t0) / 1000);
+    return out;
+  };
+  const problems = compareArchitectures(base.map, candidate.map);
+  if (problems.length > 0) {
+    throw new IncompatibleModelsError(`${base.name} and ${candidate.name} have different architectures: ${problems.join('; ')}`);
+  }
+  requireDecoder(base);
+  requireDecoder(candidate);
+  const layout = headLayout(base);
+  const seed = options.seed ?? 1;
+
+  const globals = timed(() => loadGlobals(base, candidate), (s) => (readSeconds += s));
+  const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
+  const alignedGlobals = applyResidualToGlobals(globals.candidate, residual);
+  const residualIdentity = residual.moved === 0 && residual.flipped === 0;
+  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(globals.base.embed.cols, 512), globals.base.embed.cols);
+
+  const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
+  const layers: LayerEvidence[] = [];
+  const independence: LayerIndependence[] = [];
+  const transformLayers: TransformFound['layers'][number][] = [];
+  const qualities: number[] = [residual.quality];
+  let normFold = alignedGlobals.finalNorm && globals.base.finalNorm ? maxAbsLog(ratio(alignedGlobals.finalNorm, globals.base.finalNorm)) : 0;
+  let growthNum = 0, growthDen = 0;
+  const layerCount = base.map.layers.length;
+
+  for (let index = 0; index < layerCount; index++) {
+    const loaded = timed(() => loadLayer(base, candidate, index, moments), (s) => (readSeconds += s));
+    const b = loaded.base;
+    const t0 = performance.now();
+    let c = applyResidual(loaded.candidate, residual);
+    const normsEqual = sameValues(b.inputNorm, c.inputNorm) && sameValues(b.postNorm, c.postNorm);
+    normFold = Math.max(normFold, maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
+    foldNorms(b);
+    foldNorms(c);
+    independence.push(layerIndependence(index, {
+      gateBase: comparableRows(b.gate, seed + 3 * index), upBase: comparableRows(b.up, seed + 3 * index + 1),
+      gateCandidate: comparableRows(c.gate, seed + 3 * index), upCandidate: comparableRows(c.up, seed + 3 * index + 1),
+    }));
+    const mlp = alignMlp(b, c, seed + 1000 + index);
+    c = applyMlp(c, mlp);
+    const heads = alignHeads(b, c, layout, seed + 2000 + index);
+    c = applyHeads(c, heads, layout);
+    qualities.push(mlp.quality, heads.quality);
+    alignSeconds += (performance.now() - t0) / 1000;
+
+    // The cheap identity: nothing moved and the norms are bit-identical, so no scaling can hide.
+    const identity = residualIdentity && normsEqual && mlp.moved === 0 && isIdentity(heads.headOrder) && isIdentity(heads.groupOrder);
+    const modules: ModuleEvidence[] = [];
+    const fits = new Map<ModuleName, LowRankResult>();
+    for (const [role, name] of MODULES) {
+      const x = b[role] as NoisyMatrix;
+      const y = c[role] as NoisyMatrix;
+      const fit = lowRankDelta(x, y, { gauge: identity ? NO_GAUGE : GAUGE[name] });
+      fits.set(name, fit);
+      const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
+      if (status !== 'unchanged') {
+        growthNum += fit.candidateNormSq - fit.baseNormSq;
+        growthDen += fit.deltaNormSq;
+      }
+      modules.push({
+        module: name,
+        status,
+        rank: fit.rank,
+        relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
+        singularValues: Array.from(fit.spectrum),
+        threshold: 1,
+        thresholdMethod: identity
+          ? 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales)'
+          : 'bulk edge of the storage-rounding noise, least rank over the function-preserving row/column scalings',
+      });
+    }
+    const inv = attentionInvariants(b, c, layout, probes);
+    layers.push({ layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo } });
+    const perGroup = layout.heads / layout.kvHeads;
+    transformLayers.push({
+      layer: index,
+      mlpNeuronsPermuted: mlp.moved,
+      mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale),
+      kvGroupOrder: Array.from(heads.groupOrder),
+      queryHeadOrder: Array.from(heads.headOrder),
+      qkScaleMaxLog: maxAbsLog(groupMeans(fits.get('k_proj')!.rowScale, layout.headDim)),
+      voScaleMaxLog: maxAbsLog(groupMeans(fits.get('v_proj')!.rowScale, layout.headDim)),
+    });
+    void perGroup;
+    options.onLayer?.(index + 1, layerCount);
+  }
+
+  const test = combineIndependence(independence);
+  const kurtosisBase = moments[0].result().excessKurtosis;
+  const kurtosisCandidate = moments[1].result().excessKurtosis;
+  const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
+  const transform = describeTransform(residual, normFold, transformLayers);
+  const evidence = judge(test.log10PValue, normGrowth, layers);
+  const analyseSeconds = (performance.now() - started) / 1000 - readSeconds - alignSeconds;
+  return {
+    schema: 'model-lineage/verify@1',
+    base: summarize(base, adapters.base ?? null),
+    candidate: summarize(candidate, adapters.candidate ?? null),
+    relation: evidence.relation,
+    reason: evidence.reason,
+    pValue: test.pValue,
+    log10PValue: test.log10PValue,
+    independence: test,
+    alignmentQuality: qualities.reduce((a, q) => a + q, 0) / qualities.length,
+    direction: { normGrowth, kurtosisBase, kurtosisCandidate },
+    lora: evidence.lora,
+    fullFineTune: evidence.fullFineTune,
+    transform,
+    layers,
+    timings: { readSeconds, alignSeconds, analyseSeconds, totalSeconds: (performance.now() - started) / 1000 },
+  };
+}
+
+function ratio(a: Float64Array, b: Float64Array): Float64Array {
+  return Float64Array.from(a, (v, i) => (b[i] !== 0 ? v / b[i]! : 1));
+}
+
+/** Mean |scale| of each head block (a per-head obfuscation scale shows as one value per block). */
+function groupMeans(scale: Float64Array, size: number): Float64Array {
+  const out = new Float64Array(Math.floor(scale.length / size));
+  for (let g = 0; g < out.length; g++) {
+    let s = 0;
+    for (let t = 0; t < size; t++) s += Math.abs(scale[g * size + t]!);
+    out[g] = s / size;
+  }
+  return out;
+}
+
+/** Scales within this |log| of 1 are what fitting noise produces, not an obfuscation. */
+const SCALE_REPORT_LOG = Math.log(1.05);
+
+function describeTransform(residual: ResidualAlignment, normFold: number, layers: TransformFound['layers']): TransformFound {
+  const summary: string[] = [];
+  if (residual.moved > 0 || residual.flipped > 0) {
+    summary.push(`residual stream permuted (${residual.moved} dimensions moved${residual.flipped ? `, ${residual.flipped} sign flips` : ''})`);
+  }
+  if (normFold > SCALE_REPORT_LOG) summary.push(`norm weights rescaled and folded (largest factor e^${normFold.toFixed(2)})`);
+  const mlpMoved = layers.filter((l) => l.mlpNeuronsPermuted > 0).length;
+  if (mlpMoved > 0) summary.push(`MLP neurons permuted in ${mlpMoved} of ${layers.length} layers`);
+  const mlpScaled = layers.filter((l) => l.mlpScaleMaxLog > SCALE_REPORT_LOG).length;
+  if (mlpScaled > 0) summary.push(`MLP up/down rescaled in ${mlpScaled} layers`);
+  const headsMoved = layers.filter((l) => !isIdentity(l.queryHeadOrder)).length;
+  if (headsMoved > 0) summary.push(`attention heads permuted in ${headsMoved} layers`);
+  const qk = layers.filter((l) => l.qkScaleMaxLog > SCALE_REPORT_LOG).length;
+  if (qk > 0) summary.push(`Q/K heads rescaled in ${qk} layers`);
+  const vo = layers.filter((l) => l.voScaleMaxLog > SCALE_REPORT_LOG).length;
+  if (vo > 0) summary.push(`V/O heads rescaled in ${vo} layers`);
+  return {
+    identity: summary.length === 0,
+    residualPermuted: residual.moved,
+    normFoldingMaxLogScale: normFold,
+    layers,
+    summary: summary.length ? summary : ['identity: no permutation or rescaling'],
+  };
+}
+
+interface Judgement {
+  relation: Relation;
+  reason: string;
+  lora: VerifyResult['lora'];
+  fullFineTune: boolean;
+}
+
+function judge(log10P: number, growth: number, layers: readonly LayerEvidence[]): Judgement {
+  const p = `p = 10^${log10P.toFixed(1)}`;
+  if (log10P > Math.log10(UNRELATED_P)) {
+    return { relation: 'unrelated', reason: `no sign of a shared initialisation (${p} under independence)`, lora: null, fullFineTune: false };
+  }
+  if (log10P > Math.log10(RELATED_P)) {
+    return { relation: 'inconclusive', reason: `weak evidence of a shared initialisation (${p}): neither independence nor kinship is clear`, lora: null, fullFineTune: false };
+  }
+  const all = layers.flatMap((l) => l.modules.map((m) => ({ layer: l.layer, ...m })));
+  const changed = all.filter((m) => m.status !== 'unchanged');
+  if (changed.length === 0) {
+    return { relation: 'derived', reason: `same weights as BASE after alignment (a copy; ${p})`, lora: null, fullFineTune: false };
+  }
+  const fullFineTune = changed.some((m) => m.status === 'full');
+  if (growth < -DERIVED_GROWTH) {
+    return { relation: 'related', reason: `shared origin (${p}), but BASE looks derived from CANDIDATE (norm growth ${growth.toFixed(2)})`, lora: null, fullFineTune };
+  }
+  if (growth <= DERIVED_GROWTH) {
+    return { relation: 'related', reason: `shared origin (${p}), but neither descends from the other: siblings or cousins (norm growth ${growth.toFixed(2)})`, lora: null, fullFineTune };
+  }
+  let lora: VerifyResult['lora'] = null;
+  if (!fullFineTune) {
+    const layerCount = layers.length;
+    const targets = MODULES.map(([, name]) => name).filter(
+      (name) => changed.filter((m) => m.module === name).length * 2 > layerCount,
+    );
+    const ranks = changed.filter((m) => targets.includes(m.module)).map((m) => m.rank);
+    const loraLayers = [...new Set(changed.map((m) => m.layer))].sort((a, b) => a - b);
+    lora = { rank: mode(ranks), targets, layers: loraLayers, stacked: false };
+  }
+  const what = lora ? `LoRA rank ${lora.rank} on ${lora.targets.join(', ')}` : 'a full fine-tune';
+  return { relation: 'derived', reason: `CANDIDATE is BASE plus ${what} (${p}, norm growth ${growth.toFixed(2)})`, lora, fullFineTune };
+}
