@@ -2,8 +2,9 @@
 /** The `lineage` executable. Each command registers itself here with one import and one list entry. */
 import { registerInspect } from './inspect-command.js';
 import { runCli, type CommandRegistrar } from './run.js';
+import { registerTree } from './tree-command.js';
 
-const COMMANDS: readonly CommandRegistrar[] = [registerInspect];
+const COMMANDS: readonly CommandRegistrar[] = [registerInspect, registerTree];
 
 // `lineage ... | head` closes stdout early: that is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -1,6 +1,8 @@
 /** Open a model folder, and take its sketch from the cache or make it with one read. */
 import { openTensorSource } from '../io/source.js';
 import { mapModel } from '../arch/map.js';
+import { isAdapter } from '../arch/peft.js';
+import { BadInputError } from '../io/errors.js';
 import { SketchCache } from './cache.js';
 import { contentFingerprint } from './fingerprint.js';
 import { sketchModel } from './sketch-model.js';
@@ -22,6 +24,9 @@ export interface LoadOptions extends SketchOptions {
 export function loadSketch(modelPath: string, options: LoadOptions): LoadedSketch {
   const source = openTensorSource(modelPath);
   try {
+    if (isAdapter(source)) {
+      throw new BadInputError('this is a PEFT adapter, not a model: merge it into its base first (or leave it out of the tree)', { file: source.path });
+    }
     const resolved = resolveSketchOptions(options);
     const fingerprint = contentFingerprint(source);
     const cache = new SketchCache(options.cacheDir);

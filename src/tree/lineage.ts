@@ -47,12 +47,13 @@ export function outputProjectionKurtosis(sketch: ModelSketch): number {
   return sum;
 }
 
-export function compareAll(models: readonly SketchedModel[]): SketchComparison[][] {
+export function compareAll(models: readonly SketchedModel[], alpha?: number): SketchComparison[][] {
   checkCompatible(models);
   const n = models.length;
+  const threshold = relatednessThreshold(n, alpha);
   const table: SketchComparison[][] = Array.from({ length: n }, () => new Array<SketchComparison>(n));
   for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) table[i]![j] = compareSketches(models[i]!.sketch, models[j]!.sketch);
+    for (let j = i + 1; j < n; j++) table[i]![j] = compareSketches(models[i]!.sketch, models[j]!.sketch, { relatednessThreshold: threshold });
   }
   return table;
 }
@@ -78,7 +79,7 @@ export function forestEvidence(models: readonly SketchedModel[], comparisons: Sk
 export function recoverLineage(
   models: readonly SketchedModel[],
   options: LineageOptions = {},
-  comparisons: SketchComparison[][] = compareAll(models),
+  comparisons: SketchComparison[][] = compareAll(models, options.alpha),
 ): LineageAnalysis {
   const pairOf = (i: number, j: number) => (i < j ? comparisons[i]![j]! : comparisons[j]![i]!);
   const n = models.length;

@@ -78,8 +78,8 @@ export function renderMermaid(result: LineageResult): string {
   return lines.join('\n') + '\n';
 }
 
-/** The JSON contract, pretty-printed. */
-export function renderJson(result: LineageResult): string {
+/** The JSON contract, pretty-printed (with the truth score when one was computed). */
+export function renderJson(result: LineageResult & { readonly score?: unknown }): string {
   return JSON.stringify(result, null, 2) + '\n';
 }
 

@@ -83,7 +83,10 @@ function commonViews(a: MatrixSketch, b: MatrixSketch): [SketchView, SketchView]
   return [bf16(a), bf16(b)];
 }
 
-export function compareMatrix(a: MatrixSketch, b: MatrixSketch): MatrixComparison {
+/**
+ * `readRank` false skips the rank (the costly part): a changed matrix is then taken as dense.
+ */
+export function compareMatrix(a: MatrixSketch, b: MatrixSketch, readRank = true): MatrixComparison {
   const [va, vb] = commonViews(a, b);
   const k1 = a.sketchRows, k2 = a.sketchCols;
   const diff = new Float64Array(k1 * k2);
@@ -101,6 +104,7 @@ export function compareMatrix(a: MatrixSketch, b: MatrixSketch): MatrixCompariso
     rows: a.rows, cols: a.cols, sketchRank,
   };
   if (sq === 0) return { ...base, changed: false, rank: 0, dense: false };
+  if (!readRank) return { ...base, changed: true, rank: sketchRank, dense: true };
   const threshold = noiseThreshold(a, va, vb);
   const rank = countSingularValuesAbove(diff, k1, k2, threshold);
   return { ...base, changed: true, rank, dense: rank > sketchRank / 2 };
@@ -184,9 +188,28 @@ export function relatednessLog10P(a: readonly NeuronSketch[], b: readonly Neuron
   return independenceTest(layers).log10PValue;
 }
 
-export function compareSketches(a: ModelSketch, b: ModelSketch): SketchComparison {
+export interface CompareOptions {
+  /**
+   * log10 p-value above which the pair counts as unrelated: its ranks are then not read (no
+   * edge can join it). Default: always read them.
+   */
+  readonly relatednessThreshold?: number;
+}
+
+/**
+ * Ranks are read matrix by matrix until the first dense one: after that the pair is a dense
+ * (full fine-tune) pair whatever the rest says, and each later changed matrix counts as dense
+ * (its full sketch rank) in rankSum. That keeps the cost of a dense pair to about one rank.
+ */
+export function compareSketches(a: ModelSketch, b: ModelSketch, options: CompareOptions = {}): SketchComparison {
   if (sketchSignature(a) !== sketchSignature(b)) throw new IncompatibleModelsError('sketches of different architectures');
-  const matrices = a.matrices.map((m, i) => compareMatrix(m, b.matrices[i]!));
+  const log10PValue = relatednessLog10P(a.neurons, b.neurons);
+  let readRanks = log10PValue <= (options.relatednessThreshold ?? Infinity);
+  const matrices = a.matrices.map((m, i) => {
+    const c = compareMatrix(m, b.matrices[i]!, readRanks);
+    if (c.dense) readRanks = false;
+    return c;
+  });
   let growth = 0, changedDelta = 0, delta = 0, norms = 0, rankSum = 0, rmsSum = 0, rmsCount = 0;
   let dense = false;
   const ranks: number[] = [];
@@ -215,7 +238,7 @@ export function compareSketches(a: ModelSketch, b: ModelSketch): SketchCompariso
     normGrowth: changedDelta > 0 ? growth / changedDelta : undefined,
     attentionRms: rmsCount ? rmsSum / rmsCount : 0,
     rankSum,
-    log10PValue: relatednessLog10P(a.neurons, b.neurons),
+    log10PValue,
   };
 }
 
