@@ -11,8 +11,10 @@ import { resolveSketchOptions, type ModelSketch, type SketchOptions } from './ty
 export interface LoadedSketch {
   readonly path: string;
   readonly sketch: ModelSketch;
-  /** Bytes read from the model's files: fingerprint samples and, on a miss, every tensor once. */
-  readonly bytesRead: number;
+  /** Tensor payload bytes read: every linear weight once on a miss, 0 on a cache hit. */
+  readonly tensorBytesRead: number;
+  /** Bytes read for the content fingerprint (headers and sampled blocks). */
+  readonly fingerprintBytesRead: number;
   readonly fromCache: boolean;
 }
 
@@ -31,10 +33,10 @@ export function loadSketch(modelPath: string, options: LoadOptions): LoadedSketc
     const fingerprint = contentFingerprint(source);
     const cache = new SketchCache(options.cacheDir);
     const cached = cache.load(fingerprint.hash, resolved);
-    if (cached) return { path: source.path, sketch: cached, bytesRead: fingerprint.bytesRead, fromCache: true };
+    if (cached) return { path: source.path, sketch: cached, tensorBytesRead: 0, fingerprintBytesRead: fingerprint.bytesRead, fromCache: true };
     const sketch = sketchModel(source, mapModel(source), fingerprint.hash, resolved);
     cache.store(sketch);
-    return { path: source.path, sketch, bytesRead: fingerprint.bytesRead + source.bytesRead, fromCache: false };
+    return { path: source.path, sketch, tensorBytesRead: source.bytesRead, fingerprintBytesRead: fingerprint.bytesRead, fromCache: false };
   } finally {
     source.close();
   }
