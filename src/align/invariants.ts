@@ -1,7 +1,7 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { matmulTransB } from '../linalg/ops.js';
-import { singularValues } from '../linalg/svd.js';
-import { gavishDonohoThreshold } from '../stats/rank.js';
+import { Rng } from '../linalg/rng.js';
+import { singularValues, topSingularValue } from '../linalg/svd.js';
 import type { HeadLayout, LayerWeights } from './llama.js';
 import type { NoisyMatrix } from './noisy.js';
 
@@ -12,6 +12,7 @@ import type { NoisyMatrix } from './noisy.js';
  * inputs P (in the base's residual order), which is also what the Origin-Tracer probe does: with
  * one-token inputs attention is linear, z = x + h(x) W_v W_o, so the change of a layer's
  * attention output over many probes spans rank(delta of W_v W_o).
+ * Needs the rounding variances of v and o (NoisyMatrix) for the probe noise floor.
  */
 export interface AttentionInvariants {
   /** Cosine similarity of P (sum_h Wq_h^T Wk_h) P^T, base vs candidate. */
@@ -85,10 +86,46 @@ export function attentionInvariants(base: LayerWeights, candidate: LayerWeights,
   let probeRank = 0;
   if (nonzero) {
     const s = singularValues({ rows: yb.rows, cols: yb.cols, data: diff });
-    // Noise level unknown here (rounding propagated through two products): Gavish-Donoho's
-    // threshold from the median singular value.
-    const tau = gavishDonohoThreshold(s, yb.rows, yb.cols);
+    const tau = probeNoiseFloor(base, candidate, layout, probes);
     while (probeRank < s.length && s[probeRank]! > tau) probeRank++;
   }
   return { qk, vo, probeRank };
+}
+
+/** Independent draws of the rounding noise when setting the probe threshold. */
+const NOISE_DRAWS = 3;
+
+/**
+ * The probe outputs' noise floor, simulated: each model's storage rounding of V and O (variances
+ * known per element) pushed through that model's own products to first order,
+ * P (E_v W_o + W_v E_o); the largest singular value over a few draws is the threshold.
+ * The noise is coloured by W_o and W_v, so no closed-form bulk edge applies.
+ */
+function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: HeadLayout, probes: Matrix): number {
+  const rng = new Rng(20240531);
+  const draw = (m: NoisyMatrix, layer: LayerWeights): NoisyMatrix => {
+    const values = new Float64Array(m.values.length);
+    for (let i = 0; i < values.length; i++) values[i] = rng.gaussian() * Math.sqrt(m.variance[i]!);
+    if (m === layer.v && layer.inputNormVariance) {
+      // V was folded with the stored input norm: its rounding is a relative error per column.
+      for (let j = 0; j < m.cols; j++) {
+        const g = layer.inputNorm[j]!;
+        const rel = g !== 0 ? rng.gaussian() * Math.sqrt(layer.inputNormVariance[j]!) / Math.abs(g) : 0;
+        for (let i = 0; i < m.rows; i++) values[i * m.cols + j]! += m.values[i * m.cols + j]! * rel;
+      }
+    }
+    return { rows: m.rows, cols: m.cols, values, variance: m.variance };
+  };
+  let floor = 0;
+  for (let d = 0; d < NOISE_DRAWS; d++) {
+    const total = new Float64Array(probes.rows * base.o.rows);
+    for (const layer of [base, candidate]) {
+      for (const noisy of [{ ...layer, v: draw(layer.v, layer) }, { ...layer, o: draw(layer.o, layer) }]) {
+        const y = valueOutput(noisy, layout, probes);
+        for (let i = 0; i < total.length; i++) total[i]! += y.data[i]!;
+      }
+    }
+    floor = Math.max(floor, topSingularValue({ rows: probes.rows, cols: base.o.rows, data: total }, { rng, iters: 200, tolerance: 1e-6 }));
+  }
+  return floor;
 }

@@ -20,6 +20,8 @@ export interface LayerWeights {
   readonly down: NoisyMatrix;
   readonly inputNorm: Float64Array;
   readonly postNorm: Float64Array;
+  /** Rounding variance of the stored input-norm weights (their error rescales V's columns). */
+  readonly inputNormVariance?: Float32Array;
 }
 
 export interface GlobalWeights {
@@ -105,6 +107,7 @@ export function applyResidual(layer: LayerWeights, r: ResidualAlignment): LayerW
     q: readers(layer.q), k: readers(layer.k), v: readers(layer.v), o: writers(layer.o),
     gate: readers(layer.gate), up: readers(layer.up), down: writers(layer.down),
     inputNorm: norm(layer.inputNorm), postNorm: norm(layer.postNorm),
+    ...(layer.inputNormVariance ? { inputNormVariance: Float32Array.from(r.order, (from) => layer.inputNormVariance![from]!) } : {}),
   };
 }
 

@@ -102,9 +102,10 @@ function loadLayer(base: RoleReader, candidate: RoleReader, index: number, momen
       const p = pairs.get(role)!;
       return side === 'base' ? vectorOf(p.wb, p.roundBase) : vectorOf(p.wc, p.roundCand);
     };
+    const inputNorm = m('input_norm');
     return {
       q: m('q'), k: m('k'), v: m('v'), o: m('o'), gate: m('gate'), up: m('up'), down: m('down'),
-      inputNorm: vec('input_norm'), postNorm: vec('post_norm'),
+      inputNorm: inputNorm.values, inputNormVariance: inputNorm.variance, postNorm: vec('post_norm'),
     };
   };
   return { base: build('base'), candidate: build('cand') };
