@@ -3,8 +3,9 @@
 import { registerInspect } from './inspect-command.js';
 import { runCli, type CommandRegistrar } from './run.js';
 import { registerTree } from './tree-command.js';
+import { registerVerify } from './verify-command.js';
 
-const COMMANDS: readonly CommandRegistrar[] = [registerInspect, registerTree];
+const COMMANDS: readonly CommandRegistrar[] = [registerInspect, registerVerify, registerTree];
 
 // `lineage ... | head` closes stdout early: that is not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

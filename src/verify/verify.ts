@@ -83,14 +83,10 @@ function readPair(base: RoleReader, candidate: RoleReader, read: (r: RoleReader)
   return { wb, wc, roundBase, roundCand };
 }
 
-function loadLayer(base: RoleReader, candidate: RoleReader, index: number, moments: [MomentAccumulator, MomentAccumulator]) {
+function loadLayer(base: RoleReader, candidate: RoleReader, index: number) {
   const pairs = new Map<LayerRole, ReturnType<typeof readPair>>();
   for (const role of ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const) {
     const p = readPair(base, candidate, (r) => r.layer(index, role));
-    if (role !== 'input_norm' && role !== 'post_norm') {
-      moments[0].add(p.wb.data);
-      moments[1].add(p.wc.data);
-    }
     pairs.set(role, p);
   }
   const build = (side: 'base' | 'cand'): LayerWeights => {
@@ -194,7 +190,7 @@ export function verifyModels(
   const layerCount = base.map.layers.length;
 
   for (let index = 0; index < layerCount; index++) {
-    const loaded = timed(() => loadLayer(base, candidate, index, moments), (s) => (readSeconds += s));
+    const loaded = timed(() => loadLayer(base, candidate, index), (s) => (readSeconds += s));
     const b = loaded.base;
     const t0 = performance.now();
     let c = applyResidual(loaded.candidate, residual);
@@ -222,6 +218,7 @@ export function verifyModels(
       const y = c[role] as NoisyMatrix;
       const fit = lowRankDelta(x, y, { gauge: identity ? NO_GAUGE : GAUGE[name] });
       fits.set(name, fit);
+      addMoments(moments, x, y, fit);
       const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
       if (status !== 'unchanged') {
         growthNum += fit.candidateNormSq - fit.baseNormSq;
@@ -281,6 +278,21 @@ export function verifyModels(
   };
 }
 
+/** Weight moments of both models on the aligned, norm-folded matrices in the fitted gauge, so an
+ * obfuscator's rescaling does not distort the candidate's kurtosis. */
+function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult): void {
+  moments[0].add(x.values);
+  const scaled = new Float64Array(y.values.length);
+  for (let i = 0; i < y.rows; i++) {
+    for (let j = 0; j < y.cols; j++) scaled[i * y.cols + j] = fit.rowScale[i]! * y.values[i * y.cols + j]! * fit.colScale[j]!;
+  }
+  moments[1].add(scaled);
+}
+
+function formatP(log10P: number): string {
+  return log10P > -300 ? `p = ${(10 ** log10P).toExponential(1)}` : `p = 10^${log10P.toFixed(0)}`;
+}
+
 function ratio(a: Float64Array, b: Float64Array): Float64Array {
   return Float64Array.from(a, (v, i) => (b[i] !== 0 ? v / b[i]! : 1));
 }
@@ -332,7 +344,7 @@ interface Judgement {
 }
 
 function judge(log10P: number, growth: number, layers: readonly LayerEvidence[]): Judgement {
-  const p = `p = 10^${log10P.toFixed(1)}`;
+  const p = formatP(log10P);
   if (log10P > Math.log10(UNRELATED_P)) {
     return { relation: 'unrelated', reason: `no sign of a shared initialisation (${p} under independence)`, lora: null, fullFineTune: false };
   }

@@ -1,0 +1,68 @@
+import Table from 'cli-table3';
+import type { ModuleEvidence, VerifyResult } from '../verify/types.js';
+import { formatPValue } from './html-page.js';
+
+const SHORT: Readonly<Record<string, string>> = {
+  q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down',
+};
+
+/** "8 (36|0.77)": rank, then the last singular value above and the first below the threshold. */
+export function moduleCell(m: ModuleEvidence): string {
+  if (m.status === 'unchanged' && m.singularValues.length === 0) return '0 =';
+  const s = m.singularValues;
+  const above = m.rank > 0 && m.rank <= s.length ? s[m.rank - 1]! : null;
+  const below = m.rank < s.length ? s[m.rank]! : null;
+  const gap = [above === null ? '' : above.toPrecision(3), below === null ? '' : below.toFixed(2)].join('|');
+  const rank = m.status === 'full' ? `full ${m.rank}` : String(m.rank);
+  return `${rank} (${gap})`;
+}
+
+function layerList(layers: readonly number[]): string {
+  if (layers.length === 0) return 'none';
+  const parts: string[] = [];
+  let start = layers[0]!, prev = start;
+  for (const l of [...layers.slice(1), NaN]) {
+    if (l === prev + 1) {
+      prev = l;
+      continue;
+    }
+    parts.push(start === prev ? `${start}` : `${start}-${prev}`);
+    start = prev = l;
+  }
+  return parts.join(',');
+}
+
+/** The terminal summary of a verify result. */
+export function renderVerifyText(r: VerifyResult): string {
+  const lines: string[] = [];
+  const adapter = r.candidate.adapter ? ' (PEFT adapter merged onto BASE)' : '';
+  lines.push(`${r.base.name} -> ${r.candidate.name}${adapter}: ${r.relation.toUpperCase()}`);
+  lines.push(`  ${r.reason}`);
+  lines.push(`  independence test: p = ${formatPValue(r.log10PValue)} (${r.independence.method}; z per layer ${r.independence.perLayer.map((l) => l.z.toFixed(1)).join(' ')})`);
+  if (r.relation !== 'unrelated') {
+    lines.push(`  LoRA: ${r.lora ? `rank ${r.lora.rank} on ${r.lora.targets.join(', ')} (layers ${layerList(r.lora.layers)})` : 'none'}; full fine-tune: ${r.fullFineTune ? 'yes' : 'no'}`);
+    lines.push(`  direction: norm growth ${r.direction.normGrowth.toFixed(3)} (~1 derived, ~0 siblings, ~-1 reversed); weight kurtosis ${r.direction.kurtosisBase.toFixed(3)} -> ${r.direction.kurtosisCandidate.toFixed(3)}`);
+    lines.push(`  transform found: ${r.transform.summary.join('; ')}`);
+    lines.push(`  alignment quality: ${r.alignmentQuality.toFixed(3)} (mean matched correlation)`);
+  } else {
+    lines.push(`  (alignment of unrelated models is arbitrary: no transform or rank is reported as evidence)`);
+  }
+  const modules = r.layers[0]?.modules.map((m) => m.module) ?? [];
+  const table = new Table({
+    head: ['layer', ...modules.map((m) => SHORT[m] ?? m), 'probe', 'qk/vo'],
+    style: { head: [], border: [] },
+  });
+  for (const layer of r.layers) {
+    table.push([
+      String(layer.layer),
+      ...layer.modules.map(moduleCell),
+      layer.probeRank === null ? '-' : String(layer.probeRank),
+      `${layer.invariants.qk.toFixed(2)}/${layer.invariants.vo.toFixed(2)}`,
+    ]);
+  }
+  lines.push('  per layer: numerical rank of the aligned delta (last singular value above | first below the noise threshold, in threshold units; "=" identical);');
+  lines.push('  probe: rank of the one-token attention-output change (Origin-Tracer); qk/vo: cosine of the alignment-free invariants');
+  lines.push(table.toString());
+  lines.push(`  time: ${r.timings.totalSeconds.toFixed(1)} s (read ${r.timings.readSeconds.toFixed(1)} s, align ${r.timings.alignSeconds.toFixed(1)} s)`);
+  return lines.join('\n') + '\n';
+}
