@@ -53,6 +53,9 @@ export interface LowRankOptions {
   readonly iterations?: number;
 }
 
+/** Ranks above this are not called low-rank (LoRA ranks in use are far below it). */
+export const MAX_LOW_RANK = 256;
+
 interface Whitened {
   readonly delta: Matrix;
   readonly edge: number;
@@ -111,8 +114,8 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   return { delta: { rows: m, cols: n, data: delta }, edge: Math.sqrt(maxRow) + Math.sqrt(maxCol), r, c };
 }
 
-/** Small matrices: exact SVD. Large: randomized top-(k) with power iterations. */
-const EXACT_SVD_LIMIT = 1024;
+/** Small matrices: all singular values via the Gram matrix. Large: randomized top-k with power iterations. */
+const EXACT_SVD_LIMIT = 384;
 
 interface TopSvd {
   readonly s: Float64Array;
@@ -143,6 +146,9 @@ function countAbove(s: ArrayLike<number>, edge: number): number {
   return k;
 }
 
+/** Relative decrease per round below which a gauge fit counts as converged. */
+const STALL = 0.01;
+
 interface GaugeTrial {
   readonly ok: boolean;
   readonly a: Float64Array;
@@ -159,11 +165,15 @@ function fitGauge(x: NoisyMatrix, y: NoisyMatrix, gauge: GaugeFreedom, k: number
   const m = x.rows, n = x.cols;
   const a = start ? start.a.slice() : new Float64Array(m).fill(1);
   const b = start ? start.b.slice() : new Float64Array(n).fill(1);
+  let previous = Infinity;
   for (let it = 0; ; it++) {
     const w = whiten(x, y, a, b);
     const top = topSvd(w.delta, k + 1);
-    if ((top.s[k] ?? 0) <= w.edge) return { ok: true, a, b };
-    if (it >= iterations) return { ok: false, a, b };
+    const excess = (top.s[k] ?? 0) / w.edge;
+    if (excess <= 1) return { ok: true, a, b };
+    // Stalled: another round would not bring the (k+1)-th value under the edge.
+    if (it >= iterations || excess > previous * (1 - STALL)) return { ok: false, a, b };
+    previous = excess;
     const before = Float64Array.from([...a, ...b]);
     if (gauge.rows) fitScales(x, y, a, b, w.c, top.v, k, 'rows');
     if (gauge.cols) fitScales(x, y, a, b, w.r, top.u, k, 'cols');
@@ -259,7 +269,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   }
   const m = base.rows, n = base.cols;
   const limit = Math.min(m, n);
-  const maxRank = Math.min(options.maxRank ?? Math.floor(limit / 2), limit - 1);
+  const maxRank = Math.min(options.maxRank ?? Math.min(Math.floor(limit / 2), MAX_LOW_RANK), limit - 1);
   const keep = Math.min(options.keep ?? 64, limit);
   const iterations = options.iterations ?? 12;
   const ones = (len: number) => new Float64Array(len).fill(1);
@@ -269,7 +279,11 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   };
   if (isZero(base, candidate)) return finish(0, true, ones(m), ones(n));
 
-  const plain = spectrumAt(base, candidate, ones(m), ones(n), maxRank + 1);
+  // Escalate the number of singular values computed only while they stay above the edge.
+  let plain = spectrumAt(base, candidate, ones(m), ones(n), Math.min(maxRank + 1, 16));
+  while (plain.length < maxRank + 1 && countAbove(plain, 1) === plain.length && plain.length < limit) {
+    plain = spectrumAt(base, candidate, ones(m), ones(n), Math.min(maxRank + 1, plain.length * 4));
+  }
   const plainRank = countAbove(plain, 1);
   const gauged = options.gauge.rows || options.gauge.cols;
   if (!gauged || plainRank === 0) return finish(plainRank, plainRank <= maxRank, ones(m), ones(n));
