@@ -1,16 +1,23 @@
 /**
- * Synthetic Llama families written as Hugging Face folders, for tree tests and the benchmark:
- * heavy-tailed (Laplace) random roots, LoRA children (parent + U diag(s) V^T on some modules,
- * orthonormal U, V, so every one of the r directions stands clear of the rounding noise), full
- * fine-tunes (parent + dense Gaussian update), stored in bf16 or f32. Children are built from
- * the parent's stored (rounded) values, as a fine-tune of a downloaded checkpoint would be.
+ * Synthetic Llama checkpoints written as Hugging Face folders, for tests and benchmarks.
+ *
+ * Families for the tree: heavy-tailed (Laplace) random roots, LoRA children (parent + U diag(s) V^T
+ * on some modules, orthonormal U, V, so every one of the r directions stands clear of the rounding
+ * noise), full fine-tunes (parent + dense Gaussian update), stored in bf16 or f32. Children are
+ * built from the parent's stored (rounded) values, as a fine-tune of a downloaded checkpoint would be.
+ *
+ * Single models for verify: a complete random base (embed, untied lm_head, norms, GQA attention),
+ * LoRA and full fine-tune children, and the function-preserving obfuscations of the project's test
+ * zoo generator (same kinds, same order, same semantics, GQA aware), plus PEFT adapter folders.
+ * Everything is seeded, so equal seeds give equal models.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { roundToDtype } from '../../src/io/dtypes.js';
 import type { DType } from '../../src/io/types.js';
 import { orthonormalize } from '../../src/linalg/qr.js';
 import { Rng } from '../../src/linalg/rng.js';
-import { writeModelFolder, type FixtureTensor } from './safetensors-writer.js';
+import { writeModelFolder, writeSafetensors, type FixtureTensor } from './safetensors-writer.js';
 
 export interface LlamaDims {
   readonly hidden: number;
@@ -39,9 +46,15 @@ function shapes(d: LlamaDims): Record<Module, [number, number]> {
   };
 }
 
-function tensorName(layer: number, module: Module): string {
-  const group = module.endsWith('proj') && ['gate_proj', 'up_proj', 'down_proj'].includes(module) ? 'mlp' : 'self_attn';
-  return `model.layers.${layer}.${group}.${module}.weight`;
+/** Full tensor name of a linear module of a layer, e.g. `model.layers.0.self_attn.q_proj.weight`. */
+export function tensorName(layer: number, module: Module): string {
+  return `${modulePath(layer, module)}.weight`;
+}
+
+/** Module path without `.weight`, as PEFT names it under `base_model.model.`. */
+export function modulePath(layer: number, module: Module): string {
+  const block = module === 'gate_proj' || module === 'up_proj' || module === 'down_proj' ? 'mlp' : 'self_attn';
+  return `model.layers.${layer}.${block}.${module}`;
 }
 
 function laplace(rng: Rng): number {
@@ -131,4 +144,411 @@ function writeLlamaFolder(folder: string, dims: LlamaDims, weights: Weights, dty
     tie_word_embeddings: false,
   };
   writeModelFolder(folder, config, tensors, { dtype });
+}
+
+// ---------------------------------------------------------------- single models for verify
+
+export interface LlamaConfig {
+  readonly hidden: number;
+  readonly intermediate: number;
+  readonly layers: number;
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly vocab: number;
+}
+
+export interface StateTensor {
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+/** Tensor name -> float32 values, Hugging Face LlamaForCausalLM names. */
+export type LlamaState = Map<string, StateTensor>;
+
+export type ObfuscationKind = 'perm_residual' | 'perm_mlp' | 'perm_heads' | 'scale_norm' | 'scale_vo' | 'scale_qk' | 'scale_mlp';
+export const OBFUSCATION_KINDS: readonly ObfuscationKind[] = ['perm_residual', 'perm_mlp', 'perm_heads', 'scale_norm', 'scale_vo', 'scale_qk', 'scale_mlp'];
+
+const layerPrefix = (layer: number) => `model.layers.${layer}.`;
+
+/** (rows, cols) of a linear module, PyTorch (out, in) convention. */
+export function moduleShape(config: LlamaConfig, module: Module): [number, number] {
+  const { hidden: d, intermediate: ff, heads, kvHeads, headDim } = config;
+  switch (module) {
+    case 'q_proj': return [heads * headDim, d];
+    case 'k_proj':
+    case 'v_proj': return [kvHeads * headDim, d];
+    case 'o_proj': return [d, heads * headDim];
+    case 'gate_proj':
+    case 'up_proj': return [ff, d];
+    case 'down_proj': return [d, ff];
+  }
+}
+
+/** config.json with the keys of the zoo generator's hf_config. */
+export function hfConfig(config: LlamaConfig, dtype: 'BF16' | 'F32'): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: config.hidden,
+    intermediate_size: config.intermediate, num_attention_heads: config.heads, num_key_value_heads: config.kvHeads,
+    head_dim: config.headDim, num_hidden_layers: config.layers, vocab_size: config.vocab, rms_norm_eps: 1e-5,
+    rope_theta: 10000.0, max_position_embeddings: 256, hidden_act: 'silu', tie_word_embeddings: false,
+    torch_dtype: dtype === 'BF16' ? 'bfloat16' : 'float32',
+  };
+}
+
+export function cloneState(state: LlamaState): LlamaState {
+  return new Map([...state].map(([name, t]) => [name, { shape: t.shape, data: Float32Array.from(t.data) }]));
+}
+
+function tensor(state: LlamaState, name: string): StateTensor {
+  const t = state.get(name);
+  if (!t) throw new Error(`synthetic state has no tensor ${name}`);
+  return t;
+}
+
+/**
+ * N(0, 0.02) weights shaped like trained ones: every matrix gets exp(0.3 N) row and column
+ * magnitude factors, so rows and columns differ in scale as they do after training.
+ */
+function structuredMatrix(rows: number, cols: number, rng: Rng): StateTensor {
+  const rowScale = Float64Array.from({ length: rows }, () => Math.exp(0.3 * rng.gaussian()));
+  const colScale = Float64Array.from({ length: cols }, () => Math.exp(0.3 * rng.gaussian()));
+  const data = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) data[i * cols + j] = 0.02 * rng.gaussian() * rowScale[i]! * colScale[j]!;
+  }
+  return { shape: [rows, cols], data };
+}
+
+/** RMSNorm weights around 1 with a spread, always positive. */
+function normVector(size: number, rng: Rng): StateTensor {
+  return { shape: [size], data: Float32Array.from({ length: size }, () => Math.exp(0.2 * rng.gaussian())) };
+}
+
+/** A random Llama base: embed, untied lm_head, final norm, and per layer the seven linears and two RMSNorms. */
+export function randomLlama(config: LlamaConfig, seed: number): LlamaState {
+  const rng = new Rng(seed);
+  const state: LlamaState = new Map();
+  state.set('model.embed_tokens.weight', structuredMatrix(config.vocab, config.hidden, rng));
+  for (let layer = 0; layer < config.layers; layer++) {
+    for (const module of MODULES) {
+      const [rows, cols] = moduleShape(config, module);
+      state.set(tensorName(layer, module), structuredMatrix(rows, cols, rng));
+    }
+    state.set(`${layerPrefix(layer)}input_layernorm.weight`, normVector(config.hidden, rng));
+    state.set(`${layerPrefix(layer)}post_attention_layernorm.weight`, normVector(config.hidden, rng));
+  }
+  state.set('model.norm.weight', normVector(config.hidden, rng));
+  state.set('lm_head.weight', structuredMatrix(config.vocab, config.hidden, rng));
+  return state;
+}
+
+export interface LoraSpec {
+  readonly rank: number;
+  readonly targets: readonly Module[];
+  /** Layers that get the adapter (default: all). */
+  readonly layers?: readonly number[];
+  /** ||B A||_F / ||W||_F of every merged delta (e.g. 0.1). */
+  readonly scale: number;
+}
+
+export interface LoraFactors {
+  /** rank x in, float32 as stored in the adapter. */
+  readonly A: Float32Array;
+  /** out x rank, float32 as stored in the adapter. */
+  readonly B: Float32Array;
+  readonly rows: number;
+  readonly cols: number;
+}
+
+export interface LoraAdded {
+  /** The merged child: W + (alpha / rank) B A on every target. */
+  readonly state: LlamaState;
+  readonly rank: number;
+  /** PEFT lora_alpha; the zoo uses alpha = 2 rank. */
+  readonly alpha: number;
+  readonly targets: readonly Module[];
+  readonly layers: readonly number[];
+  /** Module path (e.g. `model.layers.0.self_attn.q_proj`) -> stored factors. */
+  readonly factors: ReadonlyMap<string, LoraFactors>;
+}
+
+function frobenius(values: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < values.length; i++) s += values[i]! * values[i]!;
+  return Math.sqrt(s);
+}
+
+/**
+ * Merge a random LoRA into a copy of `state`. B and A are Gaussian, B pre-scaled so that the merged
+ * (alpha / rank) B A has ||.||_F = scale ||W||_F; the delta is formed in float64 from the float32
+ * factors, exactly what merging the written adapter gives before float32 rounding.
+ */
+export function addLora(state: LlamaState, spec: LoraSpec, seed: number): LoraAdded {
+  const rng = new Rng(seed);
+  const out = cloneState(state);
+  const alpha = 2 * spec.rank;
+  const merge = alpha / spec.rank;
+  const layerCount = countLayers(state);
+  const layers = spec.layers ?? Array.from({ length: layerCount }, (_, i) => i);
+  const targets = MODULES.filter((m) => spec.targets.includes(m));
+  const factors = new Map<string, LoraFactors>();
+  for (const layer of layers) {
+    for (const module of targets) {
+      const w = tensor(out, tensorName(layer, module));
+      const [rows, cols] = w.shape as [number, number];
+      const r = spec.rank;
+      const a = Float32Array.from({ length: r * cols }, () => rng.gaussian() / Math.sqrt(cols));
+      const b = new Float64Array(rows * r);
+      for (let i = 0; i < b.length; i++) b[i] = rng.gaussian();
+      const product = (bValues: ArrayLike<number>) => {
+        const delta = new Float64Array(rows * cols);
+        for (let i = 0; i < rows; i++) {
+          for (let t = 0; t < r; t++) {
+            const coef = bValues[i * r + t]! * merge;
+            for (let j = 0; j < cols; j++) delta[i * cols + j]! += coef * a[t * cols + j]!;
+          }
+        }
+        return delta;
+      };
+      const want = spec.scale * frobenius(w.data);
+      const storedB = Float32Array.from(b, (v) => v * (want / frobenius(product(b))));
+      const delta = product(storedB);
+      for (let i = 0; i < delta.length; i++) w.data[i] = w.data[i]! + delta[i]!;
+      factors.set(modulePath(layer, module), { A: a, B: storedB, rows, cols });
+    }
+  }
+  return { state: out, rank: spec.rank, alpha, targets, layers, factors };
+}
+
+/**
+ * A full fine-tune: every weight matrix gets dense Gaussian noise of RMS `rel` times its own RMS,
+ * and the norm weights a multiplicative jitter of the same relative size.
+ */
+export function fullFineTune(state: LlamaState, rel: number, seed: number): LlamaState {
+  const rng = new Rng(seed);
+  const out = cloneState(state);
+  for (const t of out.values()) {
+    if (t.shape.length === 1) {
+      for (let i = 0; i < t.data.length; i++) t.data[i] = t.data[i]! * (1 + rel * rng.gaussian());
+      continue;
+    }
+    const rms = frobenius(t.data) / Math.sqrt(t.data.length);
+    for (let i = 0; i < t.data.length; i++) t.data[i] = t.data[i]! + rel * rms * rng.gaussian();
+  }
+  return out;
+}
+
+function countLayers(state: LlamaState): number {
+  let layers = 0;
+  for (const name of state.keys()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) layers = Math.max(layers, Number(m[1]) + 1);
+  }
+  return layers;
+}
+
+/** What obfuscate did, to compare with what verify recovers. */
+export interface ObfuscationApplied {
+  /** Residual permutation: new dimension k holds old dimension residual[k] (null when not applied). */
+  readonly residual: Int32Array | null;
+  /** Per layer MLP permutation: new neuron k is old neuron mlp[layer][k]. */
+  readonly mlp: readonly Int32Array[] | null;
+  /** Per layer: new KV group k is old group groups[layer][k]; new query head k is old head queries[layer][k]. */
+  readonly heads: { readonly groups: readonly Int32Array[]; readonly queries: readonly Int32Array[] } | null;
+}
+
+export interface Obfuscated {
+  readonly state: LlamaState;
+  readonly applied: ObfuscationApplied;
+}
+
+/** Rows of a row-major matrix in a new order: out row k = in row order[k]. */
+function permuteRows(t: StateTensor, order: ArrayLike<number>): StateTensor {
+  const cols = t.shape.length === 1 ? 1 : t.shape[1]!;
+  const data = new Float32Array(t.data.length);
+  for (let k = 0; k < order.length; k++) data.set(t.data.subarray(order[k]! * cols, (order[k]! + 1) * cols), k * cols);
+  return { shape: t.shape, data };
+}
+
+/** Columns in a new order: out column k = in column order[k]. */
+function permuteCols(t: StateTensor, order: ArrayLike<number>): StateTensor {
+  const [rows, cols] = t.shape as [number, number];
+  const data = new Float32Array(t.data.length);
+  for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) data[i * cols + k] = t.data[i * cols + order[k]!]!;
+  return { shape: t.shape, data };
+}
+
+function scaleRows(t: StateTensor, from: number, to: number, factor: number): void {
+  const cols = t.shape[1]!;
+  for (let i = from * cols; i < to * cols; i++) t.data[i] = t.data[i]! * factor;
+}
+
+/** Divide column j of every row by scale[j]. */
+function divideCols(t: StateTensor, scale: ArrayLike<number>, from = 0, to = scale.length): void {
+  const [rows, cols] = t.shape as [number, number];
+  for (let i = 0; i < rows; i++) for (let j = from; j < to; j++) t.data[i * cols + j] = t.data[i * cols + j]! / scale[j]!;
+}
+
+/** Block index lists [b*size, (b+1)*size) for blocks in `order`. */
+function blockRows(order: ArrayLike<number>, size: number): Int32Array {
+  const rows = new Int32Array(order.length * size);
+  for (let k = 0; k < order.length; k++) for (let t = 0; t < size; t++) rows[k * size + t] = order[k]! * size + t;
+  return rows;
+}
+
+/**
+ * Function-preserving transforms, as the zoo generator's `obfuscate`: the same kinds applied in the
+ * same order with the same semantics (norm gamma *= s with the consumers' columns /= s; per KV
+ * head V rows *= c with the O columns of the group's query heads /= c; per KV head K rows /= c with
+ * the group's Q rows *= c; up rows *= c with down columns /= c; MLP neuron, KV group and
+ * within-group query head, and residual permutations). Scales are exp(0.5 N), per head exp(0.7 N).
+ */
+export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonly ObfuscationKind[], seed: number): Obfuscated {
+  const rng = new Rng(seed);
+  const s = cloneState(state);
+  const { hidden: d, heads: h, kvHeads: kv, headDim: hd, intermediate: ff, layers: L } = config;
+  const rep = h / kv;
+  const get = (name: string) => tensor(s, name);
+  const at = (layer: number, name: string) => get(`${layerPrefix(layer)}${name}.weight`);
+  const logNormal = (n: number, sigma: number) => Float64Array.from({ length: n }, () => Math.exp(rng.gaussian() * sigma));
+  const scaleVector = (t: StateTensor, scale: ArrayLike<number>) => {
+    for (let i = 0; i < t.data.length; i++) t.data[i] = t.data[i]! * scale[i]!;
+  };
+  if (kinds.includes('scale_norm')) {
+    for (let i = 0; i < L; i++) {
+      for (const [norm, consumers] of [
+        ['input_layernorm', ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj']],
+        ['post_attention_layernorm', ['mlp.gate_proj', 'mlp.up_proj']],
+      ] as const) {
+        const sc = logNormal(d, 0.5);
+        scaleVector(at(i, norm), sc);
+        for (const consumer of consumers) divideCols(at(i, consumer), sc);
+      }
+    }
+    const sc = logNormal(d, 0.5);
+    scaleVector(get('model.norm.weight'), sc);
+    divideCols(get('lm_head.weight'), sc);
+  }
+  if (kinds.includes('scale_vo')) {
+    for (let i = 0; i < L; i++) {
+      for (let j = 0; j < kv; j++) {
+        const c = Math.exp(rng.gaussian() * 0.7);
+        scaleRows(at(i, 'self_attn.v_proj'), j * hd, (j + 1) * hd, c);
+        const inverse = new Float64Array(h * hd).fill(c);
+        divideCols(at(i, 'self_attn.o_proj'), inverse, j * rep * hd, (j + 1) * rep * hd);
+      }
+    }
+  }
+  if (kinds.includes('scale_qk')) {
+    for (let i = 0; i < L; i++) {
+      for (let j = 0; j < kv; j++) {
+        const c = Math.exp(rng.gaussian() * 0.7);
+        scaleRows(at(i, 'self_attn.k_proj'), j * hd, (j + 1) * hd, 1 / c);
+        scaleRows(at(i, 'self_attn.q_proj'), j * rep * hd, (j + 1) * rep * hd, c);
+      }
+    }
+  }
+  if (kinds.includes('scale_mlp')) {
+    for (let i = 0; i < L; i++) {
+      const sc = logNormal(ff, 0.5);
+      const up = at(i, 'mlp.up_proj');
+      for (let r = 0; r < ff; r++) scaleRows(up, r, r + 1, sc[r]!);
+      divideCols(at(i, 'mlp.down_proj'), sc);
+    }
+  }
+  let mlp: Int32Array[] | null = null;
+  if (kinds.includes('perm_mlp')) {
+    mlp = [];
+    for (let i = 0; i < L; i++) {
+      const pm = rng.permutation(ff);
+      mlp.push(pm);
+      for (const name of ['mlp.gate_proj', 'mlp.up_proj']) s.set(`${layerPrefix(i)}${name}.weight`, permuteRows(at(i, name), pm));
+      s.set(`${layerPrefix(i)}mlp.down_proj.weight`, permuteCols(at(i, 'mlp.down_proj'), pm));
+    }
+  }
+  let heads: ObfuscationApplied['heads'] = null;
+  if (kinds.includes('perm_heads')) {
+    const groups: Int32Array[] = [];
+    const queries: Int32Array[] = [];
+    for (let i = 0; i < L; i++) {
+      const gp = rng.permutation(kv);
+      const qorder: number[] = [];
+      for (const j of gp) for (const w of rng.permutation(rep)) qorder.push(j * rep + w);
+      groups.push(gp);
+      queries.push(Int32Array.from(qorder));
+      const kvRows = blockRows(gp, hd);
+      const qRows = blockRows(qorder, hd);
+      const p = layerPrefix(i);
+      s.set(`${p}self_attn.k_proj.weight`, permuteRows(at(i, 'self_attn.k_proj'), kvRows));
+      s.set(`${p}self_attn.v_proj.weight`, permuteRows(at(i, 'self_attn.v_proj'), kvRows));
+      s.set(`${p}self_attn.q_proj.weight`, permuteRows(at(i, 'self_attn.q_proj'), qRows));
+      s.set(`${p}self_attn.o_proj.weight`, permuteCols(at(i, 'self_attn.o_proj'), qRows));
+    }
+    heads = { groups, queries };
+  }
+  let residual: Int32Array | null = null;
+  if (kinds.includes('perm_residual')) {
+    const pr = rng.permutation(d);
+    residual = pr;
+    s.set('model.embed_tokens.weight', permuteCols(get('model.embed_tokens.weight'), pr));
+    s.set('model.norm.weight', permuteRows(get('model.norm.weight'), pr));
+    s.set('lm_head.weight', permuteCols(get('lm_head.weight'), pr));
+    for (let i = 0; i < L; i++) {
+      const p = layerPrefix(i);
+      for (const n of ['input_layernorm', 'post_attention_layernorm']) s.set(`${p}${n}.weight`, permuteRows(at(i, n), pr));
+      for (const n of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'mlp.gate_proj', 'mlp.up_proj']) {
+        s.set(`${p}${n}.weight`, permuteCols(at(i, n), pr));
+      }
+      for (const n of ['self_attn.o_proj', 'mlp.down_proj']) s.set(`${p}${n}.weight`, permuteRows(at(i, n), pr));
+    }
+  }
+  return { state: s, applied: { residual, mlp, heads } };
+}
+
+/** Tensors in sorted name order, as the zoo generator writes them. */
+function fixtureTensors(state: LlamaState, dtype: 'BF16' | 'F32'): Record<string, FixtureTensor> {
+  const names = [...state.keys()].sort();
+  return Object.fromEntries(names.map((name) => {
+    const t = state.get(name)!;
+    return [name, { dtype, shape: t.shape, data: t.data }];
+  }));
+}
+
+/** A Hugging Face model folder: config.json + model.safetensors (or `shards` files and an index). */
+export function writeLlama(dir: string, config: LlamaConfig, state: LlamaState, dtype: 'BF16' | 'F32', shards = 1): void {
+  writeModelFolder(dir, hfConfig(config, dtype), fixtureTensors(state, dtype), { shards, dtype });
+}
+
+/**
+ * A PEFT adapter folder for a LoRA made by addLora: adapter_config.json (keys as the zoo writes
+ * them) + adapter_model.safetensors with F32 `base_model.model.<module>.lora_A.weight` / `lora_B.weight`.
+ */
+export function writeAdapter(dir: string, lora: LoraAdded, baseModel = 'base'): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const tensors: Record<string, FixtureTensor> = {};
+  for (const [module, f] of lora.factors) {
+    tensors[`base_model.model.${module}.lora_A.weight`] = { dtype: 'F32', shape: [lora.rank, f.cols], data: f.A };
+    tensors[`base_model.model.${module}.lora_B.weight`] = { dtype: 'F32', shape: [f.rows, lora.rank], data: f.B };
+  }
+  const sorted = Object.fromEntries(Object.keys(tensors).sort().map((k) => [k, tensors[k]!]));
+  writeSafetensors(path.join(dir, 'adapter_model.safetensors'), sorted, undefined, 'F32');
+  fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify({
+    peft_type: 'LORA', r: lora.rank, lora_alpha: lora.alpha, target_modules: lora.targets, bias: 'none',
+    base_model_name_or_path: baseModel, task_type: 'CAUSAL_LM', fan_in_fan_out: false, use_rslora: false, use_dora: false,
+  }, null, 2));
+}
+
+/** Inverse permutation: inverse[order[k]] = k. */
+export function inversePermutation(order: ArrayLike<number>): number[] {
+  const inverse = new Array<number>(order.length);
+  for (let k = 0; k < order.length; k++) inverse[order[k]!] = k;
+  return inverse;
+}
+
+/** Number of positions a permutation moves. */
+export function movedCount(order: ArrayLike<number>): number {
+  let moved = 0;
+  for (let k = 0; k < order.length; k++) if (order[k] !== k) moved++;
+  return moved;
 }
