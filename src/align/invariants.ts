@@ -103,14 +103,22 @@ const NOISE_DRAWS = 3;
  */
 function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: HeadLayout, probes: Matrix): number {
   const rng = new Rng(20240531);
-  const draw = (m: NoisyMatrix, layer: LayerWeights): NoisyMatrix => {
+  // Values stored identically in both models carry the same rounding error: it cancels in the
+  // difference, so only elements (and norm weights) that differ get simulated noise.
+  const draw = (role: 'v' | 'o', layer: LayerWeights): NoisyMatrix => {
+    const m = layer[role];
+    const other = (layer === base ? candidate : base)[role];
     const values = new Float64Array(m.values.length);
-    for (let i = 0; i < values.length; i++) values[i] = rng.gaussian() * Math.sqrt(m.variance[i]!);
-    if (m === layer.v && layer.inputNormVariance) {
+    for (let i = 0; i < values.length; i++) {
+      if (m.values[i] !== other.values[i]) values[i] = rng.gaussian() * Math.sqrt(m.variance[i]!);
+    }
+    const otherLayer = layer === base ? candidate : base;
+    if (role === 'v' && layer.inputNormVariance) {
       // V was folded with the stored input norm: its rounding is a relative error per column.
       for (let j = 0; j < m.cols; j++) {
         const g = layer.inputNorm[j]!;
-        const rel = g !== 0 ? rng.gaussian() * Math.sqrt(layer.inputNormVariance[j]!) / Math.abs(g) : 0;
+        if (g === 0 || g === otherLayer.inputNorm[j]) continue;
+        const rel = (rng.gaussian() * Math.sqrt(layer.inputNormVariance[j]!)) / Math.abs(g);
         for (let i = 0; i < m.rows; i++) values[i * m.cols + j]! += m.values[i * m.cols + j]! * rel;
       }
     }
@@ -120,7 +128,7 @@ function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: He
   for (let d = 0; d < NOISE_DRAWS; d++) {
     const total = new Float64Array(probes.rows * base.o.rows);
     for (const layer of [base, candidate]) {
-      for (const noisy of [{ ...layer, v: draw(layer.v, layer) }, { ...layer, o: draw(layer.o, layer) }]) {
+      for (const noisy of [{ ...layer, v: draw('v', layer) }, { ...layer, o: draw('o', layer) }]) {
         const y = valueOutput(noisy, layout, probes);
         for (let i = 0; i < total.length; i++) total[i]! += y.data[i]!;
       }

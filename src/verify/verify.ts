@@ -43,7 +43,6 @@ const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
   up_proj: { rows: true, cols: true },
   down_proj: { rows: false, cols: true },
 };
-const NO_GAUGE: GaugeFreedom = { rows: false, cols: false };
 
 export interface VerifyOptions {
   readonly seed?: number;
@@ -120,11 +119,6 @@ function loadGlobals(base: RoleReader, candidate: RoleReader): { base: GlobalWei
   return { base: side('b'), candidate: side('c') };
 }
 
-function sameValues(a: Float64Array, b: Float64Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 function maxAbsLog(values: ArrayLike<number>, from = 0, to = values.length): number {
   let m = 0;
@@ -177,7 +171,6 @@ export function verifyModels(
   const globals = timed(() => loadGlobals(base, candidate), (s) => (readSeconds += s));
   const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
   const alignedGlobals = applyResidualToGlobals(globals.candidate, residual);
-  const residualIdentity = residual.moved === 0 && residual.flipped === 0;
   const probes = new Rng(seed + 99).gaussianMatrix(Math.min(globals.base.embed.cols, 512), globals.base.embed.cols);
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
@@ -194,7 +187,6 @@ export function verifyModels(
     const b = loaded.base;
     const t0 = performance.now();
     let c = applyResidual(loaded.candidate, residual);
-    const normsEqual = sameValues(b.inputNorm, c.inputNorm) && sameValues(b.postNorm, c.postNorm);
     normFold = Math.max(normFold, maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
     foldNorms(b);
     foldNorms(c);
@@ -209,20 +201,21 @@ export function verifyModels(
     qualities.push(mlp.quality, heads.quality);
     alignSeconds += (performance.now() - t0) / 1000;
 
-    // The cheap identity: nothing moved and the norms are bit-identical, so no scaling can hide.
-    const identity = residualIdentity && normsEqual && mlp.moved === 0 && isIdentity(heads.headOrder) && isIdentity(heads.groupOrder);
     const modules: ModuleEvidence[] = [];
     const fits = new Map<ModuleName, LowRankResult>();
     for (const [role, name] of MODULES) {
       const x = b[role] as NoisyMatrix;
       const y = c[role] as NoisyMatrix;
-      const fit = lowRankDelta(x, y, { gauge: identity ? NO_GAUGE : GAUGE[name] });
+      const fit = lowRankDelta(x, y, { gauge: GAUGE[name] });
       fits.set(name, fit);
       addMoments(moments, x, y, fit);
       const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
       if (status !== 'unchanged') {
-        growthNum += fit.candidateNormSq - fit.baseNormSq;
-        growthDen += fit.deltaNormSq;
+        // A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a dense one
+        // does not, so its growth is measured on the stored (unfolded) weights as aligned.
+        const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
+        growthNum += g.candidateNormSq - g.baseNormSq;
+        growthDen += g.deltaNormSq;
       }
       modules.push({
         module: name,
@@ -231,9 +224,7 @@ export function verifyModels(
         relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
         singularValues: Array.from(fit.spectrum),
         threshold: 1,
-        thresholdMethod: identity
-          ? 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales)'
-          : 'bulk edge of the storage-rounding noise, least rank over the function-preserving row/column scalings',
+        thresholdMethod: 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
       });
     }
     const inv = attentionInvariants(b, c, layout, probes);
@@ -291,6 +282,27 @@ function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMat
 
 function formatP(log10P: number): string {
   return log10P > -300 ? `p = ${(10 ** log10P).toExponential(1)}` : `p = 10^${log10P.toFixed(0)}`;
+}
+
+/** Which RMSNorm each reader role was folded with. */
+const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = {
+  q_proj: 'input', k_proj: 'input', v_proj: 'input', o_proj: null, gate_proj: 'post', up_proj: 'post', down_proj: null,
+};
+
+/** Squared norms of base, candidate and their difference with the norm folding undone. */
+function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
+  let d = 0, bx = 0, cy = 0;
+  for (let i = 0; i < x.rows; i++) {
+    for (let j = 0; j < x.cols; j++) {
+      const p = i * x.cols + j;
+      const xv = norms ? x.values[p]! / (norms[0][j]! || 1) : x.values[p]!;
+      const yv = norms ? y.values[p]! / (norms[1][j]! || 1) : y.values[p]!;
+      d += (yv - xv) * (yv - xv);
+      bx += xv * xv;
+      cy += yv * yv;
+    }
+  }
+  return { deltaNormSq: d, baseNormSq: bx, candidateNormSq: cy };
 }
 
 function ratio(a: Float64Array, b: Float64Array): Float64Array {
