@@ -292,10 +292,18 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   const hi = Math.min(plainRank, maxRank);
   let best = fitGauge(base, candidate, options.gauge, hi, iterations, null);
   if (!best.ok) return finish(plainRank, plainRank <= maxRank, ones(m), ones(n));
-  // Then the least passing rank: doubling from 1 (LoRA ranks are small), then bisection.
+  // Unscaled candidates (the common case) have their rank at the plain count: one trial below it
+  // settles that. Otherwise the least passing rank: doubling from 0 (LoRA ranks are small), then
+  // bisection.
   let lo = -1; // largest rank known to fail
   let pass = hi;
   let warm: GaugeTrial | null = null;
+  if (hi > 0) {
+    const below = fitGauge(base, candidate, options.gauge, hi - 1, iterations, null);
+    if (!below.ok) return finish(hi, true, best.a, best.b);
+    pass = hi - 1;
+    best = below;
+  }
   for (let k = 0; k < pass; k = Math.max(1, 2 * k)) {
     const trial = fitGauge(base, candidate, options.gauge, k, iterations, warm);
     warm = trial;
