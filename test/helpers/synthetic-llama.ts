@@ -225,21 +225,34 @@ function normVector(size: number, rng: Rng): StateTensor {
   return { shape: [size], data: Float32Array.from({ length: size }, () => Math.exp(0.2 * rng.gaussian())) };
 }
 
+/** The random tensors of one layer: the seven linears and the two RMSNorms. */
+export function randomLayer(config: LlamaConfig, layer: number, rng: Rng): LlamaState {
+  const state: LlamaState = new Map();
+  for (const module of MODULES) {
+    const [rows, cols] = moduleShape(config, module);
+    state.set(tensorName(layer, module), structuredMatrix(rows, cols, rng));
+  }
+  state.set(`${layerPrefix(layer)}input_layernorm.weight`, normVector(config.hidden, rng));
+  state.set(`${layerPrefix(layer)}post_attention_layernorm.weight`, normVector(config.hidden, rng));
+  return state;
+}
+
+/** The random tensors outside the layers: embed, final norm, untied lm_head. */
+export function randomGlobals(config: LlamaConfig, rng: Rng): LlamaState {
+  return new Map([
+    ['model.embed_tokens.weight', structuredMatrix(config.vocab, config.hidden, rng)],
+    ['model.norm.weight', normVector(config.hidden, rng)],
+    ['lm_head.weight', structuredMatrix(config.vocab, config.hidden, rng)],
+  ]);
+}
+
 /** A random Llama base: embed, untied lm_head, final norm, and per layer the seven linears and two RMSNorms. */
 export function randomLlama(config: LlamaConfig, seed: number): LlamaState {
   const rng = new Rng(seed);
+  const globals = randomGlobals(config, rng);
   const state: LlamaState = new Map();
-  state.set('model.embed_tokens.weight', structuredMatrix(config.vocab, config.hidden, rng));
-  for (let layer = 0; layer < config.layers; layer++) {
-    for (const module of MODULES) {
-      const [rows, cols] = moduleShape(config, module);
-      state.set(tensorName(layer, module), structuredMatrix(rows, cols, rng));
-    }
-    state.set(`${layerPrefix(layer)}input_layernorm.weight`, normVector(config.hidden, rng));
-    state.set(`${layerPrefix(layer)}post_attention_layernorm.weight`, normVector(config.hidden, rng));
-  }
-  state.set('model.norm.weight', normVector(config.hidden, rng));
-  state.set('lm_head.weight', structuredMatrix(config.vocab, config.hidden, rng));
+  for (let layer = 0; layer < config.layers; layer++) for (const entry of randomLayer(config, layer, rng)) state.set(...entry);
+  for (const entry of globals) state.set(...entry);
   return state;
 }
 
@@ -289,8 +302,7 @@ export function addLora(state: LlamaState, spec: LoraSpec, seed: number): LoraAd
   const out = cloneState(state);
   const alpha = 2 * spec.rank;
   const merge = alpha / spec.rank;
-  const layerCount = countLayers(state);
-  const layers = spec.layers ?? Array.from({ length: layerCount }, (_, i) => i);
+  const layers = spec.layers ?? layersIn(state);
   const targets = MODULES.filter((m) => spec.targets.includes(m));
   const factors = new Map<string, LoraFactors>();
   for (const layer of layers) {
@@ -312,7 +324,8 @@ export function addLora(state: LlamaState, spec: LoraSpec, seed: number): LoraAd
         return delta;
       };
       const want = spec.scale * frobenius(w.data);
-      const storedB = Float32Array.from(b, (v) => v * (want / frobenius(product(b))));
+      const factor = want / frobenius(product(b));
+      const storedB = Float32Array.from(b, (v) => v * factor);
       const delta = product(storedB);
       for (let i = 0; i < delta.length; i++) w.data[i] = w.data[i]! + delta[i]!;
       factors.set(modulePath(layer, module), { A: a, B: storedB, rows, cols });
@@ -339,16 +352,17 @@ export function fullFineTune(state: LlamaState, rel: number, seed: number): Llam
   return out;
 }
 
-function countLayers(state: LlamaState): number {
-  let layers = 0;
+/** Indices of the layers that have tensors in `state`, ascending. */
+function layersIn(state: LlamaState): number[] {
+  const layers = new Set<number>();
   for (const name of state.keys()) {
     const m = /^model\.layers\.(\d+)\./.exec(name);
-    if (m) layers = Math.max(layers, Number(m[1]) + 1);
+    if (m) layers.add(Number(m[1]));
   }
-  return layers;
+  return [...layers].sort((a, b) => a - b);
 }
 
-/** What obfuscate did, to compare with what verify recovers. */
+/** What obfuscate did, to compare with what verify recovers. Per-layer lists follow the layers present, ascending. */
 export interface ObfuscationApplied {
   /** Residual permutation: new dimension k holds old dimension residual[k] (null when not applied). */
   readonly residual: Int32Array | null;
@@ -397,18 +411,31 @@ function blockRows(order: ArrayLike<number>, size: number): Int32Array {
   return rows;
 }
 
+export interface ObfuscateOptions {
+  /**
+   * The residual permutation to apply instead of drawing one: lets a model too big for memory be
+   * transformed piecewise (one layer, then the globals), every piece with the same permutation.
+   */
+  readonly residual?: Int32Array;
+}
+
 /**
  * Function-preserving transforms, as the zoo generator's `obfuscate`: the same kinds applied in the
  * same order with the same semantics (norm gamma *= s with the consumers' columns /= s; per KV
  * head V rows *= c with the O columns of the group's query heads /= c; per KV head K rows /= c with
  * the group's Q rows *= c; up rows *= c with down columns /= c; MLP neuron, KV group and
  * within-group query head, and residual permutations). Scales are exp(0.5 N), per head exp(0.7 N).
+ * Applies to the layers present in `state`, and to the global tensors when present.
  */
-export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonly ObfuscationKind[], seed: number): Obfuscated {
+export function obfuscate(
+  state: LlamaState, config: LlamaConfig, kinds: readonly ObfuscationKind[], seed: number, options: ObfuscateOptions = {},
+): Obfuscated {
   const rng = new Rng(seed);
   const s = cloneState(state);
-  const { hidden: d, heads: h, kvHeads: kv, headDim: hd, intermediate: ff, layers: L } = config;
+  const { hidden: d, heads: h, kvHeads: kv, headDim: hd, intermediate: ff } = config;
   const rep = h / kv;
+  const layers = layersIn(s);
+  const hasGlobals = s.has('lm_head.weight');
   const get = (name: string) => tensor(s, name);
   const at = (layer: number, name: string) => get(`${layerPrefix(layer)}${name}.weight`);
   const logNormal = (n: number, sigma: number) => Float64Array.from({ length: n }, () => Math.exp(rng.gaussian() * sigma));
@@ -416,7 +443,7 @@ export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonl
     for (let i = 0; i < t.data.length; i++) t.data[i] = t.data[i]! * scale[i]!;
   };
   if (kinds.includes('scale_norm')) {
-    for (let i = 0; i < L; i++) {
+    for (const i of layers) {
       for (const [norm, consumers] of [
         ['input_layernorm', ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj']],
         ['post_attention_layernorm', ['mlp.gate_proj', 'mlp.up_proj']],
@@ -426,12 +453,14 @@ export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonl
         for (const consumer of consumers) divideCols(at(i, consumer), sc);
       }
     }
-    const sc = logNormal(d, 0.5);
-    scaleVector(get('model.norm.weight'), sc);
-    divideCols(get('lm_head.weight'), sc);
+    if (hasGlobals) {
+      const sc = logNormal(d, 0.5);
+      scaleVector(get('model.norm.weight'), sc);
+      divideCols(get('lm_head.weight'), sc);
+    }
   }
   if (kinds.includes('scale_vo')) {
-    for (let i = 0; i < L; i++) {
+    for (const i of layers) {
       for (let j = 0; j < kv; j++) {
         const c = Math.exp(rng.gaussian() * 0.7);
         scaleRows(at(i, 'self_attn.v_proj'), j * hd, (j + 1) * hd, c);
@@ -441,7 +470,7 @@ export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonl
     }
   }
   if (kinds.includes('scale_qk')) {
-    for (let i = 0; i < L; i++) {
+    for (const i of layers) {
       for (let j = 0; j < kv; j++) {
         const c = Math.exp(rng.gaussian() * 0.7);
         scaleRows(at(i, 'self_attn.k_proj'), j * hd, (j + 1) * hd, 1 / c);
@@ -450,7 +479,7 @@ export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonl
     }
   }
   if (kinds.includes('scale_mlp')) {
-    for (let i = 0; i < L; i++) {
+    for (const i of layers) {
       const sc = logNormal(ff, 0.5);
       const up = at(i, 'mlp.up_proj');
       for (let r = 0; r < ff; r++) scaleRows(up, r, r + 1, sc[r]!);
@@ -460,7 +489,7 @@ export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonl
   let mlp: Int32Array[] | null = null;
   if (kinds.includes('perm_mlp')) {
     mlp = [];
-    for (let i = 0; i < L; i++) {
+    for (const i of layers) {
       const pm = rng.permutation(ff);
       mlp.push(pm);
       for (const name of ['mlp.gate_proj', 'mlp.up_proj']) s.set(`${layerPrefix(i)}${name}.weight`, permuteRows(at(i, name), pm));
@@ -471,7 +500,7 @@ export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonl
   if (kinds.includes('perm_heads')) {
     const groups: Int32Array[] = [];
     const queries: Int32Array[] = [];
-    for (let i = 0; i < L; i++) {
+    for (const i of layers) {
       const gp = rng.permutation(kv);
       const qorder: number[] = [];
       for (const j of gp) for (const w of rng.permutation(rep)) qorder.push(j * rep + w);
@@ -489,12 +518,14 @@ export function obfuscate(state: LlamaState, config: LlamaConfig, kinds: readonl
   }
   let residual: Int32Array | null = null;
   if (kinds.includes('perm_residual')) {
-    const pr = rng.permutation(d);
+    const pr = options.residual ?? rng.permutation(d);
     residual = pr;
-    s.set('model.embed_tokens.weight', permuteCols(get('model.embed_tokens.weight'), pr));
-    s.set('model.norm.weight', permuteRows(get('model.norm.weight'), pr));
-    s.set('lm_head.weight', permuteCols(get('lm_head.weight'), pr));
-    for (let i = 0; i < L; i++) {
+    if (hasGlobals) {
+      s.set('model.embed_tokens.weight', permuteCols(get('model.embed_tokens.weight'), pr));
+      s.set('model.norm.weight', permuteRows(get('model.norm.weight'), pr));
+      s.set('lm_head.weight', permuteCols(get('lm_head.weight'), pr));
+    }
+    for (const i of layers) {
       const p = layerPrefix(i);
       for (const n of ['input_layernorm', 'post_attention_layernorm']) s.set(`${p}${n}.weight`, permuteRows(at(i, n), pr));
       for (const n of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'mlp.gate_proj', 'mlp.up_proj']) {
