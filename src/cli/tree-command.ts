@@ -6,13 +6,19 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
+import { SourceRoleReader } from '../arch/reader.js';
 import { BadInputError } from '../io/errors.js';
+import { openTensorSource } from '../io/source.js';
+import { writeReportFile } from '../reports/html-page.js';
+import { renderTreeHtml } from '../reports/html-tree.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
 import { loadSketch } from '../sketch/load.js';
-import { recoverLineage, type LineageOptions } from '../tree/lineage.js';
+import { recoverLineage, type LineageOptions, type SketchedModel } from '../tree/lineage.js';
+import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
+import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
 
 interface TreeFlags {
   json: boolean;
@@ -24,6 +30,9 @@ interface TreeFlags {
   kurtosisRises: boolean;
   cache: string | false;
   includeObfuscated: boolean;
+  align: boolean;
+  html?: string;
+  quiet?: boolean;
 }
 
 /** Folder base names; names given twice get their parent folder as well ("a/p0", "b/p0"). */
@@ -69,8 +78,54 @@ export function formatScore(score: TruthScore, excluded: readonly string[]): str
   return lines.join('\n') + '\n';
 }
 
+/** Sketch every model (one read each, none on a cache hit), with a progress display. */
+function sketchModels(paths: readonly string[], names: readonly string[], cacheDir: string | null, progress: ProgressSettings): SketchedModel[] {
+  const sizes = paths.map((p) => {
+    const source = openTensorSource(p);
+    try {
+      return source.totalBytes;
+    } finally {
+      source.close();
+    }
+  });
+  const pass = startWeightPass(`sketching ${paths.length} models`, sizes.reduce((a, b) => a + b, 0), progress);
+  try {
+    return paths.map((p, i) => {
+      const loaded = loadSketch(p, { cacheDir });
+      // A cached sketch reads no weights: count its bytes as done all the same.
+      pass.onBytes(loaded.fromCache ? sizes[i]! : loaded.tensorBytesRead);
+      return { name: names[i]!, sketch: loaded.sketch };
+    });
+  } finally {
+    pass.stop();
+  }
+}
+
+/**
+ * Place what the sketches could not (obfuscated members) with verify passes, each shown as a
+ * progress pass over both models' weights.
+ */
+function placeWithAlignment(
+  paths: readonly string[], models: readonly SketchedModel[], analysis: ReturnType<typeof recoverLineage>, progress: ProgressSettings,
+): LineageResult {
+  const pathOf = new Map(models.map((m, i) => [m.name, paths[i]!]));
+  const sizeOf = new Map(models.map((m) => [m.name, m.sketch.totalBytes]));
+  let pass: WeightPass | null = null;
+  try {
+    return placeUnplacedMembers(models, analysis, {
+      openReader: (name) => new SourceRoleReader(openTensorSource(pathOf.get(name)!, { onBytes: (n) => pass?.onBytes(n) })),
+      onPass: (base, candidate) => {
+        pass?.stop();
+        pass = startWeightPass(`aligning ${candidate} onto ${base}`, sizeOf.get(base)! + sizeOf.get(candidate)!, progress);
+      },
+    });
+  } finally {
+    (pass as WeightPass | null)?.stop();
+  }
+}
+
 export function registerTree(program: Command): void {
-  program
+  const command = program
     .command('tree')
     .description('recover the family tree(s) of a set of models: who was fine-tuned from whom, LoRA or full, with which rank')
     .argument('<models...>', 'model folders (or .safetensors files), at least two')
@@ -84,14 +139,19 @@ export function registerTree(program: Command): void {
     .option('--cache <dir>', 'sketch cache folder', DEFAULT_CACHE_DIR)
     .option('--no-cache', 'do not read or write the sketch cache')
     .option('--include-obfuscated', 'with --truth: also score models the truth marks as obfuscated', false)
-    .action((paths: string[], flags: TreeFlags) => {
+    .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
+    .option('--html <file>', 'also write a self-contained HTML report of the tree');
+  addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
       if (paths.length < 2) throw new BadInputError('give at least two models');
       const truth = flags.truth ? readTruth(flags.truth) : null;
       const names = modelNames(paths);
       const cacheDir = flags.cache === false ? null : flags.cache;
-      const models = paths.map((p, i) => ({ name: names[i]!, sketch: loadSketch(p, { cacheDir }).sketch }));
+      const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
+      const models = sketchModels(paths, names, cacheDir, progress);
       const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
-      const { result } = recoverLineage(models, options);
+      const analysis = recoverLineage(models, options);
+      const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
+      if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
       let score: TruthScore | null = null;
       let excluded: string[] = [];
       if (truth) {
@@ -106,6 +166,10 @@ export function registerTree(program: Command): void {
       else if (flags.mermaid) process.stdout.write(renderMermaid(result));
       else process.stdout.write(renderTerminal(result));
       for (const note of result.notes ?? []) process.stderr.write(`note: ${note}\n`);
+      if (result.alignment) {
+        const { models: aligned, verifyPasses, bytesRead } = result.alignment;
+        process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
+      }
       // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
       if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, excluded));
       else if (score) process.stdout.write('\n' + formatScore(score, excluded));

@@ -15,11 +15,13 @@ export type { ModelWeights, PairEvidenceOptions } from './evidence.js';
 export { renderTerminal, renderDot, renderMermaid, renderJson, edgeLabel } from './render.js';
 export { scoreAgainstTruth, parseTruth, restrictTruth } from './truth.js';
 export type { Truth, TruthModel, TruthScore, EdgeProblem } from './truth.js';
-export type { LineageResult, LineageEdge, LineageTree, EdgeKind } from './types.js';
+export type { LineageResult, LineageEdge, LineageTree, EdgeKind, AlignedEdge, AlignmentCost } from './types.js';
 export {
   recoverLineage, compareAll, forestEvidence, outputProjectionKurtosis, OBFUSCATION_DISTANCE,
 } from './lineage.js';
-export type { SketchedModel, LineageOptions, LineageAnalysis, MotherDistance } from './lineage.js';
+export type { SketchedModel, LineageOptions, LineageAnalysis, MotherDistance, SuspectedObfuscation } from './lineage.js';
+export { placeUnplacedMembers, profileMismatch, alignedEdgeLabel, isAlignedCopy, DEFAULT_PARENT_CANDIDATES } from './obfuscated.js';
+export type { PlacementOptions } from './obfuscated.js';
 export {
   compareSketches, compareMatrix, checkCompatible, sketchSignature, noiseThreshold, countSingularValuesAbove, relatednessLog10P,
 } from './sketch-evidence.js';

@@ -38,6 +38,16 @@ export interface LineageAnalysis {
   readonly result: LineageResult;
   /** comparisons[i][j] for i < j (models in input order). */
   readonly comparisons: ReadonlyArray<ReadonlyArray<SketchComparison | undefined>>;
+  /** Members the sketches joined to a parent by a change as large as unrelated weights differ. */
+  readonly suspects: readonly SuspectedObfuscation[];
+}
+
+export interface SuspectedObfuscation {
+  readonly model: string;
+  readonly parent: string;
+  readonly relativeDistance: number;
+  /** The warning about it in `result.notes`. */
+  readonly note: string;
 }
 
 /** Per-model MoTHer kurtosis: excess kurtosis of o_proj summed over layers. */
@@ -108,8 +118,9 @@ export function recoverLineage(
       { trees: Math.max(1, clusters.length), kurtosisRises: options.kurtosisRises },
     );
   }
-  const notes = placementNotes(models, result, pairOf);
-  return { result: notes.length ? { ...result, notes } : result, comparisons };
+  const suspects = suspectedObfuscations(models, result, pairOf);
+  const notes = suspects.map((s) => s.note);
+  return { result: notes.length ? { ...result, notes } : result, comparisons, suspects };
 }
 
 function related(c: SketchComparison, threshold: number): boolean {
@@ -121,21 +132,22 @@ function related(c: SketchComparison, threshold: number): boolean {
  * themselves is related by the neuron test yet not a fine-tune of anything given: most likely
  * an obfuscated (permuted / rescaled) copy, which needs alignment before it can be placed.
  */
-function placementNotes(
+function suspectedObfuscations(
   models: readonly SketchedModel[],
   result: LineageResult,
   pairOf: (i: number, j: number) => SketchComparison,
-): string[] {
+): SuspectedObfuscation[] {
   const index = new Map(models.map((m, i) => [m.name, i]));
-  const notes: string[] = [];
+  const suspects: SuspectedObfuscation[] = [];
   for (const edge of result.edges) {
     const c = pairOf(index.get(edge.parent)!, index.get(edge.child)!);
     if (c.lowRank === null && c.relativeDistance > OBFUSCATION_DISTANCE) {
-      notes.push(
-        `could not place ${edge.child}: related to ${edge.parent} by the neuron test, but their weights differ as much as `
-        + `unrelated ones (relative distance ${c.relativeDistance.toFixed(2)}): obfuscated relative to ${edge.parent}?`,
-      );
+      suspects.push({
+        model: edge.child, parent: edge.parent, relativeDistance: c.relativeDistance,
+        note: `could not place ${edge.child}: related to ${edge.parent} by the neuron test, but their weights differ as much as `
+          + `unrelated ones (relative distance ${c.relativeDistance.toFixed(2)}): obfuscated relative to ${edge.parent}?`,
+      });
     }
   }
-  return notes;
+  return suspects;
 }

@@ -1,12 +1,17 @@
 /** Renderings of a LineageResult: terminal tree, Graphviz DOT, Mermaid text and JSON. */
 import type { LineageEdge, LineageResult } from './types.js';
 
-/** "LoRA r=8 q_proj,v_proj", "full FT", or "identical weights" for a zero delta. */
+/**
+ * "LoRA r=8 q_proj,v_proj", "full FT", or "identical weights" for a zero delta; edges found by
+ * alignment say so ("obfuscated copy", "LoRA r=8 q_proj,v_proj (aligned)").
+ */
 export function edgeLabel(edge: LineageEdge): string {
-  if (edge.kind === 'full') return 'full FT';
-  if (edge.rank === 0) return 'identical weights';
+  if (edge.aligned?.copy) return 'obfuscated copy';
+  const aligned = edge.aligned ? ' (aligned)' : '';
+  if (edge.kind === 'full') return `full FT${aligned}`;
+  if (edge.rank === 0) return `identical weights${aligned}`;
   const modules = edge.modules.length ? ` ${edge.modules.join(',')}` : '';
-  return `LoRA r=${edge.rank ?? '?'}${modules}`;
+  return `LoRA r=${edge.rank ?? '?'}${modules}${aligned}`;
 }
 
 function formatNumber(x: number): string {

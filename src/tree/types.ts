@@ -23,6 +23,29 @@ export interface LineageEdge {
    * direction agrees with the evidence; negative: it was chosen against it for a cheaper tree.
    */
   readonly directionMargin: number;
+  /**
+   * Set when the sketches could not place the child and the verify analysis did (an obfuscated
+   * member): the edge comes from the aligned comparison of parent and child.
+   */
+  readonly aligned?: AlignedEdge;
+}
+
+export interface AlignedEdge {
+  /** Equal weights once aligned: an obfuscated copy (rank 0, direction margin 0: no direction to read). */
+  readonly copy: boolean;
+  /** What the alignment undid, one line per kind of transform (verify's transform.summary). */
+  readonly transform: readonly string[];
+  /** log10 p-value of verify's relatedness test for parent and child. */
+  readonly log10PValue: number;
+}
+
+/** What placing the unplaced members cost: verify passes read both models whole, again. */
+export interface AlignmentCost {
+  /** Models the sketches could not place, that alignment tried to place. */
+  readonly models: readonly string[];
+  readonly verifyPasses: number;
+  /** Weight bytes those passes read (the sketches' own reads not included). */
+  readonly bytesRead: number;
 }
 
 export interface LineageTree {
@@ -38,4 +61,6 @@ export interface LineageResult {
   readonly edges: readonly LineageEdge[];
   /** Warnings about models that could not be placed with confidence (e.g. obfuscated copies). */
   readonly notes?: readonly string[];
+  /** Present when some member needed alignment to be placed. */
+  readonly alignment?: AlignmentCost;
 }
