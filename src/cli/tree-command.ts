@@ -1,7 +1,8 @@
 /**
- * `lineage tree MODELS...`: sketch every model once (or take its sketch from the cache), then
- * recover the family forest and print it (terminal tree, JSON, DOT or Mermaid), with accuracy
- * against a ground-truth file when given.
+ * `lineage tree MODELS...`: sketch every model once (or take its sketch from the cache), recover
+ * the family forest, place what the sketches could not (obfuscated members) with verify passes,
+ * and print it (terminal tree, JSON, DOT or Mermaid; HTML report), with accuracy against a
+ * ground-truth file when given.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -120,6 +121,7 @@ function placeWithAlignment(
       },
     });
   } finally {
+    // Assigned inside a callback, which the compiler's narrowing cannot see.
     (pass as WeightPass | null)?.stop();
   }
 }
@@ -142,36 +144,36 @@ export function registerTree(program: Command): void {
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
     .option('--html <file>', 'also write a self-contained HTML report of the tree');
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
-      if (paths.length < 2) throw new BadInputError('give at least two models');
-      const truth = flags.truth ? readTruth(flags.truth) : null;
-      const names = modelNames(paths);
-      const cacheDir = flags.cache === false ? null : flags.cache;
-      const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
-      const models = sketchModels(paths, names, cacheDir, progress);
-      const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
-      const analysis = recoverLineage(models, options);
-      const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
-      if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
-      let score: TruthScore | null = null;
-      let excluded: string[] = [];
-      if (truth) {
-        excluded = flags.includeObfuscated ? [] : names.filter((n) => truth.obfuscated.has(n));
-        score = scoreAgainstTruth(withoutModels(result, new Set(excluded)), truth);
-      }
-      if (flags.json) {
-        process.stdout.write(renderJson(score ? { ...result, score: { ...score, excluded } } : result));
-        return;
-      }
-      if (flags.dot) process.stdout.write(renderDot(result));
-      else if (flags.mermaid) process.stdout.write(renderMermaid(result));
-      else process.stdout.write(renderTerminal(result));
-      for (const note of result.notes ?? []) process.stderr.write(`note: ${note}\n`);
-      if (result.alignment) {
-        const { models: aligned, verifyPasses, bytesRead } = result.alignment;
-        process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
-      }
-      // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
-      if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, excluded));
-      else if (score) process.stdout.write('\n' + formatScore(score, excluded));
-    });
+    if (paths.length < 2) throw new BadInputError('give at least two models');
+    const truth = flags.truth ? readTruth(flags.truth) : null;
+    const names = modelNames(paths);
+    const cacheDir = flags.cache === false ? null : flags.cache;
+    const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
+    const models = sketchModels(paths, names, cacheDir, progress);
+    const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
+    const analysis = recoverLineage(models, options);
+    const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
+    if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
+    let score: TruthScore | null = null;
+    let excluded: string[] = [];
+    if (truth) {
+      excluded = flags.includeObfuscated ? [] : names.filter((n) => truth.obfuscated.has(n));
+      score = scoreAgainstTruth(withoutModels(result, new Set(excluded)), truth);
+    }
+    if (flags.json) {
+      process.stdout.write(renderJson(score ? { ...result, score: { ...score, excluded } } : result));
+      return;
+    }
+    if (flags.dot) process.stdout.write(renderDot(result));
+    else if (flags.mermaid) process.stdout.write(renderMermaid(result));
+    else process.stdout.write(renderTerminal(result));
+    for (const note of result.notes ?? []) process.stderr.write(`note: ${note}\n`);
+    if (result.alignment) {
+      const { models: aligned, verifyPasses, bytesRead } = result.alignment;
+      process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
+    }
+    // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
+    if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, excluded));
+    else if (score) process.stdout.write('\n' + formatScore(score, excluded));
+  });
 }

@@ -2,8 +2,9 @@
  * Placing the members the sketches cannot place. Sketches compare weights position by position,
  * so a permuted or rescaled (obfuscated) copy looks unrelated to its family, or joined to it by a
  * change as large as unrelated weights differ. The verify analysis undoes those transforms: each
- * such model is aligned onto the root of every tree of two or more members to find its tree, then
- * onto the few members whose change from the root best matches its own, to find its parent.
+ * such model is aligned onto the root of every tree of two or more members to find its tree (a
+ * model the sketches' neuron test already put in a tree: onto that root only), then onto the few
+ * members whose change from the root best matches its own, to find its parent.
  *
  * This costs extra reads: every verify pass reads both models whole. The sketches' promise of one
  * read per model holds for the models they place; each obfuscated member costs a few passes.
