@@ -377,10 +377,9 @@ function judge(log10P: number, growth: number, layers: readonly LayerEvidence[])
   }
   let lora: VerifyResult['lora'] = null;
   if (!fullFineTune) {
-    const layerCount = layers.length;
-    const targets = MODULES.map(([, name]) => name).filter(
-      (name) => changed.filter((m) => m.module === name).length * 2 > layerCount,
-    );
+    // The noise threshold leaves no spurious ranks, so every changed module is a target, also
+    // when the adapter covered only some layers.
+    const targets = MODULES.map(([, name]) => name).filter((name) => changed.some((m) => m.module === name));
     const ranks = changed.filter((m) => targets.includes(m.module)).map((m) => m.rank);
     const loraLayers = [...new Set(changed.map((m) => m.layer))].sort((a, b) => a - b);
     lora = { rank: mode(ranks), targets, layers: loraLayers, stacked: false };
