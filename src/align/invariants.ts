@@ -1,7 +1,7 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { matmulTransB } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
-import { singularValues, topSingularValue } from '../linalg/svd.js';
+import { svdViaGram, topSingularValue } from '../linalg/svd.js';
 import type { HeadLayout, LayerWeights } from './llama.js';
 import type { NoisyMatrix } from './noisy.js';
 
@@ -85,7 +85,7 @@ export function attentionInvariants(base: LayerWeights, candidate: LayerWeights,
   }
   let probeRank = 0;
   if (nonzero) {
-    const s = singularValues({ rows: yb.rows, cols: yb.cols, data: diff });
+    const s = svdViaGram({ rows: yb.rows, cols: yb.cols, data: diff }, { vectors: false }).s;
     const tau = probeNoiseFloor(base, candidate, layout, probes);
     while (probeRank < s.length && s[probeRank]! > tau) probeRank++;
   }

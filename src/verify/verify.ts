@@ -24,6 +24,8 @@ export const RELATED_P = 1e-3;
  * two equally trained siblings and ~-1 when B descends from C: the midpoint 1/2 decides.
  */
 export const DERIVED_GROWTH = 0.5;
+/** One-token probe states per layer for the invariants and the Origin-Tracer probe rank. */
+const PROBES = 256;
 
 const MODULES: ReadonlyArray<readonly [Exclude<LayerRole, 'input_norm' | 'post_norm' | 'fc_in' | 'fc_out'>, ModuleName]> = [
   ['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj'], ['o', 'o_proj'], ['gate', 'gate_proj'], ['up', 'up_proj'], ['down', 'down_proj'],
@@ -171,7 +173,8 @@ export function verifyModels(
   const globals = timed(() => loadGlobals(base, candidate), (s) => (readSeconds += s));
   const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
   const alignedGlobals = applyResidualToGlobals(globals.candidate, residual);
-  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(globals.base.embed.cols, 512), globals.base.embed.cols);
+  // Probes: more than any LoRA rank sum r_v + r_o that is still called low-rank in practice.
+  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(globals.base.embed.cols, PROBES), globals.base.embed.cols);
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const layers: LayerEvidence[] = [];
