@@ -288,22 +288,29 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   const gauged = options.gauge.rows || options.gauge.cols;
   if (!gauged || plainRank === 0) return finish(plainRank, plainRank <= maxRank, ones(m), ones(n));
 
-  // Test the largest low rank first: if no scaling explains the delta at that rank it is dense.
-  const hi = Math.min(plainRank, maxRank);
-  let best = fitGauge(base, candidate, options.gauge, hi, iterations, null);
-  if (!best.ok) return finish(plainRank, plainRank <= maxRank, ones(m), ones(n));
-  // Unscaled candidates (the common case) have their rank at the plain count: one trial below it
-  // settles that. Otherwise the least passing rank: doubling from 0 (LoRA ranks are small), then
-  // bisection.
   let lo = -1; // largest rank known to fail
-  let pass = hi;
+  let pass = -1; // least rank known to pass (-1: none yet)
+  let best: GaugeTrial = { ok: false, a: ones(m), b: ones(n) };
   let warm: GaugeTrial | null = null;
-  if (hi > 0) {
-    const below = fitGauge(base, candidate, options.gauge, hi - 1, iterations, null);
-    if (!below.ok) return finish(hi, true, best.a, best.b);
-    pass = hi - 1;
+  if (plainRank <= maxRank) {
+    // Plausibly unscaled (the common case): the plain count passes as it is, and one trial just
+    // below it settles the rank unless a rescaling inflated it.
+    pass = plainRank;
+    best = { ok: true, a: ones(m), b: ones(n) };
+    const below = fitGauge(base, candidate, options.gauge, plainRank - 1, iterations, null);
+    if (!below.ok) return finish(plainRank, true, best.a, best.b);
+    pass = plainRank - 1;
     best = below;
   }
+  if (pass < 0) {
+    // Dense as counted: unless some rescaling makes it low-rank at maxRank, it is dense (one trial).
+    const top = fitGauge(base, candidate, options.gauge, maxRank, iterations, null);
+    if (!top.ok) return finish(plainRank, false, ones(m), ones(n));
+    pass = maxRank;
+    best = top;
+  }
+  // The least passing rank: doubling from 0 (LoRA ranks are small, and small trial ranks are
+  // cheap), then bisection; nothing passing up to maxRank means a dense delta.
   for (let k = 0; k < pass; k = Math.max(1, 2 * k)) {
     const trial = fitGauge(base, candidate, options.gauge, k, iterations, warm);
     warm = trial;
