@@ -12,6 +12,7 @@ import { SourceRoleReader } from '../src/arch/reader.js';
 import { BadInputError, EXIT, IncompatibleModelsError } from '../src/io/errors.js';
 import type { VerifyResult } from '../src/verify/types.js';
 import { verifyModels } from '../src/verify/verify.js';
+import { timedVerify } from './helpers/timed-verify.js';
 import {
   addLora, fullFineTune, inversePermutation, movedCount, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama,
   type LlamaConfig, type LlamaState, type LoraAdded, type Module, type ObfuscationApplied, type ObfuscationKind,
@@ -32,21 +33,7 @@ function write(config: LlamaConfig, state: LlamaState, dtype: 'BF16' | 'F32' = '
 }
 
 /** verifyModels on two folders, timed and logged. */
-function verify(label: string, baseDir: string, candidateDir: string): VerifyResult {
-  const base = SourceRoleReader.open(baseDir);
-  const candidate = SourceRoleReader.open(candidateDir);
-  const started = performance.now();
-  try {
-    const result = verifyModels(base, candidate);
-    const seconds = (performance.now() - started) / 1000;
-    const lora = result.lora ? `rank ${result.lora.rank} on ${result.lora.targets.join(',')}` : 'no LoRA';
-    console.log(`  ${label}: ${result.relation}, ${lora}, p = ${result.pValue.toExponential(1)}, ${seconds.toFixed(2)} s`);
-    return result;
-  } finally {
-    base.close();
-    candidate.close();
-  }
-}
+const verify = timedVerify;
 
 function describeModules(result: VerifyResult): string {
   return result.layers.map((l) => `L${l.layer}: ${l.modules.map((m) => `${m.module}=${m.rank}`).join(' ')}`).join('; ');

@@ -9,9 +9,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { SourceRoleReader } from '../src/arch/reader.js';
 import type { ModuleName, VerifyResult } from '../src/verify/types.js';
-import { verifyModels } from '../src/verify/verify.js';
+import { timedVerify } from './helpers/timed-verify.js';
 import { REPO_ROOT } from './cli-child-process.js';
 import { MODULES } from './helpers/synthetic-llama.js';
 
@@ -54,20 +53,9 @@ function verifyFolders(label: string, baseDir: string, candidateDir: string): Ve
     console.log(`  ${label}: same bytes as a pair verified above, result reused (${known.relation})`);
     return known;
   }
-  const base = SourceRoleReader.open(baseDir);
-  const candidate = SourceRoleReader.open(candidateDir);
-  const started = performance.now();
-  try {
-    const result = verifyModels(base, candidate);
-    const seconds = (performance.now() - started) / 1000;
-    const lora = result.lora ? `LoRA rank ${result.lora.rank} on ${result.lora.targets.join(',')}` : 'no LoRA';
-    console.log(`  ${label}: ${result.relation}, ${lora}, full fine-tune ${result.fullFineTune}, p = ${result.pValue.toExponential(1)}, ${seconds.toFixed(2)} s`);
-    results.set(key, result);
-    return result;
-  } finally {
-    base.close();
-    candidate.close();
-  }
+  const result = timedVerify(label, baseDir, candidateDir);
+  results.set(key, result);
+  return result;
 }
 
 function checkPair(label: string, dir: string, pair: Pair): void {
