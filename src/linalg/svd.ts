@@ -193,7 +193,8 @@ export function randomizedSvd(a: Matrix, k: number, options: RandomizedSvdOption
     q = orthonormalize(matmulTransB(a, transpose(z)));
   }
   const small = matmulTransB(transpose(q), at); // width×n = Qᵀ·A
-  const inner = svd(small);
+  // Values needed are the leading ones (well above sqrt(eps)·σ₁): the Gram route is accurate and fast.
+  const inner = svdViaGram(small);
   const u = matmul(q, subMatrix(inner.u!, 0, width, 0, k));
   return { u, s: inner.s.slice(0, k), v: subMatrix(inner.v!, 0, n, 0, k) };
 }
