@@ -232,7 +232,6 @@ export function verifyModels(
     }
     const inv = attentionInvariants(b, c, layout, probes);
     layers.push({ layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo } });
-    const perGroup = layout.heads / layout.kvHeads;
     transformLayers.push({
       layer: index,
       mlpNeuronsPermuted: mlp.moved,
@@ -242,7 +241,6 @@ export function verifyModels(
       qkScaleMaxLog: maxAbsLog(groupMeans(fits.get('k_proj')!.rowScale, layout.headDim)),
       voScaleMaxLog: maxAbsLog(groupMeans(fits.get('v_proj')!.rowScale, layout.headDim)),
     });
-    void perGroup;
     options.onLayer?.(index + 1, layerCount);
   }
 
