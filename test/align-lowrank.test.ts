@@ -1,0 +1,79 @@
+/**
+ * Known answers for the noise-aware numerical rank (src/align/lowrank.ts): a bf16-stored matrix
+ * plus B A of known rank, with and without function-preserving row/column rescaling, and pure
+ * storage noise, which must read as rank 0.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { lowRankDelta } from '../src/align/lowrank.js';
+import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../src/align/noisy.js';
+import { Rng } from '../src/linalg/rng.js';
+
+const M = 96, N = 160;
+
+function stored(values: Float64Array, dtype: 'BF16' | 'F32', roundTo: 'BF16' | null = null): NoisyMatrix {
+  return noisyFromWeight({ rows: M, cols: N, data: Float32Array.from(values), dtype, tensor: 't', file: 'f' }, roundTo);
+}
+
+function lowRank(rng: Rng, rank: number, size: number): Float64Array {
+  const b = rng.gaussianMatrix(M, rank);
+  const a = rng.gaussianMatrix(rank, N);
+  const out = new Float64Array(M * N);
+  for (let i = 0; i < M; i++) for (let t = 0; t < rank; t++) for (let j = 0; j < N; j++) out[i * N + j]! += size * b.data[i * rank + t]! * a.data[t * N + j]!;
+  return out;
+}
+
+function scaled(values: Float64Array, rowScale: Float64Array, colScale: Float64Array): Float64Array {
+  return Float64Array.from(values, (v, p) => v * rowScale[Math.floor(p / N)]! * colScale[p % N]!);
+}
+
+const both = { rows: true, cols: true };
+
+for (const seed of [1, 2, 3]) {
+  const rng = new Rng(seed);
+  const w = Float64Array.from(rng.gaussianMatrix(M, N, 0.02).data);
+  const rank = 1 + (seed * 3) % 7;
+  const delta = lowRank(rng, rank, (0.02 * 0.15) / Math.sqrt(rank));
+  const rowScale = Float64Array.from({ length: M }, () => Math.exp(0.5 * rng.gaussian()));
+  const colScale = Float64Array.from({ length: N }, () => Math.exp(0.5 * rng.gaussian()));
+
+  test(`seed ${seed}: bf16 base + rank ${rank}: exact rank with and without gauge freedom`, () => {
+    const childValues = Float64Array.from(w, (v, p) => v + delta[p]!);
+    for (const gauge of [{ rows: false, cols: false }, both]) {
+      const r = lowRankDelta(stored(w, 'BF16'), stored(childValues, 'BF16'), { gauge });
+      assert.equal(r.rank, rank, JSON.stringify(gauge));
+      assert.equal(r.lowRank, true);
+      assert.ok(r.spectrum[rank - 1]! > 1 && r.spectrum[rank]! <= 1, 'the threshold (1) falls in the gap');
+    }
+  });
+
+  test(`seed ${seed}: rescaled rows and columns hide nothing: rank ${rank} only with gauge freedom`, () => {
+    const childValues = scaled(Float64Array.from(w, (v, p) => v + delta[p]!), rowScale, colScale);
+    const r = lowRankDelta(stored(w, 'BF16'), stored(childValues, 'BF16'), { gauge: both });
+    assert.equal(r.rank, rank);
+    const plain = lowRankDelta(stored(w, 'BF16'), stored(childValues, 'BF16'), { gauge: { rows: false, cols: false } });
+    assert.ok(plain.rank > rank, `without gauge freedom the rescaling reads as rank ${plain.rank}`);
+  });
+
+  test(`seed ${seed}: a rescaled copy is pure storage noise: rank 0`, () => {
+    const copy = scaled(w, rowScale, colScale);
+    const r = lowRankDelta(stored(w, 'BF16'), stored(copy, 'BF16'), { gauge: both });
+    assert.equal(r.rank, 0);
+  });
+}
+
+test('f32 parent, bf16 child: rounding the parent onto the child grid makes untouched entries equal', () => {
+  const rng = new Rng(9);
+  const w = Float64Array.from(rng.gaussianMatrix(M, N, 0.02).data);
+  assert.equal(coarserGrid('F32', 'BF16'), 'BF16');
+  assert.equal(coarserGrid('BF16', 'F16'), null);
+  const parent = stored(w, 'F32', 'BF16');
+  const child = stored(Float64Array.from(stored(w, 'F32', 'BF16').values), 'BF16');
+  const rounded = lowRankDelta(parent, child, { gauge: { rows: false, cols: false } });
+  assert.equal(rounded.rank, 0);
+  assert.equal(rounded.spectrum.length, 0, 'bit-identical after rounding: no spectrum at all');
+  // Unrounded, the difference is the child's bf16 rounding: noise the threshold accounts for.
+  const unrounded = lowRankDelta(stored(w, 'F32'), child, { gauge: { rows: false, cols: false } });
+  assert.equal(unrounded.rank, 0);
+  assert.ok(unrounded.spectrum.length > 0 && unrounded.spectrum[0]! <= 1);
+});
