@@ -1,7 +1,7 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { fisherCombineLogP, normalLogSf, spearman } from '../stats/tests.js';
 import type { IndependenceTest } from '../verify/types.js';
-import { matchRows } from './matching.js';
+import { matchFromCorrelations, rowCorrelations } from './matching.js';
 
 /** One MLP layer's neuron rows in both models; columns in the same (aligned) residual order. */
 export interface NeuronRows {
@@ -27,9 +27,23 @@ export interface LayerIndependence {
  * Rows may be exact or randomly projected (sketched) rows: projection keeps correlations.
  */
 export function layerIndependence(layer: number, rows: NeuronRows): LayerIndependence {
-  const fromGate = matchRows(rows.gateCandidate, rows.gateBase, false).permutation;
-  const fromUp = matchRows(rows.upCandidate, rows.upBase, true).permutation;
-  const n = fromGate.length;
+  const n = rows.gateBase.rows;
+  return independenceFromSimilarities(layer, {
+    gate: rowCorrelations(rows.gateBase, rows.gateCandidate, false),
+    up: rowCorrelations(rows.upBase, rows.upCandidate, true),
+  }, n);
+}
+
+/** Neuron similarities of one layer, base neurons as rows: signed for gate, absolute for up. */
+export interface NeuronSimilarities {
+  readonly gate: Float32Array;
+  readonly up: Float32Array;
+}
+
+/** The same test from ready similarity matrices (verify shares them with the neuron alignment). */
+export function independenceFromSimilarities(layer: number, sims: NeuronSimilarities, n: number): LayerIndependence {
+  const fromGate = matchFromCorrelations(sims.gate, n).permutation;
+  const fromUp = matchFromCorrelations(sims.up, n).permutation;
   const rho = n > 2 ? spearman(fromGate, fromUp) : NaN;
   if (!Number.isFinite(rho)) return { layer, spearman: 0, z: 0 };
   return { layer, spearman: rho, z: rho * Math.sqrt(n - 1) };

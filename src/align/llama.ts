@@ -1,6 +1,7 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { matmulTransB } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
+import type { NeuronSimilarities } from './independence.js';
 import { matchFromCorrelations, movedCount, rowCorrelations } from './matching.js';
 import { permuteColumns, permuteRows, scaleColumns, type NoisyMatrix } from './noisy.js';
 
@@ -136,13 +137,19 @@ export interface MlpAlignment {
   readonly moved: number;
 }
 
-/** Neuron permutation: signed correlation of gate rows plus |correlation| of up rows. */
-export function alignMlp(base: LayerWeights, candidate: LayerWeights, seed: number): MlpAlignment {
-  const n = base.gate.rows;
-  const gate = rowCorrelations(comparableRows(base.gate, seed), comparableRows(candidate.gate, seed), false);
-  const up = rowCorrelations(comparableRows(base.up, seed + 1), comparableRows(candidate.up, seed + 1), true);
-  for (let p = 0; p < gate.length; p++) gate[p] = (gate[p]! + up[p]!) / 2;
-  const match = matchFromCorrelations(gate, n);
+/** Gate (signed) and up (absolute) correlations of every base neuron with every candidate neuron. */
+export function neuronSimilarities(base: LayerWeights, candidate: LayerWeights, seed: number): NeuronSimilarities {
+  return {
+    gate: rowCorrelations(comparableRows(base.gate, seed), comparableRows(candidate.gate, seed), false),
+    up: rowCorrelations(comparableRows(base.up, seed + 1), comparableRows(candidate.up, seed + 1), true),
+  };
+}
+
+/** Neuron permutation maximising the mean of the gate and up similarities. */
+export function alignMlp(sims: NeuronSimilarities, n: number): MlpAlignment {
+  const combined = new Float32Array(sims.gate.length);
+  for (let p = 0; p < combined.length; p++) combined[p] = (sims.gate[p]! + sims.up[p]!) / 2;
+  const match = matchFromCorrelations(combined, n);
   return { order: match.permutation, quality: match.quality, moved: movedCount(match.permutation) };
 }
 

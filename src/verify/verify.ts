@@ -2,11 +2,11 @@ import { compareArchitectures } from '../arch/map.js';
 import type { RoleReader } from '../arch/reader.js';
 import type { LayerRole, Weight } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
-import { combineIndependence, layerIndependence, type LayerIndependence } from '../align/independence.js';
+import { combineIndependence, independenceFromSimilarities, type LayerIndependence } from '../align/independence.js';
 import { attentionInvariants } from '../align/invariants.js';
 import {
   alignHeads, alignMlp, alignResidual, applyHeads, applyMlp, applyResidual, applyResidualToGlobals,
-  comparableRows, foldNorms, type GlobalWeights, type HeadLayout, type LayerWeights, type ResidualAlignment,
+  foldNorms, neuronSimilarities, type GlobalWeights, type HeadLayout, type LayerWeights, type ResidualAlignment,
 } from '../align/llama.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
 import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../align/noisy.js';
@@ -193,11 +193,10 @@ export function verifyModels(
     normFold = Math.max(normFold, maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
     foldNorms(b);
     foldNorms(c);
-    independence.push(layerIndependence(index, {
-      gateBase: comparableRows(b.gate, seed + 3 * index), upBase: comparableRows(b.up, seed + 3 * index + 1),
-      gateCandidate: comparableRows(c.gate, seed + 3 * index), upCandidate: comparableRows(c.up, seed + 3 * index + 1),
-    }));
-    const mlp = alignMlp(b, c, seed + 1000 + index);
+    // One pair of neuron similarity matrices serves the independence test and the alignment.
+    const sims = neuronSimilarities(b, c, seed + 3 * index);
+    independence.push(independenceFromSimilarities(index, sims, b.gate.rows));
+    const mlp = alignMlp(sims, b.gate.rows);
     c = applyMlp(c, mlp);
     const heads = alignHeads(b, c, layout, seed + 2000 + index);
     c = applyHeads(c, heads, layout);
