@@ -70,42 +70,28 @@ function requireDecoder(reader: RoleReader): void {
   }
 }
 
-function vectorOf(w: Weight, grid: ReturnType<typeof coarserGrid>): Float64Array {
-  return noisyFromWeight(w, grid).values;
-}
-
-/** Per role, the grid both models are compared on: the coarser storage precision. */
-function readPair(base: RoleReader, candidate: RoleReader, read: (r: RoleReader) => Weight) {
+/**
+ * One role of both models, each on the grid they are compared on: a model stored finer than the
+ * other (f32 vs bf16) is rounded onto the coarser grid first.
+ */
+function readPair(base: RoleReader, candidate: RoleReader, read: (r: RoleReader) => Weight): { base: NoisyMatrix; candidate: NoisyMatrix } {
   const wb = read(base);
   const wc = read(candidate);
   const grid = coarserGrid(wb.dtype, wc.dtype);
-  const roundBase = grid !== null && grid !== wb.dtype ? grid : null;
-  const roundCand = grid !== null && grid !== wc.dtype ? grid : null;
-  return { wb, wc, roundBase, roundCand };
+  return {
+    base: noisyFromWeight(wb, grid !== wb.dtype ? grid : null),
+    candidate: noisyFromWeight(wc, grid !== wc.dtype ? grid : null),
+  };
 }
 
-function loadLayer(base: RoleReader, candidate: RoleReader, index: number) {
-  const pairs = new Map<LayerRole, ReturnType<typeof readPair>>();
-  for (const role of ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const) {
-    const p = readPair(base, candidate, (r) => r.layer(index, role));
-    pairs.set(role, p);
-  }
-  const build = (side: 'base' | 'cand'): LayerWeights => {
-    const m = (role: LayerRole): NoisyMatrix => {
-      const p = pairs.get(role)!;
-      return side === 'base' ? noisyFromWeight(p.wb, p.roundBase) : noisyFromWeight(p.wc, p.roundCand);
-    };
-    const vec = (role: LayerRole) => {
-      const p = pairs.get(role)!;
-      return side === 'base' ? vectorOf(p.wb, p.roundBase) : vectorOf(p.wc, p.roundCand);
-    };
-    const inputNorm = m('input_norm');
-    return {
-      q: m('q'), k: m('k'), v: m('v'), o: m('o'), gate: m('gate'), up: m('up'), down: m('down'),
-      inputNorm: inputNorm.values, inputNormVariance: inputNorm.variance, postNorm: vec('post_norm'),
-    };
-  };
-  return { base: build('base'), candidate: build('cand') };
+function loadLayer(base: RoleReader, candidate: RoleReader, index: number): { base: LayerWeights; candidate: LayerWeights } {
+  const pair = (role: LayerRole) => readPair(base, candidate, (r) => r.layer(index, role));
+  const [q, k, v, o, gate, up, down, inputNorm, postNorm] = (['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const).map(pair);
+  const side = (s: 'base' | 'candidate'): LayerWeights => ({
+    q: q![s], k: k![s], v: v![s], o: o![s], gate: gate![s], up: up![s], down: down![s],
+    inputNorm: inputNorm![s].values, inputNormVariance: inputNorm![s].variance, postNorm: postNorm![s].values,
+  });
+  return { base: side('base'), candidate: side('candidate') };
 }
 
 function loadGlobals(base: RoleReader, candidate: RoleReader): { base: GlobalWeights; candidate: GlobalWeights } {
@@ -113,14 +99,13 @@ function loadGlobals(base: RoleReader, candidate: RoleReader): { base: GlobalWei
   const tied = base.map.tiedEmbeddings || candidate.map.tiedEmbeddings || !base.map.global.lm_head || !candidate.map.global.lm_head;
   const head = tied ? null : readPair(base, candidate, (r) => r.global('lm_head'));
   const norm = base.map.global.final_norm && candidate.map.global.final_norm ? readPair(base, candidate, (r) => r.global('final_norm')) : null;
-  const side = (s: 'b' | 'c'): GlobalWeights => ({
-    embed: s === 'b' ? noisyFromWeight(embed.wb, embed.roundBase) : noisyFromWeight(embed.wc, embed.roundCand),
-    lmHead: head ? (s === 'b' ? noisyFromWeight(head.wb, head.roundBase) : noisyFromWeight(head.wc, head.roundCand)) : null,
-    finalNorm: norm ? (s === 'b' ? vectorOf(norm.wb, norm.roundBase) : vectorOf(norm.wc, norm.roundCand)) : null,
+  const side = (s: 'base' | 'candidate'): GlobalWeights => ({
+    embed: embed[s],
+    lmHead: head ? head[s] : null,
+    finalNorm: norm ? norm[s].values : null,
   });
-  return { base: side('b'), candidate: side('c') };
+  return { base: side('base'), candidate: side('candidate') };
 }
-
 
 function maxAbsLog(values: ArrayLike<number>, from = 0, to = values.length): number {
   let m = 0;
