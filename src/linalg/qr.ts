@@ -62,14 +62,7 @@ export function householderFactor(columns: Float64Array, m: number, n: number, p
       tau[j] = (beta - alpha) / beta;
       columns[col + j] = beta;
       const t = tau[j]!;
-      for (let c = j + 1; c < n; c++) {
-        const other = c * m;
-        let w = columns[other + j]!;
-        for (let i = j + 1; i < m; i++) w += columns[col + i]! * columns[other + i]!;
-        w *= t;
-        columns[other + j]! -= w;
-        for (let i = j + 1; i < m; i++) columns[other + i]! -= w * columns[col + i]!;
-      }
+      for (let c = j + 1; c < n; c++) applyReflector(columns, col, columns, c * m, j, m, t);
     }
     if (pivot) {
       for (let c = j + 1; c < n; c++) {
@@ -85,6 +78,18 @@ export function householderFactor(columns: Float64Array, m: number, n: number, p
     }
   }
   return { m, n, columns, tau, permutation };
+}
+
+/**
+ * target <- (I - tau·u·uᵀ)·target on rows j..m-1 of one stored column, where u is the reflector
+ * stored at `reflector[r0 + j + 1 ..]` with its leading 1 implied at row j.
+ */
+function applyReflector(reflector: Float64Array, r0: number, target: Float64Array, t0: number, j: number, m: number, tau: number): void {
+  let w = target[t0 + j]!;
+  for (let i = j + 1; i < m; i++) w += reflector[r0 + i]! * target[t0 + i]!;
+  w *= tau;
+  target[t0 + j]! -= w;
+  for (let i = j + 1; i < m; i++) target[t0 + i]! -= w * reflector[r0 + i]!;
 }
 
 function swap(a: Float64Array | Int32Array, i: number, j: number): void {
@@ -116,14 +121,7 @@ export function formQColumns(f: HouseholderFactors, count: number): Float64Array
     const t = tau[j]!;
     if (t === 0) continue;
     const v = j * m;
-    for (let c = j; c < count; c++) {
-      const qc = c * m;
-      let w = q[qc + j]!;
-      for (let i = j + 1; i < m; i++) w += columns[v + i]! * q[qc + i]!;
-      w *= t;
-      q[qc + j]! -= w;
-      for (let i = j + 1; i < m; i++) q[qc + i]! -= w * columns[v + i]!;
-    }
+    for (let c = j; c < count; c++) applyReflector(columns, v, q, c * m, j, m, t);
   }
   return q;
 }
