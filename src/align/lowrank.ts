@@ -16,10 +16,11 @@ import type { NoisyMatrix } from './noisy.js';
  *
  * Gauge: an obfuscated candidate is only known up to the function-preserving diagonal scalings of
  * its rows and/or columns (norm folding, V/O, Q/K, up/down scales). The rank reported is the least
- * rank any such scaling allows: for each trial rank k, alternate between the top-k singular
- * subspaces of the whitened delta and per-row / per-column least-squares scales fitted on the
- * complement of those subspaces (variable projection), then test whether the (k+1)-th singular
- * value fell under the noise edge. Trial ranks are bisected (passing is monotone in k).
+ * rank any such scaling we find: per-row / per-column least-squares scales fitted on the
+ * complement of a trial top-k singular subspace of the whitened delta (variable projection), with
+ * k read off the spectrum itself (its largest gap, its count above the edge), one SVD per round,
+ * until the count above the edge stops falling. Every gauge tried is function-preserving, so the
+ * least count seen is a valid (upper) bound; no rank is ever claimed below the edge.
  */
 export interface GaugeFreedom {
   /** Rows of the candidate may carry unknown scales. */
@@ -49,8 +50,8 @@ export interface LowRankOptions {
   readonly maxRank?: number;
   /** How many singular values to keep in the result's spectrum (default 64). */
   readonly keep?: number;
-  /** Alternations per trial rank (default 12). */
-  readonly iterations?: number;
+  /** Gauge rounds at most (default 24): one scale refit and one SVD each. */
+  readonly rounds?: number;
 }
 
 /** Ranks above this are not called low-rank (LoRA ranks in use are far below it). */
@@ -146,50 +147,37 @@ function countAbove(s: ArrayLike<number>, edge: number): number {
   return k;
 }
 
-/** Relative decrease per round below which a gauge fit counts as converged. */
-const STALL = 0.01;
+/** Gauge rounds at most: each is one scale refit and one SVD. */
+const MAX_ROUNDS = 24;
 
-interface GaugeTrial {
-  readonly ok: boolean;
-  readonly a: Float64Array;
-  readonly b: Float64Array;
+/** Singular values computed per round at least (more when the count above the edge needs them). */
+const MIN_VALUES = 24;
+
+interface Spectrum {
+  /** Singular values divided by the edge, descending. */
+  readonly s: Float64Array;
+  /** Count above 1; exact unless `saturated`. */
+  readonly count: number;
+  /** Every value computed is above the edge: the count is a lower bound. */
+  readonly saturated: boolean;
+  readonly u: Matrix;
+  readonly v: Matrix;
 }
 
-/**
- * Variable-projection fit of the gauge at trial rank k, warm-started from (a, b): each round takes
- * one SVD of the whitened delta, stops as soon as its (k+1)-th singular value is under the edge
- * (rank <= k is then shown), else refits row and column scales on the complement of the top-k
- * singular subspaces.
- */
-function fitGauge(x: NoisyMatrix, y: NoisyMatrix, gauge: GaugeFreedom, k: number, iterations: number, start: GaugeTrial | null): GaugeTrial {
-  const m = x.rows, n = x.cols;
-  const a = start ? start.a.slice() : new Float64Array(m).fill(1);
-  const b = start ? start.b.slice() : new Float64Array(n).fill(1);
-  let previous = Infinity;
-  for (let it = 0; ; it++) {
-    const w = whiten(x, y, a, b);
-    const top = topSvd(w.delta, k + 1);
-    const excess = (top.s[k] ?? 0) / w.edge;
-    if (excess <= 1) return { ok: true, a, b };
-    // Stalled: another round would not bring the (k+1)-th value under the edge.
-    if (it >= iterations || excess > previous * (1 - STALL)) return { ok: false, a, b };
-    previous = excess;
-    const before = Float64Array.from([...a, ...b]);
-    if (gauge.rows) fitScales(x, y, a, b, w.c, top.v, k, 'rows');
-    if (gauge.cols) fitScales(x, y, a, b, w.r, top.u, k, 'cols');
-    if (gauge.rows && gauge.cols) {
-      // (a t, b / t) is the same candidate: pin the geometric mean of |b| to 1.
-      let logMean = 0;
-      for (let j = 0; j < n; j++) logMean += Math.log(Math.abs(b[j]!) || 1) / n;
-      const t = Math.exp(logMean);
-      for (let j = 0; j < n; j++) b[j]! /= t;
-      for (let i = 0; i < m; i++) a[i]! *= t;
-    }
-    let change = 0;
-    for (let i = 0; i < m; i++) change = Math.max(change, Math.abs(a[i]! - before[i]!) / (Math.abs(before[i]!) || 1));
-    for (let j = 0; j < n; j++) change = Math.max(change, Math.abs(b[j]! - before[m + j]!) / (Math.abs(before[m + j]!) || 1));
-    if (change < 1e-9) return { ok: false, a, b };
-  }
+/** Top singular values and vectors of the whitened delta in gauge (a, b), at least `want` of them. */
+function spectrumAt(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, limit: number): Spectrum {
+  const w = whiten(x, y, a, b);
+  const top = topSvd(w.delta, Math.min(limit, want));
+  const s = Float64Array.from(top.s, (v) => v / w.edge);
+  const count = countAbove(s, 1);
+  return { s, count, saturated: count === s.length && s.length < limit, u: top.u, v: top.v };
+}
+
+/** The spectrum at (a, b) with enough values computed to count those above the edge, up to cap. */
+function countedSpectrum(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, cap: number, limit: number): Spectrum {
+  let spectrum = spectrumAt(x, y, a, b, want, limit);
+  while (spectrum.saturated && spectrum.s.length <= cap) spectrum = spectrumAt(x, y, a, b, spectrum.s.length * 4, limit);
+  return spectrum;
 }
 
 /**
@@ -239,12 +227,36 @@ function fitScales(
   }
 }
 
-function spectrumAt(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, need: number) {
+/** Alternations of the row and column fits per round at most, and their convergence tolerance. */
+const ALTERNATIONS = 40;
+const CONVERGED = 1e-7;
+
+/**
+ * Row and column scales (in place) minimising the whitened misfit outside the top-k singular
+ * subspaces of `spectrum`: alternating least squares, since the two sides are coupled.
+ */
+function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, spectrum: Spectrum, k: number): void {
   const w = whiten(x, y, a, b);
-  const top = topSvd(w.delta, need);
-  const s = new Float64Array(top.s.length);
-  for (let i = 0; i < s.length; i++) s[i] = top.s[i]! / w.edge;
-  return s;
+  const alternations = gauge.rows && gauge.cols ? ALTERNATIONS : 1;
+  for (let it = 0; it < alternations; it++) {
+    const before = Float64Array.from([...a, ...b]);
+    if (gauge.rows) fitScales(x, y, a, b, w.c, spectrum.v, k, 'rows');
+    if (gauge.cols) fitScales(x, y, a, b, w.r, spectrum.u, k, 'cols');
+    if (gauge.rows && gauge.cols) normalizeGauge(a, b);
+    let change = 0;
+    for (let i = 0; i < a.length; i++) change = Math.max(change, Math.abs(a[i]! - before[i]!) / (Math.abs(before[i]!) || 1));
+    for (let j = 0; j < b.length; j++) change = Math.max(change, Math.abs(b[j]! - before[a.length + j]!) / (Math.abs(before[a.length + j]!) || 1));
+    if (change < CONVERGED) break;
+  }
+}
+
+/** (a t, b / t) is the same candidate: pin the geometric mean of |b| to 1. */
+function normalizeGauge(a: Float64Array, b: Float64Array): void {
+  let logMean = 0;
+  for (let j = 0; j < b.length; j++) logMean += Math.log(Math.abs(b[j]!) || 1) / b.length;
+  const t = Math.exp(logMean);
+  for (let j = 0; j < b.length; j++) b[j]! /= t;
+  for (let i = 0; i < a.length; i++) a[i]! *= t;
 }
 
 function norms(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array) {
@@ -271,66 +283,103 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   const limit = Math.min(m, n);
   const maxRank = Math.min(options.maxRank ?? Math.min(Math.floor(limit / 2), MAX_LOW_RANK), limit - 1);
   const keep = Math.min(options.keep ?? 64, limit);
-  const iterations = options.iterations ?? 12;
+  const rounds = options.rounds ?? MAX_ROUNDS;
   const ones = (len: number) => new Float64Array(len).fill(1);
-  const finish = (rank: number, lowRank: boolean, a: Float64Array, b: Float64Array): LowRankResult => {
-    const spectrum = rank === 0 && isZero(base, candidate) ? new Float64Array(0) : spectrumAt(base, candidate, a, b, Math.max(keep, rank + 1));
-    return { rank, lowRank, spectrum: spectrum.slice(0, keep), rowScale: a, colScale: b, ...norms(base, candidate, a, b) };
+  const finish = (spectrum: Spectrum | null, a: Float64Array, b: Float64Array): LowRankResult => {
+    const rank = spectrum ? spectrum.count : 0;
+    return {
+      rank, lowRank: rank <= maxRank, spectrum: spectrum ? spectrum.s.slice(0, keep) : new Float64Array(0),
+      rowScale: a, colScale: b, ...norms(base, candidate, a, b),
+    };
   };
-  if (isZero(base, candidate)) return finish(0, true, ones(m), ones(n));
+  if (isZero(base, candidate)) return finish(null, ones(m), ones(n));
 
-  // Escalate the number of singular values computed only while they stay above the edge.
-  let plain = spectrumAt(base, candidate, ones(m), ones(n), Math.min(maxRank + 1, 16));
-  while (plain.length < maxRank + 1 && countAbove(plain, 1) === plain.length && plain.length < limit) {
-    plain = spectrumAt(base, candidate, ones(m), ones(n), Math.min(maxRank + 1, plain.length * 4));
-  }
-  const plainRank = countAbove(plain, 1);
-  const gauged = options.gauge.rows || options.gauge.cols;
-  if (!gauged || plainRank === 0) return finish(plainRank, plainRank <= maxRank, ones(m), ones(n));
+  const { gauge } = options;
+  const gauged = gauge.rows || gauge.cols;
+  // With gauge freedom a dense-looking plain delta is only a starting point: no need to count it.
+  const plain: GaugeState = { spectrum: countedSpectrum(base, candidate, ones(m), ones(n), MIN_VALUES, gauged ? 0 : maxRank, limit), a: ones(m), b: ones(n) };
+  if (!gauged || plain.spectrum.count === 0) return finish(plain.spectrum, plain.a, plain.b);
 
-  let lo = -1; // largest rank known to fail
-  let pass = -1; // least rank known to pass (-1: none yet)
-  let best: GaugeTrial = { ok: false, a: ones(m), b: ones(n) };
-  let warm: GaugeTrial | null = null;
-  if (plainRank <= maxRank) {
-    // Plausibly unscaled (the common case): the plain count passes as it is, and one trial just
-    // below it settles the rank unless a rescaling inflated it.
-    pass = plainRank;
-    best = { ok: true, a: ones(m), b: ones(n) };
-    const below = fitGauge(base, candidate, options.gauge, plainRank - 1, iterations, null);
-    if (!below.ok) return finish(plainRank, true, best.a, best.b);
-    pass = plainRank - 1;
-    best = below;
-  }
-  if (pass < 0) {
-    // Dense as counted: unless some rescaling makes it low-rank at maxRank, it is dense (one trial).
-    const top = fitGauge(base, candidate, options.gauge, maxRank, iterations, null);
-    if (!top.ok) return finish(plainRank, false, ones(m), ones(n));
-    pass = maxRank;
-    best = top;
-  }
-  // The least passing rank: doubling from 0 (LoRA ranks are small, and small trial ranks are
-  // cheap), then bisection; nothing passing up to maxRank means a dense delta.
-  for (let k = 0; k < pass; k = Math.max(1, 2 * k)) {
-    const trial = fitGauge(base, candidate, options.gauge, k, iterations, warm);
-    warm = trial;
-    if (trial.ok) {
-      pass = k;
-      best = trial;
-      break;
-    }
-    lo = k;
-  }
-  while (pass - lo > 1) {
-    const mid = (lo + pass) >> 1;
-    const trial = fitGauge(base, candidate, options.gauge, mid, iterations, warm);
-    if (trial.ok) {
-      pass = mid;
-      best = trial;
-    } else {
-      lo = mid;
-      warm = trial;
+  // The least rank over the gauge by variable projection: refit the scales on the complement of
+  // a trial subspace of the best state so far (a rescaling's misfit lies outside the update's own
+  // directions), count again, keep the state with the least count. Trial subspaces, in order until
+  // one improves: the directions above the largest gap of the spectrum (the update is strong, a
+  // leftover rescaling spreads thin), all directions above the edge, and one fewer than the best
+  // count (directions projected out are exempt from the fit, so a leftover rescaling among them
+  // would persist). A dense-looking plain delta (a rescaling is full-rank) first gets a plain fit.
+  let best = plain;
+  let current = plain;
+  let tried = new Set<number>();
+  for (let round = 0; round < rounds && best.spectrum.count > 0; round++) {
+    const spectrum = current.spectrum;
+    const plainFit = round === 0 && dense(spectrum);
+    const proposals = plainFit ? [0] : [
+      Math.min(gapRank(spectrum), maxRank), Math.min(spectrum.count, maxRank), ...(dense(spectrum) ? [] : [spectrum.count - 1]),
+    ];
+    const k = proposals.find((p) => !tried.has(p));
+    if (k === undefined) break;
+    tried.add(k);
+    const a = current.a.slice(), b = current.b.slice();
+    fitGauge(base, candidate, a, b, gauge, spectrum, k);
+    // Enough values to see whether the count fell below the current one (a dense-looking state
+    // is compared on the same number of values, by the energy above the edge).
+    const cap = spectrum.saturated ? 0 : Math.min(spectrum.count - 1, DENSE_CAP);
+    const trial: GaugeState = { spectrum: countedSpectrum(base, candidate, a, b, Math.max(MIN_VALUES, k + 8, spectrum.saturated ? spectrum.s.length : 0), cap, limit), a, b };
+    // The plain fit removes a gross rescaling; its spectrum is where the projections start, even
+    // when the misfit it leaves still counts as many directions.
+    if (plainFit || improves(trial.spectrum, spectrum, k)) {
+      current = trial;
+      tried = new Set();
+      if (!improves(best.spectrum, trial.spectrum)) best = trial;
     }
   }
-  return finish(pass, true, best.a, best.b);
+  if (dense(best.spectrum)) {
+    // Dense in every gauge tried: the plain spectrum, counted up to DENSE_CAP values.
+    return finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit), plain.a, plain.b);
+  }
+  return finish(best.spectrum, best.a, best.b);
+
+  function dense(spectrum: Spectrum): boolean {
+    return spectrum.saturated || spectrum.count > maxRank;
+  }
+}
+
+/** Singular values counted at most while a delta still looks dense (each costs a wider SVD). */
+const DENSE_CAP = 96;
+
+/** Relative decrease of the energy above the edge that counts as progress at an equal count. */
+const PROGRESS = 0.01;
+
+/**
+ * Fewer values above the edge, or as many (both counts possibly lower bounds, when every value
+ * computed is above the edge) with clearly less energy above it beyond the first `from` values
+ * (the trial subspace, whose strength is the update's own, not misfit).
+ */
+function improves(trial: Spectrum, best: Spectrum, from = 0): boolean {
+  if (!trial.saturated && trial.count < (best.saturated ? best.s.length : best.count)) return true;
+  if (trial.saturated !== best.saturated || (!trial.saturated && trial.count !== best.count)) return false;
+  const excess = (s: Float64Array, len: number) => {
+    let e = 0;
+    for (let i = from; i < len; i++) e += Math.max(0, s[i]! * s[i]! - 1);
+    return e;
+  };
+  const len = Math.min(trial.s.length, best.s.length);
+  return excess(trial.s, len) < excess(best.s, len) * (1 - PROGRESS);
+}
+
+interface GaugeState {
+  readonly spectrum: Spectrum;
+  readonly a: Float64Array;
+  readonly b: Float64Array;
+}
+
+/** The k in 1..count with the largest ratio s_k / max(s_{k+1}, 1): where the spectrum drops most. */
+function gapRank(spectrum: Spectrum): number {
+  const s = spectrum.s;
+  let bestK = spectrum.count, bestRatio = 0;
+  for (let k = 1; k <= spectrum.count; k++) {
+    const ratio = s[k - 1]! / Math.max(s[k] ?? 0, 1);
+    if (ratio > bestRatio) [bestK, bestRatio] = [k, ratio];
+  }
+  return bestK;
 }
