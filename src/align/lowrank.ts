@@ -180,56 +180,10 @@ function countedSpectrum(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Flo
   return spectrum;
 }
 
-/**
- * Least-squares scale of each row (or column) of the candidate against the base, after removing
- * the trial low-rank subspace (basis: columns of `basis`, k of them) from both, in whitened units.
- */
-function fitScales(
-  x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array,
-  unit: Float64Array, basis: Matrix | null, k: number, along: 'rows' | 'cols',
-): void {
-  const m = x.rows, n = x.cols;
-  const len = along === 'rows' ? n : m;
-  const count = along === 'rows' ? m : n;
-  const yv = new Float64Array(len);
-  const xv = new Float64Array(len);
-  for (let t = 0; t < count; t++) {
-    for (let s = 0; s < len; s++) {
-      const [i, j] = along === 'rows' ? [t, s] : [s, t];
-      const p = i * n + j;
-      const other = along === 'rows' ? b[j]! : a[i]!;
-      yv[s] = (y.values[p]! * other) / unit[s]!;
-      xv[s] = x.values[p]! / unit[s]!;
-    }
-    if (basis) {
-      for (let q = 0; q < k; q++) {
-        let py = 0, px = 0;
-        for (let s = 0; s < len; s++) {
-          const e = basis.data[s * basis.cols + q]!;
-          py += yv[s]! * e;
-          px += xv[s]! * e;
-        }
-        for (let s = 0; s < len; s++) {
-          const e = basis.data[s * basis.cols + q]!;
-          yv[s]! -= py * e;
-          xv[s]! -= px * e;
-        }
-      }
-    }
-    let num = 0, den = 0;
-    for (let s = 0; s < len; s++) {
-      num += yv[s]! * xv[s]!;
-      den += yv[s]! * yv[s]!;
-    }
-    const scale = den > 0 ? num / den : 1;
-    if (along === 'rows') a[t] = scale;
-    else b[t] = scale;
-  }
-}
-
-/** Alternations of the row and column fits per round at most, and their convergence tolerance. */
+/** Alternations of the row and column fits per round at most, and their convergence tolerance
+ * (scales this close give a misfit far under the rounding noise). */
 const ALTERNATIONS = 40;
-const CONVERGED = 1e-7;
+const CONVERGED = 1e-5;
 
 /**
  * Row and column scales (in place) minimising the whitened misfit outside the top-k singular
@@ -237,16 +191,135 @@ const CONVERGED = 1e-7;
  */
 function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, spectrum: Spectrum, k: number): void {
   const w = whiten(x, y, a, b);
-  const alternations = gauge.rows && gauge.cols ? ALTERNATIONS : 1;
+  const rows = gauge.rows ? new RowScaleFit(x, w.c, spectrum.v, k) : null;
+  const cols = gauge.cols ? new ColumnScaleFit(x, w.r, spectrum.u, k) : null;
+  const alternations = rows && cols ? ALTERNATIONS : 1;
+  const before = new Float64Array(a.length + b.length);
   for (let it = 0; it < alternations; it++) {
-    const before = Float64Array.from([...a, ...b]);
-    if (gauge.rows) fitScales(x, y, a, b, w.c, spectrum.v, k, 'rows');
-    if (gauge.cols) fitScales(x, y, a, b, w.r, spectrum.u, k, 'cols');
-    if (gauge.rows && gauge.cols) normalizeGauge(a, b);
+    before.set(a);
+    before.set(b, a.length);
+    rows?.fit(y, b, a);
+    cols?.fit(y, a, b);
+    if (rows && cols) normalizeGauge(a, b);
     let change = 0;
     for (let i = 0; i < a.length; i++) change = Math.max(change, Math.abs(a[i]! - before[i]!) / (Math.abs(before[i]!) || 1));
     for (let j = 0; j < b.length; j++) change = Math.max(change, Math.abs(b[j]! - before[a.length + j]!) / (Math.abs(before[a.length + j]!) || 1));
     if (change < CONVERGED) break;
+  }
+}
+
+/** The first k columns of basis (len x cols) as k contiguous vectors. */
+function leadingVectors(basis: Matrix, k: number): Float64Array {
+  const out = new Float64Array(k * basis.rows);
+  for (let s = 0; s < basis.rows; s++) for (let q = 0; q < k; q++) out[q * basis.rows + s] = basis.data[s * basis.cols + q]!;
+  return out;
+}
+
+/**
+ * Least-squares scale of each candidate row against the base row, in whitened units (columns
+ * divided by `unit`), both with the trial subspace (k right singular vectors) projected out:
+ * a_i = <P y_i, P x_i> / |P y_i|^2 = <y_i, P x_i> / (|y_i|^2 - |V^T y_i|^2). P x is fixed per fit.
+ */
+class RowScaleFit {
+  private readonly projected: Float32Array;
+  private readonly vectors: Float64Array;
+  private readonly line: Float64Array;
+
+  constructor(x: NoisyMatrix, private readonly unit: Float64Array, basis: Matrix, private readonly k: number) {
+    const m = x.rows, n = x.cols;
+    this.vectors = leadingVectors(basis, k);
+    this.projected = new Float32Array(m * n);
+    this.line = new Float64Array(n);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) this.line[j] = x.values[i * n + j]! / unit[j]!;
+      for (let q = 0; q < k; q++) {
+        const e = this.vectors.subarray(q * n, (q + 1) * n);
+        let d = 0;
+        for (let j = 0; j < n; j++) d += this.line[j]! * e[j]!;
+        for (let j = 0; j < n; j++) this.line[j]! -= d * e[j]!;
+      }
+      this.projected.set(this.line, i * n);
+    }
+  }
+
+  /** Writes a_i for every row, given the column scales b. */
+  fit(y: NoisyMatrix, b: Float64Array, out: Float64Array): void {
+    const m = y.rows, n = y.cols, line = this.line;
+    for (let i = 0; i < m; i++) {
+      let num = 0, total = 0;
+      for (let j = 0; j < n; j++) {
+        const v = (y.values[i * n + j]! * b[j]!) / this.unit[j]!;
+        line[j] = v;
+        num += v * this.projected[i * n + j]!;
+        total += v * v;
+      }
+      let inside = 0;
+      for (let q = 0; q < this.k; q++) {
+        let d = 0;
+        for (let j = 0; j < n; j++) d += line[j]! * this.vectors[q * n + j]!;
+        inside += d * d;
+      }
+      const den = total - inside;
+      out[i] = den > total * 1e-12 ? num / den : 1;
+    }
+  }
+}
+
+/** The same for columns (k left singular vectors, rows divided by `unit`), accumulated row by row. */
+class ColumnScaleFit {
+  private readonly projected: Float32Array;
+  private readonly vectors: Float64Array;
+  private readonly inner: Float64Array;
+
+  constructor(x: NoisyMatrix, private readonly unit: Float64Array, basis: Matrix, private readonly k: number) {
+    const m = x.rows, n = x.cols;
+    this.vectors = leadingVectors(basis, k);
+    // U^T (x / unit) once, then P x = x / unit - U (U^T x / unit).
+    const inner = new Float64Array(k * n);
+    for (let i = 0; i < m; i++) {
+      const row = i * n, scale = 1 / unit[i]!;
+      for (let q = 0; q < k; q++) {
+        const e = this.vectors[q * m + i]! * scale;
+        if (e === 0) continue;
+        for (let j = 0; j < n; j++) inner[q * n + j]! += e * x.values[row + j]!;
+      }
+    }
+    this.projected = new Float32Array(m * n);
+    for (let i = 0; i < m; i++) {
+      const row = i * n, scale = 1 / unit[i]!;
+      for (let j = 0; j < n; j++) {
+        let v = x.values[row + j]! * scale;
+        for (let q = 0; q < k; q++) v -= this.vectors[q * m + i]! * inner[q * n + j]!;
+        this.projected[row + j] = v;
+      }
+    }
+    this.inner = new Float64Array(k * n);
+  }
+
+  /** Writes b_j for every column, given the row scales a. */
+  fit(y: NoisyMatrix, a: Float64Array, out: Float64Array): void {
+    const m = y.rows, n = y.cols, k = this.k, inner = this.inner;
+    const num = new Float64Array(n), total = new Float64Array(n);
+    inner.fill(0);
+    for (let i = 0; i < m; i++) {
+      const row = i * n, scale = a[i]! / this.unit[i]!;
+      for (let j = 0; j < n; j++) {
+        const v = y.values[row + j]! * scale;
+        num[j]! += v * this.projected[row + j]!;
+        total[j]! += v * v;
+      }
+      for (let q = 0; q < k; q++) {
+        const e = this.vectors[q * m + i]! * scale;
+        if (e === 0) continue;
+        for (let j = 0; j < n; j++) inner[q * n + j]! += e * y.values[row + j]!;
+      }
+    }
+    for (let j = 0; j < n; j++) {
+      let inside = 0;
+      for (let q = 0; q < k; q++) inside += inner[q * n + j]! * inner[q * n + j]!;
+      const den = total[j]! - inside;
+      out[j] = den > total[j]! * 1e-12 ? num[j]! / den : 1;
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Weight } from '../arch/types.js';
-import { isFloatDType, roundToDtype, ulpOf, type FloatDType } from '../io/dtypes.js';
+import { isFloatDType, roundingVarianceTable, roundToDtype, type FloatDType } from '../io/dtypes.js';
 
 /**
  * A weight matrix as analysed: float64 values plus, per element, the variance of the rounding
@@ -31,18 +31,14 @@ export function coarserGrid(a: string, b: string): FloatDType | null {
  */
 export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null): NoisyMatrix {
   const stored = roundTo === 'BF16' || roundTo === 'F16' ? roundToDtype(w.data, roundTo) : w.data;
-  const dtype = (roundTo ?? w.dtype) as FloatDType;
-  const n = stored.length;
-  const values = new Float64Array(n);
-  const variance = new Float32Array(n);
-  const exact = !isFloatDType(dtype);
-  for (let i = 0; i < n; i++) {
-    const x = stored[i]!;
-    values[i] = x;
-    if (!exact) {
-      const u = ulpOf(x, dtype);
-      variance[i] = (u * u) / 12;
-    }
+  const dtype = roundTo ?? w.dtype;
+  const values = Float64Array.from(stored);
+  const variance = new Float32Array(stored.length);
+  if (isFloatDType(dtype)) {
+    // The variance depends on the exponent alone: one table lookup per element.
+    const table = roundingVarianceTable(dtype);
+    const bits = new Int32Array(stored.buffer, stored.byteOffset, stored.length);
+    for (let i = 0; i < bits.length; i++) variance[i] = table[(bits[i]! >>> 23) & 0xff]!;
   }
   return { rows: w.rows, cols: w.cols, values, variance };
 }

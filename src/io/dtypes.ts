@@ -239,6 +239,22 @@ const GRID: Readonly<Record<FloatDType, { precision: number; minExponent: number
   F8_E5M2: { precision: 3, minExponent: -14 },
 };
 
+/** Per-dtype table: exponent field of a float32 value -> ulp^2/12 on the dtype's grid. */
+const varianceTables = new Map<FloatDType, Float64Array>();
+export function roundingVarianceTable(dtype: FloatDType): Float64Array {
+  let table = varianceTables.get(dtype);
+  if (!table) {
+    table = new Float64Array(256);
+    for (let e = 0; e < 256; e++) {
+      // Values decoded from the grid are exact in float32, so their exponent field is exact.
+      const ulp = ulpOf(e === 0 ? 0 : 2 ** (e - 127), dtype);
+      table[e] = (ulp * ulp) / 12;
+    }
+    varianceTables.set(dtype, table);
+  }
+  return table;
+}
+
 /** Unit roundoff u = 2^-precision: round-to-nearest relative error is at most u. */
 export function unitRoundoff(dtype: FloatDType): number {
   return 2 ** -GRID[dtype].precision;

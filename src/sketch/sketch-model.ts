@@ -12,7 +12,7 @@
  * largest block plus the k x k sketches, never by the model.
  */
 import type { TensorSource } from '../io/types.js';
-import { roundToDtype, ulpOf, type FloatDType } from '../io/dtypes.js';
+import { roundingVarianceTable, roundToDtype, type FloatDType } from '../io/dtypes.js';
 import { readRole } from '../arch/map.js';
 import { LINEAR_ROLES, type LayerRole, type ModelMap, type RoleRef } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
@@ -104,22 +104,6 @@ function forEachRowBlock(source: TensorSource, ref: RoleRef, visit: (rowStart: n
   }
   const weight = readRole(source, ref);
   visit(0, weight.rows, weight.cols, weight.data);
-}
-
-/** Per-dtype table: exponent field of a float32 value -> ulp^2/12 on the dtype's grid. */
-const varianceTables = new Map<FloatDType, Float64Array>();
-function roundingVarianceTable(dtype: FloatDType): Float64Array {
-  let table = varianceTables.get(dtype);
-  if (!table) {
-    table = new Float64Array(256);
-    for (let e = 0; e < 256; e++) {
-      // Values decoded from the grid are exact in float32, so their exponent field is exact.
-      const ulp = ulpOf(e === 0 ? 0 : 2 ** (e - 127), dtype);
-      table[e] = (ulp * ulp) / 12;
-    }
-    varianceTables.set(dtype, table);
-  }
-  return table;
 }
 
 class ViewAccumulator {
