@@ -449,8 +449,10 @@ interface GaugeState {
 /** The k in 1..count with the largest ratio s_k / max(s_{k+1}, 1): where the spectrum drops most. */
 function gapRank(spectrum: Spectrum): number {
   const s = spectrum.s;
+  // A saturated spectrum's last computed value has no known successor: no gap can be read there.
+  const last = spectrum.saturated ? spectrum.count - 1 : spectrum.count;
   let bestK = spectrum.count, bestRatio = 0;
-  for (let k = 1; k <= spectrum.count; k++) {
+  for (let k = 1; k <= last; k++) {
     const ratio = s[k - 1]! / Math.max(s[k] ?? 0, 1);
     if (ratio > bestRatio) [bestK, bestRatio] = [k, ratio];
   }
