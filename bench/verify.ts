@@ -142,7 +142,7 @@ function verifyPhase(dir: string): VerifyPhase {
   const base = SourceRoleReader.open(path.join(dir, 'base'));
   const candidate = SourceRoleReader.open(path.join(dir, 'candidate'));
   try {
-    const result = verifyModels(base, candidate);
+    const result = verifyModels(base, candidate, { workers: os.availableParallelism() });
     return {
       seconds: (performance.now() - started) / 1000, bytes: base.bytesRead + candidate.bytesRead,
       maxRssKiB: process.resourceUsage().maxRSS, relation: result.relation,

@@ -180,6 +180,69 @@ function countedSpectrum(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Flo
   return spectrum;
 }
 
+/** Median-polish sweeps of the robust starting scales. */
+const POLISH_SWEEPS = 4;
+
+/**
+ * Starting scales robust to the update itself: medians of the log magnitude ratios log|x/y| per
+ * row and column (median polish). A least-squares start would absorb part of the update into the
+ * scales (its projection on the base's rows), leaving a full-rank misfit as strong as the update's
+ * weakest directions; the median ignores the entries the update dominates. Signs follow the
+ * least-squares sign of each row and column.
+ */
+function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom): void {
+  const m = x.rows, n = x.cols;
+  const logRatio = new Float64Array(m * n).fill(NaN);
+  for (let p = 0; p < m * n; p++) {
+    const xv = x.values[p]!, yv = y.values[p]!;
+    if (xv !== 0 && yv !== 0) logRatio[p] = Math.log(Math.abs(xv / yv));
+  }
+  const logA = new Float64Array(m), logB = new Float64Array(n);
+  const line = new Float64Array(Math.max(m, n));
+  for (let sweep = 0; sweep < POLISH_SWEEPS; sweep++) {
+    if (gauge.rows) {
+      for (let i = 0; i < m; i++) {
+        let len = 0;
+        for (let j = 0; j < n; j++) {
+          const l = logRatio[i * n + j]!;
+          if (!Number.isNaN(l)) line[len++] = l - logB[j]!;
+        }
+        logA[i] = len > 0 ? median(line, len) : 0;
+      }
+    }
+    if (gauge.cols) {
+      for (let j = 0; j < n; j++) {
+        let len = 0;
+        for (let i = 0; i < m; i++) {
+          const l = logRatio[i * n + j]!;
+          if (!Number.isNaN(l)) line[len++] = l - logA[i]!;
+        }
+        logB[j] = len > 0 ? median(line, len) : 0;
+      }
+    }
+  }
+  for (let i = 0; i < m; i++) a[i] = Math.exp(logA[i]!);
+  for (let j = 0; j < n; j++) b[j] = Math.exp(logB[j]!);
+  // Signs: a flipped row (or column) correlates negatively with the base's.
+  const rowDot = new Float64Array(m), colDot = new Float64Array(n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      const d = x.values[i * n + j]! * y.values[i * n + j]! * a[i]! * b[j]!;
+      rowDot[i]! += d;
+      colDot[j]! += d;
+    }
+  }
+  if (gauge.rows) for (let i = 0; i < m; i++) if (rowDot[i]! < 0) a[i] = -a[i]!;
+  if (gauge.cols && !gauge.rows) for (let j = 0; j < n; j++) if (colDot[j]! < 0) b[j] = -b[j]!;
+  if (gauge.rows && gauge.cols) normalizeGauge(a, b);
+}
+
+/** Median of values[0..len) (reorders them). */
+function median(values: Float64Array, len: number): number {
+  const sorted = values.subarray(0, len).sort();
+  return len % 2 === 1 ? sorted[(len - 1) >> 1]! : (sorted[len / 2 - 1]! + sorted[len / 2]!) / 2;
+}
+
 /** Alternations of the row and column fits per round at most, and their convergence tolerance
  * (scales this close give a misfit far under the rounding noise). */
 const ALTERNATIONS = 40;
@@ -382,24 +445,37 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   // would persist). A dense-looking plain delta (a rescaling is full-rank) first gets a plain fit.
   let best = plain;
   let current = plain;
-  let tried = new Set<number>();
+  let origin = plain; // where the projections started: the plain state, or the robust start
+  let tried = new Set<string>();
   for (let round = 0; round < rounds && best.spectrum.count > 0; round++) {
     const spectrum = current.spectrum;
     const plainFit = round === 0 && dense(spectrum);
-    const proposals = plainFit ? [0] : [
-      Math.min(gapRank(spectrum), maxRank), Math.min(spectrum.count, maxRank), ...(dense(spectrum) ? [] : [spectrum.count - 1]),
+    const proposals: Array<{ k: number; from: GaugeState }> = plainFit ? [{ k: 0, from: current }] : [
+      { k: Math.min(gapRank(spectrum), maxRank), from: current },
+      { k: Math.min(spectrum.count, maxRank), from: current },
+      // One fewer, from here and (a different path) from where the projections started.
+      ...(dense(spectrum) ? [] : [{ k: spectrum.count - 1, from: current }, ...(origin === current ? [] : [{ k: spectrum.count - 1, from: origin }])]),
     ];
-    const k = proposals.find((p) => !tried.has(p));
-    if (k === undefined) break;
-    tried.add(k);
-    const a = current.a.slice(), b = current.b.slice();
-    fitGauge(base, candidate, a, b, gauge, spectrum, k);
-    // Enough values to see whether the count fell below the current one (a dense-looking state
-    // is compared on the same number of values, by the energy above the edge).
+    const proposal = proposals.find((p) => !tried.has(`${p.k}:${p.from === origin ? 'origin' : 'current'}`));
+    if (!proposal) break;
+    const { k, from } = proposal;
+    tried.add(`${k}:${from === origin ? 'origin' : 'current'}`);
+    // Refit at this k while the first value beyond the trial subspace keeps falling (each fit
+    // starts from the last one's subspace), then compare with the current state.
     const cap = spectrum.saturated ? 0 : Math.min(spectrum.count - 1, DENSE_CAP);
-    const trial: GaugeState = { spectrum: countedSpectrum(base, candidate, a, b, Math.max(MIN_VALUES, k + 8, spectrum.saturated ? spectrum.s.length : 0), cap, limit), a, b };
-    // The plain fit removes a gross rescaling; its spectrum is where the projections start, even
-    // when the misfit it leaves still counts as many directions.
+    let trial = from;
+    for (let step = 0; step < REFITS; step++) {
+      const a = trial.a.slice(), b = trial.b.slice();
+      if (plainFit) medianScales(base, candidate, a, b, gauge);
+      else fitGauge(base, candidate, a, b, gauge, trial.spectrum, k);
+      // Enough values to see whether the count fell below the current one (a dense-looking state
+      // is compared on the same number of values, by the energy above the edge).
+      const next: GaugeState = { spectrum: countedSpectrum(base, candidate, a, b, Math.max(MIN_VALUES, k + 8, spectrum.saturated ? spectrum.s.length : 0), cap, limit), a, b };
+      const falling = (next.spectrum.s[k] ?? 0) < (trial.spectrum.s[k] ?? 0) * (1 - PROGRESS);
+      trial = next;
+      if (plainFit || improves(trial.spectrum, spectrum, k) || !falling) break;
+    }
+    if (plainFit) origin = trial;
     if (plainFit || improves(trial.spectrum, spectrum, k)) {
       current = trial;
       tried = new Set();
@@ -419,6 +495,9 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
 
 /** Singular values counted at most while a delta still looks dense (each costs a wider SVD). */
 const DENSE_CAP = 96;
+
+/** Refits at one trial rank at most, while they keep lowering the first value beyond it. */
+const REFITS = 6;
 
 /** Relative decrease of the energy above the edge that counts as progress at an equal count. */
 const PROGRESS = 0.01;

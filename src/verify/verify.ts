@@ -2,19 +2,16 @@ import { compareArchitectures } from '../arch/map.js';
 import type { RoleReader } from '../arch/reader.js';
 import type { LayerRole, Weight } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
-import { combineIndependence, independenceFromSimilarities, type LayerIndependence } from '../align/independence.js';
-import { attentionInvariants } from '../align/invariants.js';
+import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
-  alignHeads, alignMlp, alignResidual, applyHeads, applyMlp, applyResidual, applyResidualToGlobals,
-  foldNorms, neuronSimilarities, type GlobalWeights, type HeadLayout, type LayerWeights, type ResidualAlignment,
+  alignResidual, applyResidualToGlobals, type GlobalWeights, type HeadLayout, type LayerWeights, type ResidualAlignment,
 } from '../align/llama.js';
-import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
 import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../align/noisy.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import type {
-  LayerEvidence, ModelSummary, ModuleEvidence, ModuleName, Relation, TransformFound, VerifyResult,
-} from './types.js';
+import { analyseLayer, maxAbsLog, MODULES, ratio, type LayerContext, type LayerOutcome } from './layer.js';
+import { LayerPool } from './parallel.js';
+import type { LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
 export const UNRELATED_P = 0.01;
@@ -27,27 +24,10 @@ export const DERIVED_GROWTH = 0.5;
 /** One-token probe states per layer for the invariants and the Origin-Tracer probe rank. */
 const PROBES = 256;
 
-const MODULES: ReadonlyArray<readonly [Exclude<LayerRole, 'input_norm' | 'post_norm' | 'fc_in' | 'fc_out'>, ModuleName]> = [
-  ['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj'], ['o', 'o_proj'], ['gate', 'gate_proj'], ['up', 'up_proj'], ['down', 'down_proj'],
-];
-
-/**
- * The diagonal scalings each role admits without changing the function: reader columns through
- * norm folding; Q/K rows per RoPE pair, V rows with O columns, up rows with down columns.
- * Residual-side rows (O, down) and gate rows (SiLU is not scale-equivariant) admit none.
- */
-const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
-  q_proj: { rows: true, cols: true },
-  k_proj: { rows: true, cols: true },
-  v_proj: { rows: true, cols: true },
-  o_proj: { rows: false, cols: true },
-  gate_proj: { rows: false, cols: true },
-  up_proj: { rows: true, cols: true },
-  down_proj: { rows: false, cols: true },
-};
-
 export interface VerifyOptions {
   readonly seed?: number;
+  /** Worker threads analysing layers in parallel (default 0: all in this thread). */
+  readonly workers?: number;
   /** Called after each layer (for progress displays). */
   readonly onLayer?: (done: number, total: number) => void;
 }
@@ -107,14 +87,6 @@ function loadGlobals(base: RoleReader, candidate: RoleReader): { base: GlobalWei
   return { base: side('base'), candidate: side('candidate') };
 }
 
-function maxAbsLog(values: ArrayLike<number>, from = 0, to = values.length): number {
-  let m = 0;
-  for (let i = from; i < to; i++) {
-    const v = Math.abs(values[i]!);
-    if (v > 0) m = Math.max(m, Math.abs(Math.log(v)));
-  }
-  return m;
-}
 
 function isIdentity(order: ArrayLike<number>): boolean {
   for (let i = 0; i < order.length; i++) if (order[i] !== i) return false;
@@ -170,62 +142,38 @@ export function verifyModels(
   let growthNum = 0, growthDen = 0;
   const layerCount = base.map.layers.length;
 
-  for (let index = 0; index < layerCount; index++) {
-    const loaded = timed(() => loadLayer(base, candidate, index), (s) => (readSeconds += s));
-    const b = loaded.base;
-    const t0 = performance.now();
-    let c = applyResidual(loaded.candidate, residual);
-    normFold = Math.max(normFold, maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
-    foldNorms(b);
-    foldNorms(c);
-    // One pair of neuron similarity matrices serves the independence test and the alignment.
-    const sims = neuronSimilarities(b, c, seed + 3 * index);
-    independence.push(independenceFromSimilarities(index, sims, b.gate.rows));
-    const mlp = alignMlp(sims, b.gate.rows);
-    c = applyMlp(c, mlp);
-    const heads = alignHeads(b, c, layout, seed + 2000 + index);
-    c = applyHeads(c, heads, layout);
-    qualities.push(mlp.quality, heads.quality);
-    alignSeconds += (performance.now() - t0) / 1000;
-
-    const modules: ModuleEvidence[] = [];
-    const fits = new Map<ModuleName, LowRankResult>();
-    for (const [role, name] of MODULES) {
-      const x = b[role] as NoisyMatrix;
-      const y = c[role] as NoisyMatrix;
-      const fit = lowRankDelta(x, y, { gauge: GAUGE[name] });
-      fits.set(name, fit);
-      addMoments(moments, x, y, fit);
-      const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
-      if (status !== 'unchanged') {
-        // A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a dense one
-        // does not, so its growth is measured on the stored (unfolded) weights as aligned.
-        const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
-        growthNum += g.candidateNormSq - g.baseNormSq;
-        growthDen += g.deltaNormSq;
-      }
-      modules.push({
-        module: name,
-        status,
-        rank: fit.rank,
-        relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
-        singularValues: Array.from(fit.spectrum),
-        threshold: 1,
-        thresholdMethod: 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
-      });
+  const context: LayerContext = { residual, layout, probes, seed };
+  const record = (outcome: LayerOutcome) => {
+    layers.push(outcome.evidence);
+    independence.push(outcome.independence);
+    transformLayers.push(outcome.transform);
+    qualities.push(outcome.mlpQuality, outcome.headQuality);
+    normFold = Math.max(normFold, outcome.normFold);
+    growthNum += outcome.growthNum;
+    growthDen += outcome.growthDen;
+    moments[0].merge(MomentAccumulator.fromSums(outcome.moments[0]));
+    moments[1].merge(MomentAccumulator.fromSums(outcome.moments[1]));
+    alignSeconds += outcome.alignSeconds;
+    options.onLayer?.(layers.length, layerCount);
+  };
+  const load = (index: number) => timed(() => loadLayer(base, candidate, index), (s) => (readSeconds += s));
+  const workers = Math.min(options.workers ?? 0, layerCount);
+  if (workers > 0) {
+    // Layers are read here, in order, while the workers analyse the previous ones.
+    const pool = new LayerPool(workers, context);
+    try {
+      pool.run(layerCount, (index) => {
+        const loaded = load(index);
+        return { base: loaded.base, candidate: loaded.candidate };
+      }, record);
+    } finally {
+      pool.close();
     }
-    const inv = attentionInvariants(b, c, layout, probes);
-    layers.push({ layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo } });
-    transformLayers.push({
-      layer: index,
-      mlpNeuronsPermuted: mlp.moved,
-      mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale),
-      kvGroupOrder: Array.from(heads.groupOrder),
-      queryHeadOrder: Array.from(heads.headOrder),
-      qkScaleMaxLog: maxAbsLog(groupMeans(fits.get('k_proj')!.rowScale, layout.headDim)),
-      voScaleMaxLog: maxAbsLog(groupMeans(fits.get('v_proj')!.rowScale, layout.headDim)),
-    });
-    options.onLayer?.(index + 1, layerCount);
+  } else {
+    for (let index = 0; index < layerCount; index++) {
+      const loaded = load(index);
+      record(analyseLayer(index, loaded.base, loaded.candidate, context));
+    }
   }
 
   const test = combineIndependence(independence);
@@ -254,56 +202,14 @@ export function verifyModels(
   };
 }
 
-/** Weight moments of both models on the aligned, norm-folded matrices in the fitted gauge, so an
- * obfuscator's rescaling does not distort the candidate's kurtosis. */
-function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult): void {
-  moments[0].add(x.values);
-  const scaled = new Float64Array(y.values.length);
-  for (let i = 0; i < y.rows; i++) {
-    for (let j = 0; j < y.cols; j++) scaled[i * y.cols + j] = fit.rowScale[i]! * y.values[i * y.cols + j]! * fit.colScale[j]!;
-  }
-  moments[1].add(scaled);
-}
 
 function formatP(log10P: number): string {
   return log10P > -300 ? `p = ${(10 ** log10P).toExponential(1)}` : `p = 10^${log10P.toFixed(0)}`;
 }
 
-/** Which RMSNorm each reader role was folded with. */
-const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = {
-  q_proj: 'input', k_proj: 'input', v_proj: 'input', o_proj: null, gate_proj: 'post', up_proj: 'post', down_proj: null,
-};
 
-/** Squared norms of base, candidate and their difference with the norm folding undone. */
-function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
-  let d = 0, bx = 0, cy = 0;
-  for (let i = 0; i < x.rows; i++) {
-    for (let j = 0; j < x.cols; j++) {
-      const p = i * x.cols + j;
-      const xv = norms ? x.values[p]! / (norms[0][j]! || 1) : x.values[p]!;
-      const yv = norms ? y.values[p]! / (norms[1][j]! || 1) : y.values[p]!;
-      d += (yv - xv) * (yv - xv);
-      bx += xv * xv;
-      cy += yv * yv;
-    }
-  }
-  return { deltaNormSq: d, baseNormSq: bx, candidateNormSq: cy };
-}
 
-function ratio(a: Float64Array, b: Float64Array): Float64Array {
-  return Float64Array.from(a, (v, i) => (b[i] !== 0 ? v / b[i]! : 1));
-}
 
-/** Mean |scale| of each head block (a per-head obfuscation scale shows as one value per block). */
-function groupMeans(scale: Float64Array, size: number): Float64Array {
-  const out = new Float64Array(Math.floor(scale.length / size));
-  for (let g = 0; g < out.length; g++) {
-    let s = 0;
-    for (let t = 0; t < size; t++) s += Math.abs(scale[g * size + t]!);
-    out[g] = s / size;
-  }
-  return out;
-}
 
 /** Scales within this |log| of 1 are what fitting noise produces, not an obfuscation. */
 const SCALE_REPORT_LOG = Math.log(1.05);

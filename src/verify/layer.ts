@@ -1,0 +1,185 @@
+import type { LayerRole } from '../arch/types.js';
+import { independenceFromSimilarities, type LayerIndependence } from '../align/independence.js';
+import { attentionInvariants } from '../align/invariants.js';
+import {
+  alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSimilarities,
+  type HeadLayout, type LayerWeights, type ResidualAlignment,
+} from '../align/llama.js';
+import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
+import type { NoisyMatrix } from '../align/noisy.js';
+import type { Matrix } from '../linalg/matrix.js';
+import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
+import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
+
+/**
+ * One decoder layer of the verify analysis, from both models' weights (already read) to its
+ * evidence: alignment onto the base, the independence statistic, the noise-aware rank of every
+ * module's delta, the invariants and probe rank. A pure function of its inputs, so layers can be
+ * analysed in any order or in parallel (see parallel.ts) and merged in layer order.
+ */
+export const MODULES: ReadonlyArray<readonly [Exclude<LayerRole, 'input_norm' | 'post_norm' | 'fc_in' | 'fc_out'>, ModuleName]> = [
+  ['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj'], ['o', 'o_proj'], ['gate', 'gate_proj'], ['up', 'up_proj'], ['down', 'down_proj'],
+];
+
+/**
+ * The diagonal scalings each role admits without changing the function: reader columns through
+ * norm folding; Q/K rows per RoPE pair, V rows with O columns, up rows with down columns.
+ * Residual-side rows (O, down) and gate rows (SiLU is not scale-equivariant) admit none.
+ */
+const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
+  q_proj: { rows: true, cols: true },
+  k_proj: { rows: true, cols: true },
+  v_proj: { rows: true, cols: true },
+  o_proj: { rows: false, cols: true },
+  gate_proj: { rows: false, cols: true },
+  up_proj: { rows: true, cols: true },
+  down_proj: { rows: false, cols: true },
+};
+
+/** What every layer shares: the residual alignment, head layout, probe inputs and seed. */
+export interface LayerContext {
+  readonly residual: ResidualAlignment;
+  readonly layout: HeadLayout;
+  readonly probes: Matrix;
+  readonly seed: number;
+}
+
+export interface LayerOutcome {
+  readonly evidence: LayerEvidence;
+  readonly independence: LayerIndependence;
+  readonly transform: TransformFound['layers'][number];
+  readonly mlpQuality: number;
+  readonly headQuality: number;
+  /** Largest |log| of a norm-weight ratio (candidate aligned over base). */
+  readonly normFold: number;
+  /** Numerator and denominator of the norm growth over this layer's changed modules. */
+  readonly growthNum: number;
+  readonly growthDen: number;
+  /** Weight moments of base and candidate (in the fitted gauge). */
+  readonly moments: readonly [MomentSums, MomentSums];
+  readonly alignSeconds: number;
+}
+
+export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext): LayerOutcome {
+  const { residual, layout, probes, seed } = context;
+  const b = base;
+  const t0 = performance.now();
+  let c = applyResidual(candidateStored, residual);
+  const normFold = Math.max(maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
+  foldNorms(b);
+  foldNorms(c);
+  // One pair of neuron similarity matrices serves the independence test and the alignment.
+  const sims = neuronSimilarities(b, c, seed + 3 * index);
+  const independence = independenceFromSimilarities(index, sims, b.gate.rows);
+  const mlp = alignMlp(sims, b.gate.rows);
+  c = applyMlp(c, mlp);
+  const heads = alignHeads(b, c, layout, seed + 2000 + index);
+  c = applyHeads(c, heads, layout);
+  const alignSeconds = (performance.now() - t0) / 1000;
+
+  const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
+  let growthNum = 0, growthDen = 0;
+  const modules: ModuleEvidence[] = [];
+  const fits = new Map<ModuleName, LowRankResult>();
+  for (const [role, name] of MODULES) {
+    const x = b[role] as NoisyMatrix;
+    const y = c[role] as NoisyMatrix;
+    const fit = lowRankDelta(x, y, { gauge: GAUGE[name] });
+    fits.set(name, fit);
+    addMoments(moments, x, y, fit);
+    const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
+    if (status !== 'unchanged') {
+      // A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a dense one
+      // does not, so its growth is measured on the stored (unfolded) weights as aligned.
+      const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
+      growthNum += g.candidateNormSq - g.baseNormSq;
+      growthDen += g.deltaNormSq;
+    }
+    modules.push({
+      module: name,
+      status,
+      rank: fit.rank,
+      relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
+      singularValues: Array.from(fit.spectrum),
+      threshold: 1,
+      thresholdMethod: 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
+    });
+  }
+  const inv = attentionInvariants(b, c, layout, probes);
+  return {
+    evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo } },
+    independence,
+    transform: {
+      layer: index,
+      mlpNeuronsPermuted: mlp.moved,
+      mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale),
+      kvGroupOrder: Array.from(heads.groupOrder),
+      queryHeadOrder: Array.from(heads.headOrder),
+      qkScaleMaxLog: maxAbsLog(groupMeans(fits.get('k_proj')!.rowScale, layout.headDim)),
+      voScaleMaxLog: maxAbsLog(groupMeans(fits.get('v_proj')!.rowScale, layout.headDim)),
+    },
+    mlpQuality: mlp.quality,
+    headQuality: heads.quality,
+    normFold,
+    growthNum,
+    growthDen,
+    moments: [moments[0].toSums(), moments[1].toSums()],
+    alignSeconds,
+  };
+}
+
+/** Weight moments of both models on the aligned, norm-folded matrices in the fitted gauge, so an
+ * obfuscator's rescaling does not distort the candidate's kurtosis. */
+function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult): void {
+  moments[0].add(x.values);
+  const scaled = new Float64Array(y.values.length);
+  for (let i = 0; i < y.rows; i++) {
+    for (let j = 0; j < y.cols; j++) scaled[i * y.cols + j] = fit.rowScale[i]! * y.values[i * y.cols + j]! * fit.colScale[j]!;
+  }
+  moments[1].add(scaled);
+}
+
+/** Which RMSNorm each reader role was folded with. */
+const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = {
+  q_proj: 'input', k_proj: 'input', v_proj: 'input', o_proj: null, gate_proj: 'post', up_proj: 'post', down_proj: null,
+};
+
+/** Squared norms of base, candidate and their difference with the norm folding undone. */
+function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
+  let d = 0, bx = 0, cy = 0;
+  for (let i = 0; i < x.rows; i++) {
+    for (let j = 0; j < x.cols; j++) {
+      const p = i * x.cols + j;
+      const xv = norms ? x.values[p]! / (norms[0][j]! || 1) : x.values[p]!;
+      const yv = norms ? y.values[p]! / (norms[1][j]! || 1) : y.values[p]!;
+      d += (yv - xv) * (yv - xv);
+      bx += xv * xv;
+      cy += yv * yv;
+    }
+  }
+  return { deltaNormSq: d, baseNormSq: bx, candidateNormSq: cy };
+}
+
+/** Mean |scale| of each head block (a per-head obfuscation scale shows as one value per block). */
+function groupMeans(scale: Float64Array, size: number): Float64Array {
+  const out = new Float64Array(Math.floor(scale.length / size));
+  for (let g = 0; g < out.length; g++) {
+    let s = 0;
+    for (let t = 0; t < size; t++) s += Math.abs(scale[g * size + t]!);
+    out[g] = s / size;
+  }
+  return out;
+}
+
+export function maxAbsLog(values: ArrayLike<number>, from = 0, to = values.length): number {
+  let m = 0;
+  for (let i = from; i < to; i++) {
+    const v = Math.abs(values[i]!);
+    if (v > 0) m = Math.max(m, Math.abs(Math.log(v)));
+  }
+  return m;
+}
+
+export function ratio(a: Float64Array, b: Float64Array): Float64Array {
+  return Float64Array.from(a, (v, i) => (b[i] !== 0 ? v / b[i]! : 1));
+}

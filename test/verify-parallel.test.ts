@@ -1,0 +1,49 @@
+/**
+ * verify with layers analysed in worker threads (LayerPool) gives exactly the result of the
+ * in-thread analysis: same relation, ranks, spectra, transform and p-value, layer by layer.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { SourceRoleReader } from '../src/arch/reader.js';
+import type { VerifyResult } from '../src/verify/types.js';
+import { verifyModels } from '../src/verify/verify.js';
+import { REPO_ROOT } from './cli-child-process.js';
+import { addLora, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama, type LlamaConfig } from './helpers/synthetic-llama.js';
+
+const CONFIG: LlamaConfig = { hidden: 64, intermediate: 160, layers: 5, heads: 4, kvHeads: 2, headDim: 16, vocab: 96 };
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-verify-parallel-'));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function run(baseDir: string, candidateDir: string, workers: number): Omit<VerifyResult, 'timings'> {
+  const base = SourceRoleReader.open(baseDir);
+  const candidate = SourceRoleReader.open(candidateDir);
+  try {
+    const { timings: _timings, ...rest } = verifyModels(base, candidate, { workers });
+    return rest;
+  } finally {
+    base.close();
+    candidate.close();
+  }
+}
+
+test('obfuscated synthetic LoRA child: 0, 1 and 3 workers agree exactly (5 layers, more than workers)', () => {
+  const base = randomLlama(CONFIG, 11);
+  const child = addLora(base, { rank: 3, targets: ['q_proj', 'v_proj', 'down_proj'], scale: 0.1 }, 12).state;
+  const candidate = obfuscate(child, CONFIG, OBFUSCATION_KINDS, 13).state;
+  writeLlama(path.join(root, 'base'), CONFIG, base, 'BF16');
+  writeLlama(path.join(root, 'candidate'), CONFIG, candidate, 'BF16');
+  const inline = run(path.join(root, 'base'), path.join(root, 'candidate'), 0);
+  assert.equal(inline.relation, 'derived', inline.reason);
+  assert.equal(inline.lora?.rank, 3);
+  for (const workers of [1, 3]) assert.deepEqual(run(path.join(root, 'base'), path.join(root, 'candidate'), workers), inline, `${workers} workers`);
+});
+
+test('samples p0 -> o1 (trained, obfuscated): 2 workers agree exactly with none', () => {
+  const samples = path.join(REPO_ROOT, 'samples');
+  const inline = run(path.join(samples, 'p0'), path.join(samples, 'o1'), 0);
+  assert.deepEqual(run(path.join(samples, 'p0'), path.join(samples, 'o1'), 2), inline);
+});
