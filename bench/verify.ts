@@ -8,7 +8,7 @@
  * folder (generated layer by layer, so memory stays bounded at any shape), then times in separate
  * child processes, so each peak RSS is its own: a plain sequential read of both models' payload
  * (bounded-buffer reads, no decode) twice, then verifyModels. Prints the ratio verify / read,
- * peak RSS, the verdict and the LoRA rank found.
+ * peak RSS, the verdict and the LoRA rank found. verifyModels runs with one worker thread per core.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -105,12 +105,16 @@ function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: He
   const rng = new Rng(20240531);
   // Values stored identically in both models carry the same rounding error: it cancels in the
   // difference, so only elements (and norm weights) that differ get simulated noise.
-  const draw = (role: 'v' | 'o', layer: LayerWeights): NoisyMatrix => {
+  const draw = (role: 'v' | 'o', layer: LayerWeights): NoisyMatrix | null => {
     const m = layer[role];
     const other = (layer === base ? candidate : base)[role];
     const values = new Float64Array(m.values.length);
+    let any = false;
     for (let i = 0; i < values.length; i++) {
-      if (m.values[i] !== other.values[i]) values[i] = rng.gaussian() * Math.sqrt(m.variance[i]!);
+      if (m.values[i] !== other.values[i]) {
+        values[i] = rng.gaussian() * Math.sqrt(m.variance[i]!);
+        any = true;
+      }
     }
     const otherLayer = layer === base ? candidate : base;
     if (role === 'v' && layer.inputNormVariance) {
@@ -120,15 +124,19 @@ function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: He
         if (g === 0 || g === otherLayer.inputNorm[j]) continue;
         const rel = (rng.gaussian() * Math.sqrt(layer.inputNormVariance[j]!)) / Math.abs(g);
         for (let i = 0; i < m.rows; i++) values[i * m.cols + j]! += m.values[i * m.cols + j]! * rel;
+        any = true;
       }
     }
-    return { rows: m.rows, cols: m.cols, values, variance: m.variance };
+    // Nothing differs: no noise survives the difference, and the product can be skipped.
+    return any ? { rows: m.rows, cols: m.cols, values, variance: m.variance } : null;
   };
   let floor = 0;
   for (let d = 0; d < NOISE_DRAWS; d++) {
     const total = new Float64Array(probes.rows * base.o.rows);
     for (const layer of [base, candidate]) {
-      for (const noisy of [{ ...layer, v: draw('v', layer) }, { ...layer, o: draw('o', layer) }]) {
+      const v = draw('v', layer), o = draw('o', layer);
+      for (const noisy of [v && { ...layer, v }, o && { ...layer, o }]) {
+        if (!noisy) continue;
         const y = valueOutput(noisy, layout, probes);
         for (let i = 0; i < total.length; i++) total[i]! += y.data[i]!;
       }

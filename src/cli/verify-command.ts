@@ -2,7 +2,7 @@
  * `lineage verify BASE CANDIDATE`: was CANDIDATE fine-tuned from BASE (LoRA rank, targets), even
  * after function-preserving obfuscation. CANDIDATE may be a PEFT adapter folder (or --adapter).
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, freemem } from 'node:os';
 import type { Command } from 'commander';
 import { isAdapter } from '../arch/peft.js';
 import { SourceRoleReader, type RoleReader } from '../arch/reader.js';
@@ -22,11 +22,22 @@ interface VerifyFlags {
   adapter?: string;
   quiet?: boolean;
   seed: string;
-  workers: string;
+  workers?: string;
 }
 
-/** Layers analysed at once by default: each in-flight layer holds both models' copy of it. */
-const DEFAULT_WORKERS = Math.min(availableParallelism(), 4);
+/**
+ * Worker threads by default: one per core (at most 4), but no more than half the free memory
+ * holds. A layer in flight costs about 56 bytes per parameter of the layer, both models together
+ * (float64 values and float32 variances of each, the aligned copies, the work arrays; 52 measured
+ * by the verify benchmark), and one more layer is being read meanwhile.
+ */
+function defaultWorkers(base: RoleReader, requested: string | undefined): number {
+  if (requested !== undefined) return Number(requested);
+  const layers = Math.max(1, base.map.layers.length);
+  const bytesPerLayer = (base.parameters / layers) * 56;
+  const affordable = Math.floor((freemem() * 0.5) / bytesPerLayer) - 1;
+  return Math.max(0, Math.min(availableParallelism(), 4, affordable));
+}
 
 export function registerVerify(program: Command): void {
   const command = program
@@ -38,15 +49,16 @@ export function registerVerify(program: Command): void {
     .option('--json', 'machine-readable output (contract in the README)', false)
     .option('--html <file>', 'also write a self-contained HTML evidence report')
     .option('--seed <n>', 'seed of the random projections and probes', '1')
-    .option('--workers <n>', 'worker threads analysing layers in parallel (0: none)', String(DEFAULT_WORKERS));
+    .option('--workers <n>', 'worker threads analysing layers in parallel (0: none; default: cores, at most 4, as free memory allows)');
   addQuietOption(command).action(async (basePath: string, candidatePath: string | undefined, flags: VerifyFlags) => {
     if (!candidatePath === !flags.adapter) {
       throw new LineageError('give either CANDIDATE or --adapter DIR (exactly one)', { exitCode: EXIT.usage });
     }
     const seed = Number(flags.seed);
     if (!Number.isInteger(seed)) throw new LineageError(`--seed must be an integer, got ${flags.seed}`, { exitCode: EXIT.usage });
-    const workers = Number(flags.workers);
-    if (!Number.isInteger(workers) || workers < 0) throw new LineageError(`--workers must be a whole number, got ${flags.workers}`, { exitCode: EXIT.usage });
+    if (flags.workers !== undefined && !/^\d+$/.test(flags.workers)) {
+      throw new LineageError(`--workers must be a whole number, got ${flags.workers}`, { exitCode: EXIT.usage });
+    }
     let pass: ReturnType<typeof startWeightPass> | null = null;
     const onBytes = (n: number) => pass?.onBytes(n);
     const baseSource = openTensorSource(basePath, { onBytes });
@@ -66,7 +78,7 @@ export function registerVerify(program: Command): void {
       // Each weight is read once; an adapter's base weights are read again for the merge.
       const total = baseSource.totalBytes + (adapterSummary ? baseSource.totalBytes : 0) + candidateSource.totalBytes;
       pass = startWeightPass(`verify ${base.name} -> ${candidate.name}`, total, { json: flags.json, quiet: flags.quiet });
-      const result = verifyModels(base, candidate, { seed, workers }, { candidate: adapterSummary });
+      const result = verifyModels(base, candidate, { seed, workers: defaultWorkers(base, flags.workers) }, { candidate: adapterSummary });
       pass.stop();
       if (flags.html) writeReportFile(flags.html, renderVerifyHtml(result));
       writeResult(result, flags.json, renderVerifyText);

@@ -58,6 +58,8 @@ export interface LayerOutcome {
   /** Weight moments of base and candidate (in the fitted gauge). */
   readonly moments: readonly [MomentSums, MomentSums];
   readonly alignSeconds: number;
+  /** Time spent after alignment: ranks, moments, invariants. */
+  readonly analyseSeconds: number;
 }
 
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext): LayerOutcome {
@@ -106,6 +108,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
     });
   }
   const inv = attentionInvariants(b, c, layout, probes);
+  const analyseSeconds = (performance.now() - t0) / 1000 - alignSeconds;
   return {
     evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo } },
     independence,
@@ -125,6 +128,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
     growthDen,
     moments: [moments[0].toSums(), moments[1].toSums()],
     alignSeconds,
+    analyseSeconds,
   };
 }
 

@@ -94,5 +94,9 @@ export interface VerifyResult {
   readonly fullFineTune: boolean;
   readonly transform: TransformFound;
   readonly layers: readonly LayerEvidence[];
+  /**
+   * Wall time in total; read, align and analyse are each summed over the threads that did them
+   * (with --workers they may add up to more than the total).
+   */
   readonly timings: { readonly readSeconds: number; readonly alignSeconds: number; readonly analyseSeconds: number; readonly totalSeconds: number };
 }

@@ -111,7 +111,7 @@ export function verifyModels(
   adapters: { base?: ModelSummary['adapter']; candidate?: ModelSummary['adapter'] } = {},
 ): VerifyResult {
   const started = performance.now();
-  let readSeconds = 0, alignSeconds = 0;
+  let readSeconds = 0, alignSeconds = 0, analyseSeconds = 0;
   const timed = <T>(f: () => T, add: (s: number) => void): T => {
     const t0 = performance.now();
     const out = f();
@@ -154,6 +154,7 @@ export function verifyModels(
     moments[0].merge(MomentAccumulator.fromSums(outcome.moments[0]));
     moments[1].merge(MomentAccumulator.fromSums(outcome.moments[1]));
     alignSeconds += outcome.alignSeconds;
+    analyseSeconds += outcome.analyseSeconds;
     options.onLayer?.(layers.length, layerCount);
   };
   const load = (index: number) => timed(() => loadLayer(base, candidate, index), (s) => (readSeconds += s));
@@ -182,7 +183,6 @@ export function verifyModels(
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
   const evidence = judge(test.log10PValue, normGrowth, layers);
-  const analyseSeconds = (performance.now() - started) / 1000 - readSeconds - alignSeconds;
   return {
     schema: 'model-lineage/verify@1',
     base: summarize(base, adapters.base ?? null),
