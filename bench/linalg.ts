@@ -8,6 +8,7 @@ import { singularValues, svd, randomizedSvd } from '../src/linalg/svd.js';
 import { symmetricEigen } from '../src/linalg/eig.js';
 import { linearAssignment } from '../src/linalg/assignment.js';
 import { gram } from '../src/linalg/ops.js';
+import { useWasmKernels } from '../src/linalg/gemm.js';
 
 const quick = process.argv.includes('--quick');
 const rng = new Rng(1);
@@ -21,10 +22,19 @@ function time<T>(label: string, run: () => T, flops?: number): T {
   return result;
 }
 
+/** The same product through the WebAssembly kernel and the plain JS loop; prints the speed ratio. */
 function matmulBench(m: number, k: number, n: number): void {
   const a = rng.gaussianMatrix(m, k), b = rng.gaussianMatrix(k, n);
-  matmul(rng.gaussianMatrix(8, k), b); // warm up the JIT
-  time(`matmul ${m}x${k} · ${k}x${n}`, () => matmul(a, b), 2 * m * n * k);
+  const seconds: number[] = [];
+  for (const wasm of [true, false]) {
+    useWasmKernels(wasm);
+    matmul(rng.gaussianMatrix(8, k), b); // warm up the JIT
+    const start = performance.now();
+    time(`matmul ${m}x${k} · ${k}x${n} (${wasm ? 'wasm SIMD' : 'plain JS'})`, () => matmul(a, b), 2 * m * n * k);
+    seconds.push(performance.now() - start);
+  }
+  useWasmKernels(true);
+  console.log(`  wasm / JS speed-up: ${(seconds[1]! / seconds[0]!).toFixed(1)}x`);
 }
 
 matmulBench(1024, 1024, 1024);

@@ -96,8 +96,9 @@ export function attentionInvariants(base: LayerWeights, candidate: LayerWeights,
 const NOISE_DRAWS = 3;
 
 /**
- * The probe outputs' noise floor, simulated: each model's storage rounding of V and O (variances
- * known per element) pushed through that model's own products to first order,
+ * The probe outputs' noise floor, simulated: each model's storage rounding of V and O (uniform
+ * within each element's rounding interval, the distribution of a rounding error; variances known
+ * per element) pushed through that model's own products to first order,
  * P (E_v W_o + W_v E_o); the largest singular value over a few draws is the threshold.
  * The noise is coloured by W_o and W_v, so no closed-form bulk edge applies.
  */
@@ -112,7 +113,7 @@ function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: He
     let any = false;
     for (let i = 0; i < values.length; i++) {
       if (m.values[i] !== other.values[i]) {
-        values[i] = rng.gaussian() * Math.sqrt(m.variance[i]!);
+        values[i] = (rng.uniform() - 0.5) * Math.sqrt(12 * m.variance[i]!);
         any = true;
       }
     }
@@ -122,7 +123,7 @@ function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: He
       for (let j = 0; j < m.cols; j++) {
         const g = layer.inputNorm[j]!;
         if (g === 0 || g === otherLayer.inputNorm[j]) continue;
-        const rel = (rng.gaussian() * Math.sqrt(layer.inputNormVariance[j]!)) / Math.abs(g);
+        const rel = ((rng.uniform() - 0.5) * Math.sqrt(12 * layer.inputNormVariance[j]!)) / Math.abs(g);
         for (let i = 0; i < m.rows; i++) values[i * m.cols + j]! += m.values[i * m.cols + j]! * rel;
         any = true;
       }

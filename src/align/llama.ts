@@ -2,7 +2,7 @@ import type { Matrix } from '../linalg/matrix.js';
 import { matmulTransB } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
 import type { NeuronSimilarities } from './independence.js';
-import { matchFromCorrelations, movedCount, rowCorrelations } from './matching.js';
+import { matchFromCorrelations, movedCount, rowCorrelations, standardizeRows } from './matching.js';
 import { permuteColumns, permuteRows, scaleColumns, type NoisyMatrix } from './noisy.js';
 
 /**
@@ -170,17 +170,25 @@ export interface HeadAlignment {
   readonly quality: number;
 }
 
-/** Mean over the rows of a head block of |corr| between base and candidate rows (row scales cancel). */
+/**
+ * Mean over the rows of a head block of |corr| between base and candidate rows (row scales
+ * cancel): only row t of one block against row t of the other is needed, blocks^2 * headDim
+ * correlations rather than all rows against all.
+ */
 function blockSimilarity(base: NoisyMatrix, cand: NoisyMatrix, headDim: number, blocks: number, seed: number): Float64Array {
-  const rb = comparableRows(base, seed);
-  const rc = comparableRows(cand, seed);
-  const corr = rowCorrelations(rb, rc, true);
-  const n = base.rows;
+  const rb = standardizeRows(comparableRows(base, seed));
+  const rc = standardizeRows(comparableRows(cand, seed));
+  const width = rb.cols;
   const sim = new Float64Array(blocks * blocks);
   for (let g = 0; g < blocks; g++) {
     for (let h = 0; h < blocks; h++) {
       let s = 0;
-      for (let t = 0; t < headDim; t++) s += corr[(g * headDim + t) * n + h * headDim + t]!;
+      for (let t = 0; t < headDim; t++) {
+        const x = (g * headDim + t) * width, y = (h * headDim + t) * width;
+        let dot = 0;
+        for (let q = 0; q < width; q++) dot += rb.data[x + q]! * rc.data[y + q]!;
+        s += Math.abs(dot);
+      }
       sim[g * blocks + h] = s / headDim;
     }
   }

@@ -1,6 +1,8 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
+import { matmul, matmulTransA, matmulTransB } from '../linalg/ops.js';
 import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
+import { medianInPlace } from '../stats/median.js';
 import type { NoisyMatrix } from './noisy.js';
 
 /**
@@ -116,7 +118,7 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
 }
 
 /** Small matrices: all singular values via the Gram matrix. Large: randomized top-k with power iterations. */
-const EXACT_SVD_LIMIT = 384;
+const EXACT_SVD_LIMIT = 128;
 
 interface TopSvd {
   readonly s: Float64Array;
@@ -207,7 +209,7 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
           const l = logRatio[i * n + j]!;
           if (!Number.isNaN(l)) line[len++] = l - logB[j]!;
         }
-        logA[i] = len > 0 ? median(line, len) : 0;
+        logA[i] = len > 0 ? medianInPlace(line, len) : 0;
       }
     }
     if (gauge.cols) {
@@ -217,7 +219,7 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
           const l = logRatio[i * n + j]!;
           if (!Number.isNaN(l)) line[len++] = l - logA[i]!;
         }
-        logB[j] = len > 0 ? median(line, len) : 0;
+        logB[j] = len > 0 ? medianInPlace(line, len) : 0;
       }
     }
   }
@@ -237,11 +239,6 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
   if (gauge.rows && gauge.cols) normalizeGauge(a, b);
 }
 
-/** Median of values[0..len) (reorders them). */
-function median(values: Float64Array, len: number): number {
-  const sorted = values.subarray(0, len).sort();
-  return len % 2 === 1 ? sorted[(len - 1) >> 1]! : (sorted[len / 2 - 1]! + sorted[len / 2]!) / 2;
-}
 
 /** Alternations of the row and column fits per round at most, and their convergence tolerance
  * (scales this close give a misfit far under the rounding noise). */
@@ -271,56 +268,71 @@ function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Arr
   }
 }
 
-/** The first k columns of basis (len x cols) as k contiguous vectors. */
-function leadingVectors(basis: Matrix, k: number): Float64Array {
+/** The first k columns of basis (len x cols) as a k x len matrix of contiguous vectors. */
+function leadingVectors(basis: Matrix, k: number): Matrix {
   const out = new Float64Array(k * basis.rows);
   for (let s = 0; s < basis.rows; s++) for (let q = 0; q < k; q++) out[q * basis.rows + s] = basis.data[s * basis.cols + q]!;
-  return out;
+  return { rows: k, cols: basis.rows, data: out };
+}
+
+/** Rows of m scaled by rowScale[i] and columns by colScale[j] (either may be null). */
+function scaled(m: NoisyMatrix, rowScale: ArrayLike<number> | null, colScale: ArrayLike<number> | null): Matrix {
+  const out = new Float64Array(m.values.length);
+  for (let i = 0; i < m.rows; i++) {
+    const r = rowScale ? rowScale[i]! : 1;
+    for (let j = 0; j < m.cols; j++) out[i * m.cols + j] = m.values[i * m.cols + j]! * r * (colScale ? colScale[j]! : 1);
+  }
+  return { rows: m.rows, cols: m.cols, data: out };
+}
+
+function reciprocal(v: Float64Array): Float64Array {
+  return Float64Array.from(v, (x) => 1 / x);
+}
+
+/** a - b in place (same shapes). */
+function subtractInPlace(a: Matrix, b: Matrix): Matrix {
+  for (let p = 0; p < a.data.length; p++) a.data[p]! -= b.data[p]!;
+  return a;
 }
 
 /**
  * Least-squares scale of each candidate row against the base row, in whitened units (columns
- * divided by `unit`), both with the trial subspace (k right singular vectors) projected out:
- * a_i = <P y_i, P x_i> / |P y_i|^2 = <y_i, P x_i> / (|y_i|^2 - |V^T y_i|^2). P x is fixed per fit.
+ * divided by `unit`), both with the trial subspace (k right singular vectors V) projected out:
+ * a_i = <P y_i, P x_i> / |P y_i|^2 = <y_i, P x_i> / (|y_i|^2 - |V^T y_i|^2). P x is fixed per fit;
+ * the projections are matrix products (the fast kernel).
  */
 class RowScaleFit {
-  private readonly projected: Float32Array;
-  private readonly vectors: Float64Array;
-  private readonly line: Float64Array;
+  private readonly projected: Matrix;
+  private readonly vectors: Matrix;
+  private readonly inverseUnit: Float64Array;
 
-  constructor(x: NoisyMatrix, private readonly unit: Float64Array, basis: Matrix, private readonly k: number) {
-    const m = x.rows, n = x.cols;
+  constructor(x: NoisyMatrix, unit: Float64Array, basis: Matrix, k: number) {
     this.vectors = leadingVectors(basis, k);
-    this.projected = new Float32Array(m * n);
-    this.line = new Float64Array(n);
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) this.line[j] = x.values[i * n + j]! / unit[j]!;
-      for (let q = 0; q < k; q++) {
-        const e = this.vectors.subarray(q * n, (q + 1) * n);
-        let d = 0;
-        for (let j = 0; j < n; j++) d += this.line[j]! * e[j]!;
-        for (let j = 0; j < n; j++) this.line[j]! -= d * e[j]!;
-      }
-      this.projected.set(this.line, i * n);
-    }
+    this.inverseUnit = reciprocal(unit);
+    const whitened = scaled(x, null, this.inverseUnit);
+    this.projected = k > 0 ? subtractInPlace(whitened, matmul(matmulTransB(whitened, this.vectors), this.vectors)) : whitened;
   }
 
   /** Writes a_i for every row, given the column scales b. */
   fit(y: NoisyMatrix, b: Float64Array, out: Float64Array): void {
-    const m = y.rows, n = y.cols, line = this.line;
-    for (let i = 0; i < m; i++) {
-      let num = 0, total = 0;
+    const n = y.cols;
+    const columnScale = Float64Array.from(b, (v, j) => v * this.inverseUnit[j]!);
+    const line = scaled(y, null, columnScale);
+    const inner = this.vectors.rows > 0 ? matmulTransB(line, this.vectors) : null;
+    const values = line.data, projected = this.projected.data;
+    for (let i = 0; i < y.rows; i++) {
+      let num = 0, total = 0, inside = 0;
+      const row = i * n;
       for (let j = 0; j < n; j++) {
-        const v = (y.values[i * n + j]! * b[j]!) / this.unit[j]!;
-        line[j] = v;
-        num += v * this.projected[i * n + j]!;
+        const v = values[row + j]!;
+        num += v * projected[row + j]!;
         total += v * v;
       }
-      let inside = 0;
-      for (let q = 0; q < this.k; q++) {
-        let d = 0;
-        for (let j = 0; j < n; j++) d += line[j]! * this.vectors[q * n + j]!;
-        inside += d * d;
+      if (inner) {
+        for (let q = 0; q < inner.cols; q++) {
+          const w = inner.data[i * inner.cols + q]!;
+          inside += w * w;
+        }
       }
       const den = total - inside;
       out[i] = den > total * 1e-12 ? num / den : 1;
@@ -328,59 +340,46 @@ class RowScaleFit {
   }
 }
 
-/** The same for columns (k left singular vectors, rows divided by `unit`), accumulated row by row. */
+/** The same for columns (k left singular vectors U, rows divided by `unit`). */
 class ColumnScaleFit {
-  private readonly projected: Float32Array;
-  private readonly vectors: Float64Array;
-  private readonly inner: Float64Array;
+  private readonly projected: Matrix;
+  private readonly vectors: Matrix;
+  private readonly inverseUnit: Float64Array;
 
-  constructor(x: NoisyMatrix, private readonly unit: Float64Array, basis: Matrix, private readonly k: number) {
-    const m = x.rows, n = x.cols;
-    this.vectors = leadingVectors(basis, k);
-    // U^T (x / unit) once, then P x = x / unit - U (U^T x / unit).
-    const inner = new Float64Array(k * n);
-    for (let i = 0; i < m; i++) {
-      const row = i * n, scale = 1 / unit[i]!;
-      for (let q = 0; q < k; q++) {
-        const e = this.vectors[q * m + i]! * scale;
-        if (e === 0) continue;
-        for (let j = 0; j < n; j++) inner[q * n + j]! += e * x.values[row + j]!;
-      }
-    }
-    this.projected = new Float32Array(m * n);
-    for (let i = 0; i < m; i++) {
-      const row = i * n, scale = 1 / unit[i]!;
-      for (let j = 0; j < n; j++) {
-        let v = x.values[row + j]! * scale;
-        for (let q = 0; q < k; q++) v -= this.vectors[q * m + i]! * inner[q * n + j]!;
-        this.projected[row + j] = v;
-      }
-    }
-    this.inner = new Float64Array(k * n);
+  constructor(x: NoisyMatrix, unit: Float64Array, basis: Matrix, k: number) {
+    this.vectors = leadingVectors(basis, k); // k x m
+    this.inverseUnit = reciprocal(unit);
+    const whitened = scaled(x, this.inverseUnit, null);
+    // P x = x - U (U^T x), with U^T x = (k x m)(m x n).
+    this.projected = k > 0 ? subtractInPlace(whitened, matmulTransA(this.vectors, matmul(this.vectors, whitened))) : whitened;
   }
 
   /** Writes b_j for every column, given the row scales a. */
   fit(y: NoisyMatrix, a: Float64Array, out: Float64Array): void {
-    const m = y.rows, n = y.cols, k = this.k, inner = this.inner;
-    const num = new Float64Array(n), total = new Float64Array(n);
-    inner.fill(0);
-    for (let i = 0; i < m; i++) {
-      const row = i * n, scale = a[i]! / this.unit[i]!;
+    const n = y.cols;
+    const rowScale = Float64Array.from(a, (v, i) => v * this.inverseUnit[i]!);
+    const line = scaled(y, rowScale, null);
+    const num = new Float64Array(n), total = new Float64Array(n), inside = new Float64Array(n);
+    const values = line.data, projected = this.projected.data;
+    for (let i = 0; i < y.rows; i++) {
+      const row = i * n;
       for (let j = 0; j < n; j++) {
-        const v = y.values[row + j]! * scale;
-        num[j]! += v * this.projected[row + j]!;
+        const v = values[row + j]!;
+        num[j]! += v * projected[row + j]!;
         total[j]! += v * v;
       }
-      for (let q = 0; q < k; q++) {
-        const e = this.vectors[q * m + i]! * scale;
-        if (e === 0) continue;
-        for (let j = 0; j < n; j++) inner[q * n + j]! += e * y.values[row + j]!;
+    }
+    if (this.vectors.rows > 0) {
+      const inner = matmul(this.vectors, line).data; // k x n
+      for (let q = 0; q < this.vectors.rows; q++) {
+        for (let j = 0; j < n; j++) {
+          const w = inner[q * n + j]!;
+          inside[j]! += w * w;
+        }
       }
     }
     for (let j = 0; j < n; j++) {
-      let inside = 0;
-      for (let q = 0; q < k; q++) inside += inner[q * n + j]! * inner[q * n + j]!;
-      const den = total[j]! - inside;
+      const den = total[j]! - inside[j]!;
       out[j] = den > total[j]! * 1e-12 ? num[j]! / den : 1;
     }
   }

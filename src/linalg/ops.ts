@@ -1,9 +1,11 @@
+import { wasmProductTransB } from './gemm.js';
 import { type Matrix, zeros } from './matrix.js';
 
 /*
  * Dense kernels. Everything funnels into one dot-product kernel C += A·Bᵀ over rows of A and B
- * (both read contiguously), register-blocked 4x2 and cache-blocked over k and B's rows:
- * ~3.5 GFLOP/s in V8 on 1024³ (bench/linalg.ts). The other products transpose first, which
+ * (both read contiguously), register-blocked 4x2 and cache-blocked over k and B's rows: the
+ * WebAssembly SIMD kernel of gemm.ts where it pays (~13 GFLOP/s), else this JavaScript loop
+ * (~3.5 GFLOP/s in V8 on 1024³; bench/linalg.ts). The other products transpose first, which
  * costs O(size) against the O(size·k) product.
  */
 
@@ -17,6 +19,7 @@ const B_ROWS_BLOCK = 64;
 function accumulateProductTransB(
   a: Float64Array, b: Float64Array, out: Float64Array, m: number, n: number, k: number, upperOnly: boolean,
 ): void {
+  if (wasmProductTransB(a, b, out, m, n, k, upperOnly)) return;
   for (let p0 = 0; p0 < k; p0 += K_BLOCK) {
     const p1 = Math.min(k, p0 + K_BLOCK);
     for (let j0 = 0; j0 < n; j0 += B_ROWS_BLOCK) {

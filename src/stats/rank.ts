@@ -5,6 +5,8 @@
  * noise eigenvalue so a threshold can sit at a Tracy–Widom quantile.
  */
 
+import { medianInPlace } from './median.js';
+
 /** Largest singular value of an m×n pure-noise matrix with entry std sigma, to first order. */
 export function marchenkoPasturEdge(m: number, n: number, sigma: number): number {
   return (Math.sqrt(m) + Math.sqrt(n)) * sigma;
@@ -44,9 +46,7 @@ export function estimateNoiseSigma(singularValues: ArrayLike<number>, m: number,
 }
 
 function median(values: ArrayLike<number>): number {
-  const sorted = Float64Array.from(values).sort();
-  const h = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[h]! : 0.5 * (sorted[h - 1]! + sorted[h]!);
+  return medianInPlace(Float64Array.from(values));
 }
 
 function checkBeta(beta: number): void {
