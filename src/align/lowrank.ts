@@ -68,14 +68,14 @@ interface Whitened {
 
 function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array): Whitened {
   const m = x.rows, n = x.cols;
-  const logV = new Float64Array(m * n);
+  const variance = new Float64Array(m * n);
   let minPositive = Infinity;
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       const p = i * n + j;
       const s = a[i]! * b[j]!;
       const v = x.variance[p]! + s * s * y.variance[p]!;
-      logV[p] = v;
+      variance[p] = v;
       if (v > 0 && v < minPositive) minPositive = v;
     }
   }
@@ -84,10 +84,12 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   let total = 0;
   const rowMean = new Float64Array(m);
   const colMean = new Float64Array(n);
-  for (let p = 0; p < m * n; p++) logV[p] = Math.log(Math.max(logV[p]!, floor));
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
-      const l = logV[i * n + j]!;
+      const p = i * n + j;
+      const v = Math.max(variance[p]!, floor);
+      variance[p] = v;
+      const l = Math.log(v);
       rowMean[i]! += l / n;
       colMean[j]! += l / m;
       total += l;
@@ -105,7 +107,7 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
     for (let j = 0; j < n; j++) {
       const p = i * n + j;
       const w = r[i]! * c[j]!;
-      const s = Math.exp(logV[p]!) / (w * w);
+      const s = variance[p]! / (w * w);
       rowSum[i]! += s;
       colSum[j]! += s;
       delta[p] = (a[i]! * y.values[p]! * b[j]! - x.values[p]!) / w;
@@ -186,6 +188,25 @@ function countedSpectrum(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Flo
 const POLISH_SWEEPS = 4;
 
 /**
+ * One median-polish half sweep: for each of `count` lines (rows or columns) of the log-ratio
+ * matrix, the median over its `len` entries (at t*lineStride + s*entryStride) of the entry minus
+ * the other side's current log scale at s; NaN entries (a zero on either side) are skipped.
+ */
+function polishLines(
+  logRatio: Float64Array, count: number, len: number, lineStride: number, entryStride: number,
+  other: Float64Array, scratch: Float64Array, out: Float64Array,
+): void {
+  for (let t = 0; t < count; t++) {
+    let used = 0;
+    for (let e = 0; e < len; e++) {
+      const l = logRatio[t * lineStride + e * entryStride]!;
+      if (!Number.isNaN(l)) scratch[used++] = l - other[e]!;
+    }
+    out[t] = used > 0 ? medianInPlace(scratch, used) : 0;
+  }
+}
+
+/**
  * Starting scales robust to the update itself: medians of the log magnitude ratios log|x/y| per
  * row and column (median polish). A least-squares start would absorb part of the update into the
  * scales (its projection on the base's rows), leaving a full-rank misfit as strong as the update's
@@ -202,26 +223,8 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
   const logA = new Float64Array(m), logB = new Float64Array(n);
   const line = new Float64Array(Math.max(m, n));
   for (let sweep = 0; sweep < POLISH_SWEEPS; sweep++) {
-    if (gauge.rows) {
-      for (let i = 0; i < m; i++) {
-        let len = 0;
-        for (let j = 0; j < n; j++) {
-          const l = logRatio[i * n + j]!;
-          if (!Number.isNaN(l)) line[len++] = l - logB[j]!;
-        }
-        logA[i] = len > 0 ? medianInPlace(line, len) : 0;
-      }
-    }
-    if (gauge.cols) {
-      for (let j = 0; j < n; j++) {
-        let len = 0;
-        for (let i = 0; i < m; i++) {
-          const l = logRatio[i * n + j]!;
-          if (!Number.isNaN(l)) line[len++] = l - logA[i]!;
-        }
-        logB[j] = len > 0 ? medianInPlace(line, len) : 0;
-      }
-    }
+    if (gauge.rows) polishLines(logRatio, m, n, n, 1, logB, line, logA);
+    if (gauge.cols) polishLines(logRatio, n, m, 1, n, logA, line, logB);
   }
   for (let i = 0; i < m; i++) a[i] = Math.exp(logA[i]!);
   for (let j = 0; j < n; j++) b[j] = Math.exp(logB[j]!);
