@@ -7,7 +7,8 @@
  * obfuscated by a residual permutation, MLP neuron permutations and V/O rescaling, to a temp
  * folder (generated layer by layer, so memory stays bounded at any shape), then times in separate
  * child processes, so each peak RSS is its own: a plain sequential read of both models' payload
- * (bounded-buffer reads, no decode) twice, then verifyModels. Prints the ratio verify / read,
+ * (bounded-buffer reads, no decode) twice, a cold read of both files (dd with O_DIRECT), then
+ * verifyModels. Prints the ratios verify / read (page cache and cold),
  * peak RSS, the verdict and the LoRA rank found. verifyModels runs with one worker thread per core.
  */
 import { spawnSync } from 'node:child_process';
@@ -155,6 +156,22 @@ function verifyPhase(dir: string): VerifyPhase {
   }
 }
 
+/**
+ * Both payload files read once from the disk, bypassing the page cache (O_DIRECT through GNU dd):
+ * the read a user with models not yet in memory pays. Null where dd or O_DIRECT is unavailable.
+ */
+function coldRead(dir: string): ReadPhase | null {
+  const started = performance.now();
+  let bytes = 0;
+  for (const side of ['base', 'candidate']) {
+    const file = path.join(dir, side, 'model.safetensors');
+    const dd = spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=16M', 'iflag=direct'], { encoding: 'utf8' });
+    if (dd.status !== 0) return null;
+    bytes += fs.statSync(file).size;
+  }
+  return { seconds: (performance.now() - started) / 1000, bytes, maxRssKiB: 0 };
+}
+
 function runPhase<T>(phase: 'read' | 'verify', dir: string): T {
   const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--phase', phase, '--dir', dir], {
     encoding: 'utf8', maxBuffer: 1 << 20, stdio: ['ignore', 'pipe', 'inherit'],
@@ -191,18 +208,22 @@ function main(): void {
     }
     const read1 = runPhase<ReadPhase>('read', dir);
     const read2 = runPhase<ReadPhase>('read', dir);
+    const cold = coldRead(dir);
     const verify = runPhase<VerifyPhase>('verify', dir);
     const gb = (r: ReadPhase) => r.bytes / 1e9;
     const table = new Table({ head: ['phase', 'GB', 'seconds', 'GB/s', 'peak RSS MiB'] });
     const row = (label: string, r: ReadPhase) =>
       [label, gb(r).toFixed(2), r.seconds.toFixed(2), (gb(r) / r.seconds).toFixed(2), (r.maxRssKiB / 1024).toFixed(0)];
-    table.push(row('plain read of both #1', read1), row('plain read of both #2', read2), row('verifyModels', verify));
+    table.push(row('plain read of both #1', read1), row('plain read of both #2', read2));
+    if (cold) table.push([...row('cold read of both (dd, O_DIRECT)', cold).slice(0, 4), '-']);
+    table.push(row('verifyModels', verify));
     console.log(`shape ${shapeName}: hidden ${config.hidden}, ${config.layers} layers, intermediate ${config.intermediate}, `
       + `vocab ${config.vocab}, ${config.heads}/${config.kvHeads} heads; ${os.availableParallelism()} cores`);
     console.log(table.toString());
     const t = verify.timings;
     console.log(`verify phases: read ${t.readSeconds.toFixed(1)} s, align ${t.alignSeconds.toFixed(1)} s, analyse ${t.analyseSeconds.toFixed(1)} s`);
-    console.log(`ratio verify / read both: ${(verify.seconds / read2.seconds).toFixed(1)} (read #2), ${(verify.seconds / read1.seconds).toFixed(1)} (read #1)`);
+    console.log(`ratio verify / read both: ${(verify.seconds / read2.seconds).toFixed(1)} (read #2), ${(verify.seconds / read1.seconds).toFixed(1)} (read #1)`
+      + (cold ? `, ${(verify.seconds / cold.seconds).toFixed(1)} (cold read)` : ' (no cold read: dd with iflag=direct unavailable)'));
     const lora = verify.lora ? `LoRA rank ${verify.lora.rank} on ${verify.lora.targets.join(', ')}` : 'no LoRA';
     console.log(`verdict: ${verify.relation}, ${lora} (expected: derived, LoRA rank 16 on q_proj, v_proj)`);
     console.log(`transform found: ${verify.transform.join('; ')}`);
