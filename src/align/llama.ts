@@ -3,7 +3,7 @@ import { matmulTransB } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
 import type { NeuronSimilarities } from './independence.js';
 import { matchFromCorrelations, movedCount, rowCorrelations, standardizeRows } from './matching.js';
-import { permuteColumns, permuteRows, scaleColumns, type NoisyMatrix } from './noisy.js';
+import { permuteColumns, permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
 
 /**
  * Alignment of a Llama-style decoder (RMSNorm, GQA attention, gated MLP) onto a base model by the
@@ -99,10 +99,13 @@ export function alignResidual(base: GlobalWeights, candidate: GlobalWeights): Re
   return { order: match.permutation, sign, quality: match.quality, moved: movedCount(match.permutation), flipped };
 }
 
-/** Express a candidate layer in the base's residual order (readers' columns, writers' rows). */
+/**
+ * Express a candidate layer in the base's residual order (readers' columns, writers' rows). This
+ * and applyMlp / applyHeads permute the layer's matrices in place: the layer is consumed.
+ */
 export function applyResidual(layer: LayerWeights, r: ResidualAlignment): LayerWeights {
-  const readers = (m: NoisyMatrix) => permuteColumns(m, r.order, r.sign);
-  const writers = (m: NoisyMatrix) => permuteRows(m, r.order, r.sign);
+  const readers = (m: NoisyMatrix) => permuteColumnsInPlace(m, r.order, r.sign);
+  const writers = (m: NoisyMatrix) => permuteRowsInPlace(m, r.order, r.sign);
   const norm = (g: Float64Array) => Float64Array.from(r.order, (from) => g[from]!);
   return {
     q: readers(layer.q), k: readers(layer.k), v: readers(layer.v), o: writers(layer.o),
@@ -156,9 +159,9 @@ export function alignMlp(sims: NeuronSimilarities, n: number): MlpAlignment {
 export function applyMlp(layer: LayerWeights, a: MlpAlignment): LayerWeights {
   return {
     ...layer,
-    gate: permuteRows(layer.gate, a.order),
-    up: permuteRows(layer.up, a.order),
-    down: permuteColumns(layer.down, a.order),
+    gate: permuteRowsInPlace(layer.gate, a.order),
+    up: permuteRowsInPlace(layer.up, a.order),
+    down: permuteColumnsInPlace(layer.down, a.order),
   };
 }
 
@@ -230,9 +233,9 @@ export function applyHeads(layer: LayerWeights, a: HeadAlignment, layout: HeadLa
   const qRows = blockRows(a.headOrder, layout.headDim);
   return {
     ...layer,
-    q: permuteRows(layer.q, qRows),
-    k: permuteRows(layer.k, kvRows),
-    v: permuteRows(layer.v, kvRows),
-    o: permuteColumns(layer.o, qRows),
+    q: permuteRowsInPlace(layer.q, qRows),
+    k: permuteRowsInPlace(layer.k, kvRows),
+    v: permuteRowsInPlace(layer.v, kvRows),
+    o: permuteColumnsInPlace(layer.o, qRows),
   };
 }

@@ -71,21 +71,6 @@ export function scaleRows(m: NoisyMatrix, s: ArrayLike<number>): void {
   }
 }
 
-/** New matrix whose row i is row `order[i]` of m times `sign[i]` (sign optional). */
-export function permuteRows(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
-  const values = new Float64Array(m.values.length);
-  const variance = new Float32Array(m.variance.length);
-  for (let i = 0; i < m.rows; i++) {
-    const from = order[i]! * m.cols;
-    const s = sign ? sign[i]! : 1;
-    for (let j = 0; j < m.cols; j++) {
-      values[i * m.cols + j] = s * m.values[from + j]!;
-      variance[i * m.cols + j] = m.variance[from + j]!;
-    }
-  }
-  return { rows: m.rows, cols: m.cols, values, variance };
-}
-
 /** New matrix whose column j is column `order[j]` of m times `sign[j]` (sign optional). */
 export function permuteColumns(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
   const values = new Float64Array(m.values.length);
@@ -99,4 +84,47 @@ export function permuteColumns(m: NoisyMatrix, order: ArrayLike<number>, sign?: 
     }
   }
   return { rows: m.rows, cols: m.cols, values, variance };
+}
+
+/**
+ * Row i becomes row `order[i]` times `sign[i]`, in place (cycle by cycle, one row of scratch):
+ * for layers that are consumed by their alignment, so no second copy of a large matrix is made.
+ */
+export function permuteRowsInPlace(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
+  const n = m.cols;
+  const done = new Uint8Array(m.rows);
+  const values = new Float64Array(n), variance = new Float32Array(n);
+  for (let start = 0; start < m.rows; start++) {
+    if (done[start]) continue;
+    values.set(m.values.subarray(start * n, (start + 1) * n));
+    variance.set(m.variance.subarray(start * n, (start + 1) * n));
+    for (let i = start; ;) {
+      done[i] = 1;
+      const from = order[i]!;
+      const s = sign ? sign[i]! : 1;
+      const fromValues = from === start ? values : m.values.subarray(from * n, (from + 1) * n);
+      const fromVariance = from === start ? variance : m.variance.subarray(from * n, (from + 1) * n);
+      for (let j = 0; j < n; j++) m.values[i * n + j] = s * fromValues[j]!;
+      m.variance.set(fromVariance, i * n);
+      if (from === start) break;
+      i = from;
+    }
+  }
+  return m;
+}
+
+/** Column j becomes column `order[j]` times `sign[j]`, in place (one row of scratch). */
+export function permuteColumnsInPlace(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
+  const n = m.cols;
+  const values = new Float64Array(n), variance = new Float32Array(n);
+  for (let i = 0; i < m.rows; i++) {
+    const o = i * n;
+    values.set(m.values.subarray(o, o + n));
+    variance.set(m.variance.subarray(o, o + n));
+    for (let j = 0; j < n; j++) {
+      m.values[o + j] = (sign ? sign[j]! : 1) * values[order[j]!]!;
+      m.variance[o + j] = variance[order[j]!]!;
+    }
+  }
+  return m;
 }

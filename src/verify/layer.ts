@@ -62,6 +62,15 @@ export interface LayerOutcome {
   readonly analyseSeconds: number;
 }
 
+/**
+ * One pair of neuron similarity matrices serves the independence test and the MLP alignment;
+ * kept inside this function so those n x n matrices are released before the rank analysis.
+ */
+function matchNeurons(index: number, base: LayerWeights, candidate: LayerWeights, seed: number) {
+  const sims = neuronSimilarities(base, candidate, seed + 3 * index);
+  return { independence: independenceFromSimilarities(index, sims, base.gate.rows), mlp: alignMlp(sims, base.gate.rows) };
+}
+
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext): LayerOutcome {
   const { residual, layout, probes, seed } = context;
   const b = base;
@@ -70,10 +79,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   const normFold = Math.max(maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
   foldNorms(b);
   foldNorms(c);
-  // One pair of neuron similarity matrices serves the independence test and the alignment.
-  const sims = neuronSimilarities(b, c, seed + 3 * index);
-  const independence = independenceFromSimilarities(index, sims, b.gate.rows);
-  const mlp = alignMlp(sims, b.gate.rows);
+  const { independence, mlp } = matchNeurons(index, b, c, seed);
   c = applyMlp(c, mlp);
   const heads = alignHeads(b, c, layout, seed + 2000 + index);
   c = applyHeads(c, heads, layout);
