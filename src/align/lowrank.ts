@@ -438,13 +438,14 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   const plain: GaugeState = { spectrum: countedSpectrum(base, candidate, ones(m), ones(n), MIN_VALUES, gauged ? 0 : maxRank, limit), a: ones(m), b: ones(n) };
   if (!gauged || plain.spectrum.count === 0) return finish(plain.spectrum, plain.a, plain.b);
 
-  // The least rank over the gauge by variable projection: refit the scales on the complement of
-  // a trial subspace of the best state so far (a rescaling's misfit lies outside the update's own
-  // directions), count again, keep the state with the least count. Trial subspaces, in order until
-  // one improves: the directions above the largest gap of the spectrum (the update is strong, a
-  // leftover rescaling spreads thin), all directions above the edge, and one fewer than the best
-  // count (directions projected out are exempt from the fit, so a leftover rescaling among them
-  // would persist). A dense-looking plain delta (a rescaling is full-rank) first gets a plain fit.
+  // The least rank over the gauge by variable projection: refit the scales on the complement of a
+  // trial top-k subspace (a rescaling's misfit lies outside the update's own directions), count
+  // again, move on from any improvement. A dense-looking plain delta (a rescaling is full-rank)
+  // first gets robust median-polish scales, the origin of the projections. Trial k, in order until
+  // one improves: the spectrum's largest gap (the update is strong, a leftover rescaling spreads
+  // thin), the count above the edge, and one fewer than the count, from here and from the origin
+  // (directions projected out are exempt from the fit, so a leftover rescaling among them would
+  // persist along this path). The least count seen is reported.
   let best = plain;
   let current = plain;
   let origin = plain; // where the projections started: the plain state, or the robust start
@@ -458,10 +459,11 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
       // One fewer, from here and (a different path) from where the projections started.
       ...(dense(spectrum) ? [] : [{ k: spectrum.count - 1, from: current }, ...(origin === current ? [] : [{ k: spectrum.count - 1, from: origin }])]),
     ];
-    const proposal = proposals.find((p) => !tried.has(`${p.k}:${p.from === origin ? 'origin' : 'current'}`));
+    const key = (p: { k: number; from: GaugeState }) => `${p.k}:${p.from === origin ? 'origin' : 'current'}`;
+    const proposal = proposals.find((p) => !tried.has(key(p)));
     if (!proposal) break;
     const { k, from } = proposal;
-    tried.add(`${k}:${from === origin ? 'origin' : 'current'}`);
+    tried.add(key(proposal));
     // Refit at this k while the first value beyond the trial subspace keeps falling (each fit
     // starts from the last one's subspace), then compare with the current state.
     const cap = spectrum.saturated ? 0 : Math.min(spectrum.count - 1, DENSE_CAP);
