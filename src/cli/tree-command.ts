@@ -20,6 +20,7 @@ import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/re
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
 import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
+import { defaultWorkers } from './workers.js';
 
 interface TreeFlags {
   json: boolean;
@@ -115,6 +116,7 @@ function placeWithAlignment(
   try {
     return placeUnplacedMembers(models, analysis, {
       openReader: (name) => new SourceRoleReader(openTensorSource(pathOf.get(name)!, { onBytes: (n) => pass?.onBytes(n) })),
+      workers: (base) => defaultWorkers(base, undefined),
       onPass: (base, candidate) => {
         pass?.stop();
         pass = startWeightPass(`aligning ${candidate} onto ${base}`, sizeOf.get(base)! + sizeOf.get(candidate)!, progress);

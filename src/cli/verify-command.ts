@@ -2,7 +2,6 @@
  * `lineage verify BASE CANDIDATE`: was CANDIDATE fine-tuned from BASE (LoRA rank, targets), even
  * after function-preserving obfuscation. CANDIDATE may be a PEFT adapter folder (or --adapter).
  */
-import { availableParallelism, freemem } from 'node:os';
 import type { Command } from 'commander';
 import { isAdapter } from '../arch/peft.js';
 import { SourceRoleReader, type RoleReader } from '../arch/reader.js';
@@ -15,6 +14,7 @@ import { MergedAdapterReader } from '../verify/adapter-reader.js';
 import { verifyModels } from '../verify/verify.js';
 import { addQuietOption, startWeightPass } from './progress.js';
 import { writeResult } from './run.js';
+import { defaultWorkers } from './workers.js';
 
 interface VerifyFlags {
   json: boolean;
@@ -25,20 +25,6 @@ interface VerifyFlags {
   workers?: string;
 }
 
-/**
- * Worker threads by default: one per core (at most 4), but no more than half the free memory
- * holds. A layer in flight costs about 64 bytes per parameter of the layer, both models together
- * (float64 values and float32 variances of each, the work arrays of the analysis; 52 measured
- * by the verify benchmark at hidden 1024, 67 at hidden 2048), and one more layer is being read
- * meanwhile.
- */
-function defaultWorkers(base: RoleReader, requested: string | undefined): number {
-  if (requested !== undefined) return Number(requested);
-  const layers = Math.max(1, base.map.layers.length);
-  const bytesPerLayer = (base.parameters / layers) * 64;
-  const affordable = Math.floor((freemem() * 0.5) / bytesPerLayer) - 1;
-  return Math.max(0, Math.min(availableParallelism(), 4, affordable));
-}
 
 export function registerVerify(program: Command): void {
   const command = program

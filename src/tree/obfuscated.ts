@@ -27,6 +27,8 @@ export interface PlacementOptions {
   readonly candidates?: number;
   /** Seed of verify's random projections. */
   readonly seed?: number;
+  /** Worker threads for a verify pass with this base model (default: none). */
+  readonly workers?: (base: RoleReader) => number;
   /** Called before each verify pass (progress displays). */
   readonly onPass?: (base: string, candidate: string) => void;
 }
@@ -159,7 +161,7 @@ export function placeUnplacedMembers(models: readonly SketchedModel[], analysis:
       readers.push(options.openReader(names[base]!));
       readers.push(options.openReader(names[candidate]!));
       verifyPasses++;
-      return verifyModels(readers[0]!, readers[1]!, { seed: options.seed ?? 1 });
+      return verifyModels(readers[0]!, readers[1]!, { seed: options.seed ?? 1, workers: options.workers?.(readers[0]!) ?? 0 });
     } finally {
       for (const r of readers) {
         bytesRead += r.bytesRead;
