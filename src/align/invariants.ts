@@ -107,8 +107,9 @@ function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: He
   // Values stored identically in both models carry the same rounding error: it cancels in the
   // difference, so only elements (and norm weights) that differ get simulated noise.
   const draw = (role: 'v' | 'o', layer: LayerWeights): NoisyMatrix | null => {
+    const otherLayer = layer === base ? candidate : base;
     const m = layer[role];
-    const other = (layer === base ? candidate : base)[role];
+    const other = otherLayer[role];
     const values = new Float64Array(m.values.length);
     let any = false;
     for (let i = 0; i < values.length; i++) {
@@ -117,7 +118,6 @@ function probeNoiseFloor(base: LayerWeights, candidate: LayerWeights, layout: He
         any = true;
       }
     }
-    const otherLayer = layer === base ? candidate : base;
     if (role === 'v' && layer.inputNormVariance) {
       // V was folded with the stored input norm: its rounding is a relative error per column.
       for (let j = 0; j < m.cols; j++) {

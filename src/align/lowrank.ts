@@ -144,10 +144,10 @@ function isZero(x: NoisyMatrix, y: NoisyMatrix): boolean {
   return true;
 }
 
-/** Count of singular values above 1 (values already divided by the edge), up to `cap`. */
-function countAbove(s: ArrayLike<number>, edge: number): number {
+/** Count of leading singular values above 1 (values already divided by the edge). */
+function countAbove(s: ArrayLike<number>): number {
   let k = 0;
-  while (k < s.length && s[k]! > edge) k++;
+  while (k < s.length && s[k]! > 1) k++;
   return k;
 }
 
@@ -166,6 +166,9 @@ interface Spectrum {
   readonly saturated: boolean;
   readonly u: Matrix;
   readonly v: Matrix;
+  /** The row and column whitening factors it was computed with (the next scale fit reuses them). */
+  readonly r: Float64Array;
+  readonly c: Float64Array;
 }
 
 /** Top singular values and vectors of the whitened delta in gauge (a, b), at least `want` of them. */
@@ -173,8 +176,8 @@ function spectrumAt(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64A
   const w = whiten(x, y, a, b);
   const top = topSvd(w.delta, Math.min(limit, want));
   const s = Float64Array.from(top.s, (v) => v / w.edge);
-  const count = countAbove(s, 1);
-  return { s, count, saturated: count === s.length && s.length < limit, u: top.u, v: top.v };
+  const count = countAbove(s);
+  return { s, count, saturated: count === s.length && s.length < limit, u: top.u, v: top.v, r: w.r, c: w.c };
 }
 
 /** The spectrum at (a, b) with enough values computed to count those above the edge, up to cap. */
@@ -242,20 +245,19 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
   if (gauge.rows && gauge.cols) normalizeGauge(a, b);
 }
 
-
 /** Alternations of the row and column fits per round at most, and their convergence tolerance
  * (scales this close give a misfit far under the rounding noise). */
 const ALTERNATIONS = 40;
 const CONVERGED = 1e-5;
 
 /**
- * Row and column scales (in place) minimising the whitened misfit outside the top-k singular
- * subspaces of `spectrum`: alternating least squares, since the two sides are coupled.
+ * Row and column scales (in place, starting from the gauge `spectrum` was computed in) minimising
+ * the whitened misfit outside its top-k singular subspaces: alternating least squares, since the
+ * two sides are coupled. The whitening is the spectrum's own.
  */
 function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, spectrum: Spectrum, k: number): void {
-  const w = whiten(x, y, a, b);
-  const rows = gauge.rows ? new RowScaleFit(x, w.c, spectrum.v, k) : null;
-  const cols = gauge.cols ? new ColumnScaleFit(x, w.r, spectrum.u, k) : null;
+  const rows = gauge.rows ? new RowScaleFit(x, spectrum.c, spectrum.v, k) : null;
+  const cols = gauge.cols ? new ColumnScaleFit(x, spectrum.r, spectrum.u, k) : null;
   const alternations = rows && cols ? ALTERNATIONS : 1;
   const before = new Float64Array(a.length + b.length);
   for (let it = 0; it < alternations; it++) {

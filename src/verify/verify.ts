@@ -87,7 +87,6 @@ function loadGlobals(base: RoleReader, candidate: RoleReader): { base: GlobalWei
   return { base: side('base'), candidate: side('candidate') };
 }
 
-
 function isIdentity(order: ArrayLike<number>): boolean {
   for (let i = 0; i < order.length; i++) if (order[i] !== i) return false;
   return true;
@@ -163,10 +162,7 @@ export function verifyModels(
     // Layers are read here, in order, while the workers analyse the previous ones.
     const pool = new LayerPool(workers, context);
     try {
-      pool.run(layerCount, (index) => {
-        const loaded = load(index);
-        return { base: loaded.base, candidate: loaded.candidate };
-      }, record);
+      pool.run(layerCount, load, record);
     } finally {
       pool.close();
     }
@@ -202,14 +198,9 @@ export function verifyModels(
   };
 }
 
-
 function formatP(log10P: number): string {
   return log10P > -300 ? `p = ${(10 ** log10P).toExponential(1)}` : `p = 10^${log10P.toFixed(0)}`;
 }
-
-
-
-
 
 /** Scales within this |log| of 1 are what fitting noise produces, not an obfuscation. */
 const SCALE_REPORT_LOG = Math.log(1.05);
