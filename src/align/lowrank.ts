@@ -1,6 +1,6 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
-import { matmul, matmulTransA, matmulTransB } from '../linalg/ops.js';
+import { matmul, matmulTransB, transpose } from '../linalg/ops.js';
 import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
 import type { NoisyMatrix } from './noisy.js';
@@ -253,18 +253,20 @@ const CONVERGED = 1e-5;
 /**
  * Row and column scales (in place, starting from the gauge `spectrum` was computed in) minimising
  * the whitened misfit outside its top-k singular subspaces: alternating least squares, since the
- * two sides are coupled. The whitening is the spectrum's own.
+ * two sides are coupled. The whitening is the spectrum's own. Columns are fitted as the rows of
+ * the transposed matrices.
  */
 function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, spectrum: Spectrum, k: number): void {
-  const rows = gauge.rows ? new RowScaleFit(x, spectrum.c, spectrum.v, k) : null;
-  const cols = gauge.cols ? new ColumnScaleFit(x, spectrum.r, spectrum.u, k) : null;
+  const values = (m: NoisyMatrix): Matrix => ({ rows: m.rows, cols: m.cols, data: m.values });
+  const rows = gauge.rows ? new RowScaleFit(values(x), values(y), spectrum.c, spectrum.v, k) : null;
+  const cols = gauge.cols ? new RowScaleFit(transpose(values(x)), transpose(values(y)), spectrum.r, spectrum.u, k) : null;
   const alternations = rows && cols ? ALTERNATIONS : 1;
   const before = new Float64Array(a.length + b.length);
   for (let it = 0; it < alternations; it++) {
     before.set(a);
     before.set(b, a.length);
-    rows?.fit(y, b, a);
-    cols?.fit(y, a, b);
+    rows?.fit(b, a);
+    cols?.fit(a, b);
     if (rows && cols) normalizeGauge(a, b);
     let change = 0;
     for (let i = 0; i < a.length; i++) change = Math.max(change, Math.abs(a[i]! - before[i]!) / (Math.abs(before[i]!) || 1));
@@ -280,24 +282,11 @@ function leadingVectors(basis: Matrix, k: number): Matrix {
   return { rows: k, cols: basis.rows, data: out };
 }
 
-/** Rows of m scaled by rowScale[i] and columns by colScale[j] (either may be null). */
-function scaled(m: NoisyMatrix, rowScale: ArrayLike<number> | null, colScale: ArrayLike<number> | null): Matrix {
-  const out = new Float64Array(m.values.length);
-  for (let i = 0; i < m.rows; i++) {
-    const r = rowScale ? rowScale[i]! : 1;
-    for (let j = 0; j < m.cols; j++) out[i * m.cols + j] = m.values[i * m.cols + j]! * r * (colScale ? colScale[j]! : 1);
-  }
+/** m with column j scaled by scale[j]. */
+function scaleColumnsOf(m: Matrix, scale: ArrayLike<number>): Matrix {
+  const out = new Float64Array(m.data.length);
+  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) out[i * m.cols + j] = m.data[i * m.cols + j]! * scale[j]!;
   return { rows: m.rows, cols: m.cols, data: out };
-}
-
-function reciprocal(v: Float64Array): Float64Array {
-  return Float64Array.from(v, (x) => 1 / x);
-}
-
-/** a - b in place (same shapes). */
-function subtractInPlace(a: Matrix, b: Matrix): Matrix {
-  for (let p = 0; p < a.data.length; p++) a.data[p]! -= b.data[p]!;
-  return a;
 }
 
 /**
@@ -311,21 +300,24 @@ class RowScaleFit {
   private readonly vectors: Matrix;
   private readonly inverseUnit: Float64Array;
 
-  constructor(x: NoisyMatrix, unit: Float64Array, basis: Matrix, k: number) {
+  constructor(x: Matrix, private readonly y: Matrix, unit: Float64Array, basis: Matrix, k: number) {
     this.vectors = leadingVectors(basis, k);
-    this.inverseUnit = reciprocal(unit);
-    const whitened = scaled(x, null, this.inverseUnit);
-    this.projected = k > 0 ? subtractInPlace(whitened, matmul(matmulTransB(whitened, this.vectors), this.vectors)) : whitened;
+    this.inverseUnit = Float64Array.from(unit, (u) => 1 / u);
+    const whitened = scaleColumnsOf(x, this.inverseUnit);
+    if (k > 0) {
+      const inside = matmul(matmulTransB(whitened, this.vectors), this.vectors);
+      for (let p = 0; p < whitened.data.length; p++) whitened.data[p]! -= inside.data[p]!;
+    }
+    this.projected = whitened;
   }
 
-  /** Writes a_i for every row, given the column scales b. */
-  fit(y: NoisyMatrix, b: Float64Array, out: Float64Array): void {
-    const n = y.cols;
-    const columnScale = Float64Array.from(b, (v, j) => v * this.inverseUnit[j]!);
-    const line = scaled(y, null, columnScale);
+  /** Writes the scale of every row into `out`, given the other side's scales. */
+  fit(other: Float64Array, out: Float64Array): void {
+    const n = this.y.cols;
+    const line = scaleColumnsOf(this.y, Float64Array.from(other, (v, j) => v * this.inverseUnit[j]!));
     const inner = this.vectors.rows > 0 ? matmulTransB(line, this.vectors) : null;
     const values = line.data, projected = this.projected.data;
-    for (let i = 0; i < y.rows; i++) {
+    for (let i = 0; i < this.y.rows; i++) {
       let num = 0, total = 0, inside = 0;
       const row = i * n;
       for (let j = 0; j < n; j++) {
@@ -341,51 +333,6 @@ class RowScaleFit {
       }
       const den = total - inside;
       out[i] = den > total * 1e-12 ? num / den : 1;
-    }
-  }
-}
-
-/** The same for columns (k left singular vectors U, rows divided by `unit`). */
-class ColumnScaleFit {
-  private readonly projected: Matrix;
-  private readonly vectors: Matrix;
-  private readonly inverseUnit: Float64Array;
-
-  constructor(x: NoisyMatrix, unit: Float64Array, basis: Matrix, k: number) {
-    this.vectors = leadingVectors(basis, k); // k x m
-    this.inverseUnit = reciprocal(unit);
-    const whitened = scaled(x, this.inverseUnit, null);
-    // P x = x - U (U^T x), with U^T x = (k x m)(m x n).
-    this.projected = k > 0 ? subtractInPlace(whitened, matmulTransA(this.vectors, matmul(this.vectors, whitened))) : whitened;
-  }
-
-  /** Writes b_j for every column, given the row scales a. */
-  fit(y: NoisyMatrix, a: Float64Array, out: Float64Array): void {
-    const n = y.cols;
-    const rowScale = Float64Array.from(a, (v, i) => v * this.inverseUnit[i]!);
-    const line = scaled(y, rowScale, null);
-    const num = new Float64Array(n), total = new Float64Array(n), inside = new Float64Array(n);
-    const values = line.data, projected = this.projected.data;
-    for (let i = 0; i < y.rows; i++) {
-      const row = i * n;
-      for (let j = 0; j < n; j++) {
-        const v = values[row + j]!;
-        num[j]! += v * projected[row + j]!;
-        total[j]! += v * v;
-      }
-    }
-    if (this.vectors.rows > 0) {
-      const inner = matmul(this.vectors, line).data; // k x n
-      for (let q = 0; q < this.vectors.rows; q++) {
-        for (let j = 0; j < n; j++) {
-          const w = inner[q * n + j]!;
-          inside[j]! += w * w;
-        }
-      }
-    }
-    for (let j = 0; j < n; j++) {
-      const den = total[j]! - inside[j]!;
-      out[j] = den > total[j]! * 1e-12 ? num[j]! / den : 1;
     }
   }
 }
