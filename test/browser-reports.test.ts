@@ -26,6 +26,7 @@ import type { LineageResult } from '../src/tree/types.js';
 import type { VerifyResult } from '../src/verify/types.js';
 import { verifyModels } from '../src/verify/verify.js';
 import { REPO_ROOT } from './cli-child-process.js';
+import { withReaders } from './helpers/timed-verify.js';
 
 const SAMPLES = path.join(REPO_ROOT, 'samples');
 const screenshotDir = process.env['REPORT_SCREENSHOT_DIR'];
@@ -53,16 +54,9 @@ const TRUTH = (JSON.parse(readFileSync(path.join(SAMPLES, 'truth.json'), 'utf8')
  * carry the absolute folders of the machine that made them.
  */
 function verifySamples(baseName: string, candidateName: string): VerifyResult {
-  const base = SourceRoleReader.open(path.join(SAMPLES, baseName));
-  const candidate = SourceRoleReader.open(path.join(SAMPLES, candidateName));
-  try {
-    const result = verifyModels(base, candidate);
-    const relative = (model: VerifyResult['base']) => ({ ...model, path: path.relative(REPO_ROOT, model.path) });
-    return { ...result, base: relative(result.base), candidate: relative(result.candidate) };
-  } finally {
-    base.close();
-    candidate.close();
-  }
+  const result = withReaders(path.join(SAMPLES, baseName), path.join(SAMPLES, candidateName), (base, candidate) => verifyModels(base, candidate));
+  const relative = (model: VerifyResult['base']) => ({ ...model, path: path.relative(REPO_ROOT, model.path) });
+  return { ...result, base: relative(result.base), candidate: relative(result.candidate) };
 }
 
 /**

@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { SourceRoleReader } from '../src/arch/reader.js';
 import type { VerifyResult } from '../src/verify/types.js';
 import { verifyModels } from '../src/verify/verify.js';
 import { REPO_ROOT } from './cli-child-process.js';
+import { withReaders } from './helpers/timed-verify.js';
 import { addLora, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama, type LlamaConfig } from './helpers/synthetic-llama.js';
 
 const CONFIG: LlamaConfig = { hidden: 64, intermediate: 160, layers: 5, heads: 4, kvHeads: 2, headDim: 16, vocab: 96 };
@@ -19,15 +19,10 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-verify-parallel-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function run(baseDir: string, candidateDir: string, workers: number): Omit<VerifyResult, 'timings'> {
-  const base = SourceRoleReader.open(baseDir);
-  const candidate = SourceRoleReader.open(candidateDir);
-  try {
+  return withReaders(baseDir, candidateDir, (base, candidate) => {
     const { timings: _timings, ...rest } = verifyModels(base, candidate, { workers });
     return rest;
-  } finally {
-    base.close();
-    candidate.close();
-  }
+  });
 }
 
 test('obfuscated synthetic LoRA child: 0, 1 and 3 workers agree exactly (5 layers, more than workers)', () => {

@@ -8,11 +8,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { SourceRoleReader } from '../src/arch/reader.js';
 import { BadInputError, EXIT, IncompatibleModelsError } from '../src/io/errors.js';
 import type { VerifyResult } from '../src/verify/types.js';
 import { verifyModels } from '../src/verify/verify.js';
-import { timedVerify } from './helpers/timed-verify.js';
+import { timedVerify, withReaders } from './helpers/timed-verify.js';
 import {
   addLora, fullFineTune, inversePermutation, movedCount, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama,
   type LlamaConfig, type LlamaState, type LoraAdded, type Module, type ObfuscationApplied, type ObfuscationKind,
@@ -229,19 +228,14 @@ describe('verify: unrelated and incompatible models, bad input', () => {
     test(`${label}: IncompatibleModelsError, exit code 3`, () => {
       const otherDir = write(config, randomLlama(config, 52));
       for (const [a, b] of [[baseDir, otherDir], [otherDir, baseDir]] as const) {
-        const base = SourceRoleReader.open(a);
-        const candidate = SourceRoleReader.open(b);
-        try {
+        withReaders(a, b, (base, candidate) => {
           assert.throws(() => verifyModels(base, candidate), (err: unknown) => {
             assert.ok(err instanceof IncompatibleModelsError, String(err));
             assert.equal(err.exitCode, EXIT.incompatible);
             assert.equal(err.exitCode, 3);
             return true;
           });
-        } finally {
-          base.close();
-          candidate.close();
-        }
+        });
       }
     });
   }
@@ -252,9 +246,7 @@ describe('verify: unrelated and incompatible models, bad input', () => {
     state.get(tensorName)!.data[17] = Number.NaN;
     const nanDir = write(GQA, state, 'BF16', 'nan');
     const file = path.join(nanDir, 'model.safetensors');
-    const base = SourceRoleReader.open(baseDir);
-    const candidate = SourceRoleReader.open(nanDir);
-    try {
+    withReaders(baseDir, nanDir, (base, candidate) => {
       assert.throws(() => verifyModels(base, candidate), (err: unknown) => {
         assert.ok(err instanceof BadInputError, String(err));
         assert.equal(err.exitCode, EXIT.badInput);
@@ -263,9 +255,6 @@ describe('verify: unrelated and incompatible models, bad input', () => {
         assert.ok(err.message.includes(tensorName) && err.message.includes(file), err.message);
         return true;
       });
-    } finally {
-      base.close();
-      candidate.close();
-    }
+    });
   });
 });
