@@ -1,7 +1,10 @@
 /**
  * Benchmark: how verify's wall time compares with just reading both models.
  *
- *   npm run bench:verify -- [--shape tiny|small|1b|7b] [--keep] [--dir DIR]
+ *   npm run bench:verify -- [--shape tiny|small|1b|7b-slice|7b] [--keep] [--dir DIR]
+ *
+ * 7b-slice has the 7B widths (hidden 4096, intermediate 11008, vocab 32000) with 2 layers: the
+ * per-layer cost and peak memory at full width, without writing 27 GB.
  *
  * Writes a synthetic bf16 Llama base and a candidate = base + LoRA (rank 16 on q_proj, v_proj),
  * obfuscated by a residual permutation, MLP neuron permutations and V/O rescaling, to a temp
@@ -30,6 +33,7 @@ const SHAPES: Readonly<Record<string, LlamaConfig>> = {
   tiny: { hidden: 512, intermediate: 1408, layers: 2, vocab: 2048, heads: 8, kvHeads: 4, headDim: 64 },
   small: { hidden: 1024, intermediate: 2816, layers: 8, vocab: 4096, heads: 16, kvHeads: 8, headDim: 64 },
   '1b': { hidden: 2048, intermediate: 5632, layers: 16, vocab: 32000, heads: 32, kvHeads: 8, headDim: 64 },
+  '7b-slice': { hidden: 4096, intermediate: 11008, layers: 2, vocab: 32000, heads: 32, kvHeads: 32, headDim: 128 },
   '7b': { hidden: 4096, intermediate: 11008, layers: 32, vocab: 32000, heads: 32, kvHeads: 32, headDim: 128 },
 };
 
@@ -195,7 +199,7 @@ function main(): void {
   }
   const shapeName = argument(args, '--shape') ?? 'small';
   const config = SHAPES[shapeName];
-  if (!config) throw new Error(`unknown --shape ${shapeName} (tiny, small, 1b or 7b)`);
+  if (!config) throw new Error(`unknown --shape ${shapeName} (tiny, small, 1b, 7b-slice or 7b)`);
   const keep = args.includes('--keep');
   const dir = argument(args, '--dir') ?? fs.mkdtempSync(path.join(os.tmpdir(), `model-lineage-bench-verify-${shapeName}-`));
   try {
