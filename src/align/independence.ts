@@ -1,7 +1,8 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { fisherCombineLogP, normalLogSf, spearman } from '../stats/tests.js';
 import type { IndependenceTest } from '../verify/types.js';
-import { matchFromCorrelations, rowCorrelations } from './matching.js';
+import { standardizeRows } from '../linalg/countsketch.js';
+import { matchSources, type SimilaritySource } from './matching.js';
 
 /** One MLP layer's neuron rows in both models; columns in the same (aligned) residual order. */
 export interface NeuronRows {
@@ -26,24 +27,30 @@ export interface LayerIndependence {
  * permutation; correlations ignore positive scale; up uses |corr| so sign flips are folded too).
  * Rows may be exact or randomly projected (sketched) rows: projection keeps correlations.
  */
-export function layerIndependence(layer: number, rows: NeuronRows): LayerIndependence {
-  const n = rows.gateBase.rows;
-  return independenceFromSimilarities(layer, {
-    gate: rowCorrelations(rows.gateBase, rows.gateCandidate, false),
-    up: rowCorrelations(rows.upBase, rows.upCandidate, true),
-  }, n);
+export function layerIndependence(layer: number, rows: NeuronRows, seed = 1): LayerIndependence {
+  const source = (base: Matrix, candidate: Matrix, absolute: boolean): SimilaritySource =>
+    ({ base: standardizeRows(base), candidate: standardizeRows(candidate), absolute });
+  return independenceFromSources(layer, {
+    gate: source(rows.gateBase, rows.gateCandidate, false),
+    up: source(rows.upBase, rows.upCandidate, true),
+  }, seed);
 }
 
-/** Neuron similarities of one layer, base neurons as rows: signed for gate, absolute for up. */
-export interface NeuronSimilarities {
-  readonly gate: Float32Array;
-  readonly up: Float32Array;
+/** One layer's neuron rows as similarity sources: signed for gate, absolute for up. */
+export interface NeuronSources {
+  readonly gate: SimilaritySource;
+  readonly up: SimilaritySource;
 }
 
-/** The same test from ready similarity matrices (verify shares them with the neuron alignment). */
-export function independenceFromSimilarities(layer: number, sims: NeuronSimilarities, n: number): LayerIndependence {
-  const fromGate = matchFromCorrelations(sims.gate, n).permutation;
-  const fromUp = matchFromCorrelations(sims.up, n).permutation;
+/**
+ * The test from ready sources (verify shares them with the neuron alignment). Each matching gets
+ * its own seed, so where matchSources completes unmatched rows at random the completions are
+ * independent, as the null requires.
+ */
+export function independenceFromSources(layer: number, sources: NeuronSources, seed: number, options: { denseLimit?: number } = {}): LayerIndependence {
+  const n = sources.gate.base.rows;
+  const fromGate = matchSources([sources.gate], { seed, ...options }).permutation;
+  const fromUp = matchSources([sources.up], { seed: seed + 1, ...options }).permutation;
   const rho = n > 2 ? spearman(fromGate, fromUp) : NaN;
   if (!Number.isFinite(rho)) return { layer, spearman: 0, z: 0 };
   return { layer, spearman: rho, z: rho * Math.sqrt(n - 1) };

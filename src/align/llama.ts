@@ -1,8 +1,7 @@
+import { sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
 import type { Matrix } from '../linalg/matrix.js';
-import { matmulTransB } from '../linalg/ops.js';
-import { Rng } from '../linalg/rng.js';
-import type { NeuronSimilarities } from './independence.js';
-import { matchFromCorrelations, movedCount, rowCorrelations, standardizeRows } from './matching.js';
+import type { NeuronSources } from './independence.js';
+import { matchFromCorrelations, matchSources, movedCount, type SimilaritySource } from './matching.js';
 import { permuteColumns, permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
 
 /**
@@ -37,38 +36,24 @@ export interface HeadLayout {
   readonly headDim: number;
 }
 
-/** Rows longer than this are compared through a shared random projection (correlations are kept). */
-const PROJECTED_WIDTH = 256;
+/**
+ * Width rows are compared at: longer rows are count-sketched to it (correlations are kept up to
+ * an error of about 1/sqrt(width), far below those of related rows).
+ */
+const SKETCH_WIDTH = 256;
 
-/** Rows of a as float64 Matrix, randomly projected to PROJECTED_WIDTH columns when wider. */
+function asMatrix(a: NoisyMatrix): Matrix {
+  return { rows: a.rows, cols: a.cols, data: a.values };
+}
+
+/** Rows of a, standardized and sketched for correlation (shared hashing per seed, so both models' rows compare). */
 export function comparableRows(a: NoisyMatrix, seed: number): Matrix {
-  const m: Matrix = { rows: a.rows, cols: a.cols, data: a.values };
-  if (a.cols <= PROJECTED_WIDTH) return m;
-  const omega = new Rng(seed).gaussianMatrix(PROJECTED_WIDTH, a.cols);
-  return matmulTransB(m, omega);
+  return sketchRowsStandardized(asMatrix(a), SKETCH_WIDTH, seed);
 }
 
-/** Columns of a as rows (for residual dimensions seen through embeddings). */
-function columnsAsRows(a: NoisyMatrix, maxRows: number, seed: number): Matrix {
-  // A fixed random subset of rows (tokens) keeps the cost bounded for 128k vocabularies.
-  const rows = Math.min(a.rows, maxRows);
-  const pick = a.rows <= maxRows ? null : new Rng(seed).permutation(a.rows).subarray(0, rows).sort();
-  const out = new Float64Array(a.cols * rows);
-  for (let t = 0; t < rows; t++) {
-    const src = (pick ? pick[t]! : t) * a.cols;
-    for (let j = 0; j < a.cols; j++) out[j * rows + t] = a.values[src + j]!;
-  }
-  return { rows: a.cols, cols: rows, data: out };
-}
-
-function concatColumns(a: Matrix, b: Matrix | null): Matrix {
-  if (!b) return a;
-  const out = new Float64Array(a.rows * (a.cols + b.cols));
-  for (let i = 0; i < a.rows; i++) {
-    out.set(a.data.subarray(i * a.cols, (i + 1) * a.cols), i * (a.cols + b.cols));
-    out.set(b.data.subarray(i * b.cols, (i + 1) * b.cols), i * (a.cols + b.cols) + a.cols);
-  }
-  return { rows: a.rows, cols: a.cols + b.cols, data: out };
+/** The two sides' rows of one role as a similarity source. */
+function rowSource(base: NoisyMatrix, candidate: NoisyMatrix, absolute: boolean, seed: number): SimilaritySource {
+  return { base: comparableRows(base, seed), candidate: comparableRows(candidate, seed), absolute };
 }
 
 export interface ResidualAlignment {
@@ -81,19 +66,25 @@ export interface ResidualAlignment {
   readonly flipped: number;
 }
 
-/** Residual permutation from the embedding and lm_head columns (one feature per token). */
-export function alignResidual(base: GlobalWeights, candidate: GlobalWeights): ResidualAlignment {
-  const features = (g: GlobalWeights) =>
-    concatColumns(columnsAsRows(g.embed, 4096, 11), g.lmHead ? columnsAsRows(g.lmHead, 4096, 12) : null);
-  const fb = features(base);
-  const fc = features(candidate);
-  const signed = rowCorrelations(fb, fc, false);
-  const absolute = Float32Array.from(signed, Math.abs);
-  const match = matchFromCorrelations(absolute, fb.rows);
-  const sign = new Float64Array(fb.rows);
+/**
+ * Residual permutation from the embedding and lm_head columns (each column's entries, one per
+ * token, sketched). Columns may be negated: matched on |corr|, the sign read from the matched pair.
+ */
+export function alignResidual(base: GlobalWeights, candidate: GlobalWeights, seed = 11): ResidualAlignment {
+  const columns = (m: NoisyMatrix, salt: number) => sketchColumnsStandardized(asMatrix(m), SKETCH_WIDTH, seed + salt);
+  const sources: SimilaritySource[] = [{ base: columns(base.embed, 0), candidate: columns(candidate.embed, 0), absolute: true }];
+  if (base.lmHead && candidate.lmHead) sources.push({ base: columns(base.lmHead, 1), candidate: columns(candidate.lmHead, 1), absolute: true });
+  const match = matchSources(sources, { seed: seed + 2 });
+  const n = match.permutation.length;
+  const sign = new Float64Array(n);
   let flipped = 0;
-  for (let i = 0; i < fb.rows; i++) {
-    sign[i] = signed[i * fb.rows + match.permutation[i]!]! < 0 ? -1 : 1;
+  for (let i = 0; i < n; i++) {
+    let signed = 0;
+    for (const s of sources) {
+      const w = s.base.cols, j = match.permutation[i]!;
+      for (let q = 0; q < w; q++) signed += s.base.data[i * w + q]! * s.candidate.data[j * w + q]!;
+    }
+    sign[i] = signed < 0 ? -1 : 1;
     if (sign[i]! < 0) flipped++;
   }
   return { order: match.permutation, sign, quality: match.quality, moved: movedCount(match.permutation), flipped };
@@ -140,19 +131,14 @@ export interface MlpAlignment {
   readonly moved: number;
 }
 
-/** Gate (signed) and up (absolute) correlations of every base neuron with every candidate neuron. */
-export function neuronSimilarities(base: LayerWeights, candidate: LayerWeights, seed: number): NeuronSimilarities {
-  return {
-    gate: rowCorrelations(comparableRows(base.gate, seed), comparableRows(candidate.gate, seed), false),
-    up: rowCorrelations(comparableRows(base.up, seed + 1), comparableRows(candidate.up, seed + 1), true),
-  };
+/** Both models' gate (signed) and up (absolute: up rows may be negated with down columns) rows, sketched. */
+export function neuronSources(base: LayerWeights, candidate: LayerWeights, seed: number): NeuronSources {
+  return { gate: rowSource(base.gate, candidate.gate, false, seed), up: rowSource(base.up, candidate.up, true, seed + 1) };
 }
 
 /** Neuron permutation maximising the mean of the gate and up similarities. */
-export function alignMlp(sims: NeuronSimilarities, n: number): MlpAlignment {
-  const combined = new Float32Array(sims.gate.length);
-  for (let p = 0; p < combined.length; p++) combined[p] = (sims.gate[p]! + sims.up[p]!) / 2;
-  const match = matchFromCorrelations(combined, n);
+export function alignMlp(sources: NeuronSources, seed: number, options: { denseLimit?: number } = {}): MlpAlignment {
+  const match = matchSources([sources.gate, sources.up], { seed, ...options });
   return { order: match.permutation, quality: match.quality, moved: movedCount(match.permutation) };
 }
 
@@ -179,8 +165,8 @@ export interface HeadAlignment {
  * correlations rather than all rows against all.
  */
 function blockSimilarity(base: NoisyMatrix, cand: NoisyMatrix, headDim: number, blocks: number, seed: number): Float64Array {
-  const rb = standardizeRows(comparableRows(base, seed));
-  const rc = standardizeRows(comparableRows(cand, seed));
+  const rb = comparableRows(base, seed);
+  const rc = comparableRows(cand, seed);
   const width = rb.cols;
   const sim = new Float64Array(blocks * blocks);
   for (let g = 0; g < blocks; g++) {

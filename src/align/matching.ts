@@ -1,40 +1,25 @@
 import { linearAssignment } from '../linalg/assignment.js';
 import type { Matrix } from '../linalg/matrix.js';
-import { matmulTransB, subMatrix } from '../linalg/ops.js';
-
-/** Rows centred and scaled to unit length, so dot products are Pearson correlations. */
-export function standardizeRows(a: Matrix): Matrix {
-  const out = new Float64Array(a.data.length);
-  for (let i = 0; i < a.rows; i++) {
-    const o = i * a.cols;
-    let mean = 0;
-    for (let j = 0; j < a.cols; j++) mean += a.data[o + j]!;
-    mean /= a.cols;
-    let ss = 0;
-    for (let j = 0; j < a.cols; j++) {
-      const d = a.data[o + j]! - mean;
-      out[o + j] = d;
-      ss += d * d;
-    }
-    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
-    for (let j = 0; j < a.cols; j++) out[o + j]! *= inv;
-  }
-  return { rows: a.rows, cols: a.cols, data: out };
-}
+import { matmulTransB, selectRows, subMatrix } from '../linalg/ops.js';
+import { Rng } from '../linalg/rng.js';
+import { standardizeRows } from '../linalg/countsketch.js';
 
 /**
  * Correlation of every row of A with every row of B (A.rows x B.rows, float32 to halve the
- * memory of n = 11008 neuron matchings). `absolute` folds sign flips (a row scaled by -c).
+ * memory). `absolute` folds sign flips (a row scaled by -c).
  */
 export function rowCorrelations(a: Matrix, b: Matrix, absolute: boolean): Float32Array {
   if (a.cols !== b.cols) throw new RangeError(`rowCorrelations: ${a.cols} vs ${b.cols} columns`);
-  const sa = standardizeRows(a);
-  const sb = standardizeRows(b);
+  return unitRowProducts(standardizeRows(a), standardizeRows(b), absolute);
+}
+
+/** Dot products of every row of A with every row of B, rows already of unit length. */
+function unitRowProducts(a: Matrix, b: Matrix, absolute: boolean): Float32Array {
   const out = new Float32Array(a.rows * b.rows);
   const block = 256;
   for (let r0 = 0; r0 < a.rows; r0 += block) {
     const r1 = Math.min(a.rows, r0 + block);
-    const part = matmulTransB(subMatrix(sa, r0, r1, 0, sa.cols), sb).data;
+    const part = matmulTransB(subMatrix(a, r0, r1, 0, a.cols), b).data;
     for (let i = 0; i < part.length; i++) out[r0 * b.rows + i] = absolute ? Math.abs(part[i]!) : part[i]!;
   }
   return out;
@@ -74,12 +59,189 @@ export function movedCount(permutation: ArrayLike<number>): number {
   return moved;
 }
 
-/** True when every row's own counterpart is its best match: the cheap identity check. */
-export function identityIsBest(similarity: Float32Array | Float64Array, n: number): boolean {
-  for (let i = 0; i < n; i++) {
-    const own = similarity[i * n + i]!;
-    for (let j = 0; j < n; j++) if (j !== i && similarity[i * n + j]! >= own) return false;
-    for (let j = 0; j < n; j++) if (j !== i && similarity[j * n + i]! >= own) return false;
+/**
+ * One kind of evidence for matching rows: unit-length (standardized, possibly sketched) rows of
+ * both sides, so a dot product is a correlation; `absolute` when a row may have been negated.
+ */
+export interface SimilaritySource {
+  readonly base: Matrix;
+  readonly candidate: Matrix;
+  readonly absolute: boolean;
+}
+
+export interface SketchMatchOptions {
+  /**
+   * Up to this many rows, the exact assignment over all n^2 similarities; beyond it, candidate
+   * pairs from locality-sensitive hashing (see matchSources). Default DENSE_LIMIT.
+   */
+  readonly denseLimit?: number;
+  /** Seed of the random completion of rows left unmatched beyond denseLimit. */
+  readonly seed: number;
+}
+
+/** Rows matched exactly (all pairs, assignment) up to this many: 2048^2 similarities, 16 MiB each. */
+export const DENSE_LIMIT = 2048;
+
+/**
+ * Maximum-similarity one-to-one matching of base rows to candidate rows, the similarity of a pair
+ * being the mean over the sources of its correlations.
+ *
+ * Up to denseLimit rows: the exact assignment. Beyond, all n^2 pairs cost too much (11008 MLP
+ * neurons at 7B), and a related pair stands out far above the rest, so: candidate pairs are the
+ * rows whose sketches share a random-hyperplane hash (SimHash: sign bits of disjoint groups of
+ * coordinates, one table per group), scored exactly; pairs above the largest similarity chance
+ * gives among those scored are taken greedily by decreasing similarity; the rows left over are
+ * matched exactly among themselves when they are few enough. When they are not (unrelated models:
+ * nothing stands out), they are completed by a seeded random permutation: callers give each
+ * source its own seed, so two matchings of unrelated models stay independent, as the
+ * independence test assumes.
+ */
+export function matchSources(sources: readonly SimilaritySource[], options: SketchMatchOptions): RowMatch {
+  const n = sources[0]!.base.rows;
+  for (const s of sources) {
+    if (s.base.rows !== n || s.candidate.rows !== n || s.base.cols !== s.candidate.cols) {
+      throw new RangeError(`matchSources: ${s.base.rows}x${s.base.cols} vs ${s.candidate.rows}x${s.candidate.cols}`);
+    }
   }
-  return true;
+  const denseLimit = options.denseLimit ?? DENSE_LIMIT;
+  if (n <= denseLimit) return matchFromCorrelations(denseSimilarity(sources, null, null), n);
+
+  const permutation = new Int32Array(n).fill(-1);
+  const candidateTaken = new Uint8Array(n);
+  const pairs = candidatePairs(sources, n);
+  const threshold = chanceSimilarity(sources, pairs.base.length);
+  for (const p of pairs.order) {
+    const i = pairs.base[p]!, j = pairs.candidate[p]!;
+    if (pairs.score[p]! <= threshold) break;
+    if (permutation[i]! >= 0 || candidateTaken[j]) continue;
+    permutation[i] = j;
+    candidateTaken[j] = 1;
+  }
+  const leftBase: number[] = [], leftCandidate: number[] = [];
+  for (let i = 0; i < n; i++) if (permutation[i]! < 0) leftBase.push(i);
+  for (let j = 0; j < n; j++) if (!candidateTaken[j]) leftCandidate.push(j);
+  const k = leftBase.length;
+  if (k > 0 && k <= denseLimit) {
+    const rest = matchFromCorrelations(denseSimilarity(sources, leftBase, leftCandidate), k);
+    for (let t = 0; t < k; t++) permutation[leftBase[t]!] = leftCandidate[rest.permutation[t]!]!;
+  } else if (k > 0) {
+    const shuffle = new Rng(options.seed).permutation(k);
+    for (let t = 0; t < k; t++) permutation[leftBase[t]!] = leftCandidate[shuffle[t]!]!;
+  }
+  const matched = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    matched[i] = pairSimilarity(sources, i, permutation[i]!);
+    sum += matched[i]!;
+  }
+  return { permutation, quality: sum / n, matched };
+}
+
+/** Mean over sources of the (absolute where asked) dot products, for all pairs of the given rows. */
+function denseSimilarity(sources: readonly SimilaritySource[], baseRows: number[] | null, candidateRows: number[] | null): Float32Array {
+  let total: Float32Array | null = null;
+  for (const s of sources) {
+    const a = baseRows ? selectRows(s.base, baseRows) : s.base;
+    const b = candidateRows ? selectRows(s.candidate, candidateRows) : s.candidate;
+    const part = unitRowProducts(a, b, s.absolute);
+    if (!total) total = part;
+    else for (let p = 0; p < part.length; p++) total[p]! += part[p]!;
+  }
+  if (sources.length > 1) for (let p = 0; p < total!.length; p++) total![p]! /= sources.length;
+  return total!;
+}
+
+function pairSimilarity(sources: readonly SimilaritySource[], i: number, j: number): number {
+  let total = 0;
+  for (const s of sources) {
+    const w = s.base.cols;
+    let dot = 0;
+    for (let q = 0; q < w; q++) dot += s.base.data[i * w + q]! * s.candidate.data[j * w + q]!;
+    total += s.absolute ? Math.abs(dot) : dot;
+  }
+  return total / sources.length;
+}
+
+/**
+ * The largest similarity that chance alone gives among `count` scored pairs: a correlation of
+ * unrelated unit rows of width w is about N(0, 1/w), and the maximum of `count` such draws is
+ * below sqrt(2 ln count / w) (the Gaussian maximum bound); a mean over sources is no wider.
+ */
+function chanceSimilarity(sources: readonly SimilaritySource[], count: number): number {
+  const width = Math.min(...sources.map((s) => s.base.cols));
+  return Math.sqrt((2 * Math.log(Math.max(count, 2))) / width);
+}
+
+interface CandidatePairs {
+  readonly base: Int32Array;
+  readonly candidate: Int32Array;
+  readonly score: Float64Array;
+  /** Pair indices by decreasing score. */
+  readonly order: Int32Array;
+}
+
+/**
+ * Pairs whose rows share a SimHash key in at least one table of one source. Keys have about
+ * log2(n) + 2 bits, so a row meets under 1/4 unrelated rows per table by chance, while a row
+ * correlated at rho keeps each bit with probability 1 - acos(rho)/pi in every table.
+ */
+function candidatePairs(sources: readonly SimilaritySource[], n: number): CandidatePairs {
+  const bits = Math.min(30, Math.ceil(Math.log2(n)) + 2);
+  const seen = new Set<number>();
+  const base: number[] = [], candidate: number[] = [];
+  for (const s of sources) {
+    const tables = Math.floor(s.base.cols / bits);
+    for (let t = 0; t < tables; t++) {
+      const kb = hashKeys(s.base, t * bits, bits, s.absolute);
+      const kc = hashKeys(s.candidate, t * bits, bits, s.absolute);
+      const byKey = sortedByKey(kb);
+      for (let j = 0; j < n; j++) {
+        // Binary search for the first base row with candidate j's key.
+        let lo = 0, hi = n;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (kb[byKey[mid]!]! < kc[j]!) lo = mid + 1;
+          else hi = mid;
+        }
+        let end = lo;
+        while (end < n && kb[byKey[end]!] === kc[j]) end++;
+        // A crowded key (zero or duplicated rows) tells nothing apart: those rows go to the leftovers.
+        if (end - lo > CROWDED_KEY) continue;
+        for (let p = lo; p < end; p++) {
+          const i = byKey[p]!;
+          const id = i * n + j;
+          if (seen.has(id)) continue;
+          seen.add(id);
+          base.push(i);
+          candidate.push(j);
+        }
+      }
+    }
+  }
+  const score = new Float64Array(base.length);
+  for (let p = 0; p < score.length; p++) score[p] = pairSimilarity(sources, base[p]!, candidate[p]!);
+  const order = Int32Array.from(score.keys()).sort((x, y) => score[y]! - score[x]! || x - y);
+  return { base: Int32Array.from(base), candidate: Int32Array.from(candidate), score, order };
+}
+
+/** Base rows sharing one key beyond which the key is ignored (chance gives under one). */
+const CROWDED_KEY = 32;
+
+/** Sign bits of coordinates [from, from + bits) of each row; for absolute sources the key of x and -x agree. */
+function hashKeys(m: Matrix, from: number, bits: number, absolute: boolean): Uint32Array {
+  const keys = new Uint32Array(m.rows);
+  const mask = bits >= 32 ? 0xffffffff : (1 << bits) - 1;
+  for (let i = 0; i < m.rows; i++) {
+    let key = 0;
+    for (let b = 0; b < bits; b++) if (m.data[i * m.cols + from + b]! > 0) key |= 1 << b;
+    key >>>= 0;
+    // Negating a row flips every bit: the smaller of the key and its complement is canonical.
+    if (absolute) key = Math.min(key, (~key & mask) >>> 0);
+    keys[i] = key;
+  }
+  return keys;
+}
+
+function sortedByKey(keys: Uint32Array): Int32Array {
+  return Int32Array.from(keys.keys()).sort((x, y) => keys[x]! - keys[y]! || x - y);
 }

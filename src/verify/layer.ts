@@ -1,8 +1,8 @@
 import type { LayerRole } from '../arch/types.js';
-import { independenceFromSimilarities, type LayerIndependence } from '../align/independence.js';
+import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
 import { attentionInvariants } from '../align/invariants.js';
 import {
-  alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSimilarities,
+  alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
   type HeadLayout, type LayerWeights, type ResidualAlignment,
 } from '../align/llama.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
@@ -63,12 +63,13 @@ export interface LayerOutcome {
 }
 
 /**
- * One pair of neuron similarity matrices serves the independence test and the MLP alignment;
- * kept inside this function so those n x n matrices are released before the rank analysis.
+ * One pair of neuron sketches serves the independence test and the MLP alignment; kept inside
+ * this function so they are released before the rank analysis.
  */
 function matchNeurons(index: number, base: LayerWeights, candidate: LayerWeights, seed: number) {
-  const sims = neuronSimilarities(base, candidate, seed + 3 * index);
-  return { independence: independenceFromSimilarities(index, sims, base.gate.rows), mlp: alignMlp(sims, base.gate.rows) };
+  const layerSeed = seed + 3 * index;
+  const sources = neuronSources(base, candidate, layerSeed);
+  return { independence: independenceFromSources(index, sources, layerSeed + 7), mlp: alignMlp(sources, layerSeed + 9) };
 }
 
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext): LayerOutcome {

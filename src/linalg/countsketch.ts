@@ -1,0 +1,114 @@
+import type { Matrix } from './matrix.js';
+import { Rng } from './rng.js';
+
+/**
+ * CountSketch (Charikar, Chen and Farach-Colton): coordinate j of a vector is added, with a random
+ * sign, into one of `width` random buckets. Inner products are preserved in expectation with the
+ * variance of a Gaussian projection of the same width, yet the cost is one add per element instead
+ * of 2 x width flops: what lets neuron and residual matching scale to 7B widths.
+ */
+export interface CountSketchMap {
+  /** Bucket of each input coordinate. */
+  readonly bucket: Int32Array;
+  /** +1 or -1 per input coordinate. */
+  readonly sign: Float64Array;
+  readonly width: number;
+}
+
+/** The map for `dim` input coordinates, a function of (dim, width, seed) only. */
+export function countSketchMap(dim: number, width: number, seed: number): CountSketchMap {
+  const rng = new Rng(seed);
+  const bucket = new Int32Array(dim);
+  const sign = new Float64Array(dim);
+  for (let j = 0; j < dim; j++) {
+    const bits = rng.nextUint32();
+    bucket[j] = (bits >>> 1) % width;
+    sign[j] = bits & 1 ? 1 : -1;
+  }
+  return { bucket, sign, width };
+}
+
+/**
+ * Rows of `a` centred, sketched and scaled to unit length, so the dot product of two such rows
+ * estimates the Pearson correlation of the originals. Rows no wider than `width` are kept whole
+ * (the correlation is then exact).
+ */
+export function sketchRowsStandardized(a: Matrix, width: number, seed: number): Matrix {
+  if (a.cols <= width) return standardizeRows(a);
+  const map = countSketchMap(a.cols, width, seed);
+  // Centring after sketching: sketch(x - mean) = sketch(x) - mean * sketch(ones).
+  const ones = new Float64Array(width);
+  for (let j = 0; j < a.cols; j++) ones[map.bucket[j]!]! += map.sign[j]!;
+  const out = new Float64Array(a.rows * width);
+  for (let i = 0; i < a.rows; i++) {
+    const o = i * a.cols, w = i * width;
+    let sum = 0;
+    for (let j = 0; j < a.cols; j++) {
+      const v = a.data[o + j]!;
+      sum += v;
+      out[w + map.bucket[j]!]! += map.sign[j]! * v;
+    }
+    const mean = sum / a.cols;
+    for (let b = 0; b < width; b++) out[w + b]! -= mean * ones[b]!;
+  }
+  return normalizeRows({ rows: a.rows, cols: width, data: out });
+}
+
+/**
+ * Columns of `a` as sketched rows: row j of the result is column j of `a` with its entries (one
+ * per row of `a`, e.g. one per token of an embedding) count-sketched to `width`, centred and
+ * scaled to unit length. One pass over `a` in storage order.
+ */
+export function sketchColumnsStandardized(a: Matrix, width: number, seed: number): Matrix {
+  if (a.rows <= width) return standardizeRows(transposeOf(a));
+  const map = countSketchMap(a.rows, width, seed);
+  const out = new Float64Array(a.cols * width);
+  const ones = new Float64Array(width);
+  const sums = new Float64Array(a.cols);
+  for (let t = 0; t < a.rows; t++) {
+    const b = map.bucket[t]!, s = map.sign[t]!;
+    ones[b]! += s;
+    const o = t * a.cols;
+    for (let j = 0; j < a.cols; j++) {
+      const v = a.data[o + j]!;
+      sums[j]! += v;
+      out[j * width + b]! += s * v;
+    }
+  }
+  for (let j = 0; j < a.cols; j++) {
+    const mean = sums[j]! / a.rows;
+    for (let b = 0; b < width; b++) out[j * width + b]! -= mean * ones[b]!;
+  }
+  return normalizeRows({ rows: a.cols, cols: width, data: out });
+}
+
+function transposeOf(a: Matrix): Matrix {
+  const out = new Float64Array(a.data.length);
+  for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.cols; j++) out[j * a.rows + i] = a.data[i * a.cols + j]!;
+  return { rows: a.cols, cols: a.rows, data: out };
+}
+
+/** Rows centred and scaled to unit length, so dot products are Pearson correlations. */
+export function standardizeRows(a: Matrix): Matrix {
+  const out = new Float64Array(a.data.length);
+  for (let i = 0; i < a.rows; i++) {
+    const o = i * a.cols;
+    let mean = 0;
+    for (let j = 0; j < a.cols; j++) mean += a.data[o + j]!;
+    mean /= a.cols;
+    for (let j = 0; j < a.cols; j++) out[o + j] = a.data[o + j]! - mean;
+  }
+  return normalizeRows({ rows: a.rows, cols: a.cols, data: out });
+}
+
+/** Scale rows to unit length in place (zero rows stay zero). */
+function normalizeRows(a: Matrix): Matrix {
+  for (let i = 0; i < a.rows; i++) {
+    const o = i * a.cols;
+    let ss = 0;
+    for (let j = 0; j < a.cols; j++) ss += a.data[o + j]! * a.data[o + j]!;
+    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+    for (let j = 0; j < a.cols; j++) a.data[o + j]! *= inv;
+  }
+  return a;
+}
