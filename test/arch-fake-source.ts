@@ -56,6 +56,10 @@ export class FakeSource implements TensorSource {
     return this.values.get(name)!.slice(rowStart * cols, rowEnd * cols);
   }
 
+  readRowsInto(name: string, rowStart: number, rowEnd: number, out: Float32Array): void {
+    out.set(this.readRows(name, rowStart, rowEnd));
+  }
+
   /** Small blocks (3 rows) so readers are exercised across block borders. */
   *rowBlocks(name: string): Iterable<RowBlock> {
     const rows = this.tensors.get(name)!.shape[0]!;

@@ -163,6 +163,28 @@ test('assertFinite names file, tensor and element', () => {
   }
 });
 
+test('assertFinite checks any array of numbers, reporting the first bad element', () => {
+  assert.throws(() => assertFinite(new Float64Array([1, Infinity, NaN]), 'f', 't'), /non-finite weight Infinity at element 1 /);
+  assert.throws(() => assertFinite([0, 0, 0, NaN], 'f', 't', 0, 4), /non-finite weight NaN at element 3 /);
+  assert.doesNotThrow(() => assertFinite(new Float32Array([1, NaN]), 'f', 't', 0, 1), 'only the first count elements are checked');
+});
+
+test('readRowsInto decodes rows straight into a caller view; its length must match', () => {
+  const file = path.join(freshDir(), 'rows.safetensors');
+  const data = Array.from({ length: 12 }, (_, i) => i - 5);
+  writeSafetensors(file, { w: { dtype: 'BF16', shape: [4, 3], data } });
+  const source = openTensorSource(file);
+  try {
+    const out = new Float32Array(9).fill(99);
+    source.readRowsInto('w', 1, 3, out.subarray(2, 8));
+    assert.deepEqual([...out], [99, 99, ...data.slice(3, 9), 99]);
+    assert.throws(() => source.readRowsInto('w', 1, 3, new Float32Array(5)), RangeError);
+    assert.throws(() => source.readRowsInto('w', 3, 5, new Float32Array(6)), RangeError);
+  } finally {
+    source.close();
+  }
+});
+
 const zoo = path.join(fileURLToPath(new URL('../..', import.meta.url)), '..', 'shared', 'zoo');
 
 test('zoo models open: sharded p4a and the p2 adapter', (t) => {

@@ -1,5 +1,6 @@
 import type { Weight } from '../arch/types.js';
-import { isFloatDType, roundingVarianceTable, roundToDtype, type FloatDType } from '../io/dtypes.js';
+import { isFloatDType, roundToDtypeInto, widenWithVariance, type FloatDType } from '../io/dtypes.js';
+import { BadInputError } from '../io/errors.js';
 
 /**
  * A weight matrix as analysed: float64 values plus, per element, the variance of the rounding
@@ -25,22 +26,37 @@ export function coarserGrid(a: string, b: string): FloatDType | null {
   return coarse;
 }
 
+/** Elements rounded per block when a weight moves onto a coarser grid: a scratch that stays in cache. */
+const ROUNDING_BLOCK = 4096;
+
 /**
  * Values and rounding variance of a stored weight. `roundTo` first rounds it onto a coarser grid
- * (a f32 parent compared with its bf16 child: untouched matrices then match exactly).
+ * (a f32 parent compared with its bf16 child: untouched matrices then match exactly). A NaN or
+ * infinity (also one made by rounding) is a BadInputError naming the weight's file and tensor.
  */
 export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null): NoisyMatrix {
-  const stored = roundTo === 'BF16' || roundTo === 'F16' ? roundToDtype(w.data, roundTo) : w.data;
-  const dtype = roundTo ?? w.dtype;
-  const values = Float64Array.from(stored);
-  const variance = new Float32Array(stored.length);
-  if (isFloatDType(dtype)) {
-    // The variance depends on the exponent alone: one table lookup per element.
-    const table = roundingVarianceTable(dtype);
-    const bits = new Int32Array(stored.buffer, stored.byteOffset, stored.length);
-    for (let i = 0; i < bits.length; i++) variance[i] = table[(bits[i]! >>> 23) & 0xff]!;
+  const n = w.data.length;
+  const values = new Float64Array(n);
+  const variance = new Float32Array(n);
+  const grid = roundTo ?? (isFloatDType(w.dtype) ? w.dtype : null);
+  const rounding = roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null;
+  if (!rounding) {
+    requireFinite(widenWithVariance(w.data, values, variance, 0, grid), 0, w.data, w, null);
+  } else {
+    const scratch = new Float32Array(Math.min(n, ROUNDING_BLOCK));
+    for (let start = 0; start < n; start += ROUNDING_BLOCK) {
+      const count = Math.min(ROUNDING_BLOCK, n - start);
+      const block = roundToDtypeInto(w.data.subarray(start, start + count), rounding, scratch.subarray(0, count));
+      requireFinite(widenWithVariance(block, values, variance, start, grid), start, block, w, rounding);
+    }
   }
   return { rows: w.rows, cols: w.cols, values, variance };
+}
+
+function requireFinite(badIndex: number, offset: number, block: Float32Array, w: Weight, roundedTo: FloatDType | null): void {
+  if (badIndex < 0) return;
+  const how = roundedTo ? ` after rounding to ${roundedTo}` : '';
+  throw new BadInputError(`non-finite weight ${block[badIndex]}${how} at element ${offset + badIndex}`, { file: w.file, tensor: w.tensor });
 }
 
 /** Build from plain values with a given per-element variance (tests, merged adapters). */

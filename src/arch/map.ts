@@ -64,7 +64,7 @@ export function readRole(source: TensorSource, ref: RoleRef): Weight {
     let offset = 0;
     for (const [start, end] of roleRanges(ref, storedRows)) {
       checkRange(ref, start, end, storedRows);
-      data.set(source.readRows(ref.tensor, start, end), offset);
+      source.readRowsInto(ref.tensor, start, end, data.subarray(offset, offset + (end - start) * cols));
       offset += (end - start) * cols;
     }
   } else {

@@ -119,6 +119,9 @@ export function decodeInto(dtype: DType, bytes: Uint8Array, count: number, out: 
       out.set(new Float64Array(buffer, at, count), outOffset);
       return;
     case 'BF16':
+      // A bf16 pattern is the top half of a float32: a shift, no table.
+      widenBf16Bits(new Uint16Array(buffer, at, count), new Uint32Array(out.buffer, out.byteOffset + outOffset * 4, count));
+      return;
     case 'F16':
       decodeByTable16(new Uint16Array(buffer, at, count), decodeTable(dtype)!, out, outOffset);
       return;
@@ -142,6 +145,11 @@ export function decodeInto(dtype: DType, bytes: Uint8Array, count: number, out: 
     default:
       throw new BadInputError(`unsupported dtype ${String(dtype)}`);
   }
+}
+
+function widenBf16Bits(src: Uint16Array, dst: Uint32Array): void {
+  const n = src.length;
+  for (let i = 0; i < n; i++) dst[i] = src[i]! << 16;
 }
 
 // Tables come in as parameters: V8 runs such loops several times faster than on module constants.
@@ -205,25 +213,32 @@ function roundHalfEven(y: number): number {
 
 /** Values rounded to the nearest value representable in `dtype` (ties to even), as float32. */
 export function roundToDtype(values: Float32Array, dtype: 'BF16' | 'F16' | 'F32'): Float32Array {
-  const out = new Float32Array(values.length);
+  return roundToDtypeInto(values, dtype, new Float32Array(values.length));
+}
+
+/** roundToDtype into `out` (same length as `values`; may be `values` itself); returns `out`. */
+export function roundToDtypeInto(values: Float32Array, dtype: 'BF16' | 'F16' | 'F32', out: Float32Array): Float32Array {
+  if (out.length !== values.length) throw new RangeError(`roundToDtypeInto: ${values.length} values, ${out.length} outputs`);
   if (dtype === 'F32') {
-    out.set(values);
+    if (out !== values) out.set(values);
     return out;
   }
   if (dtype === 'BF16') {
-    const src = new Uint32Array(values.buffer, values.byteOffset, values.length);
-    const dst = new Uint32Array(out.buffer);
-    for (let i = 0; i < src.length; i++) {
-      const bits = src[i]!;
-      dst[i] = (bits & 0x7fffffff) > 0x7f800000
-        ? (bits | 0x00400000) & 0xffff0000
-        : (((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16) >>> 0;
-    }
+    roundBitsToBf16(new Uint32Array(values.buffer, values.byteOffset, values.length), new Uint32Array(out.buffer, out.byteOffset, out.length));
     return out;
   }
   const table = f16Table();
   for (let i = 0; i < values.length; i++) out[i] = table[float32ToF16Bits(values[i]!)]!;
   return out;
+}
+
+function roundBitsToBf16(src: Uint32Array, dst: Uint32Array): void {
+  for (let i = 0; i < src.length; i++) {
+    const bits = src[i]!;
+    dst[i] = (bits & 0x7fffffff) > 0x7f800000
+      ? (bits | 0x00400000) & 0xffff0000
+      : (((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -253,6 +268,48 @@ export function roundingVarianceTable(dtype: FloatDType): Float64Array {
     varianceTables.set(dtype, table);
   }
   return table;
+}
+
+/** roundingVarianceTable rounded to float32, the precision variances are stored in (null grid: all zero). */
+const varianceTables32 = new Map<FloatDType | null, Float32Array>();
+function roundingVarianceTable32(grid: FloatDType | null): Float32Array {
+  let table = varianceTables32.get(grid);
+  if (!table) {
+    table = grid ? Float32Array.from(roundingVarianceTable(grid)) : new Float32Array(256);
+    varianceTables32.set(grid, table);
+  }
+  return table;
+}
+
+/**
+ * The analysis form of float32 elements: values[at + i] = src[i] as float64 and variance[at + i] =
+ * the variance of rounding onto `grid` at src[i] (ulp^2 / 12 by exponent, as roundingVarianceTable;
+ * zero when `grid` is null, e.g. integer storage). src must already lie on `grid`. One pass, no
+ * allocation. Returns the index of the first NaN or infinity in src, or -1.
+ */
+export function widenWithVariance(src: Float32Array, values: Float64Array, variance: Float32Array, at: number, grid: FloatDType | null): number {
+  if (at < 0 || at + src.length > values.length || at + src.length > variance.length) {
+    throw new RangeError(`widenWithVariance: ${src.length} elements at ${at} do not fit ${values.length} values / ${variance.length} variances`);
+  }
+  // TypedArray.set widens in native code, several times faster than a JS loop; the variance
+  // lookup, which reads the exponent bits anyway, also spots NaN and infinity.
+  values.set(src, at);
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  if (!varianceByExponent(bits, variance, at, roundingVarianceTable32(grid))) return -1;
+  for (let i = 0; i < src.length; i++) if (!Number.isFinite(src[i]!)) return i;
+  return -1;
+}
+
+// Tables and arrays as parameters keep the loop monomorphic; true when a NaN or infinity was seen.
+function varianceByExponent(bits: Uint32Array, variance: Float32Array, at: number, table: Float32Array): boolean {
+  const n = bits.length;
+  let nonFinite = 0;
+  for (let i = 0; i < n; i++) {
+    const exponent = (bits[i]! >>> 23) & 0xff;
+    variance[at + i] = table[exponent]!;
+    nonFinite |= exponent + 1; // bit 8 is set only for exponent 255 (NaN, infinity)
+  }
+  return (nonFinite & 0x100) !== 0;
 }
 
 /** Unit roundoff u = 2^-precision: round-to-nearest relative error is at most u. */

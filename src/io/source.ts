@@ -206,14 +206,18 @@ export class SafetensorsSource implements TensorSource {
   }
 
   readRows(name: string, rowStart: number, rowEnd: number): Float32Array {
-    const info = this.info(name);
-    const { rows, cols } = matrixShape(info);
+    const out = new Float32Array(Math.max(0, rowEnd - rowStart) * matrixShape(this.info(name)).cols);
+    this.readRowsInto(name, rowStart, rowEnd, out);
+    return out;
+  }
+
+  readRowsInto(name: string, rowStart: number, rowEnd: number, out: Float32Array): void {
+    const { rows, cols } = matrixShape(this.info(name));
     if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && 0 <= rowStart && rowStart <= rowEnd && rowEnd <= rows)) {
       throw new RangeError(`rows [${rowStart}, ${rowEnd}) outside 0..${rows} of ${name}`);
     }
-    const out = new Float32Array((rowEnd - rowStart) * cols);
+    if (out.length !== (rowEnd - rowStart) * cols) throw new RangeError(`rows [${rowStart}, ${rowEnd}) of ${name} need ${(rowEnd - rowStart) * cols} values, not ${out.length}`);
     this.readInto(name, rowStart * cols, out);
-    return out;
   }
 
   *rowBlocks(name: string, maxBytes = DEFAULT_BUFFER_BYTES): Iterable<RowBlock> {
@@ -284,9 +288,23 @@ export class SafetensorsSource implements TensorSource {
  * `indexOffset` is added to the reported element index (for chunks of a larger tensor).
  */
 export function assertFinite(values: ArrayLike<number>, file: string, tensor: string, indexOffset = 0, count = values.length): void {
+  const bad = values instanceof Float32Array ? firstNonFiniteFloat32(values, count) : firstNonFinite(values, count);
+  if (bad >= 0) throw new BadInputError(`non-finite weight ${values[bad]} at element ${indexOffset + bad}`, { file, tensor });
+}
+
+/** Float32 is checked on its bits: exponent field all ones is NaN or infinity. */
+function firstNonFiniteFloat32(values: Float32Array, count: number): number {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, count);
+  let seen = 0;
+  for (let i = 0; i < count; i++) seen |= ((bits[i]! >>> 23) & 0xff) + 1; // bit 8: exponent 255
+  return (seen & 0x100) === 0 ? -1 : firstNonFinite(values, count);
+}
+
+function firstNonFinite(values: ArrayLike<number>, count: number): number {
   for (let i = 0; i < count; i++) {
     const v = values[i]!;
-    // v - v is NaN exactly for NaN and infinities; one comparison per element.
-    if (v - v !== 0) throw new BadInputError(`non-finite weight ${v} at element ${indexOffset + i}`, { file, tensor });
+    // v - v is NaN exactly for NaN and infinities.
+    if (v - v !== 0) return i;
   }
+  return -1;
 }

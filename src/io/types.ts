@@ -45,6 +45,8 @@ export interface TensorSource {
   read(name: string): Float32Array;
   /** Decode rows [rowStart, rowEnd) of the tensor viewed as 2-D. */
   readRows(name: string, rowStart: number, rowEnd: number): Float32Array;
+  /** readRows into `out` (exactly (rowEnd - rowStart) x cols long): no allocation, no copy. */
+  readRowsInto(name: string, rowStart: number, rowEnd: number, out: Float32Array): void;
   /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default 16 MiB). */
   rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
   /** Release file descriptors. */
