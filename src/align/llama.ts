@@ -1,8 +1,8 @@
-import { sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
+import { sketchColumnsStandardized, sketchRowsStandardized, type RowMajor } from '../linalg/countsketch.js';
 import type { Matrix } from '../linalg/matrix.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, type SimilaritySource } from './matching.js';
-import { permuteColumns, permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
+import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
 
 /**
  * Alignment of a Llama-style decoder (RMSNorm, GQA attention, gated MLP) onto a base model by the
@@ -24,10 +24,23 @@ export interface LayerWeights {
   readonly inputNormVariance?: Float32Array;
 }
 
-export interface GlobalWeights {
-  readonly embed: NoisyMatrix;
-  readonly lmHead: NoisyMatrix | null;
+/**
+ * What the residual alignment needs of one model's global weights: the embedding and lm_head
+ * columns sketched (see residualColumns; the matrices themselves can be released at once) and
+ * the final norm.
+ */
+export interface ResidualEvidence {
+  readonly embed: Matrix;
+  readonly lmHead: Matrix | null;
   readonly finalNorm: Float64Array | null;
+}
+
+/** Seed of the token sketch: embeddings and lm_head get their own hashing. */
+const RESIDUAL_SEED = 11;
+
+/** The columns of an embedding-like (tokens x hidden) matrix, one sketched row per residual dimension. */
+export function residualColumns(m: RowMajor, role: 'embed' | 'lm_head'): Matrix {
+  return sketchColumnsStandardized(m, SKETCH_WIDTH, RESIDUAL_SEED + (role === 'embed' ? 0 : 1));
 }
 
 export interface HeadLayout {
@@ -70,11 +83,10 @@ export interface ResidualAlignment {
  * Residual permutation from the embedding and lm_head columns (each column's entries, one per
  * token, sketched). Columns may be negated: matched on |corr|, the sign read from the matched pair.
  */
-export function alignResidual(base: GlobalWeights, candidate: GlobalWeights, seed = 11): ResidualAlignment {
-  const columns = (m: NoisyMatrix, salt: number) => sketchColumnsStandardized(asMatrix(m), SKETCH_WIDTH, seed + salt);
-  const sources: SimilaritySource[] = [{ base: columns(base.embed, 0), candidate: columns(candidate.embed, 0), absolute: true }];
-  if (base.lmHead && candidate.lmHead) sources.push({ base: columns(base.lmHead, 1), candidate: columns(candidate.lmHead, 1), absolute: true });
-  const match = matchSources(sources, { seed: seed + 2 });
+export function alignResidual(base: ResidualEvidence, candidate: ResidualEvidence): ResidualAlignment {
+  const sources: SimilaritySource[] = [{ base: base.embed, candidate: candidate.embed, absolute: true }];
+  if (base.lmHead && candidate.lmHead) sources.push({ base: base.lmHead, candidate: candidate.lmHead, absolute: true });
+  const match = matchSources(sources, { seed: RESIDUAL_SEED + 2 });
   const n = match.permutation.length;
   const sign = new Float64Array(n);
   let flipped = 0;
@@ -97,7 +109,7 @@ export function alignResidual(base: GlobalWeights, candidate: GlobalWeights, see
 export function applyResidual(layer: LayerWeights, r: ResidualAlignment): LayerWeights {
   const readers = (m: NoisyMatrix) => permuteColumnsInPlace(m, r.order, r.sign);
   const writers = (m: NoisyMatrix) => permuteRowsInPlace(m, r.order, r.sign);
-  const norm = (g: Float64Array) => Float64Array.from(r.order, (from) => g[from]!);
+  const norm = (g: Float64Array) => permuteResidualVector(g, r);
   return {
     q: readers(layer.q), k: readers(layer.k), v: readers(layer.v), o: writers(layer.o),
     gate: readers(layer.gate), up: readers(layer.up), down: writers(layer.down),
@@ -106,12 +118,9 @@ export function applyResidual(layer: LayerWeights, r: ResidualAlignment): LayerW
   };
 }
 
-export function applyResidualToGlobals(g: GlobalWeights, r: ResidualAlignment): GlobalWeights {
-  return {
-    embed: permuteColumns(g.embed, r.order, r.sign),
-    lmHead: g.lmHead ? permuteColumns(g.lmHead, r.order, r.sign) : null,
-    finalNorm: g.finalNorm ? Float64Array.from(r.order, (from) => g.finalNorm![from]!) : null,
-  };
+/** A residual-indexed vector (a norm weight) in the base's residual order. */
+export function permuteResidualVector(g: Float64Array, r: ResidualAlignment): Float64Array {
+  return Float64Array.from(r.order, (from) => g[from]!);
 }
 
 /**

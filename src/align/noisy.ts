@@ -87,21 +87,6 @@ export function scaleRows(m: NoisyMatrix, s: ArrayLike<number>): void {
   }
 }
 
-/** New matrix whose column j is column `order[j]` of m times `sign[j]` (sign optional). */
-export function permuteColumns(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
-  const values = new Float64Array(m.values.length);
-  const variance = new Float32Array(m.variance.length);
-  for (let i = 0; i < m.rows; i++) {
-    const o = i * m.cols;
-    for (let j = 0; j < m.cols; j++) {
-      const from = o + order[j]!;
-      values[o + j] = (sign ? sign[j]! : 1) * m.values[from]!;
-      variance[o + j] = m.variance[from]!;
-    }
-  }
-  return { rows: m.rows, cols: m.cols, values, variance };
-}
-
 /**
  * Row i becomes row `order[i]` times `sign[i]`, in place (cycle by cycle, one row of scratch):
  * for layers that are consumed by their alignment, so no second copy of a large matrix is made.

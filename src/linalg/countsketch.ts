@@ -28,12 +28,19 @@ export function countSketchMap(dim: number, width: number, seed: number): CountS
   return { bucket, sign, width };
 }
 
+/** A dense row-major matrix of either float width (stored float32 weights are sketched as read). */
+export interface RowMajor {
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Float32Array | Float64Array;
+}
+
 /**
  * Rows of `a` centred, sketched and scaled to unit length, so the dot product of two such rows
  * estimates the Pearson correlation of the originals. Rows no wider than `width` are kept whole
  * (the correlation is then exact).
  */
-export function sketchRowsStandardized(a: Matrix, width: number, seed: number): Matrix {
+export function sketchRowsStandardized(a: RowMajor, width: number, seed: number): Matrix {
   if (a.cols <= width) return standardizeRows(a);
   const map = countSketchMap(a.cols, width, seed);
   // Centring after sketching: sketch(x - mean) = sketch(x) - mean * sketch(ones).
@@ -59,7 +66,7 @@ export function sketchRowsStandardized(a: Matrix, width: number, seed: number): 
  * per row of `a`, e.g. one per token of an embedding) count-sketched to `width`, centred and
  * scaled to unit length. One pass over `a` in storage order.
  */
-export function sketchColumnsStandardized(a: Matrix, width: number, seed: number): Matrix {
+export function sketchColumnsStandardized(a: RowMajor, width: number, seed: number): Matrix {
   if (a.rows <= width) return standardizeRows(transposeOf(a));
   const map = countSketchMap(a.rows, width, seed);
   const out = new Float64Array(a.cols * width);
@@ -82,14 +89,14 @@ export function sketchColumnsStandardized(a: Matrix, width: number, seed: number
   return normalizeRows({ rows: a.cols, cols: width, data: out });
 }
 
-function transposeOf(a: Matrix): Matrix {
+function transposeOf(a: RowMajor): Matrix {
   const out = new Float64Array(a.data.length);
   for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.cols; j++) out[j * a.rows + i] = a.data[i * a.cols + j]!;
   return { rows: a.cols, cols: a.rows, data: out };
 }
 
 /** Rows centred and scaled to unit length, so dot products are Pearson correlations. */
-export function standardizeRows(a: Matrix): Matrix {
+export function standardizeRows(a: RowMajor): Matrix {
   const out = new Float64Array(a.data.length);
   for (let i = 0; i < a.rows; i++) {
     const o = i * a.cols;

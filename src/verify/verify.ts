@@ -4,7 +4,7 @@ import type { LayerRole, Weight } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
-  alignResidual, applyResidualToGlobals, type GlobalWeights, type HeadLayout, type LayerWeights, type ResidualAlignment,
+  alignResidual, permuteResidualVector, residualColumns, type HeadLayout, type LayerWeights, type ResidualAlignment, type ResidualEvidence,
 } from '../align/llama.js';
 import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../align/noisy.js';
 import { Rng } from '../linalg/rng.js';
@@ -74,17 +74,22 @@ function loadLayer(base: RoleReader, candidate: RoleReader, index: number): { ba
   return { base: side('base'), candidate: side('candidate') };
 }
 
-function loadGlobals(base: RoleReader, candidate: RoleReader): { base: GlobalWeights; candidate: GlobalWeights } {
-  const embed = readPair(base, candidate, (r) => r.global('embed'));
+/**
+ * One model's residual evidence: each embedding-like matrix is sketched as soon as it is read and
+ * released, so at most one of them (131M values at 7B) is in memory at a time.
+ */
+function loadResidualEvidence(reader: RoleReader, withHead: boolean, withNorm: boolean): ResidualEvidence {
+  return {
+    embed: residualColumns(reader.global('embed'), 'embed'),
+    lmHead: withHead ? residualColumns(reader.global('lm_head'), 'lm_head') : null,
+    finalNorm: withNorm ? Float64Array.from(reader.global('final_norm').data) : null,
+  };
+}
+
+function loadGlobals(base: RoleReader, candidate: RoleReader): { base: ResidualEvidence; candidate: ResidualEvidence } {
   const tied = base.map.tiedEmbeddings || candidate.map.tiedEmbeddings || !base.map.global.lm_head || !candidate.map.global.lm_head;
-  const head = tied ? null : readPair(base, candidate, (r) => r.global('lm_head'));
-  const norm = base.map.global.final_norm && candidate.map.global.final_norm ? readPair(base, candidate, (r) => r.global('final_norm')) : null;
-  const side = (s: 'base' | 'candidate'): GlobalWeights => ({
-    embed: embed[s],
-    lmHead: head ? head[s] : null,
-    finalNorm: norm ? norm[s].values : null,
-  });
-  return { base: side('base'), candidate: side('candidate') };
+  const withNorm = Boolean(base.map.global.final_norm && candidate.map.global.final_norm);
+  return { base: loadResidualEvidence(base, !tied, withNorm), candidate: loadResidualEvidence(candidate, !tied, withNorm) };
 }
 
 function isIdentity(order: ArrayLike<number>): boolean {
@@ -128,16 +133,16 @@ export function verifyModels(
 
   const globals = timed(() => loadGlobals(base, candidate), (s) => (readSeconds += s));
   const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
-  const alignedGlobals = applyResidualToGlobals(globals.candidate, residual);
   // Probes: more than any LoRA rank sum r_v + r_o that is still called low-rank in practice.
-  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(globals.base.embed.cols, PROBES), globals.base.embed.cols);
+  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(base.map.dims.hidden, PROBES), base.map.dims.hidden);
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const layers: LayerEvidence[] = [];
   const independence: LayerIndependence[] = [];
   const transformLayers: TransformFound['layers'][number][] = [];
   const qualities: number[] = [residual.quality];
-  let normFold = alignedGlobals.finalNorm && globals.base.finalNorm ? maxAbsLog(ratio(alignedGlobals.finalNorm, globals.base.finalNorm)) : 0;
+  let normFold = globals.candidate.finalNorm && globals.base.finalNorm
+    ? maxAbsLog(ratio(permuteResidualVector(globals.candidate.finalNorm, residual), globals.base.finalNorm)) : 0;
   let growthNum = 0, growthDen = 0;
   const layerCount = base.map.layers.length;
 
