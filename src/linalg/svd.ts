@@ -1,7 +1,7 @@
 import { type Matrix, zeros } from './matrix.js';
 import { euclideanNorm, gram, matmul, matmulTransA, matmulTransB, subMatrix, transpose } from './ops.js';
 import { symmetricEigen } from './eig.js';
-import { extractR, formQColumns, householderFactor, orthonormalize } from './qr.js';
+import { extractR, formQColumns, householderFactor, orthonormalizeTall } from './qr.js';
 import { Rng } from './rng.js';
 
 /*
@@ -187,10 +187,11 @@ export function randomizedSvd(a: Matrix, k: number, options: RandomizedSvdOption
   const rng = options.rng ?? new Rng(0);
   const at = transpose(a);
   const omegaT = rng.gaussianMatrix(width, n);
-  let q = orthonormalize(matmulTransB(a, omegaT)); // m×width
+  // Tall-skinny bases (width ≤ min(m, n)): CholeskyQR2 in the product kernel.
+  let q = orthonormalizeTall(matmulTransB(a, omegaT)); // m×width
   for (let it = 0; it < powerIters; it++) {
-    const z = orthonormalize(matmulTransB(at, transpose(q))); // n×width
-    q = orthonormalize(matmulTransB(a, transpose(z)));
+    const z = orthonormalizeTall(matmulTransB(at, transpose(q))); // n×width
+    q = orthonormalizeTall(matmulTransB(a, transpose(z)));
   }
   const small = matmulTransB(transpose(q), at); // width×n = Qᵀ·A
   // Values needed are the leading ones (well above sqrt(eps)·σ₁): the Gram route is accurate and fast.
