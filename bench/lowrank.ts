@@ -8,11 +8,15 @@
  *   v     the same, then every head's rows rescaled (V/O obfuscation): rank 16;
  *   o     W with every head's columns divided by the V scale, columns free: rank 0;
  *   full  W + dense noise of 1% RMS (a full fine-tune), rows and columns free: not low-rank.
- * Each case runs in its own child process, so the peak RSS reported is the call's own (minus the
- * inputs, measured just before the call). Single-threaded; CPU seconds are printed beside wall
+ * Inputs are built once into a file under the temp folder (building takes several times their
+ * memory); each case then runs in its own child process that reads them, so the peak RSS reported
+ * is the call's own (above the RSS just before it). Single-threaded; CPU seconds are printed beside wall
  * seconds, as the steadier number on a shared machine.
  */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { lowRankDelta, type GaugeFreedom } from '../src/align/lowrank.js';
 import { noisyFromWeight, type NoisyMatrix } from '../src/align/noisy.js';
@@ -76,8 +80,31 @@ function build(kind: Case, d: number, headDim: number): { base: NoisyMatrix; can
   return { base: bf16(w, d, d), candidate: bf16(y, d, d), gauge };
 }
 
-function runOne(kind: Case, d: number, headDim: number, repeat: number): void {
+/** The inputs as raw arrays in one file: building them needs several times their memory, reading them does not. */
+function save(file: string, kind: Case, d: number, headDim: number): void {
   const { base, candidate, gauge } = build(kind, d, headDim);
+  const parts = [base.values, base.variance, candidate.values, candidate.variance].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+  fs.writeFileSync(file, Buffer.concat([Buffer.from(JSON.stringify(gauge).padEnd(64)), ...parts]));
+}
+
+function load(file: string, d: number): { base: NoisyMatrix; candidate: NoisyMatrix; gauge: GaugeFreedom } {
+  const fd = fs.openSync(file, 'r');
+  const header = Buffer.alloc(64);
+  fs.readSync(fd, header, 0, 64, 0);
+  let at = 64;
+  const read = <T extends Float64Array | Float32Array>(out: T): T => {
+    fs.readSync(fd, new Uint8Array(out.buffer), 0, out.byteLength, at);
+    at += out.byteLength;
+    return out;
+  };
+  const matrix = (): NoisyMatrix => ({ rows: d, cols: d, values: read(new Float64Array(d * d)), variance: read(new Float32Array(d * d)) });
+  const base = matrix(), candidate = matrix();
+  fs.closeSync(fd);
+  return { base, candidate, gauge: JSON.parse(header.toString().trim()) as GaugeFreedom };
+}
+
+function runOne(kind: Case, d: number, headDim: number, repeat: number, file: string): void {
+  const { base, candidate, gauge } = load(file, d);
   (globalThis as { gc?: () => void }).gc?.();
   const before = process.resourceUsage().maxRSS;
   const rss = process.memoryUsage().rss / 1024;
@@ -107,12 +134,18 @@ const d = Number(arg('hidden', '1024'));
 const headDim = Number(arg('head-dim', d >= 4096 ? '128' : '64'));
 const repeat = Number(arg('repeat', '1'));
 const only = arg('only', '');
-if (only) {
-  runOne(only as Case, d, headDim, repeat);
+const inputs = (kind: string) => path.join(os.tmpdir(), `lowrank-bench-${kind}-${d}-${headDim}.bin`);
+if (only && process.argv.includes('--save')) {
+  save(inputs(only), only as Case, d, headDim);
+} else if (only) {
+  runOne(only as Case, d, headDim, repeat, inputs(only));
 } else {
   const cases = arg('case', CASES.join(',')).split(',') as Case[];
+  const self = fileURLToPath(import.meta.url);
+  const common = ['--hidden', String(d), '--head-dim', String(headDim), '--repeat', String(repeat)];
   for (const kind of cases) {
-    const child = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), '--hidden', String(d), '--head-dim', String(headDim), '--repeat', String(repeat), '--only', kind, ...(process.argv.includes('--digest') ? ['--digest'] : [])], { stdio: 'inherit' });
+    if (!fs.existsSync(inputs(kind))) spawnSync(process.execPath, [self, ...common, '--only', kind, '--save'], { stdio: 'inherit' });
+    const child = spawnSync(process.execPath, ['--expose-gc', self, ...common, '--only', kind, ...(process.argv.includes('--digest') ? ['--digest'] : [])], { stdio: 'inherit' });
     if (child.status !== 0) process.exitCode = 1;
   }
 }
