@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/linalg/rng.js';
 import { diagonal, fromRows, zeros } from '../src/linalg/matrix.js';
-import { add, matmul, matmulTransB, sub, frobeniusNorm } from '../src/linalg/ops.js';
-import { orthonormalize, qr, qrPivoted } from '../src/linalg/qr.js';
+import { add, matmul, matmulTransA, matmulTransB, sub, frobeniusNorm } from '../src/linalg/ops.js';
+import { orthonormalize, orthonormalizeTall, qr, qrPivoted } from '../src/linalg/qr.js';
 import { symmetricEigen, symmetricEigenvalues } from '../src/linalg/eig.js';
-import { randomizedSvd, singularValues, svd, topSingularValue } from '../src/linalg/svd.js';
+import { productTransA, randomizedSvd, singularValues, svd, topSingularValue } from '../src/linalg/svd.js';
 import { geometric, maxAbsDiff, orthonormalityError, randomOrthonormal, withSpectrum } from './linalg-helpers.js';
 
 test('QR reconstructs tall and wide matrices with orthonormal Q', () => {
@@ -33,6 +33,37 @@ test('pivoted QR orders |R_jj| and reveals rank; orthonormalize spans the input'
   assert.ok(maxAbsDiff(matmul(q, r), permuted) < 1e-13);
   const basis = orthonormalize(rng.gaussianMatrix(50, 8));
   assert.ok(orthonormalityError(basis) < 1e-13);
+});
+
+test('CholeskyQR2 basis: orthonormal, nested spans (QᵀA upper triangular, positive diagonal), Householder fallback when ill-conditioned', () => {
+  const rng = new Rng(21);
+  for (const [label, a] of [
+    ['Gaussian 600x40', rng.gaussianMatrix(600, 40)],
+    ['cond 1e5', withSpectrum(rng, 500, 30, geometric(30, 1e-5))],
+    ['cond 1e12 (fallback)', withSpectrum(rng, 500, 30, geometric(30, 1e-12))],
+    ['rank 5 of 12 (fallback)', withSpectrum(rng, 200, 12, geometric(5, 1e-2))],
+  ] as const) {
+    const q = orthonormalizeTall(a);
+    assert.equal(q.rows, a.rows);
+    assert.equal(q.cols, a.cols);
+    assert.ok(orthonormalityError(q) < 1e-13, `${label}: orthonormal`);
+    const r = matmulTransA(q, a); // A = Q·R with R upper triangular: each first j columns share one span
+    const scale = frobeniusNorm(a);
+    for (let i = 0; i < r.rows; i++) for (let j = 0; j < i; j++) assert.ok(Math.abs(r.data[i * r.cols + j]!) < 1e-12 * scale, `${label}: R[${i}][${j}]`);
+    if (!label.includes('fallback')) {
+      assert.ok(maxAbsDiff(matmul(q, r), a) < 1e-13 * scale, `${label}: reconstruction`);
+      for (let j = 0; j < r.cols; j++) assert.ok(r.data[j * r.cols + j]! > 0, `${label}: positive diagonal`);
+    }
+  }
+  // The same basis as Householder's up to column signs.
+  const a = rng.gaussianMatrix(300, 20);
+  const fast = orthonormalizeTall(a), reference = orthonormalize(a);
+  for (let j = 0; j < 20; j++) {
+    let d = 0;
+    for (let i = 0; i < 300; i++) d += fast.data[i * 20 + j]! * reference.data[i * 20 + j]!;
+    assert.ok(Math.abs(Math.abs(d) - 1) < 1e-12, `column ${j}`);
+  }
+  assert.throws(() => orthonormalizeTall(rng.gaussianMatrix(5, 8)), RangeError);
 });
 
 test('symmetric eigen recovers known spectra and vectors', () => {
@@ -113,6 +144,18 @@ test('randomized SVD finds the top-k of low rank plus noise within 1e-6', () => 
   // Best rank-k error is the noise's Frobenius norm (~1e-4·√(mn) ≈ 0.03).
   assert.ok(frobeniusNorm(residual) < 1.05 * frobeniusNorm(noise));
   assert.throws(() => randomizedSvd(a, 0), RangeError);
+});
+
+test('productTransA: Aᵀ·B by row blocks equals the plain product (row counts around the block size)', () => {
+  const rng = new Rng(22);
+  for (const [m, n, k] of [[1, 3, 2], [255, 40, 7], [256, 9, 1], [700, 33, 12]] as const) {
+    const a = rng.gaussianMatrix(m, n), b = rng.gaussianMatrix(m, k);
+    const got = productTransA(a, b);
+    assert.equal(got.rows, n);
+    assert.equal(got.cols, k);
+    assert.ok(maxAbsDiff(got, matmulTransA(a, b)) < 1e-12 * Math.sqrt(m), `${m}x${n}, k=${k}`);
+  }
+  assert.throws(() => productTransA(zeros(3, 2), zeros(4, 2)), RangeError);
 });
 
 test('topSingularValue by power iteration', () => {

@@ -1,7 +1,7 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
-import { matmul, matmulTransB, transpose } from '../linalg/ops.js';
-import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
+import { matmulTransB } from '../linalg/ops.js';
+import { productTransA, randomizedSvd, svdViaGram } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
 import type { NoisyMatrix } from './noisy.js';
 
@@ -66,16 +66,20 @@ interface Whitened {
   readonly c: Float64Array;
 }
 
+/**
+ * The whitened delta (a y b - x) / (r c) and its bulk edge. The combined variance
+ * V = Vx + (a b)^2 Vy is recomputed in each of the three passes (minimum, log means, edge sums)
+ * rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
+ */
 function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array): Whitened {
   const m = x.rows, n = x.cols;
-  const variance = new Float64Array(m * n);
+  const vx = x.variance, vy = y.variance;
   let minPositive = Infinity;
   for (let i = 0; i < m; i++) {
+    const ai = a[i]!, row = i * n;
     for (let j = 0; j < n; j++) {
-      const p = i * n + j;
-      const s = a[i]! * b[j]!;
-      const v = x.variance[p]! + s * s * y.variance[p]!;
-      variance[p] = v;
+      const s = ai * b[j]!;
+      const v = vx[row + j]! + s * s * vy[row + j]!;
       if (v > 0 && v < minPositive) minPositive = v;
     }
   }
@@ -85,15 +89,16 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   const rowMean = new Float64Array(m);
   const colMean = new Float64Array(n);
   for (let i = 0; i < m; i++) {
+    const ai = a[i]!, row = i * n;
+    let rowSum = 0;
     for (let j = 0; j < n; j++) {
-      const p = i * n + j;
-      const v = Math.max(variance[p]!, floor);
-      variance[p] = v;
-      const l = Math.log(v);
-      rowMean[i]! += l / n;
+      const s = ai * b[j]!;
+      const l = Math.log(Math.max(vx[row + j]! + s * s * vy[row + j]!, floor));
+      rowSum += l / n;
       colMean[j]! += l / m;
       total += l;
     }
+    rowMean[i] = rowSum;
   }
   total /= m * n;
   const r = new Float64Array(m);
@@ -103,15 +108,21 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   const rowSum = new Float64Array(m);
   const colSum = new Float64Array(n);
   const delta = new Float64Array(m * n);
+  const xv = x.values, yv = y.values;
   for (let i = 0; i < m; i++) {
+    const ai = a[i]!, ri = r[i]!, row = i * n;
+    let sum = 0;
     for (let j = 0; j < n; j++) {
-      const p = i * n + j;
-      const w = r[i]! * c[j]!;
-      const s = variance[p]! / (w * w);
-      rowSum[i]! += s;
-      colSum[j]! += s;
-      delta[p] = (a[i]! * y.values[p]! * b[j]! - x.values[p]!) / w;
+      const p = row + j;
+      const s = ai * b[j]!;
+      const w = ri * c[j]!;
+      const v = Math.max(vx[p]! + s * s * vy[p]!, floor);
+      const scaled = v / (w * w);
+      sum += scaled;
+      colSum[j]! += scaled;
+      delta[p] = (ai * yv[p]! * b[j]! - xv[p]!) / w;
     }
+    rowSum[i] = sum;
   }
   let maxRow = 0, maxCol = 0;
   for (let i = 0; i < m; i++) maxRow = Math.max(maxRow, rowSum[i]!);
@@ -171,41 +182,56 @@ interface Spectrum {
   readonly c: Float64Array;
 }
 
-/** Top singular values and vectors of the whitened delta in gauge (a, b), at least `want` of them. */
-function spectrumAt(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, limit: number): Spectrum {
-  const w = whiten(x, y, a, b);
+/** Top singular values and vectors of a whitened delta, at least `want` of them. */
+function spectrumOf(w: Whitened, want: number, limit: number): Spectrum {
   const top = topSvd(w.delta, Math.min(limit, want));
   const s = Float64Array.from(top.s, (v) => v / w.edge);
   const count = countAbove(s);
   return { s, count, saturated: count === s.length && s.length < limit, u: top.u, v: top.v, r: w.r, c: w.c };
 }
 
-/** The spectrum at (a, b) with enough values computed to count those above the edge, up to cap. */
-function countedSpectrum(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, cap: number, limit: number): Spectrum {
-  let spectrum = spectrumAt(x, y, a, b, want, limit);
-  while (spectrum.saturated && spectrum.s.length <= cap) spectrum = spectrumAt(x, y, a, b, spectrum.s.length * 4, limit);
+/**
+ * The spectrum at (a, b) with enough values computed to count those above the edge, up to cap:
+ * from `want` values, or from `known` (already computed at (a, b)) when given. The whitened delta
+ * is formed once, and only if a spectrum has to be computed.
+ */
+function countedSpectrum(
+  x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, cap: number, limit: number, known: Spectrum | null = null,
+): Spectrum {
+  let whitened: Whitened | null = null;
+  const at = (values: number) => spectrumOf(whitened ??= whiten(x, y, a, b), values, limit);
+  let spectrum = known ?? at(want);
+  while (spectrum.saturated && spectrum.s.length <= cap) spectrum = at(spectrum.s.length * 4);
   return spectrum;
 }
 
 /** Median-polish sweeps of the robust starting scales. */
 const POLISH_SWEEPS = 4;
 
+/** Lines gathered together when they are contiguous across (columns of a row-major matrix). */
+const POLISH_BLOCK = 32;
+
 /**
  * One median-polish half sweep: for each of `count` lines (rows or columns) of the log-ratio
  * matrix, the median over its `len` entries (at t*lineStride + s*entryStride) of the entry minus
  * the other side's current log scale at s; NaN entries (a zero on either side) are skipped.
+ * Columns (lineStride 1) are gathered POLISH_BLOCK at a time, reading rows contiguously.
  */
-function polishLines(
-  logRatio: Float64Array, count: number, len: number, lineStride: number, entryStride: number,
-  other: Float64Array, scratch: Float64Array, out: Float64Array,
-): void {
-  for (let t = 0; t < count; t++) {
-    let used = 0;
+function polishLines(logRatio: Float64Array, count: number, len: number, lineStride: number, entryStride: number, other: Float64Array, out: Float64Array): void {
+  const block = lineStride === 1 ? POLISH_BLOCK : 1;
+  const scratch = new Float64Array(block * len);
+  const used = new Int32Array(block);
+  for (let t0 = 0; t0 < count; t0 += block) {
+    const lines = Math.min(block, count - t0);
+    used.fill(0);
     for (let e = 0; e < len; e++) {
-      const l = logRatio[t * lineStride + e * entryStride]!;
-      if (!Number.isNaN(l)) scratch[used++] = l - other[e]!;
+      const start = t0 * lineStride + e * entryStride, shift = other[e]!;
+      for (let t = 0; t < lines; t++) {
+        const l = logRatio[start + t * lineStride]!;
+        if (!Number.isNaN(l)) scratch[t * len + used[t]!++] = l - shift;
+      }
     }
-    out[t] = used > 0 ? medianInPlace(scratch, used) : 0;
+    for (let t = 0; t < lines; t++) out[t0 + t] = used[t]! > 0 ? medianInPlace(scratch.subarray(t * len, (t + 1) * len), used[t]!) : 0;
   }
 }
 
@@ -224,10 +250,11 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
     if (xv !== 0 && yv !== 0) logRatio[p] = Math.log(Math.abs(xv / yv));
   }
   const logA = new Float64Array(m), logB = new Float64Array(n);
-  const line = new Float64Array(Math.max(m, n));
-  for (let sweep = 0; sweep < POLISH_SWEEPS; sweep++) {
-    if (gauge.rows) polishLines(logRatio, m, n, n, 1, logB, line, logA);
-    if (gauge.cols) polishLines(logRatio, n, m, 1, n, logA, line, logB);
+  // With one side free the other stays 0: a second sweep would repeat the first.
+  const sweeps = gauge.rows && gauge.cols ? POLISH_SWEEPS : 1;
+  for (let sweep = 0; sweep < sweeps; sweep++) {
+    if (gauge.rows) polishLines(logRatio, m, n, n, 1, logB, logA);
+    if (gauge.cols) polishLines(logRatio, n, m, 1, n, logA, logB);
   }
   for (let i = 0; i < m; i++) a[i] = Math.exp(logA[i]!);
   for (let j = 0; j < n; j++) b[j] = Math.exp(logB[j]!);
@@ -253,13 +280,12 @@ const CONVERGED = 1e-5;
 /**
  * Row and column scales (in place, starting from the gauge `spectrum` was computed in) minimising
  * the whitened misfit outside its top-k singular subspaces: alternating least squares, since the
- * two sides are coupled. The whitening is the spectrum's own. Columns are fitted as the rows of
- * the transposed matrices.
+ * two sides are coupled. The whitening is the spectrum's own.
  */
 function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, spectrum: Spectrum, k: number): void {
   const values = (m: NoisyMatrix): Matrix => ({ rows: m.rows, cols: m.cols, data: m.values });
-  const rows = gauge.rows ? new RowScaleFit(values(x), values(y), spectrum.c, spectrum.v, k) : null;
-  const cols = gauge.cols ? new RowScaleFit(transpose(values(x)), transpose(values(y)), spectrum.r, spectrum.u, k) : null;
+  const rows = gauge.rows ? new ScaleFit(values(x), values(y), 'rows', spectrum.c, spectrum.v, k) : null;
+  const cols = gauge.cols ? new ScaleFit(values(x), values(y), 'cols', spectrum.r, spectrum.u, k) : null;
   const alternations = rows && cols ? ALTERNATIONS : 1;
   const before = new Float64Array(a.length + b.length);
   for (let it = 0; it < alternations; it++) {
@@ -275,64 +301,84 @@ function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Arr
   }
 }
 
-/** The first k columns of basis (len x cols) as a k x len matrix of contiguous vectors. */
-function leadingVectors(basis: Matrix, k: number): Matrix {
-  const out = new Float64Array(k * basis.rows);
-  for (let s = 0; s < basis.rows; s++) for (let q = 0; q < k; q++) out[q * basis.rows + s] = basis.data[s * basis.cols + q]!;
-  return { rows: k, cols: basis.rows, data: out };
-}
-
-/** m with column j scaled by scale[j]. */
-function scaleColumnsOf(m: Matrix, scale: ArrayLike<number>): Matrix {
-  const out = new Float64Array(m.data.length);
-  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) out[i * m.cols + j] = m.data[i * m.cols + j]! * scale[j]!;
-  return { rows: m.rows, cols: m.cols, data: out };
-}
-
 /**
- * Least-squares scale of each candidate row against the base row, in whitened units (columns
- * divided by `unit`), both with the trial subspace (k right singular vectors V) projected out:
- * a_i = <P y_i, P x_i> / |P y_i|^2 = <y_i, P x_i> / (|y_i|^2 - |V^T y_i|^2). P x is fixed per fit;
- * the projections are matrix products (the fast kernel).
+ * Least-squares scale of each candidate line (row or column) against the base's, in whitened
+ * units (the other side's entries divided by `unit`), both with the trial subspace projected out
+ * (P = I - W W^T, W the first k singular vectors on the other side):
+ *   s_t = <P y_t, P x_t> / |P y_t|^2 = (<y_t, x_t> - <W^T y_t, W^T x_t>) / (|y_t|^2 - |W^T y_t|^2),
+ * with y_t already carrying the other side's current scales. No m x n array is formed: the
+ * projections W^T x_t (fixed) and W^T y_t (per fit) are thin products of the stored matrices with
+ * weighted copies of W, and the inner products one pass over both matrices.
  */
-class RowScaleFit {
-  private readonly projected: Matrix;
-  private readonly vectors: Matrix;
+class ScaleFit {
+  /** The first k singular vectors on the other side, as an other x k matrix. */
+  private readonly basis: Matrix;
   private readonly inverseUnit: Float64Array;
+  /** W^T x_t for every line t, lines x k. */
+  private readonly baseInside: Matrix | null;
 
-  constructor(x: Matrix, private readonly y: Matrix, unit: Float64Array, basis: Matrix, k: number) {
-    this.vectors = leadingVectors(basis, k);
+  constructor(private readonly x: Matrix, private readonly y: Matrix, private readonly side: 'rows' | 'cols', unit: Float64Array, vectors: Matrix, k: number) {
+    const other = vectors.rows;
+    const basis = new Float64Array(other * k);
+    for (let e = 0; e < other; e++) for (let q = 0; q < k; q++) basis[e * k + q] = vectors.data[e * vectors.cols + q]!;
+    this.basis = { rows: other, cols: k, data: basis };
     this.inverseUnit = Float64Array.from(unit, (u) => 1 / u);
-    const whitened = scaleColumnsOf(x, this.inverseUnit);
-    if (k > 0) {
-      const inside = matmul(matmulTransB(whitened, this.vectors), this.vectors);
-      for (let p = 0; p < whitened.data.length; p++) whitened.data[p]! -= inside.data[p]!;
-    }
-    this.projected = whitened;
+    this.baseInside = k > 0 ? this.project(x, this.inverseUnit) : null;
   }
 
-  /** Writes the scale of every row into `out`, given the other side's scales. */
-  fit(other: Float64Array, out: Float64Array): void {
-    const n = this.y.cols;
-    const line = scaleColumnsOf(this.y, Float64Array.from(other, (v, j) => v * this.inverseUnit[j]!));
-    const inner = this.vectors.rows > 0 ? matmulTransB(line, this.vectors) : null;
-    const values = line.data, projected = this.projected.data;
-    for (let i = 0; i < this.y.rows; i++) {
-      let num = 0, total = 0, inside = 0;
+  /** W^T (m_t ∘ weight) for every line t of m: lines x k, through the fast kernel. */
+  private project(m: Matrix, weight: Float64Array): Matrix {
+    const k = this.basis.cols, other = this.basis.rows;
+    if (this.side === 'rows') {
+      // Row i: sum_j m_ij weight_j W_jq, i.e. m times (W ∘ weight)^T stored k x n.
+      const weighted = new Float64Array(k * other);
+      for (let j = 0; j < other; j++) for (let q = 0; q < k; q++) weighted[q * other + j] = this.basis.data[j * k + q]! * weight[j]!;
+      return matmulTransB(m, { rows: k, cols: other, data: weighted });
+    }
+    // Column j: sum_i m_ij weight_i W_iq, i.e. m^T times (W ∘ weight) stored m x k.
+    const weighted = Float64Array.from(this.basis.data, (v, p) => v * weight[Math.floor(p / k)]!);
+    return productTransA(m, { rows: other, cols: k, data: weighted });
+  }
+
+  /** Writes the scale of every line into `out`, given the other side's scales. */
+  fit(otherScale: Float64Array, out: Float64Array): void {
+    const weight = Float64Array.from(otherScale, (v, e) => v * this.inverseUnit[e]!);
+    const lines = out.length;
+    const cross = new Float64Array(lines), square = new Float64Array(lines);
+    const { rows: m, cols: n } = this.y, xv = this.x.data, yv = this.y.data, inverse = this.inverseUnit;
+    for (let i = 0; i < m; i++) {
       const row = i * n;
-      for (let j = 0; j < n; j++) {
-        const v = values[row + j]!;
-        num += v * projected[row + j]!;
-        total += v * v;
-      }
-      if (inner) {
-        for (let q = 0; q < inner.cols; q++) {
-          const w = inner.data[i * inner.cols + q]!;
-          inside += w * w;
+      if (this.side === 'rows') {
+        let c = 0, q = 0;
+        for (let j = 0; j < n; j++) {
+          const v = yv[row + j]! * weight[j]!;
+          c += v * xv[row + j]! * inverse[j]!;
+          q += v * v;
+        }
+        cross[i] = c;
+        square[i] = q;
+      } else {
+        const w = weight[i]!, u = inverse[i]!;
+        for (let j = 0; j < n; j++) {
+          const v = yv[row + j]! * w;
+          cross[j]! += v * xv[row + j]! * u;
+          square[j]! += v * v;
         }
       }
-      const den = total - inside;
-      out[i] = den > total * 1e-12 ? num / den : 1;
+    }
+    const k = this.basis.cols;
+    const inside = k > 0 ? this.project(this.y, weight).data : null;
+    const baseInside = this.baseInside?.data;
+    for (let t = 0; t < lines; t++) {
+      let num = cross[t]!, den = square[t]!;
+      if (inside && baseInside) {
+        for (let q = 0; q < k; q++) {
+          const w = inside[t * k + q]!;
+          num -= w * baseInside[t * k + q]!;
+          den -= w * w;
+        }
+      }
+      out[t] = den > square[t]! * 1e-12 ? num / den : 1;
     }
   }
 }
@@ -436,8 +482,8 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
     }
   }
   if (dense(best.spectrum)) {
-    // Dense in every gauge tried: the plain spectrum, counted up to DENSE_CAP values.
-    return finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit), plain.a, plain.b);
+    // Dense in every gauge tried: the plain spectrum, counted on from its first values up to DENSE_CAP.
+    return finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, plain.spectrum), plain.a, plain.b);
   }
   return finish(best.spectrum, best.a, best.b);
 
