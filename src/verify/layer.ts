@@ -1,6 +1,6 @@
 import type { LayerRole } from '../arch/types.js';
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
-import { attentionInvariants } from '../align/invariants.js';
+import { attentionInvariants, probesFor } from '../align/invariants.js';
 import {
   alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
   type HeadLayout, type LayerWeights, type ResidualAlignment,
@@ -114,7 +114,9 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       thresholdMethod: 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
     });
   }
-  const inv = attentionInvariants(b, c, layout, probes);
+  // The change of W_v W_o has rank at most r_v + r_o: the probes are sized from those weight-delta ranks.
+  const voRankBound = (['v_proj', 'o_proj'] as const).reduce((sum, name) => sum + (fits.get(name)!.lowRank ? fits.get(name)!.rank : Infinity), 0);
+  const inv = attentionInvariants(b, c, layout, probesFor(probes, voRankBound));
   const analyseSeconds = (performance.now() - t0) / 1000 - alignSeconds;
   return {
     evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo } },

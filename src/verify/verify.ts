@@ -21,7 +21,10 @@ export const RELATED_P = 1e-3;
  * two equally trained siblings and ~-1 when B descends from C: the midpoint 1/2 decides.
  */
 export const DERIVED_GROWTH = 0.5;
-/** One-token probe states per layer for the invariants and the Origin-Tracer probe rank. */
+/**
+ * One-token probe states for the invariants and the Origin-Tracer probe rank: each layer uses the
+ * first ones, as many as its V and O delta ranks need (probesFor), all of them for a dense change.
+ */
 const PROBES = 256;
 
 export interface VerifyOptions {
@@ -133,7 +136,6 @@ export function verifyModels(
 
   const globals = timed(() => loadGlobals(base, candidate), (s) => (readSeconds += s));
   const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
-  // Probes: more than any LoRA rank sum r_v + r_o that is still called low-rank in practice.
   const probes = new Rng(seed + 99).gaussianMatrix(Math.min(base.map.dims.hidden, PROBES), base.map.dims.hidden);
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
