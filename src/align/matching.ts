@@ -182,46 +182,76 @@ interface CandidatePairs {
 
 /**
  * Pairs whose rows share a SimHash key in at least one table of one source. Keys have about
- * log2(n) + 2 bits, so a row meets under 1/4 unrelated rows per table by chance, while a row
+ * log2(n) + 4 bits, so a row meets about 1/16 unrelated rows per table by chance, while a row
  * correlated at rho keeps each bit with probability 1 - acos(rho)/pi in every table.
  */
 function candidatePairs(sources: readonly SimilaritySource[], n: number): CandidatePairs {
-  const bits = Math.min(30, Math.ceil(Math.log2(n)) + 2);
-  const seen = new Set<number>();
-  const base: number[] = [], candidate: number[] = [];
+  const bits = Math.min(30, Math.ceil(Math.log2(n)) + 4);
+  // Packed numbers (key * n + row, i * n + j) stay below 2^53 and sort natively, without a comparator.
+  let found: Float64Array = new Float64Array(4 * n);
+  let count = 0;
   for (const s of sources) {
     const tables = Math.floor(s.base.cols / bits);
     for (let t = 0; t < tables; t++) {
-      const kb = hashKeys(s.base, t * bits, bits, s.absolute);
-      const kc = hashKeys(s.candidate, t * bits, bits, s.absolute);
-      const byKey = sortedByKey(kb);
-      for (let j = 0; j < n; j++) {
-        // Binary search for the first base row with candidate j's key.
-        let lo = 0, hi = n;
-        while (lo < hi) {
-          const mid = (lo + hi) >>> 1;
-          if (kb[byKey[mid]!]! < kc[j]!) lo = mid + 1;
-          else hi = mid;
-        }
-        let end = lo;
-        while (end < n && kb[byKey[end]!] === kc[j]) end++;
+      const kb = keyedRows(hashKeys(s.base, t * bits, bits, s.absolute), n);
+      const kc = keyedRows(hashKeys(s.candidate, t * bits, bits, s.absolute), n);
+      // Merge the two sorted key lists; every equal-key run of base rows meets the candidate rows of that key.
+      for (let p = 0, q = 0; p < n && q < n;) {
+        const key = kb.keys[p]!, other = kc.keys[q]!;
+        if (key < other) { p++; continue; }
+        if (other < key) { q++; continue; }
+        let pEnd = p, qEnd = q;
+        while (pEnd < n && kb.keys[pEnd] === key) pEnd++;
+        while (qEnd < n && kc.keys[qEnd] === key) qEnd++;
         // A crowded key (zero or duplicated rows) tells nothing apart: those rows go to the leftovers.
-        if (end - lo > CROWDED_KEY) continue;
-        for (let p = lo; p < end; p++) {
-          const i = byKey[p]!;
-          const id = i * n + j;
-          if (seen.has(id)) continue;
-          seen.add(id);
-          base.push(i);
-          candidate.push(j);
+        if (pEnd - p <= CROWDED_KEY) {
+          if (count + (pEnd - p) * (qEnd - q) > found.length) found = grow(found, count + (pEnd - p) * (qEnd - q));
+          for (let x = p; x < pEnd; x++) {
+            const i = kb.rows[x]! * n;
+            for (let y = q; y < qEnd; y++) found[count++] = i + kc.rows[y]!;
+          }
         }
+        p = pEnd;
+        q = qEnd;
       }
     }
   }
-  const score = new Float64Array(base.length);
-  for (let p = 0; p < score.length; p++) score[p] = pairSimilarity(sources, base[p]!, candidate[p]!);
+  const unique = uniqueSorted(found.subarray(0, count).sort());
+  const base = new Int32Array(unique.length), candidate = new Int32Array(unique.length);
+  const score = new Float64Array(unique.length);
+  for (let p = 0; p < unique.length; p++) {
+    base[p] = Math.floor(unique[p]! / n);
+    candidate[p] = unique[p]! - base[p]! * n;
+    score[p] = pairSimilarity(sources, base[p]!, candidate[p]!);
+  }
   const order = Int32Array.from(score.keys()).sort((x, y) => score[y]! - score[x]! || x - y);
-  return { base: Int32Array.from(base), candidate: Int32Array.from(candidate), score, order };
+  return { base, candidate, score, order };
+}
+
+/** Keys in increasing order with their rows (ties by row): one native sort of key * n + row. */
+function keyedRows(keys: Uint32Array, n: number): { keys: Uint32Array; rows: Int32Array } {
+  const packed = new Float64Array(keys.length);
+  for (let i = 0; i < keys.length; i++) packed[i] = keys[i]! * n + i;
+  packed.sort();
+  const sortedKeys = new Uint32Array(keys.length), rows = new Int32Array(keys.length);
+  for (let p = 0; p < packed.length; p++) {
+    sortedKeys[p] = Math.floor(packed[p]! / n);
+    rows[p] = packed[p]! - sortedKeys[p]! * n;
+  }
+  return { keys: sortedKeys, rows };
+}
+
+function grow(a: Float64Array, least: number): Float64Array {
+  const out = new Float64Array(Math.max(least, a.length * 2));
+  out.set(a);
+  return out;
+}
+
+/** The distinct values of a sorted array, in order. */
+function uniqueSorted(a: Float64Array): Float64Array {
+  let m = 0;
+  for (let p = 0; p < a.length; p++) if (p === 0 || a[p] !== a[m - 1]) a[m++] = a[p]!;
+  return a.subarray(0, m);
 }
 
 /** Base rows sharing one key beyond which the key is ignored (chance gives under one). */
@@ -240,8 +270,4 @@ function hashKeys(m: Matrix, from: number, bits: number, absolute: boolean): Uin
     keys[i] = key;
   }
   return keys;
-}
-
-function sortedByKey(keys: Uint32Array): Int32Array {
-  return Int32Array.from(keys.keys()).sort((x, y) => keys[x]! - keys[y]! || x - y);
 }

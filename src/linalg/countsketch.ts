@@ -15,15 +15,19 @@ export interface CountSketchMap {
   readonly width: number;
 }
 
-/** The map for `dim` input coordinates, a function of (dim, width, seed) only. */
+/**
+ * The map for `dim` input coordinates, a function of (dim, width, seed) only. Buckets are filled
+ * evenly (a random permutation dealt round-robin): with independent buckets, a few hundred
+ * coordinates would leave some of 256 buckets empty, exact zeros whose sign carries nothing.
+ */
 export function countSketchMap(dim: number, width: number, seed: number): CountSketchMap {
   const rng = new Rng(seed);
+  const deal = rng.permutation(dim);
   const bucket = new Int32Array(dim);
   const sign = new Float64Array(dim);
   for (let j = 0; j < dim; j++) {
-    const bits = rng.nextUint32();
-    bucket[j] = (bits >>> 1) % width;
-    sign[j] = bits & 1 ? 1 : -1;
+    bucket[j] = deal[j]! % width;
+    sign[j] = rng.nextUint32() & 1 ? 1 : -1;
   }
   return { bucket, sign, width };
 }
