@@ -1,7 +1,9 @@
 /**
  * Benchmark: how verify's wall time compares with just reading both models.
  *
- *   npm run bench:verify -- [--shape tiny|small|1b|7b-slice|7b] [--keep] [--dir DIR]
+ *   npm run bench:verify -- [--shape tiny|small|1b|7b-slice|7b] [--workers N] [--keep] [--dir DIR]
+ *
+ * --workers: verify's layer worker threads (default one per core; 0 analyses in the main thread).
  *
  * 7b-slice has the 7B widths (hidden 4096, intermediate 11008, vocab 32000) with 2 layers: the
  * per-layer cost and peak memory at full width, without writing 27 GB.
@@ -12,7 +14,7 @@
  * child processes, so each peak RSS is its own: a plain sequential read of both models' payload
  * (bounded-buffer reads, no decode) twice, a cold read of both files (dd with O_DIRECT), then
  * verifyModels. Prints the ratios verify / read (page cache and cold),
- * peak RSS, the verdict and the LoRA rank found. verifyModels runs with one worker thread per core.
+ * peak RSS, the verdict and the LoRA rank found. verifyModels runs with one worker thread per core unless --workers says otherwise.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -142,12 +144,12 @@ function plainRead(dir: string): ReadPhase {
   return { seconds: (performance.now() - started) / 1000, bytes, maxRssKiB: process.resourceUsage().maxRSS };
 }
 
-function verifyPhase(dir: string): VerifyPhase {
+function verifyPhase(dir: string, workers: number): VerifyPhase {
   const started = performance.now();
   const base = SourceRoleReader.open(path.join(dir, 'base'));
   const candidate = SourceRoleReader.open(path.join(dir, 'candidate'));
   try {
-    const result = verifyModels(base, candidate, { workers: os.availableParallelism() });
+    const result = verifyModels(base, candidate, { workers });
     return {
       seconds: (performance.now() - started) / 1000, bytes: base.bytesRead + candidate.bytesRead,
       maxRssKiB: process.resourceUsage().maxRSS, relation: result.relation,
@@ -176,8 +178,8 @@ function coldRead(dir: string): ReadPhase | null {
   return { seconds: (performance.now() - started) / 1000, bytes, maxRssKiB: 0 };
 }
 
-function runPhase<T>(phase: 'read' | 'verify', dir: string): T {
-  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--phase', phase, '--dir', dir], {
+function runPhase<T>(phase: 'read' | 'verify', dir: string, workers = 0): T {
+  const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--phase', phase, '--dir', dir, '--workers', String(workers)], {
     encoding: 'utf8', maxBuffer: 1 << 20, stdio: ['ignore', 'pipe', 'inherit'],
   });
   if (child.status !== 0) throw new Error(`${phase} phase failed (exit ${child.status})`);
@@ -194,13 +196,15 @@ function main(): void {
   const phase = argument(args, '--phase');
   if (phase) {
     const dir = argument(args, '--dir')!;
-    process.stdout.write(`${JSON.stringify(phase === 'read' ? plainRead(dir) : verifyPhase(dir))}\n`);
+    process.stdout.write(`${JSON.stringify(phase === 'read' ? plainRead(dir) : verifyPhase(dir, Number(argument(args, '--workers'))))}\n`);
     return;
   }
   const shapeName = argument(args, '--shape') ?? 'small';
   const config = SHAPES[shapeName];
   if (!config) throw new Error(`unknown --shape ${shapeName} (tiny, small, 1b, 7b-slice or 7b)`);
   const keep = args.includes('--keep');
+  const workers = Number(argument(args, '--workers') ?? os.availableParallelism());
+  if (!Number.isInteger(workers) || workers < 0) throw new Error('--workers takes a whole number');
   const dir = argument(args, '--dir') ?? fs.mkdtempSync(path.join(os.tmpdir(), `model-lineage-bench-verify-${shapeName}-`));
   try {
     const writeStarted = performance.now();
@@ -213,7 +217,7 @@ function main(): void {
     const read1 = runPhase<ReadPhase>('read', dir);
     const read2 = runPhase<ReadPhase>('read', dir);
     const cold = coldRead(dir);
-    const verify = runPhase<VerifyPhase>('verify', dir);
+    const verify = runPhase<VerifyPhase>('verify', dir, workers);
     const gb = (r: ReadPhase) => r.bytes / 1e9;
     const table = new Table({ head: ['phase', 'GB', 'seconds', 'GB/s', 'peak RSS MiB'] });
     const row = (label: string, r: ReadPhase) =>
@@ -222,7 +226,7 @@ function main(): void {
     if (cold) table.push([...row('cold read of both (dd, O_DIRECT)', cold).slice(0, 4), '-']);
     table.push(row('verifyModels', verify));
     console.log(`shape ${shapeName}: hidden ${config.hidden}, ${config.layers} layers, intermediate ${config.intermediate}, `
-      + `vocab ${config.vocab}, ${config.heads}/${config.kvHeads} heads; ${os.availableParallelism()} cores`);
+      + `vocab ${config.vocab}, ${config.heads}/${config.kvHeads} heads; ${os.availableParallelism()} cores, ${workers} workers`);
     console.log(table.toString());
     const t = verify.timings;
     console.log(`verify phases: read ${t.readSeconds.toFixed(1)} s, align ${t.alignSeconds.toFixed(1)} s, analyse ${t.analyseSeconds.toFixed(1)} s`);
