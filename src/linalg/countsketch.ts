@@ -73,22 +73,25 @@ export function sketchRowsStandardized(a: RowMajor, width: number, seed: number)
 export function sketchColumnsStandardized(a: RowMajor, width: number, seed: number): Matrix {
   if (a.rows <= width) return standardizeRows(transposeOf(a));
   const map = countSketchMap(a.rows, width, seed);
-  const out = new Float64Array(a.cols * width);
+  // Accumulated bucket-major (each row of `a` added contiguously into its bucket's row), then
+  // transposed: a column-major accumulation would stride through the whole output per row.
+  const byBucket = new Float64Array(width * a.cols);
   const ones = new Float64Array(width);
   const sums = new Float64Array(a.cols);
   for (let t = 0; t < a.rows; t++) {
     const b = map.bucket[t]!, s = map.sign[t]!;
     ones[b]! += s;
-    const o = t * a.cols;
+    const o = t * a.cols, w = b * a.cols;
     for (let j = 0; j < a.cols; j++) {
       const v = a.data[o + j]!;
       sums[j]! += v;
-      out[j * width + b]! += s * v;
+      byBucket[w + j]! += s * v;
     }
   }
+  const out = new Float64Array(a.cols * width);
   for (let j = 0; j < a.cols; j++) {
     const mean = sums[j]! / a.rows;
-    for (let b = 0; b < width; b++) out[j * width + b]! -= mean * ones[b]!;
+    for (let b = 0; b < width; b++) out[j * width + b] = byBucket[b * a.cols + j]! - mean * ones[b]!;
   }
   return normalizeRows({ rows: a.cols, cols: width, data: out });
 }

@@ -145,12 +145,21 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
  * obfuscator's rescaling does not distort the candidate's kurtosis. */
 function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult): void {
   moments[0].add(x.values);
-  const scaled = new Float64Array(y.values.length);
-  for (let i = 0; i < y.rows; i++) {
-    for (let j = 0; j < y.cols; j++) scaled[i * y.cols + j] = fit.rowScale[i]! * y.values[i * y.cols + j]! * fit.colScale[j]!;
+  // Scaled a block of rows at a time: no copy of the whole matrix (45M values at 7B widths).
+  const blockRows = Math.max(1, Math.floor(MOMENT_BLOCK / y.cols));
+  const scaled = new Float64Array(Math.min(y.rows, blockRows) * y.cols);
+  for (let i0 = 0; i0 < y.rows; i0 += blockRows) {
+    const i1 = Math.min(y.rows, i0 + blockRows);
+    for (let i = i0; i < i1; i++) {
+      const r = fit.rowScale[i]!, o = i * y.cols, t = (i - i0) * y.cols;
+      for (let j = 0; j < y.cols; j++) scaled[t + j] = r * y.values[o + j]! * fit.colScale[j]!;
+    }
+    moments[1].add(scaled, 0, (i1 - i0) * y.cols);
   }
-  moments[1].add(scaled);
 }
+
+/** Values scaled per block in addMoments. */
+const MOMENT_BLOCK = 1 << 18;
 
 /** Which RMSNorm each reader role was folded with. */
 const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = {
