@@ -26,6 +26,17 @@ export function coarserGrid(a: string, b: string): FloatDType | null {
   return coarse;
 }
 
+/**
+ * Where noisyFromWeight takes its arrays from: fresh ones, or memory reused from layer to layer
+ * (contents arbitrary: every element is overwritten).
+ */
+export interface ArrayAllocator {
+  float64(length: number): Float64Array;
+  float32(length: number): Float32Array;
+}
+
+const FRESH_ARRAYS: ArrayAllocator = { float64: (n) => new Float64Array(n), float32: (n) => new Float32Array(n) };
+
 /** Elements rounded per block when a weight moves onto a coarser grid: a scratch that stays in cache. */
 const ROUNDING_BLOCK = 4096;
 
@@ -33,11 +44,12 @@ const ROUNDING_BLOCK = 4096;
  * Values and rounding variance of a stored weight. `roundTo` first rounds it onto a coarser grid
  * (a f32 parent compared with its bf16 child: untouched matrices then match exactly). A NaN or
  * infinity (also one made by rounding) is a BadInputError naming the weight's file and tensor.
+ * The result's arrays come from `arrays` and do not alias `w.data`.
  */
-export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null): NoisyMatrix {
+export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null, arrays: ArrayAllocator = FRESH_ARRAYS): NoisyMatrix {
   const n = w.data.length;
-  const values = new Float64Array(n);
-  const variance = new Float32Array(n);
+  const values = arrays.float64(n);
+  const variance = arrays.float32(n);
   const grid = roundTo ?? (isFloatDType(w.dtype) ? w.dtype : null);
   const rounding = roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null;
   if (!rounding) {

@@ -53,13 +53,15 @@ function roleRanges(ref: RoleRef, outFull: number): ReadonlyArray<readonly [numb
 /**
  * Decode a role's weight to float32 (out, in): only the rows it needs from a fused tensor,
  * and the transpose of Conv1D storage, streamed block by block so memory stays bounded by
- * the result.
+ * the result. `into` (of the role's size) is filled instead of a new array.
  */
-export function readRole(source: TensorSource, ref: RoleRef): Weight {
+export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array): Weight {
   const info = tensorInfo(source, ref.tensor);
   const [storedRows, storedCols] = storedShape(info);
   const [rows, cols] = roleShape(source, ref);
-  const data = new Float32Array(rows * cols);
+  if (into && into.length !== rows * cols) throw new RangeError(`${ref.tensor}: ${rows}x${cols} role read into ${into.length} values`);
+  // Every element is written below, so a reused buffer needs no clearing.
+  const data = into ?? new Float32Array(rows * cols);
   if (!ref.transposed) {
     let offset = 0;
     for (const [start, end] of roleRanges(ref, storedRows)) {

@@ -16,7 +16,11 @@ export interface RoleReader {
   /** Storage dtypes present (e.g. ["BF16"]). */
   readonly dtypes: readonly string[];
   readonly parameters: number;
-  layer(index: number, role: LayerRole): Weight;
+  /**
+   * `into`, when given, is a buffer of the role's size (`map` shape) that may be decoded into
+   * instead of a new array; a reader may ignore it (then it is left untouched).
+   */
+  layer(index: number, role: LayerRole, into?: Float32Array): Weight;
   global(role: GlobalRole): Weight;
   /** Payload bytes read so far. */
   readonly bytesRead: number;
@@ -49,8 +53,8 @@ export class SourceRoleReader implements RoleReader {
   get bytesRead(): number {
     return this.source.bytesRead;
   }
-  layer(index: number, role: LayerRole): Weight {
-    return checked(readRole(this.source, layerRoleRef(this.map, index, role)));
+  layer(index: number, role: LayerRole, into?: Float32Array): Weight {
+    return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));
   }
   global(role: GlobalRole): Weight {
     const ref = this.map.global[role];

@@ -1,39 +1,32 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { LayerWeights } from '../align/llama.js';
+import { layerBuffers } from './buffer-pool.js';
 import type { LayerContext, LayerOutcome } from './layer.js';
 
 /**
  * Worker threads that run analyseLayer on layers read by the calling thread. verifyModels is
  * synchronous, so results are collected synchronously too: each worker bumps a shared counter
  * after posting, the caller sleeps on it (Atomics.wait) and takes the message off the port
- * (receiveMessageOnPort). Weight buffers are transferred, not copied; at most one layer per worker
- * is in flight plus the one being read, which bounds memory.
+ * (receiveMessageOnPort). Weight buffers are transferred, not copied, both ways; at most one layer
+ * per worker is in flight plus the one being read, which bounds memory.
  */
 export interface LayerJob {
   readonly base: LayerWeights;
   readonly candidate: LayerWeights;
 }
 
-/** Messages from a worker: an outcome, or the error that stopped the layer. */
-export type WorkerReply = { readonly index: number; readonly outcome: LayerOutcome } | { readonly index: number; readonly error: string };
+/**
+ * Messages from a worker: an outcome with the layer's buffers sent back (their contents spent,
+ * their memory reusable), or the error that stopped the layer.
+ */
+export type WorkerReply =
+  | { readonly index: number; readonly outcome: LayerOutcome; readonly buffers: readonly ArrayBuffer[] }
+  | { readonly index: number; readonly error: string };
 
 interface Slot {
   readonly worker: Worker;
   readonly port: MessagePort;
   busy: boolean;
-}
-
-/** Every ArrayBuffer under a layer's weights, for the transfer list. */
-function buffers(layer: LayerWeights): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const value of Object.values(layer)) {
-    if (ArrayBuffer.isView(value)) out.add(value.buffer as ArrayBuffer);
-    else if (value && typeof value === 'object' && 'values' in value) {
-      out.add(value.values.buffer as ArrayBuffer);
-      out.add(value.variance.buffer as ArrayBuffer);
-    }
-  }
-  return [...out];
 }
 
 export class LayerPool {
@@ -55,9 +48,12 @@ export class LayerPool {
 
   /**
    * Analyse layers 0..count-1: `load(index)` runs here, in order, whenever a worker is free;
-   * `record` gets the outcomes in layer order.
+   * `record` gets the outcomes in layer order; `recycle` the buffers of each layer analysed.
    */
-  run(count: number, load: (index: number) => LayerJob, record: (outcome: LayerOutcome) => void): void {
+  run(
+    count: number, load: (index: number) => LayerJob, record: (outcome: LayerOutcome) => void,
+    recycle: (buffers: readonly ArrayBuffer[]) => void = () => {},
+  ): void {
     const done = new Map<number, LayerOutcome>();
     let next = 0, recorded = 0;
     while (recorded < count) {
@@ -65,12 +61,13 @@ export class LayerPool {
       if (free && next < count) {
         const job = load(next);
         free.busy = true;
-        free.port.postMessage({ index: next, base: job.base, candidate: job.candidate }, [...buffers(job.base), ...buffers(job.candidate)]);
+        free.port.postMessage({ index: next, base: job.base, candidate: job.candidate }, [...layerBuffers(job.base), ...layerBuffers(job.candidate)]);
         next++;
         continue;
       }
       const reply = this.take();
       if ('error' in reply) throw new Error(`layer ${reply.index}: ${reply.error}`);
+      recycle(reply.buffers);
       done.set(reply.index, reply.outcome);
       while (done.has(recorded)) {
         record(done.get(recorded)!);

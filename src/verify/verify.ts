@@ -1,6 +1,6 @@
 import { compareArchitectures } from '../arch/map.js';
 import type { RoleReader } from '../arch/reader.js';
-import type { LayerRole, Weight } from '../arch/types.js';
+import type { LayerRole } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
@@ -10,6 +10,7 @@ import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../align/noisy.j
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { analyseLayer, maxAbsLog, MODULES, ratio, type LayerContext, type LayerOutcome } from './layer.js';
+import { BufferPool, layerBuffers } from './buffer-pool.js';
 import { LayerPool } from './parallel.js';
 import type { LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
 
@@ -31,6 +32,11 @@ export interface VerifyOptions {
   readonly seed?: number;
   /** Worker threads analysing layers in parallel (default 0: all in this thread). */
   readonly workers?: number;
+  /**
+   * Where layer memory comes from: by default a pool that keeps one layer's worth, so each
+   * analysed layer's memory is refilled by the next; null allocates afresh (same result, slower).
+   */
+  readonly buffers?: BufferPool | null;
   /** Called after each layer (for progress displays). */
   readonly onLayer?: (done: number, total: number) => void;
 }
@@ -55,26 +61,57 @@ function requireDecoder(reader: RoleReader): void {
 
 /**
  * One role of both models, each on the grid they are compared on: a model stored finer than the
- * other (f32 vs bf16) is rounded onto the coarser grid first.
+ * other (f32 vs bf16) is rounded onto the coarser grid first. With a pool, the float32 decodes
+ * and the analysis arrays reuse memory of earlier layers; the decodes go back at once.
  */
-function readPair(base: RoleReader, candidate: RoleReader, read: (r: RoleReader) => Weight): { base: NoisyMatrix; candidate: NoisyMatrix } {
-  const wb = read(base);
-  const wc = read(candidate);
+function readPair(base: RoleReader, candidate: RoleReader, index: number, role: LayerRole, pool: BufferPool | null): { base: NoisyMatrix; candidate: NoisyMatrix } {
+  const decodeBase = decodeBuffer(base, index, role, pool);
+  const decodeCandidate = decodeBuffer(candidate, index, role, pool);
+  const wb = base.layer(index, role, decodeBase);
+  const wc = candidate.layer(index, role, decodeCandidate);
   const grid = coarserGrid(wb.dtype, wc.dtype);
-  return {
-    base: noisyFromWeight(wb, grid !== wb.dtype ? grid : null),
-    candidate: noisyFromWeight(wc, grid !== wc.dtype ? grid : null),
+  const arrays = pool ?? undefined;
+  const pair = {
+    base: noisyFromWeight(wb, grid !== wb.dtype ? grid : null, arrays),
+    candidate: noisyFromWeight(wc, grid !== wc.dtype ? grid : null, arrays),
   };
+  pool?.release([decodeBase?.buffer, decodeCandidate?.buffer]);
+  return pair;
 }
 
-function loadLayer(base: RoleReader, candidate: RoleReader, index: number): { base: LayerWeights; candidate: LayerWeights } {
-  const pair = (role: LayerRole) => readPair(base, candidate, (r) => r.layer(index, role));
-  const [q, k, v, o, gate, up, down, inputNorm, postNorm] = (['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const).map(pair);
+function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, pool: BufferPool | null): Float32Array | undefined {
+  const shape = reader.map.layers[index]?.[role]?.shape;
+  return pool && shape ? pool.float32(shape[0] * shape[1]) : undefined;
+}
+
+const LAYER_ROLES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const;
+
+function loadLayer(base: RoleReader, candidate: RoleReader, index: number, pool: BufferPool | null): { base: LayerWeights; candidate: LayerWeights } {
+  const [q, k, v, o, gate, up, down, inputNorm, postNorm] = LAYER_ROLES.map((role) => readPair(base, candidate, index, role, pool));
   const side = (s: 'base' | 'candidate'): LayerWeights => ({
     q: q![s], k: k![s], v: v![s], o: o![s], gate: gate![s], up: up![s], down: down![s],
     inputNorm: inputNorm![s].values, inputNormVariance: inputNorm![s].variance, postNorm: postNorm![s].values,
   });
   return { base: side('base'), candidate: side('candidate') };
+}
+
+/**
+ * What a buffer pool keeps between layers: the largest layer's analysis form (8 + 4 bytes a
+ * value) and float32 decodes (4 bytes a value) of both models, so memory stays bounded by one layer.
+ */
+function layerPoolBytes(base: RoleReader, candidate: RoleReader): number {
+  let most = 0;
+  for (let index = 0; index < base.map.layers.length; index++) {
+    let bytes = 0;
+    for (const reader of [base, candidate]) {
+      for (const role of LAYER_ROLES) {
+        const shape = reader.map.layers[index]?.[role]?.shape;
+        if (shape) bytes += shape[0] * shape[1] * (Float64Array.BYTES_PER_ELEMENT + 2 * Float32Array.BYTES_PER_ELEMENT);
+      }
+    }
+    most = Math.max(most, bytes);
+  }
+  return most;
 }
 
 /**
@@ -163,13 +200,17 @@ export function verifyModels(
     analyseSeconds += outcome.analyseSeconds;
     options.onLayer?.(layers.length, layerCount);
   };
-  const load = (index: number) => timed(() => loadLayer(base, candidate, index), (s) => (readSeconds += s));
+  // The analysis consumes a layer's arrays (permuted and scaled in place), and no outcome keeps a
+  // view of them, so once a layer is analysed its memory is filled by the next one.
+  const buffers = options.buffers === undefined ? new BufferPool(layerPoolBytes(base, candidate)) : options.buffers;
+  const recycle = (released: readonly ArrayBuffer[]) => buffers?.release(released);
+  const load = (index: number) => timed(() => loadLayer(base, candidate, index, buffers), (s) => (readSeconds += s));
   const workers = Math.min(options.workers ?? 0, layerCount);
   if (workers > 0) {
     // Layers are read here, in order, while the workers analyse the previous ones.
     const pool = new LayerPool(workers, context);
     try {
-      pool.run(layerCount, load, record);
+      pool.run(layerCount, load, record, recycle);
     } finally {
       pool.close();
     }
@@ -177,6 +218,7 @@ export function verifyModels(
     for (let index = 0; index < layerCount; index++) {
       const loaded = load(index);
       record(analyseLayer(index, loaded.base, loaded.candidate, context));
+      recycle([...layerBuffers(loaded.base), ...layerBuffers(loaded.candidate)]);
     }
   }
 
