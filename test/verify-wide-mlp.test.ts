@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { DENSE_LIMIT } from '../src/align/matching.js';
 import { UNRELATED_P } from '../src/verify/verify.js';
 import { timedVerify } from './helpers/timed-verify.js';
-import { addLora, movedCount, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama, type LlamaConfig } from './helpers/synthetic-llama.js';
+import { addLora, fullFineTune, movedCount, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama, type LlamaConfig } from './helpers/synthetic-llama.js';
 
 const WIDE: LlamaConfig = { hidden: 64, intermediate: 2112, layers: 2, heads: 4, kvHeads: 2, headDim: 16, vocab: 96 };
 
@@ -34,6 +34,17 @@ describe('verify past the dense neuron-matching limit', () => {
     assert.deepEqual(result.lora, { rank: 3, targets: lora.targets, layers: lora.layers, stacked: false });
     result.transform.layers.forEach((layer, i) => assert.equal(layer.mlpNeuronsPermuted, movedCount(obfuscated.applied.mlp![i]!)));
     assert.ok(result.independence.perLayer.every((l) => l.spearman > 0.99), JSON.stringify(result.independence.perLayer));
+  });
+
+  test('siblings (two full fine-tunes of the base, one with its neurons and residual permuted): related', () => {
+    // Each sibling moves 50% of every weight's RMS: their neurons correlate at about 0.8, too
+    // weakly for most to share the first round's hash keys (the shorter keys of later rounds find them).
+    const first = path.join(root, 'sibling-1'), second = path.join(root, 'sibling-2');
+    writeLlama(first, WIDE, fullFineTune(base, 0.5, 45), 'BF16');
+    writeLlama(second, WIDE, obfuscate(fullFineTune(base, 0.5, 46), WIDE, ['perm_residual', 'perm_mlp'], 47).state, 'BF16');
+    const result = timedVerify('wide MLP, siblings', first, second);
+    assert.equal(result.relation, 'related', result.reason);
+    assert.ok(result.independence.perLayer.every((l) => l.spearman > 0.5), JSON.stringify(result.independence.perLayer));
   });
 
   test('an independently initialised model is unrelated', () => {

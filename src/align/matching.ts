@@ -90,11 +90,11 @@ export const DENSE_LIMIT = 2048;
  * neurons at 7B), and a related pair stands out far above the rest, so: candidate pairs are the
  * rows whose sketches share a random-hyperplane hash (SimHash: sign bits of disjoint groups of
  * coordinates, one table per group), scored exactly; pairs above the largest similarity chance
- * gives among those scored are taken greedily by decreasing similarity; the rows left over are
- * matched exactly among themselves when they are few enough. When they are not (unrelated models:
- * nothing stands out), they are completed by a seeded random permutation: callers give each
- * source its own seed, so two matchings of unrelated models stay independent, as the
- * independence test assumes.
+ * gives among those scored are taken greedily by decreasing similarity; rounds of shorter keys
+ * then look among the rows still unmatched. The rows left over are matched exactly among
+ * themselves when they are few enough. When they are not (unrelated models: nothing stands out),
+ * they are completed by a seeded random permutation: callers give each source its own seed, so
+ * two matchings of unrelated models stay independent, as the independence test assumes.
  */
 export function matchSources(sources: readonly SimilaritySource[], options: SketchMatchOptions): RowMatch {
   const n = sources[0]!.base.rows;
@@ -108,18 +108,30 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
 
   const permutation = new Int32Array(n).fill(-1);
   const candidateTaken = new Uint8Array(n);
-  const pairs = candidatePairs(sources, n);
-  const threshold = chanceSimilarity(sources, pairs.base.length);
-  for (const p of pairs.order) {
-    const i = pairs.base[p]!, j = pairs.candidate[p]!;
-    if (pairs.score[p]! <= threshold) break;
-    if (permutation[i]! >= 0 || candidateTaken[j]) continue;
-    permutation[i] = j;
-    candidateTaken[j] = 1;
+  let leftBase = Int32Array.from({ length: n }, (_, i) => i), leftCandidate = leftBase.slice();
+  // Rounds of shorter keys over the rows still unmatched: each finds pairs correlated too weakly
+  // to share the longer keys, at more chance pairs per table. They stop when the rows left fit the
+  // exact assignment, when keys would bring together more than PAIRS_PER_ROW chance pairs per row,
+  // or when a round matched almost nothing (nothing related is left to find).
+  let scored = 0;
+  for (let bits = Math.min(30, Math.ceil(Math.log2(n)) + 4); leftBase.length > denseLimit; bits -= ROUND_BITS) {
+    if (leftBase.length / 2 ** bits > PAIRS_PER_ROW) break;
+    const pairs = candidatePairs(sources, leftBase, leftCandidate, bits, n);
+    scored += pairs.base.length;
+    const threshold = chanceSimilarity(sources, scored);
+    let taken = 0;
+    for (const p of pairs.order) {
+      const i = pairs.base[p]!, j = pairs.candidate[p]!;
+      if (pairs.score[p]! <= threshold) break;
+      if (permutation[i]! >= 0 || candidateTaken[j]) continue;
+      permutation[i] = j;
+      candidateTaken[j] = 1;
+      taken++;
+    }
+    leftBase = leftBase.filter((i) => permutation[i]! < 0);
+    leftCandidate = leftCandidate.filter((j) => !candidateTaken[j]);
+    if (taken < (leftBase.length + taken) * LEAST_ROUND_SHARE) break;
   }
-  const leftBase: number[] = [], leftCandidate: number[] = [];
-  for (let i = 0; i < n; i++) if (permutation[i]! < 0) leftBase.push(i);
-  for (let j = 0; j < n; j++) if (!candidateTaken[j]) leftCandidate.push(j);
   const k = leftBase.length;
   if (k > 0 && k <= denseLimit) {
     const rest = matchFromCorrelations(denseSimilarity(sources, leftBase, leftCandidate), k);
@@ -137,8 +149,17 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
   return { permutation, quality: sum / n, matched };
 }
 
+/** Each hashing round's keys are this many bits shorter than the last one's. */
+const ROUND_BITS = 4;
+
+/** Chance pairs per row and table at most that a round's key length may bring. */
+const PAIRS_PER_ROW = 4;
+
+/** A round that matches fewer than this share of the rows it started with ends the rounds. */
+const LEAST_ROUND_SHARE = 0.01;
+
 /** Mean over sources of the (absolute where asked) dot products, for all pairs of the given rows. */
-function denseSimilarity(sources: readonly SimilaritySource[], baseRows: number[] | null, candidateRows: number[] | null): Float32Array {
+function denseSimilarity(sources: readonly SimilaritySource[], baseRows: ArrayLike<number> | null, candidateRows: ArrayLike<number> | null): Float32Array {
   let total: Float32Array | null = null;
   for (const s of sources) {
     const a = baseRows ? selectRows(s.base, baseRows) : s.base;
@@ -181,28 +202,29 @@ interface CandidatePairs {
 }
 
 /**
- * Pairs whose rows share a SimHash key in at least one table of one source. Keys have about
- * log2(n) + 4 bits, so a row meets about 1/16 unrelated rows per table by chance, while a row
- * correlated at rho keeps each bit with probability 1 - acos(rho)/pi in every table.
+ * Pairs of the given base and candidate rows that share a SimHash key of `bits` bits in at least
+ * one table of one source (one table per group of `bits` sketch coordinates). With log2(n) + 4
+ * bits a row meets about 1/16 unrelated rows per table by chance, while a row correlated at rho
+ * keeps each bit with probability 1 - acos(rho)/pi in every table.
  */
-function candidatePairs(sources: readonly SimilaritySource[], n: number): CandidatePairs {
-  const bits = Math.min(30, Math.ceil(Math.log2(n)) + 4);
+function candidatePairs(sources: readonly SimilaritySource[], rowsBase: Int32Array, rowsCandidate: Int32Array, bits: number, n: number): CandidatePairs {
   // Packed numbers (key * n + row, i * n + j) stay below 2^53 and sort natively, without a comparator.
-  let found: Float64Array = new Float64Array(4 * n);
+  let found: Float64Array = new Float64Array(4 * rowsBase.length);
   let count = 0;
+  const kbLength = rowsBase.length, kcLength = rowsCandidate.length;
   for (const s of sources) {
     const tables = Math.floor(s.base.cols / bits);
     for (let t = 0; t < tables; t++) {
-      const kb = keyedRows(hashKeys(s.base, t * bits, bits, s.absolute), n);
-      const kc = keyedRows(hashKeys(s.candidate, t * bits, bits, s.absolute), n);
+      const kb = keyedRows(hashKeys(s.base, rowsBase, t * bits, bits, s.absolute), rowsBase, n);
+      const kc = keyedRows(hashKeys(s.candidate, rowsCandidate, t * bits, bits, s.absolute), rowsCandidate, n);
       // Merge the two sorted key lists; every equal-key run of base rows meets the candidate rows of that key.
-      for (let p = 0, q = 0; p < n && q < n;) {
+      for (let p = 0, q = 0; p < kbLength && q < kcLength;) {
         const key = kb.keys[p]!, other = kc.keys[q]!;
         if (key < other) { p++; continue; }
         if (other < key) { q++; continue; }
         let pEnd = p, qEnd = q;
-        while (pEnd < n && kb.keys[pEnd] === key) pEnd++;
-        while (qEnd < n && kc.keys[qEnd] === key) qEnd++;
+        while (pEnd < kbLength && kb.keys[pEnd] === key) pEnd++;
+        while (qEnd < kcLength && kc.keys[qEnd] === key) qEnd++;
         // A crowded key (zero or duplicated rows) tells nothing apart: those rows go to the leftovers.
         if (pEnd - p <= CROWDED_KEY) {
           if (count + (pEnd - p) * (qEnd - q) > found.length) found = grow(found, count + (pEnd - p) * (qEnd - q));
@@ -229,16 +251,16 @@ function candidatePairs(sources: readonly SimilaritySource[], n: number): Candid
 }
 
 /** Keys in increasing order with their rows (ties by row): one native sort of key * n + row. */
-function keyedRows(keys: Uint32Array, n: number): { keys: Uint32Array; rows: Int32Array } {
+function keyedRows(keys: Uint32Array, rows: Int32Array, n: number): { keys: Uint32Array; rows: Int32Array } {
   const packed = new Float64Array(keys.length);
-  for (let i = 0; i < keys.length; i++) packed[i] = keys[i]! * n + i;
+  for (let p = 0; p < keys.length; p++) packed[p] = keys[p]! * n + rows[p]!;
   packed.sort();
-  const sortedKeys = new Uint32Array(keys.length), rows = new Int32Array(keys.length);
+  const sortedKeys = new Uint32Array(keys.length), sortedRows = new Int32Array(keys.length);
   for (let p = 0; p < packed.length; p++) {
     sortedKeys[p] = Math.floor(packed[p]! / n);
-    rows[p] = packed[p]! - sortedKeys[p]! * n;
+    sortedRows[p] = packed[p]! - sortedKeys[p]! * n;
   }
-  return { keys: sortedKeys, rows };
+  return { keys: sortedKeys, rows: sortedRows };
 }
 
 function grow(a: Float64Array, least: number): Float64Array {
@@ -257,17 +279,18 @@ function uniqueSorted(a: Float64Array): Float64Array {
 /** Base rows sharing one key beyond which the key is ignored (chance gives under one). */
 const CROWDED_KEY = 32;
 
-/** Sign bits of coordinates [from, from + bits) of each row; for absolute sources the key of x and -x agree. */
-function hashKeys(m: Matrix, from: number, bits: number, absolute: boolean): Uint32Array {
-  const keys = new Uint32Array(m.rows);
+/** Sign bits of coordinates [from, from + bits) of the given rows; for absolute sources the key of x and -x agree. */
+function hashKeys(m: Matrix, rows: Int32Array, from: number, bits: number, absolute: boolean): Uint32Array {
+  const keys = new Uint32Array(rows.length);
   const mask = bits >= 32 ? 0xffffffff : (1 << bits) - 1;
-  for (let i = 0; i < m.rows; i++) {
+  for (let p = 0; p < rows.length; p++) {
+    const o = rows[p]! * m.cols + from;
     let key = 0;
-    for (let b = 0; b < bits; b++) if (m.data[i * m.cols + from + b]! > 0) key |= 1 << b;
+    for (let b = 0; b < bits; b++) if (m.data[o + b]! > 0) key |= 1 << b;
     key >>>= 0;
     // Negating a row flips every bit: the smaller of the key and its complement is canonical.
     if (absolute) key = Math.min(key, (~key & mask) >>> 0);
-    keys[i] = key;
+    keys[p] = key;
   }
   return keys;
 }
