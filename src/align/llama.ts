@@ -1,7 +1,7 @@
 import { sketchColumnsStandardized, sketchRowsStandardized, type RowMajor } from '../linalg/countsketch.js';
 import type { Matrix } from '../linalg/matrix.js';
 import type { NeuronSources } from './independence.js';
-import { matchFromCorrelations, matchSources, movedCount, type SimilaritySource } from './matching.js';
+import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
 
 /**
@@ -92,10 +92,7 @@ export function alignResidual(base: ResidualEvidence, candidate: ResidualEvidenc
   let flipped = 0;
   for (let i = 0; i < n; i++) {
     let signed = 0;
-    for (const s of sources) {
-      const w = s.base.cols, j = match.permutation[i]!;
-      for (let q = 0; q < w; q++) signed += s.base.data[i * w + q]! * s.candidate.data[j * w + q]!;
-    }
+    for (const s of sources) signed += sourceDot(s, i, match.permutation[i]!);
     sign[i] = signed < 0 ? -1 : 1;
     if (sign[i]! < 0) flipped++;
   }

@@ -2,18 +2,8 @@ import { linearAssignment } from '../linalg/assignment.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { matmulTransB, selectRows, subMatrix } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
-import { standardizeRows } from '../linalg/countsketch.js';
 
-/**
- * Correlation of every row of A with every row of B (A.rows x B.rows, float32 to halve the
- * memory). `absolute` folds sign flips (a row scaled by -c).
- */
-export function rowCorrelations(a: Matrix, b: Matrix, absolute: boolean): Float32Array {
-  if (a.cols !== b.cols) throw new RangeError(`rowCorrelations: ${a.cols} vs ${b.cols} columns`);
-  return unitRowProducts(standardizeRows(a), standardizeRows(b), absolute);
-}
-
-/** Dot products of every row of A with every row of B, rows already of unit length. */
+/** Dot products of every row of A with every row of B, rows already of unit length (float32: half the memory). */
 function unitRowProducts(a: Matrix, b: Matrix, absolute: boolean): Float32Array {
   const out = new Float32Array(a.rows * b.rows);
   const block = 256;
@@ -32,12 +22,6 @@ export interface RowMatch {
   readonly quality: number;
   /** Matched correlation of each row of A. */
   readonly matched: Float64Array;
-}
-
-/** Maximum-total-correlation one-to-one matching of the rows of A to the rows of B. */
-export function matchRows(a: Matrix, b: Matrix, absolute: boolean): RowMatch {
-  if (a.rows !== b.rows) throw new RangeError(`matchRows: ${a.rows} vs ${b.rows} rows`);
-  return matchFromCorrelations(rowCorrelations(a, b, absolute), a.rows);
 }
 
 /** The matching from a ready n x n correlation (or similarity) matrix. */
@@ -172,12 +156,18 @@ function denseSimilarity(sources: readonly SimilaritySource[], baseRows: ArrayLi
   return total!;
 }
 
+/** Signed correlation of base row i with candidate row j in one source. */
+export function sourceDot(s: SimilaritySource, i: number, j: number): number {
+  const w = s.base.cols;
+  let dot = 0;
+  for (let q = 0; q < w; q++) dot += s.base.data[i * w + q]! * s.candidate.data[j * w + q]!;
+  return dot;
+}
+
 function pairSimilarity(sources: readonly SimilaritySource[], i: number, j: number): number {
   let total = 0;
   for (const s of sources) {
-    const w = s.base.cols;
-    let dot = 0;
-    for (let q = 0; q < w; q++) dot += s.base.data[i * w + q]! * s.candidate.data[j * w + q]!;
+    const dot = sourceDot(s, i, j);
     total += s.absolute ? Math.abs(dot) : dot;
   }
   return total / sources.length;
