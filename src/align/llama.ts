@@ -1,5 +1,5 @@
-import { sketchColumnsStandardized, sketchRowsStandardized, type RowMajor } from '../linalg/countsketch.js';
-import type { Matrix } from '../linalg/matrix.js';
+import { sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
+import type { Matrix, RowMajor } from '../linalg/matrix.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';

@@ -1,4 +1,5 @@
-import type { Matrix } from './matrix.js';
+import type { Matrix, RowMajor } from './matrix.js';
+import { transpose } from './ops.js';
 import { Rng } from './rng.js';
 
 /**
@@ -30,13 +31,6 @@ export function countSketchMap(dim: number, width: number, seed: number): CountS
     sign[j] = rng.nextUint32() & 1 ? 1 : -1;
   }
   return { bucket, sign, width };
-}
-
-/** A dense row-major matrix of either float width (stored float32 weights are sketched as read). */
-export interface RowMajor {
-  readonly rows: number;
-  readonly cols: number;
-  readonly data: Float32Array | Float64Array;
 }
 
 /**
@@ -71,7 +65,7 @@ export function sketchRowsStandardized(a: RowMajor, width: number, seed: number)
  * scaled to unit length. One pass over `a` in storage order.
  */
 export function sketchColumnsStandardized(a: RowMajor, width: number, seed: number): Matrix {
-  if (a.rows <= width) return standardizeRows(transposeOf(a));
+  if (a.rows <= width) return standardizeRows(transpose(a));
   const map = countSketchMap(a.rows, width, seed);
   // Accumulated bucket-major (each row of `a` added contiguously into its bucket's row), then
   // transposed: a column-major accumulation would stride through the whole output per row.
@@ -94,12 +88,6 @@ export function sketchColumnsStandardized(a: RowMajor, width: number, seed: numb
     for (let b = 0; b < width; b++) out[j * width + b] = byBucket[b * a.cols + j]! - mean * ones[b]!;
   }
   return normalizeRows({ rows: a.cols, cols: width, data: out });
-}
-
-function transposeOf(a: RowMajor): Matrix {
-  const out = new Float64Array(a.data.length);
-  for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.cols; j++) out[j * a.rows + i] = a.data[i * a.cols + j]!;
-  return { rows: a.cols, cols: a.rows, data: out };
 }
 
 /** Rows centred and scaled to unit length, so dot products are Pearson correlations. */

@@ -5,6 +5,13 @@ export interface Matrix {
   readonly data: Float64Array;
 }
 
+/** A dense row-major matrix of either float width, for reads only (stored float32 weights as read). */
+export interface RowMajor {
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Float32Array | Float64Array;
+}
+
 export function zeros(rows: number, cols: number): Matrix {
   return { rows, cols, data: new Float64Array(rows * cols) };
 }

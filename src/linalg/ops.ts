@@ -1,5 +1,5 @@
 import { wasmProductTransB } from './gemm.js';
-import { type Matrix, zeros } from './matrix.js';
+import { type Matrix, type RowMajor, zeros } from './matrix.js';
 
 /*
  * Dense kernels. Everything funnels into one dot-product kernel C += A·Bᵀ over rows of A and B
@@ -133,7 +133,7 @@ export function gram(a: Matrix): Gram {
 
 const TRANSPOSE_BLOCK = 32;
 
-export function transpose(a: Matrix): Matrix {
+export function transpose(a: RowMajor): Matrix {
   const { rows, cols, data } = a;
   const out = new Float64Array(rows * cols);
   for (let i0 = 0; i0 < rows; i0 += TRANSPOSE_BLOCK) {
