@@ -3,7 +3,7 @@ import { matmulTransB } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
 import { svdViaGram } from '../linalg/svd.js';
 import type { HeadLayout, LayerWeights } from './llama.js';
-import type { NoisyMatrix } from './noisy.js';
+import { sameValues, type NoisyMatrix } from './noisy.js';
 
 /**
  * Evidence that needs no head or neuron alignment: the attention products W_q^h W_k^h^T summed
@@ -49,12 +49,6 @@ export function probesFor(probes: Matrix, rankBound: number): Matrix {
 
 function asMatrix(m: NoisyMatrix): Matrix {
   return { rows: m.rows, cols: m.cols, data: m.values };
-}
-
-function sameValues(a: NoisyMatrix, b: NoisyMatrix): boolean {
-  if (a.values.length !== b.values.length) return false;
-  for (let i = 0; i < a.values.length; i++) if (a.values[i] !== b.values[i]) return false;
-  return true;
 }
 
 function cosine(a: Float64Array, b: Float64Array): number {

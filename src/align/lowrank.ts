@@ -3,7 +3,7 @@ import { Rng } from '../linalg/rng.js';
 import { matmulTransB } from '../linalg/ops.js';
 import { productTransA, randomizedSvd, svdViaGram } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
-import type { NoisyMatrix } from './noisy.js';
+import { sameValues, type NoisyMatrix } from './noisy.js';
 
 /**
  * Numerical rank of the difference of two aligned matrices, candidate minus base, where both carry
@@ -148,11 +148,6 @@ function topSvd(a: Matrix, k: number): TopSvd {
   const want = Math.min(limit, Math.max(1, k));
   const r = randomizedSvd(a, want, { oversample: 10, powerIters: 3, rng: new Rng(7) });
   return { s: r.s, u: r.u, v: r.v };
-}
-
-function isZero(x: NoisyMatrix, y: NoisyMatrix): boolean {
-  for (let p = 0; p < x.values.length; p++) if (x.values[p] !== y.values[p]) return false;
-  return true;
 }
 
 /** Count of leading singular values above 1 (values already divided by the edge). */
@@ -425,7 +420,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
       rowScale: a, colScale: b, ...norms(base, candidate, a, b),
     };
   };
-  if (isZero(base, candidate)) return finish(null, ones(m), ones(n));
+  if (sameValues(base, candidate)) return finish(null, ones(m), ones(n));
 
   const { gauge } = options;
   const gauged = gauge.rows || gauge.cols;

@@ -71,6 +71,13 @@ function requireFinite(badIndex: number, offset: number, block: Float32Array, w:
   throw new BadInputError(`non-finite weight ${block[badIndex]}${how} at element ${offset + badIndex}`, { file: w.file, tensor: w.tensor });
 }
 
+/** Bit-identical values (the delta is exactly zero). */
+export function sameValues(a: NoisyMatrix, b: NoisyMatrix): boolean {
+  if (a.values.length !== b.values.length) return false;
+  for (let i = 0; i < a.values.length; i++) if (a.values[i] !== b.values[i]) return false;
+  return true;
+}
+
 /** Build from plain values with a given per-element variance (tests, merged adapters). */
 export function noisyFromValues(rows: number, cols: number, values: Float64Array, variance: Float32Array): NoisyMatrix {
   return { rows, cols, values, variance };
