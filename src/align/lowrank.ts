@@ -1,7 +1,7 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
-import { matmulTransB } from '../linalg/ops.js';
-import { productTransA, randomizedSvd, svdViaGram } from '../linalg/svd.js';
+import { matmulTransA, matmulTransB } from '../linalg/ops.js';
+import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
 import { sameValues, type NoisyMatrix } from './noisy.js';
 
@@ -332,7 +332,7 @@ class ScaleFit {
     }
     // Column j: sum_i m_ij weight_i W_iq, i.e. m^T times (W ∘ weight) stored m x k.
     const weighted = Float64Array.from(this.basis.data, (v, p) => v * weight[Math.floor(p / k)]!);
-    return productTransA(m, { rows: other, cols: k, data: weighted });
+    return matmulTransA(m, { rows: other, cols: k, data: weighted });
   }
 
   /** Writes the scale of every line into `out`, given the other side's scales. */

@@ -90,10 +90,26 @@ export function matmul(a: Matrix, b: Matrix): Matrix {
   return matmulTransB(a, transpose(b));
 }
 
-/** Aᵀ·B for A k×m, B k×n. */
+/** Rows of A per block in matmulTransA: each block's transpose stays small, the kernel's work per call large. */
+const TRANSPOSE_ROWS = 256;
+
+/**
+ * Aᵀ·B for A k×m, B k×n, without a k×m transpose of A: A's rows are taken in blocks, each block
+ * transposed and multiplied in the fast kernel, the block products summed. Where A is large and
+ * B thin this saves the copy of Aᵀ, its memory, and its strided writes.
+ */
 export function matmulTransA(a: Matrix, b: Matrix): Matrix {
   if (a.rows !== b.rows) throw new RangeError(`matmulTransA: inner sizes ${a.rows} and ${b.rows} differ`);
-  return matmulTransB(transpose(a), transpose(b));
+  const k = a.rows, m = a.cols, n = b.cols;
+  const out = zeros(m, n);
+  for (let i0 = 0; i0 < k; i0 += TRANSPOSE_ROWS) {
+    const i1 = Math.min(k, i0 + TRANSPOSE_ROWS), rows = i1 - i0;
+    const aBlock = transpose({ rows, cols: m, data: a.data.subarray(i0 * m, i1 * m) }); // m×rows
+    const bBlock = transpose({ rows, cols: n, data: b.data.subarray(i0 * n, i1 * n) }); // n×rows
+    const part = matmulTransB(aBlock, bBlock).data;
+    for (let p = 0; p < part.length; p++) out.data[p]! += part[p]!;
+  }
+  return out;
 }
 
 /** A·x for a vector x of length A.cols. */

@@ -189,36 +189,14 @@ export function randomizedSvd(a: Matrix, k: number, options: RandomizedSvdOption
   // Tall-skinny bases (width ≤ min(m, n)): CholeskyQR2 in the product kernel. Aᵀ is never formed.
   let q = orthonormalizeTall(matmulTransB(a, omegaT)); // m×width
   for (let it = 0; it < powerIters; it++) {
-    const z = orthonormalizeTall(productTransA(a, q)); // n×width
+    const z = orthonormalizeTall(matmulTransA(a, q)); // n×width
     q = orthonormalizeTall(matmulTransB(a, transpose(z)));
   }
-  const small = transpose(productTransA(a, q)); // width×n = Qᵀ·A
+  const small = transpose(matmulTransA(a, q)); // width×n = Qᵀ·A
   // Values needed are the leading ones (well above sqrt(eps)·σ₁): the Gram route is accurate and fast.
   const inner = svdViaGram(small);
   const u = matmul(q, subMatrix(inner.u!, 0, width, 0, k));
   return { u, s: inner.s.slice(0, k), v: subMatrix(inner.v!, 0, n, 0, k) };
-}
-
-/** Rows of A per block in productTransA: each block's transpose stays small, the kernel's work per call large. */
-const TRANSPOSE_ROWS = 256;
-
-/**
- * Aᵀ·B (n×k, for A m×n and B m×k) without an m×n transpose of A: A's rows are taken in blocks,
- * each block transposed (n×256) and multiplied in the fast kernel, the block products summed.
- * Where A is large and B thin this saves the copy of Aᵀ, its memory, and its strided writes.
- */
-export function productTransA(a: Matrix, b: Matrix): Matrix {
-  if (a.rows !== b.rows) throw new RangeError(`productTransA: ${a.rows} rows against ${b.rows}`);
-  const m = a.rows, n = a.cols, k = b.cols;
-  const out = zeros(n, k);
-  for (let i0 = 0; i0 < m; i0 += TRANSPOSE_ROWS) {
-    const i1 = Math.min(m, i0 + TRANSPOSE_ROWS), rows = i1 - i0;
-    const aBlock = transpose({ rows, cols: n, data: a.data.subarray(i0 * n, i1 * n) }); // n×rows
-    const bBlock = transpose({ rows, cols: k, data: b.data.subarray(i0 * k, i1 * k) }); // k×rows
-    const part = matmulTransB(aBlock, bBlock).data;
-    for (let p = 0; p < part.length; p++) out.data[p]! += part[p]!;
-  }
-  return out;
 }
 
 export interface PowerIterationOptions {
