@@ -194,6 +194,8 @@ describe('verify: other children', () => {
     const lora = addLora(base, { rank: 3, targets: ['q_proj', 'v_proj'], scale: 0.1 }, 39);
     const result = verify('F32 base, BF16 child', write(GQA, base, 'F32'), write(GQA, lora.state, 'BF16'));
     assertLora(result, lora);
+    // Norms, the final one too, are compared on the common grid: rounding is no rescaling.
+    assert.equal(result.transform.normFoldingMaxLogScale, 0);
   });
 
   test('mixed precision: base stored BF16, LoRA child stored F32: exact rank', () => {

@@ -1,12 +1,12 @@
 import { compareArchitectures } from '../arch/map.js';
 import type { RoleReader } from '../arch/reader.js';
-import type { LayerRole } from '../arch/types.js';
+import type { LayerRole, Weight } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
   alignResidual, permuteResidualVector, residualColumns, type HeadLayout, type LayerWeights, type ResidualAlignment, type ResidualEvidence,
 } from '../align/llama.js';
-import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../align/noisy.js';
+import { coarserGrid, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../align/noisy.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { analyseLayer, maxAbsLog, MODULES, ratio, type LayerContext, type LayerOutcome } from './layer.js';
@@ -67,16 +67,18 @@ function requireDecoder(reader: RoleReader): void {
 function readPair(base: RoleReader, candidate: RoleReader, index: number, role: LayerRole, pool: BufferPool | null): { base: NoisyMatrix; candidate: NoisyMatrix } {
   const decodeBase = decodeBuffer(base, index, role, pool);
   const decodeCandidate = decodeBuffer(candidate, index, role, pool);
-  const wb = base.layer(index, role, decodeBase);
-  const wc = candidate.layer(index, role, decodeCandidate);
+  const pair = onCommonGrid(base.layer(index, role, decodeBase), candidate.layer(index, role, decodeCandidate), pool ?? undefined);
+  pool?.release([decodeBase?.buffer, decodeCandidate?.buffer]);
+  return pair;
+}
+
+/** Both weights in the analysis form on the grid they are compared on (see readPair). */
+function onCommonGrid(wb: Weight, wc: Weight, arrays?: ArrayAllocator): { base: NoisyMatrix; candidate: NoisyMatrix } {
   const grid = coarserGrid(wb.dtype, wc.dtype);
-  const arrays = pool ?? undefined;
-  const pair = {
+  return {
     base: noisyFromWeight(wb, grid !== wb.dtype ? grid : null, arrays),
     candidate: noisyFromWeight(wc, grid !== wc.dtype ? grid : null, arrays),
   };
-  pool?.release([decodeBase?.buffer, decodeCandidate?.buffer]);
-  return pair;
 }
 
 function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, pool: BufferPool | null): Float32Array | undefined {
@@ -118,18 +120,23 @@ function layerPoolBytes(base: RoleReader, candidate: RoleReader): number {
  * One model's residual evidence: each embedding-like matrix is sketched as soon as it is read and
  * released, so at most one of them (131M values at 7B) is in memory at a time.
  */
-function loadResidualEvidence(reader: RoleReader, withHead: boolean, withNorm: boolean): ResidualEvidence {
+function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null): ResidualEvidence {
   return {
     embed: residualColumns(reader.global('embed'), 'embed'),
     lmHead: withHead ? residualColumns(reader.global('lm_head'), 'lm_head') : null,
-    finalNorm: withNorm ? Float64Array.from(reader.global('final_norm').data) : null,
+    finalNorm,
   };
 }
 
 function loadGlobals(base: RoleReader, candidate: RoleReader): { base: ResidualEvidence; candidate: ResidualEvidence } {
   const tied = base.map.tiedEmbeddings || candidate.map.tiedEmbeddings || !base.map.global.lm_head || !candidate.map.global.lm_head;
-  const withNorm = Boolean(base.map.global.final_norm && candidate.map.global.final_norm);
-  return { base: loadResidualEvidence(base, !tied, withNorm), candidate: loadResidualEvidence(candidate, !tied, withNorm) };
+  // The final norms on the common grid, as every layer weight: an f32 parent's equals its bf16 child's.
+  const norms = base.map.global.final_norm && candidate.map.global.final_norm
+    ? onCommonGrid(base.global('final_norm'), candidate.global('final_norm')) : null;
+  return {
+    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null),
+    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null),
+  };
 }
 
 function isIdentity(order: ArrayLike<number>): boolean {
