@@ -295,8 +295,16 @@ export function widenWithVariance(src: Float32Array, values: Float64Array, varia
   // lookup, which reads the exponent bits anyway, also spots NaN and infinity.
   values.set(src, at);
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  if (!varianceByExponent(bits, variance, at, roundingVarianceTable32(grid))) return -1;
-  for (let i = 0; i < src.length; i++) if (!Number.isFinite(src[i]!)) return i;
+  return varianceByExponent(bits, variance, at, roundingVarianceTable32(grid)) ? firstNonFinite(src, src.length) : -1;
+}
+
+/** Index of the first NaN or infinity among the first `count` values, or -1. */
+export function firstNonFinite(values: ArrayLike<number>, count: number): number {
+  for (let i = 0; i < count; i++) {
+    const v = values[i]!;
+    // v - v is NaN exactly for NaN and infinities.
+    if (v - v !== 0) return i;
+  }
   return -1;
 }
 

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadInputError } from './errors.js';
-import { DTYPE_BYTES, decodeInto } from './dtypes.js';
+import { DTYPE_BYTES, decodeInto, firstNonFinite } from './dtypes.js';
 import { openForReading, readFully, readSafetensorsHeader } from './safetensors.js';
 import type { RowBlock, TensorInfo, TensorSource } from './types.js';
 
@@ -298,13 +298,4 @@ function firstNonFiniteFloat32(values: Float32Array, count: number): number {
   let seen = 0;
   for (let i = 0; i < count; i++) seen |= ((bits[i]! >>> 23) & 0xff) + 1; // bit 8: exponent 255
   return (seen & 0x100) === 0 ? -1 : firstNonFinite(values, count);
-}
-
-function firstNonFinite(values: ArrayLike<number>, count: number): number {
-  for (let i = 0; i < count; i++) {
-    const v = values[i]!;
-    // v - v is NaN exactly for NaN and infinities.
-    if (v - v !== 0) return i;
-  }
-  return -1;
 }
