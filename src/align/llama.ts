@@ -3,6 +3,7 @@ import type { Matrix, RowMajor } from '../linalg/matrix.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
+import { permuteLines, type LineSums } from './residual-sketch.js';
 
 /**
  * Alignment of a Llama-style decoder (RMSNorm, GQA attention, gated MLP) onto a base model by the
@@ -22,7 +23,14 @@ export interface LayerWeights {
   readonly postNorm: Float64Array;
   /** Rounding variance of the stored input-norm weights (their error rescales V's columns). */
   readonly inputNormVariance?: Float32Array;
+  /**
+   * Present when the residual side is sketched (residual-sketch.ts): the power sums of each
+   * module's whole lines (rows of the readers, columns of the writers), moved with its alignment.
+   */
+  readonly lines?: Readonly<Record<ModuleRole, LineSums>>;
 }
+
+export type ModuleRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
 
 /**
  * What the residual alignment needs of one model's global weights: the embedding and lm_head
@@ -154,7 +162,16 @@ export function applyMlp(layer: LayerWeights, a: MlpAlignment): LayerWeights {
     gate: permuteRowsInPlace(layer.gate, a.order),
     up: permuteRowsInPlace(layer.up, a.order),
     down: permuteColumnsInPlace(layer.down, a.order),
+    ...withLines(layer, { gate: a.order, up: a.order, down: a.order }),
   };
+}
+
+/** The layer's line sums (if any) moved by the given orders of some modules. */
+function withLines(layer: LayerWeights, orders: Partial<Record<ModuleRole, ArrayLike<number>>>): { lines?: Record<ModuleRole, LineSums> } {
+  if (!layer.lines) return {};
+  const lines = { ...layer.lines };
+  for (const [role, order] of Object.entries(orders) as Array<[ModuleRole, ArrayLike<number>]>) lines[role] = permuteLines(lines[role], order);
+  return { lines };
 }
 
 export interface HeadAlignment {
@@ -229,5 +246,6 @@ export function applyHeads(layer: LayerWeights, a: HeadAlignment, layout: HeadLa
     k: permuteRowsInPlace(layer.k, kvRows),
     v: permuteRowsInPlace(layer.v, kvRows),
     o: permuteColumnsInPlace(layer.o, qRows),
+    ...withLines(layer, { q: qRows, k: kvRows, v: kvRows, o: qRows }),
   };
 }

@@ -1,10 +1,10 @@
-import type { LayerRole } from '../arch/types.js';
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
 import { attentionInvariants, probesFor } from '../align/invariants.js';
 import {
   alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
-  type HeadLayout, type LayerWeights, type ResidualAlignment,
+  type HeadLayout, type LayerWeights, type ModuleRole, type ResidualAlignment,
 } from '../align/llama.js';
+import { scaledPowerSums } from '../align/residual-sketch.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
 import type { NoisyMatrix } from '../align/noisy.js';
 import type { Matrix } from '../linalg/matrix.js';
@@ -17,7 +17,7 @@ import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from '
  * module's delta, the invariants and probe rank. A pure function of its inputs, so layers can be
  * analysed in any order or in parallel (see parallel.ts) and merged in layer order.
  */
-export const MODULES: ReadonlyArray<readonly [Exclude<LayerRole, 'input_norm' | 'post_norm' | 'fc_in' | 'fc_out'>, ModuleName]> = [
+export const MODULES: ReadonlyArray<readonly [ModuleRole, ModuleName]> = [
   ['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj'], ['o', 'o_proj'], ['gate', 'gate_proj'], ['up', 'up_proj'], ['down', 'down_proj'],
 ];
 
@@ -40,8 +40,20 @@ const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
 export interface LayerContext {
   readonly residual: ResidualAlignment;
   readonly layout: HeadLayout;
+  /** Probe states, in the residual sketch's coordinates when layers come sketched. */
   readonly probes: Matrix;
   readonly seed: number;
+  /**
+   * Layers come with their residual side sketched (residual-sketch.ts): already in the base's
+   * residual order with the norms folded, and carrying the line sums their norms and moments
+   * are read from.
+   */
+  readonly residualSketched: boolean;
+}
+
+/** The gauge a module's delta is fitted in: a sketched residual side can no longer be rescaled. */
+function gaugeOf(name: ModuleName, residualSketched: boolean): GaugeFreedom {
+  return residualSketched && READ_NORM[name] ? { rows: GAUGE[name].rows, cols: false } : GAUGE[name];
 }
 
 export interface LayerOutcome {
@@ -73,13 +85,15 @@ function matchNeurons(index: number, base: LayerWeights, candidate: LayerWeights
 }
 
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext): LayerOutcome {
-  const { residual, layout, probes, seed } = context;
+  const { residual, layout, probes, seed, residualSketched } = context;
   const b = base;
   const t0 = performance.now();
-  let c = applyResidual(candidateStored, residual);
+  let c = residualSketched ? candidateStored : applyResidual(candidateStored, residual);
   const normFold = Math.max(maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
-  foldNorms(b);
-  foldNorms(c);
+  if (!residualSketched) {
+    foldNorms(b);
+    foldNorms(c);
+  }
   const { independence, mlp } = matchNeurons(index, b, c, seed);
   c = applyMlp(c, mlp);
   const heads = alignHeads(b, c, layout, seed + 2000 + index);
@@ -93,11 +107,26 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   for (const [role, name] of MODULES) {
     const x = b[role] as NoisyMatrix;
     const y = c[role] as NoisyMatrix;
-    const fit = lowRankDelta(x, y, { gauge: GAUGE[name] });
+    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, residualSketched) });
     fits.set(name, fit);
-    addMoments(moments, x, y, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
-    if (status !== 'unchanged') {
+    const lines = b.lines && c.lines ? { base: b.lines[role], candidate: c.lines[role], scale: READ_NORM[name] ? fit.rowScale : fit.colScale } : null;
+    let baseNormSq = fit.baseNormSq;
+    if (lines) {
+      // Sketched: norms and moments from the exact line sums in the fitted gauge, the delta's
+      // norm from its sketch (an unbiased estimate; the growth's numerator must be exact).
+      const [sb, sc] = [scaledPowerSums(lines.base, null), scaledPowerSums(lines.candidate, lines.scale)];
+      moments[0].merge(MomentAccumulator.fromSums(sb));
+      moments[1].merge(MomentAccumulator.fromSums(sc));
+      baseNormSq = sb.s2;
+      if (status !== 'unchanged') {
+        growthNum += sc.s2 - sb.s2;
+        growthDen += fit.deltaNormSq;
+      }
+    } else {
+      addMoments(moments, x, y, fit);
+    }
+    if (status !== 'unchanged' && !lines) {
       // A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a dense one
       // does not, so its growth is measured on the stored (unfolded) weights as aligned.
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
@@ -108,7 +137,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       module: name,
       status,
       rank: fit.rank,
-      relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
+      relativeDelta: baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / baseNormSq) : 0,
       singularValues: Array.from(fit.spectrum),
       threshold: 1,
       thresholdMethod: 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
@@ -161,8 +190,8 @@ function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMat
 /** Values scaled per block in addMoments. */
 const MOMENT_BLOCK = 1 << 18;
 
-/** Which RMSNorm each reader role was folded with. */
-const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = {
+/** Which RMSNorm each reader role was folded with (null: a writer, whose residual side is its rows). */
+export const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = {
   q_proj: 'input', k_proj: 'input', v_proj: 'input', o_proj: null, gate_proj: 'post', up_proj: 'post', down_proj: null,
 };
 

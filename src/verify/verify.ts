@@ -9,7 +9,9 @@ import {
 import { coarserGrid, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../align/noisy.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import { analyseLayer, maxAbsLog, MODULES, ratio, type LayerContext, type LayerOutcome } from './layer.js';
+import { residualPlacement, residualSketchMap, sketchResidualSide } from '../align/residual-sketch.js';
+import type { CountSketchMap } from '../linalg/countsketch.js';
+import { analyseLayer, maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
 import { BufferPool, layerBuffers } from './buffer-pool.js';
 import { LayerPool } from './parallel.js';
 import type { LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
@@ -37,6 +39,11 @@ export interface VerifyOptions {
    * analysed layer's memory is refilled by the next; null allocates afresh (same result, slower).
    */
   readonly buffers?: BufferPool | null;
+  /**
+   * Hidden sizes above this are analysed with the residual side sketched to this width (default
+   * RESIDUAL_SKETCH_WIDTH; tests lower it to exercise the sketched analysis on small models).
+   */
+  readonly residualSketchWidth?: number;
   /** Called after each layer (for progress displays). */
   readonly onLayer?: (done: number, total: number) => void;
 }
@@ -88,6 +95,54 @@ function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, pool: 
 
 const LAYER_ROLES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const;
 
+/**
+ * One layer of both models with the residual side of every module sketched as it is read (see
+ * residual-sketch.ts): the candidate hashed in the base's residual order, both with their norm
+ * gains folded into the readers. Only one role's float32 decode per model is in memory at a time.
+ */
+function loadSketchedLayer(
+  base: RoleReader, candidate: RoleReader, index: number, map: CountSketchMap, residual: ResidualAlignment, pool: BufferPool | null,
+): { base: LayerWeights; candidate: LayerWeights } {
+  const norm = (role: 'input_norm' | 'post_norm') => onCommonGrid(base.layer(index, role), candidate.layer(index, role));
+  const input = norm('input_norm'), post = norm('post_norm');
+  const placements = (gains: { input: Float64Array; post: Float64Array }, alignment: ResidualAlignment | null) => ({
+    input: residualPlacement(map, alignment, gains.input),
+    post: residualPlacement(map, alignment, gains.post),
+    writer: residualPlacement(map, alignment, null),
+  });
+  const place = {
+    base: placements({ input: input.base.values, post: post.base.values }, null),
+    candidate: placements({ input: input.candidate.values, post: post.candidate.values }, residual),
+  };
+  const arrays = pool ?? undefined;
+  const sketched = MODULES.map(([role, name]) => {
+    const decodeBase = decodeBuffer(base, index, role, pool);
+    const decodeCandidate = decodeBuffer(candidate, index, role, pool);
+    const wb = base.layer(index, role, decodeBase), wc = candidate.layer(index, role, decodeCandidate);
+    const grid = coarserGrid(wb.dtype, wc.dtype);
+    const reads = READ_NORM[name];
+    const side = reads ? 'cols' : 'rows';
+    const out = {
+      base: sketchResidualSide(wb, side, place.base[reads ?? 'writer'], grid !== wb.dtype ? grid : null, arrays),
+      candidate: sketchResidualSide(wc, side, place.candidate[reads ?? 'writer'], grid !== wc.dtype ? grid : null, arrays),
+    };
+    pool?.release([decodeBase?.buffer, decodeCandidate?.buffer]);
+    return out;
+  });
+  const model = (s: 'base' | 'candidate', inputNorm: Float64Array, postNorm: Float64Array): LayerWeights => {
+    const [q, k, v, o, gate, up, down] = sketched.map((pair) => pair[s]);
+    const lines = { q: q!.lines, k: k!.lines, v: v!.lines, o: o!.lines, gate: gate!.lines, up: up!.lines, down: down!.lines };
+    return {
+      q: q!.matrix, k: k!.matrix, v: v!.matrix, o: o!.matrix, gate: gate!.matrix, up: up!.matrix, down: down!.matrix,
+      inputNorm, postNorm, lines,
+    };
+  };
+  return {
+    base: model('base', input.base.values, post.base.values),
+    candidate: model('candidate', permuteResidualVector(input.candidate.values, residual), permuteResidualVector(post.candidate.values, residual)),
+  };
+}
+
 function loadLayer(base: RoleReader, candidate: RoleReader, index: number, pool: BufferPool | null): { base: LayerWeights; candidate: LayerWeights } {
   const [q, k, v, o, gate, up, down, inputNorm, postNorm] = LAYER_ROLES.map((role) => readPair(base, candidate, index, role, pool));
   const side = (s: 'base' | 'candidate'): LayerWeights => ({
@@ -99,19 +154,27 @@ function loadLayer(base: RoleReader, candidate: RoleReader, index: number, pool:
 
 /**
  * What a buffer pool keeps between layers: the largest layer's analysis form (8 + 4 bytes a
- * value) and float32 decodes (4 bytes a value) of both models, so memory stays bounded by one layer.
+ * value) and float32 decodes (4 bytes a value) of both models, so memory stays bounded by one
+ * layer. Sketched (to `width`), the analysis form is the sketches and one role's decode at a time.
  */
-function layerPoolBytes(base: RoleReader, candidate: RoleReader): number {
+function layerPoolBytes(base: RoleReader, candidate: RoleReader, width: number | null): number {
+  const analysisBytes = Float64Array.BYTES_PER_ELEMENT + Float32Array.BYTES_PER_ELEMENT;
   let most = 0;
   for (let index = 0; index < base.map.layers.length; index++) {
-    let bytes = 0;
+    let bytes = 0, decode = 0;
     for (const reader of [base, candidate]) {
+      let largest = 0;
       for (const role of LAYER_ROLES) {
         const shape = reader.map.layers[index]?.[role]?.shape;
-        if (shape) bytes += shape[0] * shape[1] * (Float64Array.BYTES_PER_ELEMENT + 2 * Float32Array.BYTES_PER_ELEMENT);
+        if (!shape) continue;
+        const elements = shape[0] * shape[1];
+        largest = Math.max(largest, elements);
+        if (width === null) bytes += elements * (analysisBytes + Float32Array.BYTES_PER_ELEMENT);
+        else if (shape.length === 2) bytes += (elements / Math.max(1, reader.map.dims.hidden)) * width * analysisBytes;
       }
+      decode += largest * Float32Array.BYTES_PER_ELEMENT;
     }
-    most = Math.max(most, bytes);
+    most = Math.max(most, width === null ? bytes : bytes + decode);
   }
   return most;
 }
@@ -180,7 +243,11 @@ export function verifyModels(
 
   const globals = timed(() => loadGlobals(base, candidate), (s) => (readSeconds += s));
   const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
-  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(base.map.dims.hidden, PROBES), base.map.dims.hidden);
+  // Wide models: every layer is analysed with its residual side sketched (residual-sketch.ts),
+  // and the probe states live in the sketch's coordinates.
+  const sketch = residualSketchMap(base.map.dims.hidden, options.residualSketchWidth);
+  const probeDims = sketch ? sketch.width : base.map.dims.hidden;
+  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(probeDims, PROBES), probeDims);
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const layers: LayerEvidence[] = [];
@@ -192,7 +259,7 @@ export function verifyModels(
   let growthNum = 0, growthDen = 0;
   const layerCount = base.map.layers.length;
 
-  const context: LayerContext = { residual, layout, probes, seed };
+  const context: LayerContext = { residual, layout, probes, seed, residualSketched: sketch !== null };
   const record = (outcome: LayerOutcome) => {
     layers.push(outcome.evidence);
     independence.push(outcome.independence);
@@ -209,9 +276,12 @@ export function verifyModels(
   };
   // The analysis consumes a layer's arrays (permuted and scaled in place), and no outcome keeps a
   // view of them, so once a layer is analysed its memory is filled by the next one.
-  const buffers = options.buffers === undefined ? new BufferPool(layerPoolBytes(base, candidate)) : options.buffers;
+  const buffers = options.buffers === undefined ? new BufferPool(layerPoolBytes(base, candidate, sketch ? sketch.width : null)) : options.buffers;
   const recycle = (released: readonly ArrayBuffer[]) => buffers?.release(released);
-  const load = (index: number) => timed(() => loadLayer(base, candidate, index, buffers), (s) => (readSeconds += s));
+  const load = (index: number) => timed(
+    () => (sketch ? loadSketchedLayer(base, candidate, index, sketch, residual, buffers) : loadLayer(base, candidate, index, buffers)),
+    (s) => (readSeconds += s),
+  );
   const workers = Math.min(options.workers ?? 0, layerCount);
   if (workers > 0) {
     // Layers are read here, in order, while the workers analyse the previous ones.
