@@ -21,7 +21,8 @@ export interface RoleReader {
    * instead of a new array; a reader may ignore it (then it is left untouched).
    */
   layer(index: number, role: LayerRole, into?: Float32Array): Weight;
-  global(role: GlobalRole): Weight;
+  /** `into` as for layer(). */
+  global(role: GlobalRole, into?: Float32Array): Weight;
   /** Payload bytes read so far. */
   readonly bytesRead: number;
   close(): void;
@@ -56,10 +57,10 @@ export class SourceRoleReader implements RoleReader {
   layer(index: number, role: LayerRole, into?: Float32Array): Weight {
     return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));
   }
-  global(role: GlobalRole): Weight {
+  global(role: GlobalRole, into?: Float32Array): Weight {
     const ref = this.map.global[role];
     if (!ref) throw new BadInputError(`the model has no ${role} weight`, { file: this.source.path });
-    return checked(readRole(this.source, ref));
+    return checked(readRole(this.source, ref, into));
   }
   close(): void {
     this.source.close();

@@ -40,15 +40,10 @@ const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
 export interface LayerContext {
   readonly residual: ResidualAlignment;
   readonly layout: HeadLayout;
-  /** Probe states, in the residual sketch's coordinates when layers come sketched. */
+  /** Probe states in residual coordinates, and in the residual sketch's (when layers may come sketched). */
   readonly probes: Matrix;
+  readonly sketchedProbes: Matrix | null;
   readonly seed: number;
-  /**
-   * Layers come with their residual side sketched (residual-sketch.ts): already in the base's
-   * residual order with the norms folded, and carrying the line sums their norms and moments
-   * are read from.
-   */
-  readonly residualSketched: boolean;
 }
 
 /** The gauge a module's delta is fitted in: a sketched residual side can no longer be rescaled. */
@@ -85,8 +80,12 @@ function matchNeurons(index: number, base: LayerWeights, candidate: LayerWeights
 }
 
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext): LayerOutcome {
-  const { residual, layout, probes, seed, residualSketched } = context;
+  const { residual, layout, seed } = context;
   const b = base;
+  // A layer that comes with line sums has its residual side sketched (residual-sketch.ts): it is
+  // already in the base's residual order with the norms folded.
+  const residualSketched = b.lines !== undefined && candidateStored.lines !== undefined;
+  const probes = residualSketched ? context.sketchedProbes! : context.probes;
   const t0 = performance.now();
   let c = residualSketched ? candidateStored : applyResidual(candidateStored, residual);
   const normFold = Math.max(maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
@@ -140,7 +139,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       relativeDelta: baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / baseNormSq) : 0,
       singularValues: Array.from(fit.spectrum),
       threshold: 1,
-      thresholdMethod: 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
+      thresholdMethod: (residualSketched ? 'on the residual-sketched delta: ' : '') + 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
     });
   }
   // The change of W_v W_o has rank at most r_v + r_o: the probes are sized from those weight-delta ranks.
@@ -148,7 +147,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   const inv = attentionInvariants(b, c, layout, probesFor(probes, voRankBound));
   const analyseSeconds = (performance.now() - t0) / 1000 - alignSeconds;
   return {
-    evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo } },
+    evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSketchWidth: residualSketched ? b.q.cols : null },
     independence,
     transform: {
       layer: index,

@@ -50,6 +50,11 @@ export interface LayerEvidence {
   readonly probeRank: number | null;
   /** Cosine similarity of the alignment-free invariant products, base vs candidate. */
   readonly invariants: { readonly qk: number; readonly vo: number };
+  /**
+   * Width the residual side of this layer's modules was count-sketched to (wide models), or null
+   * for the exact analysis (narrow models, and layers whose norm gains differ between the models).
+   */
+  readonly residualSketchWidth: number | null;
 }
 
 export interface TransformFound {

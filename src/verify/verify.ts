@@ -95,16 +95,40 @@ function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, pool: 
 
 const LAYER_ROLES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const;
 
+type NormPair = { base: NoisyMatrix; candidate: NoisyMatrix };
+interface LayerNorms {
+  readonly input: NormPair;
+  readonly post: NormPair;
+}
+
+function readNorms(base: RoleReader, candidate: RoleReader, index: number): LayerNorms {
+  const norm = (role: 'input_norm' | 'post_norm') => onCommonGrid(base.layer(index, role), candidate.layer(index, role));
+  return { input: norm('input_norm'), post: norm('post_norm') };
+}
+
+/**
+ * Whether the candidate's norm gains, in the base's residual order, equal the base's. Only then is
+ * a layer sketched: a gain that differs (rescaled by an obfuscator, so rounded anew, or trained)
+ * leaves a per-column rescaling of the readers that only their column gauge absorbs, and a sketch
+ * of the columns has none (residual-sketch.ts). Such layers get the exact analysis.
+ */
+function gainsAgree(norms: LayerNorms, residual: ResidualAlignment): boolean {
+  for (const pair of [norms.input, norms.post]) {
+    const b = pair.base.values, c = pair.candidate.values;
+    for (let i = 0; i < b.length; i++) if (b[i] !== c[residual.order[i]!]) return false;
+  }
+  return true;
+}
+
 /**
  * One layer of both models with the residual side of every module sketched as it is read (see
  * residual-sketch.ts): the candidate hashed in the base's residual order, both with their norm
  * gains folded into the readers. Only one role's float32 decode per model is in memory at a time.
  */
 function loadSketchedLayer(
-  base: RoleReader, candidate: RoleReader, index: number, map: CountSketchMap, residual: ResidualAlignment, pool: BufferPool | null,
+  base: RoleReader, candidate: RoleReader, index: number, map: CountSketchMap, residual: ResidualAlignment, norms: LayerNorms, pool: BufferPool | null,
 ): { base: LayerWeights; candidate: LayerWeights } {
-  const norm = (role: 'input_norm' | 'post_norm') => onCommonGrid(base.layer(index, role), candidate.layer(index, role));
-  const input = norm('input_norm'), post = norm('post_norm');
+  const { input, post } = norms;
   const placements = (gains: { input: Float64Array; post: Float64Array }, alignment: ResidualAlignment | null) => ({
     input: residualPlacement(map, alignment, gains.input),
     post: residualPlacement(map, alignment, gains.post),
@@ -180,13 +204,14 @@ function layerPoolBytes(base: RoleReader, candidate: RoleReader, width: number |
 }
 
 /**
- * One model's residual evidence: each embedding-like matrix is sketched as soon as it is read and
- * released, so at most one of them (131M values at 7B) is in memory at a time.
+ * One model's residual evidence: each embedding-like matrix is sketched as soon as it is read, into
+ * `scratch` when it fits (one decode buffer serves all of them: fresh memory costs about as much
+ * to touch as to decode), so at most one of them (131M values at 7B) is in memory at a time.
  */
-function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null): ResidualEvidence {
+function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null, scratch: (role: 'embed' | 'lm_head') => Float32Array | undefined): ResidualEvidence {
   return {
-    embed: residualColumns(reader.global('embed'), 'embed'),
-    lmHead: withHead ? residualColumns(reader.global('lm_head'), 'lm_head') : null,
+    embed: residualColumns(reader.global('embed', scratch('embed')), 'embed'),
+    lmHead: withHead ? residualColumns(reader.global('lm_head', scratch('lm_head')), 'lm_head') : null,
     finalNorm,
   };
 }
@@ -196,9 +221,19 @@ function loadGlobals(base: RoleReader, candidate: RoleReader): { base: ResidualE
   // The final norms on the common grid, as every layer weight: an f32 parent's equals its bf16 child's.
   const norms = base.map.global.final_norm && candidate.map.global.final_norm
     ? onCommonGrid(base.global('final_norm'), candidate.global('final_norm')) : null;
+  const elements = (reader: RoleReader, role: 'embed' | 'lm_head') => {
+    const shape = reader.map.global[role]?.shape;
+    return shape ? shape[0] * (shape[1] ?? 1) : 0;
+  };
+  const largest = Math.max(...[base, candidate].flatMap((r) => [elements(r, 'embed'), tied ? 0 : elements(r, 'lm_head')]));
+  const buffer = new Float32Array(largest);
+  const scratchOf = (reader: RoleReader) => (role: 'embed' | 'lm_head') => {
+    const n = elements(reader, role);
+    return n > 0 ? buffer.subarray(0, n) : undefined;
+  };
   return {
-    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null),
-    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null),
+    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null, scratchOf(base)),
+    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null, scratchOf(candidate)),
   };
 }
 
@@ -246,8 +281,9 @@ export function verifyModels(
   // Wide models: every layer is analysed with its residual side sketched (residual-sketch.ts),
   // and the probe states live in the sketch's coordinates.
   const sketch = residualSketchMap(base.map.dims.hidden, options.residualSketchWidth);
-  const probeDims = sketch ? sketch.width : base.map.dims.hidden;
-  const probes = new Rng(seed + 99).gaussianMatrix(Math.min(probeDims, PROBES), probeDims);
+  const probesOf = (dims: number) => new Rng(seed + 99).gaussianMatrix(Math.min(dims, PROBES), dims);
+  const probes = probesOf(base.map.dims.hidden);
+  const sketchedProbes = sketch ? probesOf(sketch.width) : null;
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const layers: LayerEvidence[] = [];
@@ -259,7 +295,7 @@ export function verifyModels(
   let growthNum = 0, growthDen = 0;
   const layerCount = base.map.layers.length;
 
-  const context: LayerContext = { residual, layout, probes, seed, residualSketched: sketch !== null };
+  const context: LayerContext = { residual, layout, probes, sketchedProbes, seed };
   const record = (outcome: LayerOutcome) => {
     layers.push(outcome.evidence);
     independence.push(outcome.independence);
@@ -278,10 +314,12 @@ export function verifyModels(
   // view of them, so once a layer is analysed its memory is filled by the next one.
   const buffers = options.buffers === undefined ? new BufferPool(layerPoolBytes(base, candidate, sketch ? sketch.width : null)) : options.buffers;
   const recycle = (released: readonly ArrayBuffer[]) => buffers?.release(released);
-  const load = (index: number) => timed(
-    () => (sketch ? loadSketchedLayer(base, candidate, index, sketch, residual, buffers) : loadLayer(base, candidate, index, buffers)),
-    (s) => (readSeconds += s),
-  );
+  const load = (index: number) => timed(() => {
+    const norms = sketch ? readNorms(base, candidate, index) : null;
+    return sketch && norms && gainsAgree(norms, residual)
+      ? loadSketchedLayer(base, candidate, index, sketch, residual, norms, buffers)
+      : loadLayer(base, candidate, index, buffers);
+  }, (s) => (readSeconds += s));
   const workers = Math.min(options.workers ?? 0, layerCount);
   if (workers > 0) {
     // Layers are read here, in order, while the workers analyse the previous ones.
