@@ -9,7 +9,9 @@ import { test } from 'node:test';
 import type { Weight } from '../src/arch/types.js';
 import type { ResidualAlignment } from '../src/align/llama.js';
 import { noisyFromWeight } from '../src/align/noisy.js';
-import { permuteLines, residualPlacement, residualSketchMap, scaledPowerSums, sketchResidualSide } from '../src/align/residual-sketch.js';
+import {
+  permuteLines, residualPlacement, residualSketchMap, rowsOfStored, rowsOfWeight, scaledPowerSums, sketchResidualSide, type WeightRows,
+} from '../src/align/residual-sketch.js';
 import { roundToDtype } from '../src/io/dtypes.js';
 import { BadInputError } from '../src/io/errors.js';
 import { Rng } from '../src/linalg/rng.js';
@@ -21,8 +23,19 @@ function bf16Matrix(rows: number, cols: number, seed: number): Float32Array {
   return roundToDtype(Float32Array.from({ length: rows * cols }, () => 0.05 * rng.gaussian()), 'BF16');
 }
 
-function weight(data: Float32Array, rows: number, cols: number, dtype = 'BF16'): Weight {
+function decoded(data: Float32Array, rows: number, cols: number, dtype = 'BF16'): Weight {
   return { rows, cols, data, dtype, tensor: 'model.layers.0.mlp.up_proj.weight', file: 'model.safetensors' };
+}
+
+function weight(data: Float32Array, rows: number, cols: number, dtype = 'BF16'): WeightRows {
+  return rowsOfWeight(decoded(data, rows, cols, dtype));
+}
+
+/** The bf16 bytes of values already on the bf16 grid (the top half of each float32). */
+function storedBf16(data: Float32Array, rows: number, cols: number): WeightRows {
+  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const halves = Uint16Array.from(bits, (b) => b >>> 16);
+  return rowsOfStored({ rows, cols, dtype: 'BF16', bytes: new Uint8Array(halves.buffer), tensor: 'model.layers.0.mlp.down_proj.weight', file: 'model.safetensors' });
 }
 
 const map = residualSketchMap(HIDDEN, WIDTH)!;
@@ -39,7 +52,7 @@ test('a reader sketch is (W diag(gain)) S with S the CountSketch matrix; varianc
   const out = sketchResidualSide(weight(w, LINES, HIDDEN), 'cols', residualPlacement(map, null, gain), null);
   assert.equal(out.matrix.rows, LINES);
   assert.equal(out.matrix.cols, WIDTH);
-  const exact = noisyFromWeight(weight(w, LINES, HIDDEN));
+  const exact = noisyFromWeight(decoded(w, LINES, HIDDEN));
   for (let i = 0; i < LINES; i++) {
     const expected = new Float64Array(WIDTH), variance = new Float64Array(WIDTH);
     let s2 = 0, s4 = 0;
@@ -127,4 +140,18 @@ test('a NaN is a BadInputError naming the tensor; a size mismatch is refused', (
     return true;
   });
   assert.throws(() => sketchResidualSide(weight(w, HIDDEN, LINES), 'cols', residualPlacement(map, null, null), null), RangeError);
+});
+
+test('stored bf16 bytes, decoded piece by piece, sketch as the decoded weight does (reader and writer)', () => {
+  const w = bf16Matrix(HIDDEN, LINES * 40, 8);
+  const writer = residualPlacement(map, null, null);
+  assert.deepEqual(sketchResidualSide(storedBf16(w, HIDDEN, LINES * 40), 'rows', writer, null).matrix.values,
+    sketchResidualSide(weight(w, HIDDEN, LINES * 40), 'rows', writer, null).matrix.values);
+  const r = bf16Matrix(LINES * 40, HIDDEN, 9);
+  const reader = residualPlacement(map, null, gain);
+  const a = sketchResidualSide(storedBf16(r, LINES * 40, HIDDEN), 'cols', reader, null);
+  const b = sketchResidualSide(weight(r, LINES * 40, HIDDEN), 'cols', reader, null);
+  assert.deepEqual(a.matrix.values, b.matrix.values);
+  assert.deepEqual(a.matrix.variance, b.matrix.variance);
+  assert.deepEqual(a.lines.sums, b.lines.sums);
 });

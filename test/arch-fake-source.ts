@@ -60,6 +60,14 @@ export class FakeSource implements TensorSource {
     out.set(this.readRows(name, rowStart, rowEnd));
   }
 
+  /** Values are held as float32 and stored as F32 (the dtype a FakeTensor names is not re-encoded). */
+  readStoredInto(name: string, elemStart: number, out: Uint8Array): void {
+    const values = this.values.get(name)!;
+    const bytes = new Uint8Array(values.buffer, values.byteOffset + elemStart * 4, out.length);
+    out.set(bytes);
+    this.bytesRead += out.length;
+  }
+
   /** Small blocks (3 rows) so readers are exercised across block borders. */
   *rowBlocks(name: string): Iterable<RowBlock> {
     const rows = this.tensors.get(name)!.shape[0]!;

@@ -81,7 +81,10 @@ export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null, ar
   return { rows: w.rows, cols: w.cols, values, variance };
 }
 
-function requireFinite(badIndex: number, offset: number, block: Float32Array, w: Weight, roundedTo: FloatDType | null): void {
+/** A BadInputError for block[badIndex] (element offset + badIndex of the weight), unless badIndex < 0. */
+export function requireFinite(
+  badIndex: number, offset: number, block: Float32Array, w: { readonly file: string; readonly tensor: string }, roundedTo: FloatDType | null,
+): void {
   if (badIndex < 0) return;
   const how = roundedTo ? ` after rounding to ${roundedTo}` : '';
   throw new BadInputError(`non-finite weight ${block[badIndex]}${how} at element ${offset + badIndex}`, { file: w.file, tensor: w.tensor });

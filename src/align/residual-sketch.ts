@@ -1,9 +1,13 @@
-import type { Weight } from '../arch/types.js';
-import { roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
+import type { StoredWeight, Weight } from '../arch/types.js';
+import {
+  decodeInto, DTYPE_BYTES, firstNonFinite, isDType, isFloatDType, roundingVarianceTable, roundToDtypeInto, type FloatDType,
+} from '../io/dtypes.js';
+import { BadInputError } from '../io/errors.js';
+import type { DType } from '../io/types.js';
 import { countSketchMap, type CountSketchMap } from '../linalg/countsketch.js';
 import type { MomentSums } from '../stats/moments.js';
 import type { ResidualAlignment } from './llama.js';
-import { forEachGridBlock, FRESH_ARRAYS, type ArrayAllocator, type NoisyMatrix } from './noisy.js';
+import { FRESH_ARRAYS, requireFinite, type ArrayAllocator, type NoisyMatrix } from './noisy.js';
 
 /**
  * Layers of wide models are analysed with the residual side of every matrix count-sketched (the
@@ -83,13 +87,49 @@ export interface SketchedWeight {
 }
 
 /**
- * A stored weight with its residual side sketched: 'cols' (a reader, out x hidden) gives
- * out x width, 'rows' (a writer, hidden x in) gives width x in. Values and their rounding
- * variances are accumulated in one pass over the stored values (rounded onto `roundTo` first when
- * the other model is stored coarser); a NaN or infinity is a BadInputError naming the tensor.
+ * A weight's rows, decoded on demand into float32: the sketch decodes cache-sized pieces, so a
+ * stored weight (2 bytes a value in bf16) is never widened whole into memory.
+ */
+export interface WeightRows {
+  readonly rows: number;
+  readonly cols: number;
+  readonly dtype: string;
+  readonly tensor: string;
+  readonly file: string;
+  /** Rows [from, to) into out, (to - from) * cols values. */
+  decode(from: number, to: number, out: Float32Array): void;
+}
+
+export function rowsOfWeight(w: Weight): WeightRows {
+  return { ...identity(w), decode: (from, to, out) => out.set(w.data.subarray(from * w.cols, to * w.cols)) };
+}
+
+export function rowsOfStored(w: StoredWeight): WeightRows {
+  if (!isDType(w.dtype)) throw new BadInputError(`unsupported dtype ${w.dtype}`, { file: w.file, tensor: w.tensor });
+  const dtype: DType = w.dtype, size = DTYPE_BYTES[dtype];
+  return {
+    ...identity(w),
+    decode: (from, to, out) => decodeInto(dtype, w.bytes.subarray(from * w.cols * size, to * w.cols * size), (to - from) * w.cols, out, 0),
+  };
+}
+
+function identity(w: { rows: number; cols: number; dtype: string; tensor: string; file: string }) {
+  return { rows: w.rows, cols: w.cols, dtype: w.dtype, tensor: w.tensor, file: w.file };
+}
+
+/** Values decoded per piece: a scratch that stays in cache. */
+const PIECE = 1 << 14;
+
+/**
+ * A weight with its residual side sketched: 'cols' (a reader, out x hidden) gives out x width,
+ * 'rows' (a writer, hidden x in) gives width x in. Values and their rounding variances are
+ * accumulated in one pass over the stored values, decoded a cache-sized piece at a time (rounded
+ * onto `roundTo` first when the other model is stored coarser); a NaN or infinity is a
+ * BadInputError naming the tensor. A writer's rows are visited bucket by bucket, so each output
+ * row is summed in cache and written once.
  */
 export function sketchResidualSide(
-  w: Weight, residualSide: 'cols' | 'rows', place: ResidualPlacement, roundTo: FloatDType | null, arrays: ArrayAllocator = FRESH_ARRAYS,
+  w: WeightRows, residualSide: 'cols' | 'rows', place: ResidualPlacement, roundTo: FloatDType | null, arrays: ArrayAllocator = FRESH_ARRAYS,
 ): SketchedWeight {
   const width = place.width;
   const [rows, cols] = residualSide === 'cols' ? [w.rows, width] : [width, w.cols];
@@ -102,29 +142,44 @@ export function sketchResidualSide(
   const lineCount = residualSide === 'cols' ? w.rows : w.cols;
   const sums = new Float64Array(4 * lineCount);
   const factorSq = Float64Array.from(place.factor, (g) => g * g);
-  forEachGridBlock(w, roundTo, (block, start, grid) => {
-    const table = grid ? roundingVarianceTable(grid) : ZERO_VARIANCE;
-    const bits = new Uint32Array(block.buffer, block.byteOffset, block.length);
-    const firstRow = start / w.cols;
-    const blockRows = block.length / w.cols;
+  const grid = roundTo ?? (isFloatDType(w.dtype) ? w.dtype : null);
+  const rounding = roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null;
+  const table = grid ? roundingVarianceTable(grid) : ZERO_VARIANCE;
+  const pieceRows = residualSide === 'cols' ? Math.max(1, Math.floor(PIECE / Math.max(1, w.cols))) : 1;
+  const scratch = new Float32Array(pieceRows * w.cols);
+  const bits = new Uint32Array(scratch.buffer);
+  // Rows in the order visited: all of them for a reader; bucket by bucket for a writer.
+  const order = residualSide === 'cols' ? null : rowsByBucket(place);
+  for (let t = 0; t < w.rows; t += pieceRows) {
+    const first = order ? order[t]! : t;
+    const count = Math.min(pieceRows, w.rows - t);
+    const piece = count === pieceRows ? scratch : scratch.subarray(0, count * w.cols);
+    w.decode(first, first + count, piece);
+    if (rounding) roundToDtypeInto(piece, rounding, piece);
     const nonFinite = residualSide === 'cols'
-      ? sketchReaderRows(block, bits, firstRow, blockRows, w.cols, place, factorSq, table, values, variance, sums, lineCount)
-      : sketchWriterRows(block, bits, firstRow, blockRows, w.cols, place, factorSq, table, values, variance, sums, lineCount);
-    return nonFinite ? firstNonFiniteIn(block) : -1;
-  });
+      ? sketchReaderRows(piece, bits, first, count, w.cols, place, factorSq, table, values, variance, sums, lineCount)
+      : sketchWriterRows(piece, bits, first, count, w.cols, place, factorSq, table, values, variance, sums, lineCount);
+    if (nonFinite) requireFinite(firstNonFinite(piece, piece.length), first * w.cols, piece, w, rounding);
+  }
   return { matrix: { rows, cols, values, variance }, lines: { lines: lineCount, perLine: resident, sums } };
+}
+
+/** Stored rows sorted by bucket (stable): a writer's rows in the order its sketch rows are summed. */
+function rowsByBucket(place: ResidualPlacement): Int32Array {
+  const n = place.bucket.length;
+  const starts = new Int32Array(place.width + 1);
+  for (let j = 0; j < n; j++) starts[place.bucket[j]! + 1]!++;
+  for (let b = 0; b < place.width; b++) starts[b + 1]! += starts[b]!;
+  const order = new Int32Array(n);
+  for (let j = 0; j < n; j++) order[starts[place.bucket[j]!]!++] = j;
+  return order;
 }
 
 const ZERO_VARIANCE = new Float64Array(256);
 
-function firstNonFiniteIn(block: Float32Array): number {
-  for (let i = 0; i < block.length; i++) if (block[i]! - block[i]! !== 0) return i;
-  return -1;
-}
-
 /**
- * Reader rows (residual = columns): row i's element j adds weight_j x into (i, bucket_j). Returns
- * true when an exponent of 255 (NaN, infinity) was seen.
+ * Reader rows (residual = columns): row i's element j adds sign_j factor_j x into (i, bucket_j).
+ * Returns true when an exponent of 255 (NaN, infinity) was seen.
  */
 function sketchReaderRows(
   block: Float32Array, bits: Uint32Array, firstRow: number, blockRows: number, cols: number, place: ResidualPlacement,
@@ -156,7 +211,7 @@ function sketchReaderRows(
   return (nonFinite & 0x100) !== 0;
 }
 
-/** Writer rows (residual = rows): stored row i adds weight_i times itself into sketch row bucket_i. */
+/** Writer rows (residual = rows): stored row i adds sign_i factor_i times itself into sketch row bucket_i. */
 function sketchWriterRows(
   block: Float32Array, bits: Uint32Array, firstRow: number, blockRows: number, cols: number, place: ResidualPlacement,
   factorSq: Float64Array, table: Float64Array, values: Float64Array, variance: Float32Array, sums: Float64Array, lines: number,

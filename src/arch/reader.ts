@@ -2,7 +2,8 @@ import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';
 import { layerRoleRef, mapModel, readRole } from './map.js';
-import type { GlobalRole, LayerRole, ModelMap, Weight } from './types.js';
+import type { GlobalRole, LayerRole, ModelMap, StoredWeight, Weight } from './types.js';
+import { DTYPE_BYTES } from '../io/dtypes.js';
 import { BadInputError } from '../io/errors.js';
 
 /**
@@ -23,6 +24,12 @@ export interface RoleReader {
   layer(index: number, role: LayerRole, into?: Float32Array): Weight;
   /** `into` as for layer(). */
   global(role: GlobalRole, into?: Float32Array): Weight;
+  /**
+   * The role's stored bytes when it is a whole tensor stored (out, in), read into memory from
+   * `allocate` (given the byte length) when given; null when the role must go through layer()
+   * (a slice of a fused tensor, a transposed one, or values not stored as such, e.g. a merged adapter).
+   */
+  layerStored?(index: number, role: LayerRole, allocate?: (byteLength: number) => Uint8Array): StoredWeight | null;
   /** Payload bytes read so far. */
   readonly bytesRead: number;
   close(): void;
@@ -56,6 +63,18 @@ export class SourceRoleReader implements RoleReader {
   }
   layer(index: number, role: LayerRole, into?: Float32Array): Weight {
     return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));
+  }
+  layerStored(index: number, role: LayerRole, allocate?: (byteLength: number) => Uint8Array): StoredWeight | null {
+    const ref = layerRoleRef(this.map, index, role);
+    if (ref.rows || ref.rowRanges || ref.transposed) return null;
+    const info = this.source.tensors.get(ref.tensor);
+    if (!info || info.shape.length !== 2) return null;
+    const [rows, cols] = info.shape as [number, number];
+    const byteLength = rows * cols * DTYPE_BYTES[info.dtype];
+    const bytes = allocate ? allocate(byteLength) : new Uint8Array(byteLength);
+    if (bytes.length !== byteLength) throw new RangeError(`${ref.tensor}: ${byteLength} stored bytes read into ${bytes.length}`);
+    this.source.readStoredInto(ref.tensor, 0, bytes);
+    return { rows, cols, dtype: info.dtype, bytes, tensor: ref.tensor, file: info.file };
   }
   global(role: GlobalRole, into?: Float32Array): Weight {
     const ref = this.map.global[role];

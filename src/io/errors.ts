@@ -51,3 +51,27 @@ export class IncompatibleModelsError extends LineageError {
     this.name = 'IncompatibleModelsError';
   }
 }
+
+/** An error as it crosses a thread boundary: enough to rebuild the input errors the CLI maps to exit codes. */
+export interface SerializedError {
+  readonly badInput: boolean;
+  readonly reason: string;
+  readonly message: string;
+  readonly file?: string | undefined;
+  readonly tensor?: string | undefined;
+  readonly stack?: string | undefined;
+}
+
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof LineageError) {
+    return { badInput: err instanceof BadInputError, reason: err.reason, message: err.message, file: err.file, tensor: err.tensor };
+  }
+  const e = err instanceof Error ? err : new Error(String(err));
+  return { badInput: false, reason: e.message, message: e.message, stack: e.stack };
+}
+
+/** The error again on this side: a BadInputError as such, anything else as a bug of `where`. */
+export function deserializeError(e: SerializedError, where: string): Error {
+  if (e.badInput) return new BadInputError(e.reason, { ...(e.file ? { file: e.file } : {}), ...(e.tensor ? { tensor: e.tensor } : {}) });
+  return Object.assign(new Error(`${where}: ${e.message}`), e.stack ? { stack: e.stack } : {});
+}

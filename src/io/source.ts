@@ -242,6 +242,19 @@ export class SafetensorsSource implements TensorSource {
     }
   }
 
+  readStoredInto(name: string, elemStart: number, out: Uint8Array): void {
+    const info = this.info(name);
+    const size = DTYPE_BYTES[info.dtype];
+    const total = elementCount(info);
+    const count = out.length / size;
+    if (!(Number.isInteger(elemStart) && Number.isInteger(count) && elemStart >= 0 && elemStart + count <= total)) {
+      throw new RangeError(`${out.length} stored bytes from element ${elemStart} outside 0..${total} of ${name}`);
+    }
+    readFully(this.fd(info.file), out, out.length, info.start + elemStart * size, info.file, name);
+    this.readBytes += out.length;
+    this.onBytes?.(out.length);
+  }
+
   /**
    * Stream the stored bytes of elements [elemStart, elemStart + count) through the bounded
    * buffer, undecoded. Each chunk is valid only until the next one is produced.

@@ -47,6 +47,11 @@ export interface TensorSource {
   readRows(name: string, rowStart: number, rowEnd: number): Float32Array;
   /** readRows into `out` (exactly (rowEnd - rowStart) x cols long): no allocation, no copy. */
   readRowsInto(name: string, rowStart: number, rowEnd: number, out: Float32Array): void;
+  /**
+   * The stored bytes of elements [elemStart, elemStart + out.length / element size), undecoded and
+   * unchecked, read straight into `out` (for consumers that decode in cache-sized pieces).
+   */
+  readStoredInto(name: string, elemStart: number, out: Uint8Array): void;
   /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default 16 MiB). */
   rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
   /** Release file descriptors. */

@@ -11,7 +11,7 @@
  */
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { BadInputError, LineageError } from '../io/errors.js';
+import { deserializeError, serializeError, type SerializedError } from '../io/errors.js';
 import { decodeInto, decodeTable, DTYPE_BYTES, isFloatDType } from '../io/dtypes.js';
 import { assertFinite, elementCount, openTensorSource, type SafetensorsSource } from '../io/source.js';
 import type { TensorInfo } from '../io/types.js';
@@ -175,7 +175,7 @@ export type WorkerReply =
   | { type: 'ready' }
   | { type: 'result'; id: number; sums: MomentSums }
   | { type: 'done'; bytesRead: number }
-  | { type: 'error'; badInput: boolean; reason: string; message: string; file?: string; tensor?: string; stack?: string };
+  | ({ type: 'error' } & SerializedError);
 
 export interface ScanWorkerData {
   readonly path: string;
@@ -241,9 +241,7 @@ function runWorkers(modelPath: string, units: readonly ScanUnit[], count: number
             if (++finished === count) resolve({ sums, bytes });
             break;
           case 'error':
-            fail(reply.badInput
-              ? new BadInputError(reply.reason, { file: reply.file, tensor: reply.tensor })
-              : Object.assign(new Error(`scan worker failed: ${reply.message}`), { stack: reply.stack }));
+            fail(deserializeError(reply, 'scan worker failed'));
             break;
         }
       });
@@ -257,9 +255,5 @@ function runWorkers(modelPath: string, units: readonly ScanUnit[], count: number
 
 /** Serialise an error for the trip from a worker to the main thread. */
 export function errorReply(err: unknown): WorkerReply {
-  if (err instanceof LineageError) {
-    return { type: 'error', badInput: err instanceof BadInputError, reason: err.reason, message: err.message, file: err.file, tensor: err.tensor };
-  }
-  const e = err instanceof Error ? err : new Error(String(err));
-  return { type: 'error', badInput: false, reason: e.message, message: e.message, stack: e.stack };
+  return { type: 'error', ...serializeError(err) };
 }

@@ -1,21 +1,23 @@
-/** Worker thread of LayerPool (parallel.ts): analyses the layers it is sent, one at a time. */
+/** Worker thread of WorkerAnalysts (parallel.ts): runs the jobs it is sent, one at a time, in order. */
 import { workerData, type MessagePort } from 'node:worker_threads';
-import { layerBuffers } from './buffer-pool.js';
-import { analyseLayer, type LayerContext } from './layer.js';
-import type { LayerJob, WorkerReply } from './parallel.js';
+import { serializeError } from '../io/errors.js';
+import { BufferPool } from './buffer-pool.js';
+import { LayerAnalyst, type Job } from './jobs.js';
+import type { LayerContext } from './layer.js';
+import type { WorkerReply } from './parallel.js';
 
-const { context, port, signal } = workerData as { context: LayerContext; port: MessagePort; signal: Int32Array };
+const { context, port, signal, poolBytes } = workerData as { context: LayerContext; port: MessagePort; signal: Int32Array; poolBytes: number };
+// The sketch arrays of one layer are reused by the next one this worker assembles.
+const analyst = new LayerAnalyst(context, new BufferPool(poolBytes));
 
-port.on('message', (job: LayerJob & { index: number }) => {
+port.on('message', (job: Job) => {
   let reply: WorkerReply;
   try {
-    const outcome = analyseLayer(job.index, job.base, job.candidate, context);
-    // The layer's buffers go back for the next layer read; the outcome holds no view of them.
-    reply = { index: job.index, outcome, buffers: [...layerBuffers(job.base), ...layerBuffers(job.candidate)] };
+    reply = { ok: true, ...analyst.run(job) };
   } catch (err) {
-    reply = { index: job.index, error: err instanceof Error ? err.message : String(err) };
+    reply = { ok: false, index: job.index, error: serializeError(err) };
   }
-  port.postMessage(reply, 'buffers' in reply ? [...reply.buffers] : []);
+  port.postMessage(reply, reply.ok ? [...reply.buffers] : []);
   Atomics.add(signal, 0, 1);
   Atomics.notify(signal, 0);
 });

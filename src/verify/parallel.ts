@@ -1,95 +1,91 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import type { LayerWeights } from '../align/llama.js';
-import { layerBuffers } from './buffer-pool.js';
-import type { LayerContext, LayerOutcome } from './layer.js';
+import { deserializeError, type SerializedError } from '../io/errors.js';
+import type { BufferPool } from './buffer-pool.js';
+import { jobBuffers, LayerAnalyst, type Job, type JobResult } from './jobs.js';
+import type { LayerContext } from './layer.js';
 
 /**
- * Worker threads that run analyseLayer on layers read by the calling thread. verifyModels is
- * synchronous, so results are collected synchronously too: each worker bumps a shared counter
- * after posting, the caller sleeps on it (Atomics.wait) and takes the message off the port
- * (receiveMessageOnPort). Weight buffers are transferred, not copied, both ways; at most one layer
- * per worker is in flight plus the one being read, which bounds memory.
+ * Where verify's jobs (jobs.ts) run: `size` analysts, each running the jobs posted to it in
+ * order. With worker threads, jobs and their buffers are transferred, not copied, both ways;
+ * verifyModels is synchronous, so results are collected synchronously too: each worker bumps a
+ * shared counter after posting, the caller sleeps on it (Atomics.wait) and takes the message off
+ * the port (receiveMessageOnPort). Without workers the jobs run in this thread as they are posted.
  */
-export interface LayerJob {
-  readonly base: LayerWeights;
-  readonly candidate: LayerWeights;
+export interface Analysts {
+  readonly size: number;
+  post(slot: number, job: Job): void;
+  /** The next result of any analyst (sleeping until one is posted), or null when none is in flight. */
+  take(): JobResult | null;
+  close(): void;
 }
 
-/**
- * Messages from a worker: an outcome with the layer's buffers sent back (their contents spent,
- * their memory reusable), or the error that stopped the layer.
- */
-export type WorkerReply =
-  | { readonly index: number; readonly outcome: LayerOutcome; readonly buffers: readonly ArrayBuffer[] }
-  | { readonly index: number; readonly error: string };
+/** Messages from a worker: a job's result, or the error that stopped it. */
+export type WorkerReply = ({ readonly ok: true } & JobResult) | { readonly ok: false; readonly index: number; readonly error: SerializedError };
+
+export class InThreadAnalysts implements Analysts {
+  readonly size = 1;
+  private readonly analyst: LayerAnalyst;
+  private readonly results: JobResult[] = [];
+
+  constructor(context: LayerContext, arrays: BufferPool | null) {
+    this.analyst = new LayerAnalyst(context, arrays ?? undefined);
+  }
+
+  post(_slot: number, job: Job): void {
+    this.results.push(this.analyst.run(job));
+  }
+
+  take(): JobResult | null {
+    return this.results.shift() ?? null;
+  }
+
+  close(): void {}
+}
 
 interface Slot {
   readonly worker: Worker;
   readonly port: MessagePort;
-  busy: boolean;
+  inFlight: number;
 }
 
-export class LayerPool {
+export class WorkerAnalysts implements Analysts {
   private readonly slots: Slot[] = [];
   /** [0]: replies posted so far (workers add 1 after each). */
   private readonly signal = new Int32Array(new SharedArrayBuffer(4));
 
-  constructor(size: number, context: LayerContext) {
+  /** `poolBytes`: what each worker keeps of its sketch arrays between layers. */
+  constructor(readonly size: number, context: LayerContext, poolBytes: number) {
     for (let i = 0; i < size; i++) {
       const channel = new MessageChannel();
       const worker = new Worker(new URL('./layer-worker.js', import.meta.url), {
-        workerData: { context, port: channel.port2, signal: this.signal },
+        workerData: { context, port: channel.port2, signal: this.signal, poolBytes },
         transferList: [channel.port2],
       });
       worker.unref();
-      this.slots.push({ worker, port: channel.port1, busy: false });
+      this.slots.push({ worker, port: channel.port1, inFlight: 0 });
     }
   }
 
-  /**
-   * Analyse layers 0..count-1: `load(index)` runs here, in order, whenever a worker is free;
-   * `record` gets the outcomes in layer order; `recycle` the buffers of each layer analysed.
-   */
-  run(
-    count: number, load: (index: number) => LayerJob, record: (outcome: LayerOutcome) => void,
-    recycle: (buffers: readonly ArrayBuffer[]) => void = () => {},
-  ): void {
-    const done = new Map<number, LayerOutcome>();
-    let next = 0, recorded = 0;
-    while (recorded < count) {
-      const free = this.slots.find((s) => !s.busy);
-      if (free && next < count) {
-        const job = load(next);
-        free.busy = true;
-        free.port.postMessage({ index: next, base: job.base, candidate: job.candidate }, [...layerBuffers(job.base), ...layerBuffers(job.candidate)]);
-        next++;
-        continue;
-      }
-      const reply = this.take();
-      if ('error' in reply) throw new Error(`layer ${reply.index}: ${reply.error}`);
-      recycle(reply.buffers);
-      done.set(reply.index, reply.outcome);
-      while (done.has(recorded)) {
-        record(done.get(recorded)!);
-        done.delete(recorded);
-        recorded++;
-      }
-    }
+  post(slot: number, job: Job): void {
+    const s = this.slots[slot]!;
+    s.inFlight++;
+    s.port.postMessage(job, jobBuffers(job));
   }
 
-  /** The next reply from any busy worker, sleeping until one is posted. */
-  private take(): WorkerReply {
+  take(): JobResult | null {
     for (;;) {
       const seen = Atomics.load(this.signal, 0);
       for (const slot of this.slots) {
-        if (!slot.busy) continue;
+        if (slot.inFlight === 0) continue;
         const message = receiveMessageOnPort(slot.port);
         if (message) {
-          slot.busy = false;
-          return message.message as WorkerReply;
+          slot.inFlight--;
+          const reply = message.message as WorkerReply;
+          if (!reply.ok) throw deserializeError(reply.error, `layer ${reply.index}`);
+          return { kind: reply.kind, index: reply.index, outcome: reply.outcome, buffers: reply.buffers, seconds: reply.seconds };
         }
       }
-      if (!this.slots.some((s) => s.busy)) throw new Error('layer pool: no layer in flight');
+      if (!this.slots.some((s) => s.inFlight > 0)) return null;
       Atomics.wait(this.signal, 0, seen);
     }
   }

@@ -4,16 +4,17 @@ import type { LayerRole, Weight } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
-  alignResidual, permuteResidualVector, residualColumns, type HeadLayout, type LayerWeights, type ResidualAlignment, type ResidualEvidence,
+  alignResidual, permuteResidualVector, residualColumns, type HeadLayout, type LayerWeights, type ModuleRole, type ResidualAlignment, type ResidualEvidence,
 } from '../align/llama.js';
 import { coarserGrid, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../align/noisy.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { residualPlacement, residualSketchMap, sketchResidualSide } from '../align/residual-sketch.js';
 import type { CountSketchMap } from '../linalg/countsketch.js';
-import { analyseLayer, maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
+import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
 import { BufferPool, layerBuffers } from './buffer-pool.js';
-import { LayerPool } from './parallel.js';
+import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
+import { jobBuffers, type Job } from './jobs.js';
 import type { LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
@@ -121,13 +122,14 @@ function gainsAgree(norms: LayerNorms, residual: ResidualAlignment): boolean {
 }
 
 /**
- * One layer of both models with the residual side of every module sketched as it is read (see
- * residual-sketch.ts): the candidate hashed in the base's residual order, both with their norm
- * gains folded into the readers. Only one role's float32 decode per model is in memory at a time.
+ * The jobs of one layer analysed with the residual side sketched (residual-sketch.ts): one per
+ * module, each carrying both models' stored bytes (read lazily, one module at a time, so the
+ * caller bounds what is in flight) and the placements that hash the candidate in the base's
+ * residual order with the norm gains folded into the readers; then the layer's own job.
  */
-function loadSketchedLayer(
+function* sketchedLayerJobs(
   base: RoleReader, candidate: RoleReader, index: number, map: CountSketchMap, residual: ResidualAlignment, norms: LayerNorms, pool: BufferPool | null,
-): { base: LayerWeights; candidate: LayerWeights } {
+): Generator<Job> {
   const { input, post } = norms;
   const placements = (gains: { input: Float64Array; post: Float64Array }, alignment: ResidualAlignment | null) => ({
     input: residualPlacement(map, alignment, gains.input),
@@ -138,32 +140,25 @@ function loadSketchedLayer(
     base: placements({ input: input.base.values, post: post.base.values }, null),
     candidate: placements({ input: input.candidate.values, post: post.candidate.values }, residual),
   };
-  const arrays = pool ?? undefined;
-  const sketched = MODULES.map(([role, name]) => {
-    const decodeBase = decodeBuffer(base, index, role, pool);
-    const decodeCandidate = decodeBuffer(candidate, index, role, pool);
-    const wb = base.layer(index, role, decodeBase), wc = candidate.layer(index, role, decodeCandidate);
+  const allocate = pool ? (n: number) => pool.bytes(n) : undefined;
+  // Stored bytes when the reader has them (decoded where the analysis runs), else decoded here.
+  const read = (reader: RoleReader, role: ModuleRole) => reader.layerStored?.(index, role, allocate) ?? reader.layer(index, role);
+  for (const [role, name] of MODULES) {
+    const wb = read(base, role), wc = read(candidate, role);
     const grid = coarserGrid(wb.dtype, wc.dtype);
     const reads = READ_NORM[name];
-    const side = reads ? 'cols' : 'rows';
-    const out = {
-      base: sketchResidualSide(wb, side, place.base[reads ?? 'writer'], grid !== wb.dtype ? grid : null, arrays),
-      candidate: sketchResidualSide(wc, side, place.candidate[reads ?? 'writer'], grid !== wc.dtype ? grid : null, arrays),
+    yield {
+      kind: 'module', index, role, side: reads ? 'cols' : 'rows', base: wb, candidate: wc,
+      place: { base: place.base[reads ?? 'writer'], candidate: place.candidate[reads ?? 'writer'] },
+      roundTo: { base: grid !== wb.dtype ? grid : null, candidate: grid !== wc.dtype ? grid : null },
     };
-    pool?.release([decodeBase?.buffer, decodeCandidate?.buffer]);
-    return out;
-  });
-  const model = (s: 'base' | 'candidate', inputNorm: Float64Array, postNorm: Float64Array): LayerWeights => {
-    const [q, k, v, o, gate, up, down] = sketched.map((pair) => pair[s]);
-    const lines = { q: q!.lines, k: k!.lines, v: v!.lines, o: o!.lines, gate: gate!.lines, up: up!.lines, down: down!.lines };
-    return {
-      q: q!.matrix, k: k!.matrix, v: v!.matrix, o: o!.matrix, gate: gate!.matrix, up: up!.matrix, down: down!.matrix,
-      inputNorm, postNorm, lines,
-    };
-  };
-  return {
-    base: model('base', input.base.values, post.base.values),
-    candidate: model('candidate', permuteResidualVector(input.candidate.values, residual), permuteResidualVector(post.candidate.values, residual)),
+  }
+  yield {
+    kind: 'sketched-layer', index,
+    norms: {
+      base: [input.base.values, post.base.values],
+      candidate: [permuteResidualVector(input.candidate.values, residual), permuteResidualVector(post.candidate.values, residual)],
+    },
   };
 }
 
@@ -177,30 +172,30 @@ function loadLayer(base: RoleReader, candidate: RoleReader, index: number, pool:
 }
 
 /**
- * What a buffer pool keeps between layers: the largest layer's analysis form (8 + 4 bytes a
- * value) and float32 decodes (4 bytes a value) of both models, so memory stays bounded by one
- * layer. Sketched (to `width`), the analysis form is the sketches and one role's decode at a time.
+ * Memory bounds of one verify run. Exact layers: a buffer pool keeps the largest layer's analysis
+ * form (8 + 4 bytes a value) and float32 decodes (4 bytes a value) of both models, so memory stays
+ * bounded by one layer. Sketched layers (to `width`): each analyst keeps one layer's sketches,
+ * and the stored bytes of at most two of the largest module pairs are in flight (bytes counted at
+ * 4 a value, the widest storage of a float weight, so the bound holds for any dtype).
  */
-function layerPoolBytes(base: RoleReader, candidate: RoleReader, width: number | null): number {
+function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { poolBytes: number; sketchBytes: number; bytesInFlight: number } {
   const analysisBytes = Float64Array.BYTES_PER_ELEMENT + Float32Array.BYTES_PER_ELEMENT;
-  let most = 0;
+  let exact = 0, sketches = 0, largestPair = 0;
   for (let index = 0; index < base.map.layers.length; index++) {
-    let bytes = 0, decode = 0;
-    for (const reader of [base, candidate]) {
-      let largest = 0;
-      for (const role of LAYER_ROLES) {
-        const shape = reader.map.layers[index]?.[role]?.shape;
-        if (!shape) continue;
-        const elements = shape[0] * shape[1];
-        largest = Math.max(largest, elements);
-        if (width === null) bytes += elements * (analysisBytes + Float32Array.BYTES_PER_ELEMENT);
-        else if (shape.length === 2) bytes += (elements / Math.max(1, reader.map.dims.hidden)) * width * analysisBytes;
-      }
-      decode += largest * Float32Array.BYTES_PER_ELEMENT;
+    let exactLayer = 0, sketchLayer = 0;
+    for (const [role] of MODULES) {
+      const shapes = [base, candidate].map((r) => r.map.layers[index]?.[role]?.shape).filter((s): s is readonly [number, number] => s !== undefined);
+      const elements = shapes.map((shape) => shape[0] * shape[1]);
+      largestPair = Math.max(largestPair, 4 * elements.reduce((a, b) => a + b, 0));
+      exactLayer += elements.reduce((a, b) => a + b, 0) * (analysisBytes + Float32Array.BYTES_PER_ELEMENT);
+      if (width !== null) sketchLayer += elements.reduce((a, e) => a + (e / Math.max(1, base.map.dims.hidden)) * width * analysisBytes, 0);
     }
-    most = Math.max(most, width === null ? bytes : bytes + decode);
+    exact = Math.max(exact, exactLayer);
+    sketches = Math.max(sketches, sketchLayer);
   }
-  return most;
+  if (width === null) return { poolBytes: exact, sketchBytes: 0, bytesInFlight: 0 };
+  const bytesInFlight = 2 * largestPair;
+  return { poolBytes: sketches + bytesInFlight + largestPair, sketchBytes: sketches, bytesInFlight };
 }
 
 /**
@@ -312,29 +307,53 @@ export function verifyModels(
   };
   // The analysis consumes a layer's arrays (permuted and scaled in place), and no outcome keeps a
   // view of them, so once a layer is analysed its memory is filled by the next one.
-  const buffers = options.buffers === undefined ? new BufferPool(layerPoolBytes(base, candidate, sketch ? sketch.width : null)) : options.buffers;
-  const recycle = (released: readonly ArrayBuffer[]) => buffers?.release(released);
-  const load = (index: number) => timed(() => {
-    const norms = sketch ? readNorms(base, candidate, index) : null;
-    return sketch && norms && gainsAgree(norms, residual)
-      ? loadSketchedLayer(base, candidate, index, sketch, residual, norms, buffers)
-      : loadLayer(base, candidate, index, buffers);
-  }, (s) => (readSeconds += s));
+  const budget = memoryPlan(base, candidate, sketch ? sketch.width : null);
+  const buffers = options.buffers === undefined ? new BufferPool(budget.poolBytes) : options.buffers;
   const workers = Math.min(options.workers ?? 0, layerCount);
-  if (workers > 0) {
-    // Layers are read here, in order, while the workers analyse the previous ones.
-    const pool = new LayerPool(workers, context);
-    try {
-      pool.run(layerCount, load, record, recycle);
-    } finally {
-      pool.close();
+  const analysts: Analysts = workers > 0 ? new WorkerAnalysts(workers, context, budget.sketchBytes) : new InThreadAnalysts(context, buffers);
+  // Each analyst assembles one layer at a time (layer i goes to analyst i mod size); the stored
+  // bytes of modules sent but not yet sketched stay under budget.bytesInFlight.
+  const outcomes = new Map<number, LayerOutcome>();
+  const openLayer = new Int32Array(analysts.size).fill(-1);
+  let recorded = 0, bytesInFlight = 0;
+  const byteLength = (list: readonly ArrayBuffer[]) => list.reduce((sum, b) => sum + b.byteLength, 0);
+  const takeOne = () => {
+    const result = analysts.take();
+    if (!result) throw new Error('verify: waiting for a layer, but no job is in flight');
+    readSeconds += result.seconds;
+    if (result.kind === 'module') bytesInFlight -= byteLength(result.buffers);
+    buffers?.release(result.buffers);
+    if (!result.outcome) return;
+    outcomes.set(result.index, result.outcome);
+    openLayer[result.index % analysts.size] = -1;
+    for (let next = outcomes.get(recorded); next; next = outcomes.get(recorded)) {
+      outcomes.delete(recorded++);
+      record(next);
     }
-  } else {
+  };
+  try {
     for (let index = 0; index < layerCount; index++) {
-      const loaded = load(index);
-      record(analyseLayer(index, loaded.base, loaded.candidate, context));
-      recycle([...layerBuffers(loaded.base), ...layerBuffers(loaded.candidate)]);
+      const slot = index % analysts.size;
+      while (openLayer[slot] !== -1) takeOne();
+      openLayer[slot] = index;
+      const norms = sketch ? timed(() => readNorms(base, candidate, index), (s) => (readSeconds += s)) : null;
+      if (sketch && norms && gainsAgree(norms, residual)) {
+        const jobs = sketchedLayerJobs(base, candidate, index, sketch, residual, norms, buffers);
+        for (;;) {
+          while (bytesInFlight > budget.bytesInFlight) takeOne();
+          const next = timed(() => jobs.next(), (s) => (readSeconds += s));
+          if (next.done) break;
+          if (next.value.kind === 'module') bytesInFlight += byteLength(jobBuffers(next.value));
+          analysts.post(slot, next.value);
+        }
+      } else {
+        const loaded = timed(() => loadLayer(base, candidate, index, buffers), (s) => (readSeconds += s));
+        analysts.post(slot, { kind: 'exact-layer', index, base: loaded.base, candidate: loaded.candidate });
+      }
     }
+    while (recorded < layerCount) takeOne();
+  } finally {
+    analysts.close();
   }
 
   const test = combineIndependence(independence);
