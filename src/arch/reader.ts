@@ -1,5 +1,5 @@
 import { openTensorSource } from '../io/source.js';
-import type { TensorSource } from '../io/types.js';
+import type { RowBlock, TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';
 import { layerRoleRef, mapModel, readRole } from './map.js';
 import type { GlobalRole, LayerRole, ModelMap, StoredWeight, Weight } from './types.js';
@@ -22,14 +22,18 @@ export interface RoleReader {
    * instead of a new array; a reader may ignore it (then it is left untouched).
    */
   layer(index: number, role: LayerRole, into?: Float32Array): Weight;
-  /** `into` as for layer(). */
-  global(role: GlobalRole, into?: Float32Array): Weight;
+  global(role: GlobalRole): Weight;
   /**
    * The role's stored bytes when it is a whole tensor stored (out, in), read into memory from
    * `allocate` (given the byte length) when given; null when the role must go through layer()
    * (a slice of a fused tensor, a transposed one, or values not stored as such, e.g. a merged adapter).
    */
   layerStored?(index: number, role: LayerRole, allocate?: (byteLength: number) => Uint8Array): StoredWeight | null;
+  /**
+   * A global role's rows in bounded blocks (each checked for NaN and infinity, valid until the
+   * next), when the role is a whole tensor stored (out, in); null otherwise (use global()).
+   */
+  globalBlocks?(role: GlobalRole): Iterable<RowBlock> | null;
   /** Payload bytes read so far. */
   readonly bytesRead: number;
   close(): void;
@@ -76,10 +80,22 @@ export class SourceRoleReader implements RoleReader {
     this.source.readStoredInto(ref.tensor, 0, bytes);
     return { rows, cols, dtype: info.dtype, bytes, tensor: ref.tensor, file: info.file };
   }
-  global(role: GlobalRole, into?: Float32Array): Weight {
+  globalBlocks(role: GlobalRole): Iterable<RowBlock> | null {
+    const ref = this.map.global[role];
+    if (!ref || ref.rows || ref.rowRanges || ref.transposed) return null;
+    const { source } = this;
+    const file = source.tensors.get(ref.tensor)?.file ?? source.path;
+    return (function* checkedBlocks() {
+      for (const block of source.rowBlocks(ref.tensor)) {
+        assertFinite(block.data, file, ref.tensor, block.rowStart * block.cols);
+        yield block;
+      }
+    })();
+  }
+  global(role: GlobalRole): Weight {
     const ref = this.map.global[role];
     if (!ref) throw new BadInputError(`the model has no ${role} weight`, { file: this.source.path });
-    return checked(readRole(this.source, ref, into));
+    return checked(readRole(this.source, ref));
   }
   close(): void {
     this.source.close();

@@ -66,28 +66,57 @@ export function sketchRowsStandardized(a: RowMajor, width: number, seed: number)
  */
 export function sketchColumnsStandardized(a: RowMajor, width: number, seed: number): Matrix {
   if (a.rows <= width) return standardizeRows(transpose(a));
-  const map = countSketchMap(a.rows, width, seed);
-  // Accumulated bucket-major (each row of `a` added contiguously into its bucket's row), then
-  // transposed: a column-major accumulation would stride through the whole output per row.
-  const byBucket = new Float64Array(width * a.cols);
-  const ones = new Float64Array(width);
-  const sums = new Float64Array(a.cols);
-  for (let t = 0; t < a.rows; t++) {
-    const b = map.bucket[t]!, s = map.sign[t]!;
-    ones[b]! += s;
-    const o = t * a.cols, w = b * a.cols;
-    for (let j = 0; j < a.cols; j++) {
-      const v = a.data[o + j]!;
-      sums[j]! += v;
-      byBucket[w + j]! += s * v;
+  const sketch = new ColumnSketch(a.rows, a.cols, width, seed);
+  sketch.add(a.data, 0, a.rows);
+  return sketch.result();
+}
+
+/**
+ * sketchColumnsStandardized fed a block of rows at a time (an embedding read in bounded blocks
+ * is never whole in memory). Accumulated bucket-major (each row added contiguously into its
+ * bucket's row), then transposed: a column-major accumulation would stride through the whole
+ * output per row.
+ */
+export class ColumnSketch {
+  private readonly map: CountSketchMap;
+  private readonly byBucket: Float64Array;
+  private readonly ones: Float64Array;
+  private readonly sums: Float64Array;
+  private seen = 0;
+
+  constructor(readonly rows: number, readonly cols: number, readonly width: number, seed: number) {
+    this.map = countSketchMap(rows, width, seed);
+    this.byBucket = new Float64Array(width * cols);
+    this.ones = new Float64Array(width);
+    this.sums = new Float64Array(cols);
+  }
+
+  /** Rows [rowStart, rowEnd) of the matrix, row-major in `data`. */
+  add(data: ArrayLike<number>, rowStart: number, rowEnd: number): void {
+    const { map, byBucket, ones, sums, cols } = this;
+    for (let t = rowStart; t < rowEnd; t++) {
+      const b = map.bucket[t]!, s = map.sign[t]!;
+      ones[b]! += s;
+      const o = (t - rowStart) * cols, w = b * cols;
+      for (let j = 0; j < cols; j++) {
+        const v = data[o + j]!;
+        sums[j]! += v;
+        byBucket[w + j]! += s * v;
+      }
     }
+    this.seen += rowEnd - rowStart;
   }
-  const out = new Float64Array(a.cols * width);
-  for (let j = 0; j < a.cols; j++) {
-    const mean = sums[j]! / a.rows;
-    for (let b = 0; b < width; b++) out[j * width + b] = byBucket[b * a.cols + j]! - mean * ones[b]!;
+
+  result(): Matrix {
+    if (this.seen !== this.rows) throw new RangeError(`ColumnSketch: ${this.seen} of ${this.rows} rows added`);
+    const { width, cols, byBucket, ones, sums } = this;
+    const out = new Float64Array(cols * width);
+    for (let j = 0; j < cols; j++) {
+      const mean = sums[j]! / this.rows;
+      for (let b = 0; b < width; b++) out[j * width + b] = byBucket[b * cols + j]! - mean * ones[b]!;
+    }
+    return normalizeRows({ rows: cols, cols: width, data: out });
   }
-  return normalizeRows({ rows: a.cols, cols: width, data: out });
 }
 
 /** Rows centred and scaled to unit length, so dot products are Pearson correlations. */

@@ -40,8 +40,8 @@ export class MergedAdapterReader implements RoleReader {
   summary() {
     return describeAdapter(this.adapter);
   }
-  global(role: GlobalRole, into?: Float32Array): Weight {
-    return this.base.global(role, into);
+  global(role: GlobalRole): Weight {
+    return this.base.global(role);
   }
   layer(index: number, role: LayerRole): Weight {
     const w = this.base.layer(index, role);

@@ -4,13 +4,14 @@ import type { LayerRole, Weight } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
-  alignResidual, permuteResidualVector, residualColumns, type HeadLayout, type LayerWeights, type ModuleRole, type ResidualAlignment, type ResidualEvidence,
+  alignResidual, permuteResidualVector, residualColumns, residualColumnsOfBlocks, type HeadLayout, type LayerWeights, type ModuleRole, type ResidualAlignment, type ResidualEvidence,
 } from '../align/llama.js';
 import { coarserGrid, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../align/noisy.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { residualPlacement, residualSketchMap, sketchResidualSide } from '../align/residual-sketch.js';
 import type { CountSketchMap } from '../linalg/countsketch.js';
+import { DTYPE_BYTES, isDType } from '../io/dtypes.js';
 import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
 import { BufferPool, layerBuffers } from './buffer-pool.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
@@ -175,40 +176,46 @@ function loadLayer(base: RoleReader, candidate: RoleReader, index: number, pool:
  * Memory bounds of one verify run. Exact layers: a buffer pool keeps the largest layer's analysis
  * form (8 + 4 bytes a value) and float32 decodes (4 bytes a value) of both models, so memory stays
  * bounded by one layer. Sketched layers (to `width`): each analyst keeps one layer's sketches,
- * and the stored bytes of at most two of the largest module pairs are in flight (bytes counted at
- * 4 a value, the widest storage of a float weight, so the bound holds for any dtype).
+ * and the stored bytes in flight (sent, not yet sketched) stay within the largest module pair,
+ * so at most two such pairs exist with the one being read.
  */
-function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { poolBytes: number; sketchBytes: number; bytesInFlight: number } {
+function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null, workers: number): { poolBytes: number; sketchBytes: number; bytesInFlight: number } {
   const analysisBytes = Float64Array.BYTES_PER_ELEMENT + Float32Array.BYTES_PER_ELEMENT;
+  const storedBytes = (r: RoleReader) => Math.max(1, ...r.dtypes.filter(isDType).map((d) => DTYPE_BYTES[d]));
   let exact = 0, sketches = 0, largestPair = 0;
   for (let index = 0; index < base.map.layers.length; index++) {
     let exactLayer = 0, sketchLayer = 0;
     for (const [role] of MODULES) {
-      const shapes = [base, candidate].map((r) => r.map.layers[index]?.[role]?.shape).filter((s): s is readonly [number, number] => s !== undefined);
-      const elements = shapes.map((shape) => shape[0] * shape[1]);
-      largestPair = Math.max(largestPair, 4 * elements.reduce((a, b) => a + b, 0));
-      exactLayer += elements.reduce((a, b) => a + b, 0) * (analysisBytes + Float32Array.BYTES_PER_ELEMENT);
-      if (width !== null) sketchLayer += elements.reduce((a, e) => a + (e / Math.max(1, base.map.dims.hidden)) * width * analysisBytes, 0);
+      let pair = 0;
+      for (const reader of [base, candidate]) {
+        const shape = reader.map.layers[index]?.[role]?.shape;
+        if (!shape) continue;
+        const elements = shape[0] * shape[1];
+        pair += elements * storedBytes(reader);
+        exactLayer += elements * (analysisBytes + Float32Array.BYTES_PER_ELEMENT);
+        if (width !== null) sketchLayer += (elements / Math.max(1, reader.map.dims.hidden)) * width * analysisBytes;
+      }
+      largestPair = Math.max(largestPair, pair);
     }
     exact = Math.max(exact, exactLayer);
     sketches = Math.max(sketches, sketchLayer);
   }
   if (width === null) return { poolBytes: exact, sketchBytes: 0, bytesInFlight: 0 };
-  const bytesInFlight = 2 * largestPair;
-  return { poolBytes: sketches + bytesInFlight + largestPair, sketchBytes: sketches, bytesInFlight };
+  // The pool here keeps the stored bytes for reuse, and the sketches too when analysed here.
+  return { poolBytes: largestPair + (workers > 0 ? 0 : sketches), sketchBytes: sketches, bytesInFlight: largestPair };
 }
 
 /**
- * One model's residual evidence: each embedding-like matrix is sketched as soon as it is read, into
- * `scratch` when it fits (one decode buffer serves all of them: fresh memory costs about as much
- * to touch as to decode), so at most one of them (131M values at 7B) is in memory at a time.
+ * One model's residual evidence: each embedding-like matrix is sketched as it is read, in bounded
+ * row blocks when the reader gives them (131M values at 7B are never whole in memory).
  */
-function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null, scratch: (role: 'embed' | 'lm_head') => Float32Array | undefined): ResidualEvidence {
-  return {
-    embed: residualColumns(reader.global('embed', scratch('embed')), 'embed'),
-    lmHead: withHead ? residualColumns(reader.global('lm_head', scratch('lm_head')), 'lm_head') : null,
-    finalNorm,
+function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null): ResidualEvidence {
+  const sketched = (role: 'embed' | 'lm_head') => {
+    const shape = reader.map.global[role]?.shape;
+    const blocks = shape ? reader.globalBlocks?.(role) : null;
+    return shape && blocks ? residualColumnsOfBlocks(shape[0], shape[1], blocks, role) : residualColumns(reader.global(role), role);
   };
+  return { embed: sketched('embed'), lmHead: withHead ? sketched('lm_head') : null, finalNorm };
 }
 
 function loadGlobals(base: RoleReader, candidate: RoleReader): { base: ResidualEvidence; candidate: ResidualEvidence } {
@@ -216,19 +223,9 @@ function loadGlobals(base: RoleReader, candidate: RoleReader): { base: ResidualE
   // The final norms on the common grid, as every layer weight: an f32 parent's equals its bf16 child's.
   const norms = base.map.global.final_norm && candidate.map.global.final_norm
     ? onCommonGrid(base.global('final_norm'), candidate.global('final_norm')) : null;
-  const elements = (reader: RoleReader, role: 'embed' | 'lm_head') => {
-    const shape = reader.map.global[role]?.shape;
-    return shape ? shape[0] * (shape[1] ?? 1) : 0;
-  };
-  const largest = Math.max(...[base, candidate].flatMap((r) => [elements(r, 'embed'), tied ? 0 : elements(r, 'lm_head')]));
-  const buffer = new Float32Array(largest);
-  const scratchOf = (reader: RoleReader) => (role: 'embed' | 'lm_head') => {
-    const n = elements(reader, role);
-    return n > 0 ? buffer.subarray(0, n) : undefined;
-  };
   return {
-    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null, scratchOf(base)),
-    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null, scratchOf(candidate)),
+    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null),
+    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null),
   };
 }
 
@@ -307,9 +304,9 @@ export function verifyModels(
   };
   // The analysis consumes a layer's arrays (permuted and scaled in place), and no outcome keeps a
   // view of them, so once a layer is analysed its memory is filled by the next one.
-  const budget = memoryPlan(base, candidate, sketch ? sketch.width : null);
-  const buffers = options.buffers === undefined ? new BufferPool(budget.poolBytes) : options.buffers;
   const workers = Math.min(options.workers ?? 0, layerCount);
+  const budget = memoryPlan(base, candidate, sketch ? sketch.width : null, workers);
+  const buffers = options.buffers === undefined ? new BufferPool(budget.poolBytes) : options.buffers;
   const analysts: Analysts = workers > 0 ? new WorkerAnalysts(workers, context, budget.sketchBytes) : new InThreadAnalysts(context, buffers);
   // Each analyst assembles one layer at a time (layer i goes to analyst i mod size); the stored
   // bytes of modules sent but not yet sketched stay under budget.bytesInFlight.
