@@ -8,7 +8,7 @@ import { analyseLayer, MODULES, type LayerContext, type LayerOutcome } from './l
 
 /**
  * The work verify hands to a layer analyst (a worker thread, or this thread): sketch one module
- * of both models from their stored bytes, analyse a layer whose modules were all sketched, or
+ * of one model from its stored bytes, analyse a layer whose modules were all sketched, or
  * analyse a layer read whole (the exact analysis). Sketching happens where the analysis does, so
  * with workers both the decoding and the analysis run in parallel while the calling thread only
  * reads bytes.
@@ -18,11 +18,11 @@ export type Job =
     readonly kind: 'module';
     readonly index: number;
     readonly role: ModuleRole;
+    readonly model: 'base' | 'candidate';
     readonly side: 'cols' | 'rows';
-    readonly base: StoredWeight | Weight;
-    readonly candidate: StoredWeight | Weight;
-    readonly place: { readonly base: ResidualPlacement; readonly candidate: ResidualPlacement };
-    readonly roundTo: { readonly base: FloatDType | null; readonly candidate: FloatDType | null };
+    readonly weight: StoredWeight | Weight;
+    readonly place: ResidualPlacement;
+    readonly roundTo: FloatDType | null;
   }
   | {
     readonly kind: 'sketched-layer';
@@ -44,14 +44,14 @@ export interface JobResult {
 
 /** The buffers a job carries (to transfer them, and to get them back). */
 export function jobBuffers(job: Job): ArrayBuffer[] {
-  if (job.kind === 'module') return [job.base, job.candidate].map((w) => ('bytes' in w ? w.bytes.buffer : w.data.buffer) as ArrayBuffer);
+  if (job.kind === 'module') return [('bytes' in job.weight ? job.weight.bytes.buffer : job.weight.data.buffer) as ArrayBuffer];
   if (job.kind === 'exact-layer') return [...layerBuffers(job.base), ...layerBuffers(job.candidate)];
   return [];
 }
 
 /** Runs jobs in order, holding the sketches of the layers still being assembled. */
 export class LayerAnalyst {
-  private readonly sketched = new Map<number, Map<ModuleRole, { base: SketchedWeight; candidate: SketchedWeight }>>();
+  private readonly sketched = new Map<number, Map<ModuleRole, { base?: SketchedWeight; candidate?: SketchedWeight }>>();
 
   constructor(private readonly context: LayerContext, private readonly arrays?: ArrayAllocator & { release(buffers: Iterable<ArrayBufferLike | undefined>): void }) {}
 
@@ -63,13 +63,11 @@ export class LayerAnalyst {
 
   private runJob(job: Job): Omit<JobResult, 'seconds'> {
     if (job.kind === 'module') {
-      const rows = (w: StoredWeight | Weight) => ('bytes' in w ? rowsOfStored(w) : rowsOfWeight(w));
-      const pair = {
-        base: sketchResidualSide(rows(job.base), job.side, job.place.base, job.roundTo.base, this.arrays),
-        candidate: sketchResidualSide(rows(job.candidate), job.side, job.place.candidate, job.roundTo.candidate, this.arrays),
-      };
+      const rows = 'bytes' in job.weight ? rowsOfStored(job.weight) : rowsOfWeight(job.weight);
       let layer = this.sketched.get(job.index);
       if (!layer) this.sketched.set(job.index, (layer = new Map()));
+      const pair = layer.get(job.role) ?? {};
+      pair[job.model] = sketchResidualSide(rows, job.side, job.place, job.roundTo, this.arrays);
       layer.set(job.role, pair);
       return { kind: job.kind, index: job.index, outcome: null, buffers: jobBuffers(job) };
     }
@@ -78,11 +76,11 @@ export class LayerAnalyst {
       return { kind: job.kind, index: job.index, outcome: analyseLayer(job.index, job.base, job.candidate, this.context), buffers: jobBuffers(job) };
     }
     const modules = this.sketched.get(job.index);
-    const missing = MODULES.filter(([role]) => !modules?.has(role)).map(([role]) => role);
+    const missing = MODULES.filter(([role]) => !modules?.get(role)?.base || !modules.get(role)?.candidate).map(([role]) => role);
     if (!modules || missing.length > 0) throw new Error(`layer ${job.index}: modules ${missing.join(', ')} were not sketched`);
     this.sketched.delete(job.index);
     const model = (side: 'base' | 'candidate', norms: readonly [Float64Array, Float64Array]): LayerWeights => {
-      const pick = (role: ModuleRole) => modules.get(role)![side];
+      const pick = (role: ModuleRole) => modules.get(role)![side]!;
       const lines = Object.fromEntries(MODULES.map(([role]) => [role, pick(role).lines])) as LayerWeights['lines'] & object;
       return {
         q: pick('q').matrix, k: pick('k').matrix, v: pick('v').matrix, o: pick('o').matrix,

@@ -128,6 +128,22 @@ function gainsAgree(norms: LayerNorms, residual: ResidualAlignment): boolean {
  * caller bounds what is in flight) and the placements that hash the candidate in the base's
  * residual order with the norm gains folded into the readers; then the layer's own job.
  */
+/** The jobs of `jobs`, the time spent producing each (reading) added through `add`. */
+function* timedJobs(jobs: Iterator<Job>, add: (seconds: number) => void): Generator<Job> {
+  for (;;) {
+    const started = performance.now();
+    const next = jobs.next();
+    add((performance.now() - started) / 1000);
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+/** The storage dtype of a layer role (from the model map, without reading). */
+function dtypeOf(reader: RoleReader, index: number, role: ModuleRole): string {
+  return reader.map.layers[index]?.[role]?.dtype ?? reader.dtypes[0] ?? 'F32';
+}
+
 function* sketchedLayerJobs(
   base: RoleReader, candidate: RoleReader, index: number, map: CountSketchMap, residual: ResidualAlignment, norms: LayerNorms, pool: BufferPool | null,
 ): Generator<Job> {
@@ -145,14 +161,14 @@ function* sketchedLayerJobs(
   // Stored bytes when the reader has them (decoded where the analysis runs), else decoded here.
   const read = (reader: RoleReader, role: ModuleRole) => reader.layerStored?.(index, role, allocate) ?? reader.layer(index, role);
   for (const [role, name] of MODULES) {
-    const wb = read(base, role), wc = read(candidate, role);
-    const grid = coarserGrid(wb.dtype, wc.dtype);
     const reads = READ_NORM[name];
-    yield {
-      kind: 'module', index, role, side: reads ? 'cols' : 'rows', base: wb, candidate: wc,
-      place: { base: place.base[reads ?? 'writer'], candidate: place.candidate[reads ?? 'writer'] },
-      roundTo: { base: grid !== wb.dtype ? grid : null, candidate: grid !== wc.dtype ? grid : null },
-    };
+    const side = reads ? 'cols' : 'rows';
+    // Both models' dtypes decide the common grid before either is read (shapes agree).
+    const grid = coarserGrid(dtypeOf(base, index, role), dtypeOf(candidate, index, role));
+    for (const model of ['base', 'candidate'] as const) {
+      const weight = read(model === 'base' ? base : candidate, role);
+      yield { kind: 'module', index, role, model, side, weight, place: place[model][reads ?? 'writer'], roundTo: grid !== weight.dtype ? grid : null };
+    }
   }
   yield {
     kind: 'sketched-layer', index,
@@ -176,10 +192,9 @@ function loadLayer(base: RoleReader, candidate: RoleReader, index: number, pool:
  * Memory bounds of one verify run. Exact layers: a buffer pool keeps the largest layer's analysis
  * form (8 + 4 bytes a value) and float32 decodes (4 bytes a value) of both models, so memory stays
  * bounded by one layer. Sketched layers (to `width`): each analyst keeps one layer's sketches,
- * and the stored bytes in flight (sent, not yet sketched) stay within the largest module pair,
- * so at most two such pairs exist with the one being read.
+ * and each holds the stored bytes of one module of one model at a time while the next is read.
  */
-function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null, workers: number): { poolBytes: number; sketchBytes: number; bytesInFlight: number } {
+function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null, workers: number): { poolBytes: number; sketchBytes: number } {
   const analysisBytes = Float64Array.BYTES_PER_ELEMENT + Float32Array.BYTES_PER_ELEMENT;
   const storedBytes = (r: RoleReader) => Math.max(1, ...r.dtypes.filter(isDType).map((d) => DTYPE_BYTES[d]));
   let exact = 0, sketches = 0, largestPair = 0;
@@ -200,9 +215,9 @@ function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | nul
     exact = Math.max(exact, exactLayer);
     sketches = Math.max(sketches, sketchLayer);
   }
-  if (width === null) return { poolBytes: exact, sketchBytes: 0, bytesInFlight: 0 };
+  if (width === null) return { poolBytes: exact, sketchBytes: 0 };
   // The pool here keeps the stored bytes for reuse, and the sketches too when analysed here.
-  return { poolBytes: largestPair + (workers > 0 ? 0 : sketches), sketchBytes: sketches, bytesInFlight: largestPair };
+  return { poolBytes: largestPair + (workers > 0 ? 0 : sketches), sketchBytes: sketches };
 }
 
 /**
@@ -312,13 +327,15 @@ export function verifyModels(
   // bytes of modules sent but not yet sketched stay under budget.bytesInFlight.
   const outcomes = new Map<number, LayerOutcome>();
   const openLayer = new Int32Array(analysts.size).fill(-1);
-  let recorded = 0, bytesInFlight = 0;
-  const byteLength = (list: readonly ArrayBuffer[]) => list.reduce((sum, b) => sum + b.byteLength, 0);
+  // Stored bytes sent to each analyst and not yet sketched: one module of one model at a time,
+  // while the calling thread reads the next.
+  const inFlight = new Float64Array(analysts.size);
+  let recorded = 0;
   const takeOne = () => {
     const result = analysts.take();
     if (!result) throw new Error('verify: waiting for a layer, but no job is in flight');
     readSeconds += result.seconds;
-    if (result.kind === 'module') bytesInFlight -= byteLength(result.buffers);
+    if (result.kind === 'module') inFlight[result.index % analysts.size]! -= result.buffers.reduce((sum, b) => sum + b.byteLength, 0);
     buffers?.release(result.buffers);
     if (!result.outcome) return;
     outcomes.set(result.index, result.outcome);
@@ -335,13 +352,10 @@ export function verifyModels(
       openLayer[slot] = index;
       const norms = sketch ? timed(() => readNorms(base, candidate, index), (s) => (readSeconds += s)) : null;
       if (sketch && norms && gainsAgree(norms, residual)) {
-        const jobs = sketchedLayerJobs(base, candidate, index, sketch, residual, norms, buffers);
-        for (;;) {
-          while (bytesInFlight > budget.bytesInFlight) takeOne();
-          const next = timed(() => jobs.next(), (s) => (readSeconds += s));
-          if (next.done) break;
-          if (next.value.kind === 'module') bytesInFlight += byteLength(jobBuffers(next.value));
-          analysts.post(slot, next.value);
+        for (const job of timedJobs(sketchedLayerJobs(base, candidate, index, sketch, residual, norms, buffers), (s) => (readSeconds += s))) {
+          while (inFlight[slot]! > 0) takeOne();
+          if (job.kind === 'module') inFlight[slot]! += jobBuffers(job).reduce((sum, b) => sum + b.byteLength, 0);
+          analysts.post(slot, job);
         }
       } else {
         const loaded = timed(() => loadLayer(base, candidate, index, buffers), (s) => (readSeconds += s));
