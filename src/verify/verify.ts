@@ -9,11 +9,11 @@ import {
 import { coarserGrid, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../align/noisy.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import { residualPlacement, residualSketchMap, sketchResidualSide } from '../align/residual-sketch.js';
+import { residualPlacement, residualSketchMap } from '../align/residual-sketch.js';
 import type { CountSketchMap } from '../linalg/countsketch.js';
 import { DTYPE_BYTES, isDType } from '../io/dtypes.js';
 import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
-import { BufferPool, layerBuffers } from './buffer-pool.js';
+import { BufferPool } from './buffer-pool.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import { jobBuffers, type Job } from './jobs.js';
 import type { LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
@@ -122,12 +122,6 @@ function gainsAgree(norms: LayerNorms, residual: ResidualAlignment): boolean {
   return true;
 }
 
-/**
- * The jobs of one layer analysed with the residual side sketched (residual-sketch.ts): one per
- * module, each carrying both models' stored bytes (read lazily, one module at a time, so the
- * caller bounds what is in flight) and the placements that hash the candidate in the base's
- * residual order with the norm gains folded into the readers; then the layer's own job.
- */
 /** The jobs of `jobs`, the time spent producing each (reading) added through `add`. */
 function* timedJobs(jobs: Iterator<Job>, add: (seconds: number) => void): Generator<Job> {
   for (;;) {
@@ -144,6 +138,12 @@ function dtypeOf(reader: RoleReader, index: number, role: ModuleRole): string {
   return reader.map.layers[index]?.[role]?.dtype ?? reader.dtypes[0] ?? 'F32';
 }
 
+/**
+ * The jobs of one layer analysed with the residual side sketched (residual-sketch.ts): one per
+ * module and model, each carrying that model's stored bytes (read lazily, one job at a time, so
+ * the caller bounds what is in flight) and the placement that hashes it in the base's residual
+ * order with the norm gains folded into the readers; then the layer's own job.
+ */
 function* sketchedLayerJobs(
   base: RoleReader, candidate: RoleReader, index: number, map: CountSketchMap, residual: ResidualAlignment, norms: LayerNorms, pool: BufferPool | null,
 ): Generator<Job> {
@@ -331,11 +331,12 @@ export function verifyModels(
   // while the calling thread reads the next.
   const inFlight = new Float64Array(analysts.size);
   let recorded = 0;
+  const byteLength = (list: readonly ArrayBuffer[]) => list.reduce((sum, b) => sum + b.byteLength, 0);
   const takeOne = () => {
     const result = analysts.take();
     if (!result) throw new Error('verify: waiting for a layer, but no job is in flight');
     readSeconds += result.seconds;
-    if (result.kind === 'module') inFlight[result.index % analysts.size]! -= result.buffers.reduce((sum, b) => sum + b.byteLength, 0);
+    if (result.kind === 'module') inFlight[result.index % analysts.size]! -= byteLength(result.buffers);
     buffers?.release(result.buffers);
     if (!result.outcome) return;
     outcomes.set(result.index, result.outcome);
@@ -354,7 +355,7 @@ export function verifyModels(
       if (sketch && norms && gainsAgree(norms, residual)) {
         for (const job of timedJobs(sketchedLayerJobs(base, candidate, index, sketch, residual, norms, buffers), (s) => (readSeconds += s))) {
           while (inFlight[slot]! > 0) takeOne();
-          if (job.kind === 'module') inFlight[slot]! += jobBuffers(job).reduce((sum, b) => sum + b.byteLength, 0);
+          if (job.kind === 'module') inFlight[slot]! += byteLength(jobBuffers(job));
           analysts.post(slot, job);
         }
       } else {
