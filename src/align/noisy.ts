@@ -41,30 +41,14 @@ export const FRESH_ARRAYS: ArrayAllocator = { float64: (n) => new Float64Array(n
 const ROUNDING_BLOCK = 4096;
 
 /**
- * Visit a stored weight on its analysis grid, in blocks of whole rows: `visit(block, start, grid)`
- * gets float32 values already on `grid` (rounded onto `roundTo` first when given), element
- * `start` onwards, and returns the index of a NaN or infinity in the block or -1 (so the visitor's
- * own pass over the values is the finiteness check). Without rounding the block is the whole
- * weight; with it, row-aligned blocks of about ROUNDING_BLOCK elements. A non-finite value is a
- * BadInputError naming the weight's file and tensor.
+ * The grid a weight stored as `dtype` is analysed on (its own, or `roundTo` when the other model
+ * is stored coarser; null for integer storage), and the rounding that takes it there, if any.
  */
-export function forEachGridBlock(
-  w: Weight, roundTo: FloatDType | null, visit: (block: Float32Array, start: number, grid: FloatDType | null) => number,
-): void {
-  const n = w.data.length;
-  const grid = roundTo ?? (isFloatDType(w.dtype) ? w.dtype : null);
-  const rounding = roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null;
-  if (!rounding) {
-    requireFinite(visit(w.data, 0, grid), 0, w.data, w, null);
-    return;
-  }
-  const blockSize = Math.max(1, Math.floor(ROUNDING_BLOCK / Math.max(1, w.cols))) * Math.max(1, w.cols);
-  const scratch = new Float32Array(Math.min(n, blockSize));
-  for (let start = 0; start < n; start += blockSize) {
-    const count = Math.min(blockSize, n - start);
-    const block = roundToDtypeInto(w.data.subarray(start, start + count), rounding, scratch.subarray(0, count));
-    requireFinite(visit(block, start, grid), start, block, w, rounding);
-  }
+export function analysisGrid(dtype: string, roundTo: FloatDType | null): { grid: FloatDType | null; rounding: 'BF16' | 'F16' | null } {
+  return {
+    grid: roundTo ?? (isFloatDType(dtype) ? dtype : null),
+    rounding: roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null,
+  };
 }
 
 /**
@@ -77,7 +61,17 @@ export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null, ar
   const n = w.data.length;
   const values = arrays.float64(n);
   const variance = arrays.float32(n);
-  forEachGridBlock(w, roundTo, (block, start, grid) => widenWithVariance(block, values, variance, start, grid));
+  const { grid, rounding } = analysisGrid(w.dtype, roundTo);
+  if (!rounding) {
+    requireFinite(widenWithVariance(w.data, values, variance, 0, grid), 0, w.data, w, null);
+  } else {
+    const scratch = new Float32Array(Math.min(n, ROUNDING_BLOCK));
+    for (let start = 0; start < n; start += ROUNDING_BLOCK) {
+      const count = Math.min(ROUNDING_BLOCK, n - start);
+      const block = roundToDtypeInto(w.data.subarray(start, start + count), rounding, scratch.subarray(0, count));
+      requireFinite(widenWithVariance(block, values, variance, start, grid), start, block, w, rounding);
+    }
+  }
   return { rows: w.rows, cols: w.cols, values, variance };
 }
 

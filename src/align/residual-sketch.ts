@@ -1,13 +1,13 @@
 import type { StoredWeight, Weight } from '../arch/types.js';
 import {
-  decodeInto, DTYPE_BYTES, firstNonFinite, isDType, isFloatDType, roundingVarianceTable, roundToDtypeInto, type FloatDType,
+  decodeInto, DTYPE_BYTES, firstNonFinite, isDType, roundingVarianceTable, roundToDtypeInto, type FloatDType,
 } from '../io/dtypes.js';
 import { BadInputError } from '../io/errors.js';
 import type { DType } from '../io/types.js';
 import { countSketchMap, type CountSketchMap } from '../linalg/countsketch.js';
 import type { MomentSums } from '../stats/moments.js';
 import type { ResidualAlignment } from './llama.js';
-import { FRESH_ARRAYS, requireFinite, type ArrayAllocator, type NoisyMatrix } from './noisy.js';
+import { analysisGrid, FRESH_ARRAYS, requireFinite, type ArrayAllocator, type NoisyMatrix } from './noisy.js';
 
 /**
  * Layers of wide models are analysed with the residual side of every matrix count-sketched (the
@@ -101,19 +101,20 @@ export interface WeightRows {
 }
 
 export function rowsOfWeight(w: Weight): WeightRows {
-  return { ...identity(w), decode: (from, to, out) => out.set(w.data.subarray(from * w.cols, to * w.cols)) };
+  return { ...weightInfo(w), decode: (from, to, out) => out.set(w.data.subarray(from * w.cols, to * w.cols)) };
 }
 
 export function rowsOfStored(w: StoredWeight): WeightRows {
   if (!isDType(w.dtype)) throw new BadInputError(`unsupported dtype ${w.dtype}`, { file: w.file, tensor: w.tensor });
   const dtype: DType = w.dtype, size = DTYPE_BYTES[dtype];
   return {
-    ...identity(w),
+    ...weightInfo(w),
     decode: (from, to, out) => decodeInto(dtype, w.bytes.subarray(from * w.cols * size, to * w.cols * size), (to - from) * w.cols, out, 0),
   };
 }
 
-function identity(w: { rows: number; cols: number; dtype: string; tensor: string; file: string }) {
+/** What WeightRows shares with the weight it decodes. */
+function weightInfo(w: { rows: number; cols: number; dtype: string; tensor: string; file: string }) {
   return { rows: w.rows, cols: w.cols, dtype: w.dtype, tensor: w.tensor, file: w.file };
 }
 
@@ -142,8 +143,7 @@ export function sketchResidualSide(
   const lineCount = residualSide === 'cols' ? w.rows : w.cols;
   const sums = new Float64Array(4 * lineCount);
   const factorSq = Float64Array.from(place.factor, (g) => g * g);
-  const grid = roundTo ?? (isFloatDType(w.dtype) ? w.dtype : null);
-  const rounding = roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null;
+  const { grid, rounding } = analysisGrid(w.dtype, roundTo);
   const table = grid ? roundingVarianceTable(grid) : ZERO_VARIANCE;
   const pieceRows = residualSide === 'cols' ? Math.max(1, Math.floor(PIECE / Math.max(1, w.cols))) : 1;
   const scratch = new Float32Array(pieceRows * w.cols);
