@@ -2,7 +2,7 @@ import { openTensorSource } from '../io/source.js';
 import type { RowBlock, TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';
 import { layerRoleRef, mapModel, readRole } from './map.js';
-import type { GlobalRole, LayerRole, ModelMap, StoredWeight, Weight } from './types.js';
+import type { GlobalRole, LayerRole, ModelMap, RoleRef, StoredWeight, Weight } from './types.js';
 import { DTYPE_BYTES } from '../io/dtypes.js';
 import { BadInputError } from '../io/errors.js';
 
@@ -70,7 +70,7 @@ export class SourceRoleReader implements RoleReader {
   }
   layerStored(index: number, role: LayerRole, allocate?: (byteLength: number) => Uint8Array): StoredWeight | null {
     const ref = layerRoleRef(this.map, index, role);
-    if (ref.rows || ref.rowRanges || ref.transposed) return null;
+    if (!isWholeTensor(ref)) return null;
     const info = this.source.tensors.get(ref.tensor);
     if (!info || info.shape.length !== 2) return null;
     const [rows, cols] = info.shape as [number, number];
@@ -82,7 +82,7 @@ export class SourceRoleReader implements RoleReader {
   }
   globalBlocks(role: GlobalRole): Iterable<RowBlock> | null {
     const ref = this.map.global[role];
-    if (!ref || ref.rows || ref.rowRanges || ref.transposed) return null;
+    if (!ref || !isWholeTensor(ref)) return null;
     const { source } = this;
     const file = source.tensors.get(ref.tensor)?.file ?? source.path;
     return (function* checkedBlocks() {
@@ -100,6 +100,11 @@ export class SourceRoleReader implements RoleReader {
   close(): void {
     this.source.close();
   }
+}
+
+/** The role is a whole tensor stored (out, in): its stored rows are the role's rows. */
+function isWholeTensor(ref: RoleRef): boolean {
+  return !ref.rows && !ref.rowRanges && !ref.transposed;
 }
 
 function checked(w: Weight): Weight {
