@@ -60,12 +60,13 @@ export class FakeSource implements TensorSource {
     out.set(this.readRows(name, rowStart, rowEnd));
   }
 
-  /** Values are held as float32 and stored as F32 (the dtype a FakeTensor names is not re-encoded). */
-  readStoredInto(name: string, elemStart: number, out: Uint8Array): void {
-    const values = this.values.get(name)!;
-    const bytes = new Uint8Array(values.buffer, values.byteOffset + elemStart * 4, out.length);
-    out.set(bytes);
-    this.bytesRead += out.length;
+  readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void {
+    const values = this.values.get(name)!, width = this.cols(name), height = this.tensors.get(name)!.shape[0] ?? 1;
+    const keptRows = rows ? rows.length : height, keptCols = cols ? cols.length : width;
+    for (let i = 0; i < keptRows; i++) {
+      for (let j = 0; j < keptCols; j++) out[i * keptCols + j] = values[(rows ? rows[i]! : i) * width + (cols ? cols[j]! : j)]!;
+    }
+    this.bytesRead += keptRows * width * 4;
   }
 
   /** Small blocks (3 rows) so readers are exercised across block borders. */

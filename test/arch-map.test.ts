@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadInputError } from '../src/io/errors.js';
-import { compareArchitectures, layerRoleRef, mapModel, readRole, roleShape } from '../src/arch/map.js';
+import { compareArchitectures, layerRoleRef, mapModel, readRole, readRolePart, roleShape } from '../src/arch/map.js';
+import type { RoleRef, TensorSource } from '../src/arch/types.js';
 import { FakeSource } from './arch-fake-source.js';
 
 type Specs = Record<string, readonly number[]>;
@@ -36,6 +37,19 @@ function transposedRows(data: Float32Array, rows: number, cols: number, start: n
   const out: number[] = [];
   for (let j = start; j < end; j++) for (let r = 0; r < rows; r++) out.push(data[r * cols + j]!);
   return out;
+}
+
+/** readRolePart of a role equals the same rows and columns picked from the whole role (any order, repeats). */
+function assertPartsMatch(source: TensorSource, ref: RoleRef): void {
+  const whole = readRole(source, ref);
+  const rows = [whole.rows - 1, 0, 1, 1], cols = [whole.cols - 1, 2, 0];
+  for (const part of [{ rows, cols }, { rows: null, cols }, { rows, cols: null }]) {
+    const got = readRolePart(source, ref, part);
+    const keptRows = part.rows ?? Array.from({ length: whole.rows }, (_, i) => i), keptCols = part.cols ?? Array.from({ length: whole.cols }, (_, j) => j);
+    assert.deepEqual([got.rows, got.cols], [keptRows.length, keptCols.length], ref.tensor);
+    assert.deepEqual([...got.data], keptRows.flatMap((i) => keptCols.map((j) => whole.data[i * whole.cols + j]!)), `${ref.tensor} part ${JSON.stringify(part)}`);
+  }
+  assert.throws(() => readRolePart(source, ref, { rows: [whole.rows], cols: null }), RangeError);
 }
 
 test('llama names: every role, dims from config.json, GQA shapes', () => {
@@ -141,6 +155,7 @@ test('Phi-3 fused qkv_proj and gate_up_proj split by row ranges', () => {
   assert.deepEqual([...k.data], [...fused.slice(16 * h, 24 * h)]);
   const up = readRole(source, layer.up!);
   assert.deepEqual([...up.data], [...source.read('model.layers.0.mlp.gate_up_proj.weight').slice(6 * h)]);
+  for (const role of ['q', 'k', 'v', 'up', 'down'] as const) assertPartsMatch(source, layer[role]!);
   // A qkv_proj whose size does not fit the head counts names the tensor.
   const bad = new FakeSource({ ...specs, 'model.layers.0.self_attn.qkv_proj.weight': [3 * h, h] }, { hidden_size: h, num_attention_heads: heads, num_key_value_heads: kv });
   assert.throws(() => mapModel(bad), (err: unknown) => err instanceof BadInputError && err.tensor === 'model.layers.0.self_attn.qkv_proj.weight');
@@ -170,6 +185,7 @@ test('GPT-NeoX query_key_value: interleaved per head, q/k/v as per-head row rang
   const v = readRole(source, layer.v!);
   assert.deepEqual([v.rows, v.cols], [8, 8]);
   assert.deepEqual([...v.data], [...fused.slice(8 * h, 12 * h), ...fused.slice(20 * h, 24 * h)]);
+  for (const role of ['q', 'v', 'o'] as const) assertPartsMatch(source, layer[role]!);
   assert.throws(() => mapModel(new FakeSource(specs)), /needs num_attention_heads/);
 });
 
@@ -200,6 +216,7 @@ test('GPT-2 Conv1D weights are transposed when read; c_attn splits into thirds; 
   assert.deepEqual([fcIn.rows, fcIn.cols], [24, 6]);
   assert.deepEqual([...fcIn.data], transposedRows(source.read('transformer.h.0.mlp.c_fc.weight'), h, 4 * h, 0, 4 * h));
   assert.deepEqual(roleShape(source, layer.fc_out!), [6, 24]);
+  for (const role of ['k', 'fc_in', 'fc_out'] as const) assertPartsMatch(source, layer[role]!);
 });
 
 test('ViT and BERT names map to q, k, v, o, fc_in, fc_out', () => {

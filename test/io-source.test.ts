@@ -213,3 +213,42 @@ test('zoo models open: sharded p4a and the p2 adapter', (t) => {
     adapter.close();
   }
 });
+
+test('readSelectionInto: the rows and columns asked for, in their order, from every dtype and through a small buffer', () => {
+  const dir = freshDir();
+  const rows = 23, cols = 17;
+  const values = Array.from({ length: rows * cols }, (_, i) => EXACT[(i * 7) % EXACT.length]! * (1 + (i % 3)));
+  const tensors: Record<string, FixtureTensor> = {};
+  for (const [dtype] of ALL_DTYPES) {
+    const data = dtype === 'BOOL' ? values.map((v) => (v !== 0 ? 1 : 0)) : dtype.startsWith('U') ? values.map(Math.abs) : values;
+    tensors[`t.${dtype}`] = { dtype, shape: [rows, cols], data };
+  }
+  writeModelFolder(dir, null, tensors);
+  // 40 bytes: fewer than one row for most dtypes, so rows are read one at a time or beyond the buffer.
+  for (const bufferBytes of [40, 1 << 20]) {
+    const source = openTensorSource(dir, { bufferBytes });
+    try {
+      for (const [dtype] of ALL_DTYPES) {
+        const name = `t.${dtype}`;
+        const whole = source.read(name);
+        const at = (r: number, c: number) => whole[r * cols + c]!;
+        const pickRows = [5, 0, 22, 6, 5, 7], pickCols = [16, 0, 3, 3, 9];
+        const cases: Array<[number[] | null, number[] | null]> = [[null, pickCols], [pickRows, null], [pickRows, pickCols], [null, null], [[], pickCols]];
+        for (const [r, c] of cases) {
+          const keptRows = r ?? Array.from({ length: rows }, (_, i) => i), keptCols = c ?? Array.from({ length: cols }, (_, j) => j);
+          const out = new Float32Array(keptRows.length * keptCols.length);
+          source.readSelectionInto(name, r, c, out);
+          assert.deepEqual([...out], keptRows.flatMap((i) => keptCols.map((j) => at(i, j))), `${dtype} rows ${r} cols ${c}, buffer ${bufferBytes}`);
+        }
+      }
+      const before = source.bytesRead;
+      source.readSelectionInto('t.BF16', [3, 4, 5, 9], [1], new Float32Array(4));
+      assert.equal(source.bytesRead - before, 4 * cols * 2, 'only the selected rows are read');
+      assert.throws(() => source.readSelectionInto('t.F32', [rows], null, new Float32Array(cols)), /row 23 outside 0..23 of t.F32/);
+      assert.throws(() => source.readSelectionInto('t.F32', null, [-1], new Float32Array(rows)), /column -1 outside/);
+      assert.throws(() => source.readSelectionInto('t.F32', [1], [1], new Float32Array(2)), RangeError);
+    } finally {
+      source.close();
+    }
+  }
+});

@@ -38,7 +38,7 @@ export function sampleVerifyResult(overrides: Partial<VerifyResult> = {}): Verif
     modules: MODULES.map((m) => moduleEvidence(layer, m)),
     probeRank: LORA_RANK,
     invariants: { qk: 0.9991 - layer * 1e-4, vo: 0.9987 - layer * 1e-4 },
-    residualSketchWidth: null,
+    residualSample: null,
   }));
   return {
     schema: 'model-lineage/verify@1',

@@ -12,7 +12,7 @@ import { EXIT, IncompatibleModelsError } from '../src/io/errors.js';
 import { openTensorSource } from '../src/io/source.js';
 import { MergedAdapterReader } from '../src/verify/adapter-reader.js';
 import type { VerifyResult } from '../src/verify/types.js';
-import { verifyModels } from '../src/verify/verify.js';
+import { verifyModels, type VerifyOptions } from '../src/verify/verify.js';
 import { REPO_ROOT } from './cli-child-process.js';
 import { addLora, randomLlama, writeAdapter, writeLlama, type LlamaConfig } from './helpers/synthetic-llama.js';
 
@@ -24,13 +24,13 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-verify-adapter-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 /** verify BASE against BASE + adapter, timed and logged. */
-function verifyAdapter(label: string, baseDir: string, adapterDir: string): VerifyResult {
+function verifyAdapter(label: string, baseDir: string, adapterDir: string, options: VerifyOptions = {}): VerifyResult {
   const base = SourceRoleReader.open(baseDir);
   const started = performance.now();
   let candidate: MergedAdapterReader | null = null;
   try {
     candidate = new MergedAdapterReader(base, openTensorSource(adapterDir));
-    const result = verifyModels(base, candidate);
+    const result = verifyModels(base, candidate, options);
     const lora = result.lora ? `rank ${result.lora.rank} on ${result.lora.targets.join(',')}` : 'no LoRA';
     console.log(`  ${label}: ${result.relation}, ${lora}, ${((performance.now() - started) / 1000).toFixed(2)} s`);
     return result;
@@ -75,6 +75,10 @@ describe('verify: synthetic adapters', () => {
       const adapterDir = path.join(root, `adapter-${lora.rank}`);
       writeAdapter(adapterDir, lora, 'base');
       assertLora(verifyAdapter(`synthetic ${label}`, baseDir, adapterDir), lora.rank, lora.targets, lora.layers);
+      // On a residual sample, the adapter is merged on the sampled part of each weight only.
+      const sampled = verifyAdapter(`synthetic ${label}, on a residual sample of 32`, baseDir, adapterDir, { residualSampleWidth: 32 });
+      assertLora(sampled, lora.rank, lora.targets, lora.layers);
+      assert.ok(sampled.layers.every((l) => l.residualSample === 32));
     });
   }
 

@@ -83,8 +83,8 @@ test('verify of an obfuscated LoRA child (f32 base, bf16 child): same result wit
   for (const workers of [0, 2]) {
     const pool = new BufferPool(Infinity);
     assert.deepEqual(run(baseDir, candidateDir, { workers, buffers: pool }), fresh, `${workers} workers`);
-    // Every layer after the first (and with workers, after the first two) refills earlier memory.
-    assert.ok(pool.reused > pool.allocated, `${workers} workers: ${pool.reused} reused, ${pool.allocated} allocated`);
+    // Every layer after the first (with 2 workers, after the first two: 2 of these 4) refills earlier memory.
+    assert.ok(pool.reused >= pool.allocated, `${workers} workers: ${pool.reused} reused, ${pool.allocated} allocated`);
     assert.deepEqual(run(baseDir, candidateDir, { workers }), fresh, `${workers} workers, default pool`);
   }
 });

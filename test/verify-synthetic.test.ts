@@ -11,6 +11,7 @@ import { after, describe, test } from 'node:test';
 import { BadInputError, EXIT, IncompatibleModelsError } from '../src/io/errors.js';
 import type { VerifyResult } from '../src/verify/types.js';
 import { verifyModels, type VerifyOptions } from '../src/verify/verify.js';
+import { residualSample } from '../src/align/residual-sample.js';
 import { timedVerify, withReaders } from './helpers/timed-verify.js';
 import {
   addLora, fullFineTune, inversePermutation, movedCount, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama,
@@ -38,13 +39,9 @@ function describeModules(result: VerifyResult): string {
   return result.layers.map((l) => `L${l.layer}: ${l.modules.map((m) => `${m.module}=${m.rank}`).join(' ')}`).join('; ');
 }
 
-/**
- * The analysis the layers got: sketched to `width` in sketched mode unless the norm gains differ
- * between the models (rescaled norms: those layers are analysed exactly), exact otherwise.
- */
-function assertAnalysis(result: VerifyResult, width: number | undefined, gainsDiffer = false): void {
-  const expected = width !== undefined && !gainsDiffer ? width : null;
-  for (const layer of result.layers) assert.equal(layer.residualSketchWidth, expected, `layer ${layer.layer} analysis`);
+/** The analysis the layers got: on a residual sample of `width` dimensions in sampled mode, on all of them otherwise. */
+function assertAnalysis(result: VerifyResult, width: number | undefined): void {
+  for (const layer of result.layers) assert.equal(layer.residualSample, width ?? null, `layer ${layer.layer} analysis`);
 }
 
 /** derived, with exactly this LoRA (rank, targets in canonical order, every layer). */
@@ -91,12 +88,12 @@ function assertTransform(result: VerifyResult, kinds: readonly ObfuscationKind[]
 }
 
 /**
- * Every case runs twice: on the exact analysis (these widths are below the residual sketch width)
- * and with the residual side sketched to half the hidden size, the analysis wide models get.
+ * Every case runs twice: on all residual dimensions (these widths are below the residual sample
+ * width) and on a sample of half of them, the analysis wide models get.
  */
 const MODES: ReadonlyArray<{ readonly label: string; readonly options: VerifyOptions }> = [
   { label: '', options: {} },
-  { label: ' (residual side sketched to 32)', options: { residualSketchWidth: 32 } },
+  { label: ' (on a residual sample of 32)', options: { residualSampleWidth: 32 } },
 ];
 
 for (const mode of MODES) {
@@ -114,7 +111,7 @@ for (const mode of MODES) {
         const lora = addLora(base, { ...spec, scale: 0.1 }, 100 + i);
         const result = verify(`rank ${spec.rank}`, baseDir, write(GQA, lora.state), mode.options);
         assertLora(result, lora);
-        assertAnalysis(result, mode.options.residualSketchWidth);
+        assertAnalysis(result, mode.options.residualSampleWidth);
         assert.equal(result.transform.identity, true);
         for (const layer of result.layers) {
           for (const m of layer.modules) {
@@ -142,7 +139,7 @@ for (const mode of MODES) {
           const obfuscated = obfuscate(lora.state, config, kinds, 300 + i);
           const result = verify(`${name} ${label}`, baseDir, write(config, obfuscated.state), mode.options);
           assertLora(result, lora);
-          assertAnalysis(result, mode.options.residualSketchWidth, kinds.includes('scale_norm'));
+          assertAnalysis(result, mode.options.residualSampleWidth);
           assertTransform(result, kinds, obfuscated.applied);
         });
       });
@@ -215,7 +212,7 @@ for (const mode of MODES) {
       const lora = addLora(base, { rank: 3, targets: ['q_proj', 'v_proj'], scale: 0.1 }, 39);
       const result = verify('F32 base, BF16 child', write(GQA, base, 'F32'), write(GQA, lora.state, 'BF16'), mode.options);
       assertLora(result, lora);
-      assertAnalysis(result, mode.options.residualSketchWidth);
+      assertAnalysis(result, mode.options.residualSampleWidth);
       // Norms, the final one too, are compared on the common grid: rounding is no rescaling.
       assert.equal(result.transform.normFoldingMaxLogScale, 0);
     });
@@ -267,7 +264,9 @@ for (const mode of MODES) {
     test('NaN in a weight: BadInputError naming the file and the tensor', () => {
       const state = randomLlama(GQA, 51);
       const tensorName = 'model.layers.1.self_attn.v_proj.weight';
-      state.get(tensorName)!.data[17] = Number.NaN;
+      // A column the analysis reads in both modes: the sampled analysis decodes only its sample.
+      const column = mode.options.residualSampleWidth ? residualSample(GQA.hidden, 1, mode.options.residualSampleWidth)![3]! : 17;
+      state.get(tensorName)!.data[2 * GQA.hidden + column] = Number.NaN;
       const nanDir = write(GQA, state, 'BF16', 'nan');
       const file = path.join(nanDir, 'model.safetensors');
       withReaders(baseDir, nanDir, (base, candidate) => {

@@ -1,9 +1,8 @@
-import { ColumnSketch, sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
+import { sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
 import type { Matrix, RowMajor } from '../linalg/matrix.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
-import { permuteLines, type LineSums } from './residual-sketch.js';
 
 /**
  * Alignment of a Llama-style decoder (RMSNorm, GQA attention, gated MLP) onto a base model by the
@@ -23,11 +22,6 @@ export interface LayerWeights {
   readonly postNorm: Float64Array;
   /** Rounding variance of the stored input-norm weights (their error rescales V's columns). */
   readonly inputNormVariance?: Float32Array;
-  /**
-   * Present when the residual side is sketched (residual-sketch.ts): the power sums of each
-   * module's whole lines (rows of the readers, columns of the writers), moved with its alignment.
-   */
-  readonly lines?: Readonly<Record<ModuleRole, LineSums>>;
 }
 
 export type ModuleRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
@@ -53,20 +47,6 @@ export function residualColumns(m: RowMajor, role: 'embed' | 'lm_head'): Matrix 
 
 function residualSeed(role: 'embed' | 'lm_head'): number {
   return RESIDUAL_SEED + (role === 'embed' ? 0 : 1);
-}
-
-/** residualColumns of a (rows x cols) matrix given in row blocks, never whole in memory (unless it is narrow). */
-export function residualColumnsOfBlocks(
-  rows: number, cols: number, blocks: Iterable<{ readonly rowStart: number; readonly rowEnd: number; readonly data: Float32Array }>, role: 'embed' | 'lm_head',
-): Matrix {
-  if (rows <= SKETCH_WIDTH) {
-    const data = new Float32Array(rows * cols);
-    for (const block of blocks) data.set(block.data.subarray(0, (block.rowEnd - block.rowStart) * cols), block.rowStart * cols);
-    return residualColumns({ rows, cols, data }, role);
-  }
-  const sketch = new ColumnSketch(rows, cols, SKETCH_WIDTH, residualSeed(role));
-  for (const block of blocks) sketch.add(block.data, block.rowStart, block.rowEnd);
-  return sketch.result();
 }
 
 export interface HeadLayout {
@@ -180,16 +160,7 @@ export function applyMlp(layer: LayerWeights, a: MlpAlignment): LayerWeights {
     gate: permuteRowsInPlace(layer.gate, a.order),
     up: permuteRowsInPlace(layer.up, a.order),
     down: permuteColumnsInPlace(layer.down, a.order),
-    ...withLines(layer, { gate: a.order, up: a.order, down: a.order }),
   };
-}
-
-/** The layer's line sums (if any) moved by the given orders of some modules. */
-function withLines(layer: LayerWeights, orders: Partial<Record<ModuleRole, ArrayLike<number>>>): { lines?: Record<ModuleRole, LineSums> } {
-  if (!layer.lines) return {};
-  const lines = { ...layer.lines };
-  for (const [role, order] of Object.entries(orders) as Array<[ModuleRole, ArrayLike<number>]>) lines[role] = permuteLines(lines[role], order);
-  return { lines };
 }
 
 export interface HeadAlignment {
@@ -264,6 +235,5 @@ export function applyHeads(layer: LayerWeights, a: HeadAlignment, layout: HeadLa
     k: permuteRowsInPlace(layer.k, kvRows),
     v: permuteRowsInPlace(layer.v, kvRows),
     o: permuteColumnsInPlace(layer.o, qRows),
-    ...withLines(layer, { q: qRows, k: kvRows, v: kvRows, o: qRows }),
   };
 }

@@ -17,6 +17,7 @@ import type {
   RoleRef,
   TensorSource,
   Weight,
+  WeightPart,
 } from './types.js';
 
 type Config = Readonly<Record<string, unknown>>;
@@ -87,6 +88,59 @@ export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array
     }
   }
   return { rows, cols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file };
+}
+
+/**
+ * Part of a role's (out, in) weight: the rows and columns in `part`, each in the order given (null:
+ * all). Only the rows kept are read and only the columns kept decoded, so a sample of a wide
+ * matrix's columns costs the read of its bytes, not their decode. A transposed (Conv1D) role is
+ * read whole first (memory of one role), then picked.
+ */
+export function readRolePart(source: TensorSource, ref: RoleRef, part: WeightPart): Weight {
+  const [rows, cols] = roleShape(source, ref);
+  checkPart(ref, part.rows, rows, 'row');
+  checkPart(ref, part.cols, cols, 'column');
+  const keptRows = part.rows ? part.rows.length : rows, keptCols = part.cols ? part.cols.length : cols;
+  const data = new Float32Array(keptRows * keptCols);
+  if (ref.transposed) {
+    const whole = readRole(source, ref);
+    for (let i = 0; i < keptRows; i++) {
+      const from = (part.rows ? part.rows[i]! : i) * cols;
+      for (let j = 0; j < keptCols; j++) data[i * keptCols + j] = whole.data[from + (part.cols ? part.cols[j]! : j)]!;
+    }
+    return { ...whole, rows: keptRows, cols: keptCols, data };
+  }
+  const info = tensorInfo(source, ref.tensor);
+  const ranges = roleRanges(ref, storedShape(info)[0]);
+  for (const [start, end] of ranges) checkRange(ref, start, end, storedShape(info)[0]);
+  // Logical rows of a fused tensor's slices are stored rows of its ranges.
+  const whole = ranges.length === 1 && ranges[0]![0] === 0 && ranges[0]![1] === rows;
+  const storedRows = whole ? part.rows : storedRowsOf(ranges, part.rows ?? Int32Array.from({ length: rows }, (_, i) => i));
+  source.readSelectionInto(ref.tensor, storedRows, part.cols, data);
+  return { rows: keptRows, cols: keptCols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file };
+}
+
+/** The stored row of each logical row, for a role made of the row ranges of a tensor. */
+function storedRowsOf(ranges: ReadonlyArray<readonly [number, number]>, logical: ArrayLike<number>): Int32Array {
+  const starts: number[] = [];
+  let total = 0;
+  for (const [start, end] of ranges) {
+    starts.push(total);
+    total += end - start;
+  }
+  return Int32Array.from(logical, (l) => {
+    let r = ranges.length - 1;
+    while (starts[r]! > l) r--;
+    return ranges[r]![0] + (l - starts[r]!);
+  });
+}
+
+function checkPart(ref: RoleRef, indices: ArrayLike<number> | null, limit: number, what: string): void {
+  if (!indices) return;
+  for (let i = 0; i < indices.length; i++) {
+    const v = indices[i]!;
+    if (!(Number.isInteger(v) && v >= 0 && v < limit)) throw new RangeError(`${ref.tensor}: ${what} ${v} of a part outside 0..${limit}`);
+  }
 }
 
 function checkRange(ref: RoleRef, start: number, end: number, limit: number): void {

@@ -1,9 +1,8 @@
 import { openTensorSource } from '../io/source.js';
-import type { RowBlock, TensorSource } from '../io/types.js';
+import type { TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';
-import { layerRoleRef, mapModel, readRole } from './map.js';
-import type { GlobalRole, LayerRole, ModelMap, RoleRef, StoredWeight, Weight } from './types.js';
-import { DTYPE_BYTES } from '../io/dtypes.js';
+import { layerRoleRef, mapModel, readRole, readRolePart } from './map.js';
+import type { GlobalRole, LayerRole, ModelMap, RoleRef, Weight, WeightPart } from './types.js';
 import { BadInputError } from '../io/errors.js';
 
 /**
@@ -23,17 +22,10 @@ export interface RoleReader {
    */
   layer(index: number, role: LayerRole, into?: Float32Array): Weight;
   global(role: GlobalRole): Weight;
-  /**
-   * The role's stored bytes when it is a whole tensor stored (out, in), read into memory from
-   * `allocate` (given the byte length) when given; null when the role must go through layer()
-   * (a slice of a fused tensor, a transposed one, or values not stored as such, e.g. a merged adapter).
-   */
-  layerStored?(index: number, role: LayerRole, allocate?: (byteLength: number) => Uint8Array): StoredWeight | null;
-  /**
-   * A global role's rows in bounded blocks (each checked for NaN and infinity, valid until the
-   * next), when the role is a whole tensor stored (out, in); null otherwise (use global()).
-   */
-  globalBlocks?(role: GlobalRole): Iterable<RowBlock> | null;
+  /** Part of a layer role (rows and columns kept, each in the order given): only that is read and decoded. */
+  layerPart(index: number, role: LayerRole, part: WeightPart): Weight;
+  /** Part of a global role (e.g. a sample of the embedding's token rows). */
+  globalPart(role: GlobalRole, part: WeightPart): Weight;
   /** Payload bytes read so far. */
   readonly bytesRead: number;
   close(): void;
@@ -68,43 +60,23 @@ export class SourceRoleReader implements RoleReader {
   layer(index: number, role: LayerRole, into?: Float32Array): Weight {
     return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));
   }
-  layerStored(index: number, role: LayerRole, allocate?: (byteLength: number) => Uint8Array): StoredWeight | null {
-    const ref = layerRoleRef(this.map, index, role);
-    if (!isWholeTensor(ref)) return null;
-    const info = this.source.tensors.get(ref.tensor);
-    if (!info || info.shape.length !== 2) return null;
-    const [rows, cols] = info.shape as [number, number];
-    const byteLength = rows * cols * DTYPE_BYTES[info.dtype];
-    const bytes = allocate ? allocate(byteLength) : new Uint8Array(byteLength);
-    if (bytes.length !== byteLength) throw new RangeError(`${ref.tensor}: ${byteLength} stored bytes read into ${bytes.length}`);
-    this.source.readStoredInto(ref.tensor, 0, bytes);
-    return { rows, cols, dtype: info.dtype, bytes, tensor: ref.tensor, file: info.file };
+  layerPart(index: number, role: LayerRole, part: WeightPart): Weight {
+    return checked(readRolePart(this.source, layerRoleRef(this.map, index, role), part));
   }
-  globalBlocks(role: GlobalRole): Iterable<RowBlock> | null {
-    const ref = this.map.global[role];
-    if (!ref || !isWholeTensor(ref)) return null;
-    const { source } = this;
-    const file = source.tensors.get(ref.tensor)?.file ?? source.path;
-    return (function* checkedBlocks() {
-      for (const block of source.rowBlocks(ref.tensor)) {
-        assertFinite(block.data, file, ref.tensor, block.rowStart * block.cols);
-        yield block;
-      }
-    })();
+  globalPart(role: GlobalRole, part: WeightPart): Weight {
+    return checked(readRolePart(this.source, this.globalRef(role), part));
   }
   global(role: GlobalRole): Weight {
+    return checked(readRole(this.source, this.globalRef(role)));
+  }
+  private globalRef(role: GlobalRole): RoleRef {
     const ref = this.map.global[role];
     if (!ref) throw new BadInputError(`the model has no ${role} weight`, { file: this.source.path });
-    return checked(readRole(this.source, ref));
+    return ref;
   }
   close(): void {
     this.source.close();
   }
-}
-
-/** The role is a whole tensor stored (out, in): its stored rows are the role's rows. */
-function isWholeTensor(ref: RoleRef): boolean {
-  return !ref.rows && !ref.rowRanges && !ref.transposed;
 }
 
 function checked(w: Weight): Weight {

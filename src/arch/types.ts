@@ -74,21 +74,13 @@ export interface ModelMap {
   readonly modelType?: string | null;
 }
 
-/** A role's weight as read: float32, row-major (out, in), with its storage dtype. */
-/**
- * A role's weight as stored, undecoded (row-major rows x cols elements of `dtype`): what
- * RoleReader.layerStored gives consumers that decode it in cache-sized pieces themselves.
- * Nothing has checked its values: the consumer must reject NaN and infinity.
- */
-export interface StoredWeight {
-  readonly rows: number;
-  readonly cols: number;
-  readonly dtype: string;
-  readonly bytes: Uint8Array;
-  readonly tensor: string;
-  readonly file: string;
+/** Part of a role's (out, in) weight: the rows and columns kept, each in the order given (null: all). */
+export interface WeightPart {
+  readonly rows: ArrayLike<number> | null;
+  readonly cols: ArrayLike<number> | null;
 }
 
+/** A role's weight as read: float32, row-major (out, in), with its storage dtype. */
 export interface Weight {
   readonly rows: number;
   readonly cols: number;

@@ -35,7 +35,7 @@ export function registerVerify(program: Command): void {
     .option('--adapter <dir>', 'verify a PEFT adapter folder against BASE (instead of CANDIDATE)')
     .option('--json', 'machine-readable output (contract in the README)', false)
     .option('--html <file>', 'also write a self-contained HTML evidence report')
-    .option('--seed <n>', 'seed of the random projections and probes', '1')
+    .option('--seed <n>', 'seed of the random projections, probes and residual sample', '1')
     .option('--workers <n>', 'worker threads analysing layers in parallel (0: none; default: cores, at most 4, as free memory allows)');
   addQuietOption(command).action(async (basePath: string, candidatePath: string | undefined, flags: VerifyFlags) => {
     if (!candidatePath === !flags.adapter) {

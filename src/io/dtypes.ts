@@ -147,6 +147,47 @@ export function decodeInto(dtype: DType, bytes: Uint8Array, count: number, out: 
   }
 }
 
+/** Whether gatherDecode decodes this dtype straight from its bytes (else decode the row, then pick). */
+export function gathersFromBytes(dtype: DType): boolean {
+  return dtype === 'BF16' || dtype === 'F16' || dtype === 'F32' || dtype === 'F64' || dtype === 'F8_E4M3' || dtype === 'F8_E5M2';
+}
+
+/**
+ * Decode the elements at `columns` of one stored row (`row` holds it whole, aligned as for
+ * decodeInto) into out[at...], in the order given: a column sample decodes only what it keeps.
+ */
+export function gatherDecode(dtype: DType, row: Uint8Array, columns: Int32Array, out: Float32Array, at: number): void {
+  const buffer = row.buffer, offset = row.byteOffset, count = row.length / DTYPE_BYTES[dtype];
+  switch (dtype) {
+    case 'BF16':
+      gatherBf16Bits(new Uint16Array(buffer, offset, count), columns, new Uint32Array(out.buffer, out.byteOffset + at * 4, columns.length));
+      return;
+    case 'F16':
+      gatherByTable(new Uint16Array(buffer, offset, count), columns, decodeTable(dtype)!, out, at);
+      return;
+    case 'F8_E4M3':
+    case 'F8_E5M2':
+      gatherByTable(new Uint8Array(buffer, offset, count), columns, decodeTable(dtype)!, out, at);
+      return;
+    case 'F32':
+    case 'F64': {
+      const values = dtype === 'F32' ? new Float32Array(buffer, offset, count) : new Float64Array(buffer, offset, count);
+      for (let q = 0; q < columns.length; q++) out[at + q] = values[columns[q]!]!;
+      return;
+    }
+    default:
+      throw new RangeError(`gatherDecode: ${dtype} is decoded whole (see gathersFromBytes)`);
+  }
+}
+
+function gatherBf16Bits(src: Uint16Array, columns: Int32Array, dst: Uint32Array): void {
+  for (let q = 0; q < columns.length; q++) dst[q] = src[columns[q]!]! << 16;
+}
+
+function gatherByTable(src: Uint16Array | Uint8Array, columns: Int32Array, table: Float32Array, out: Float32Array, at: number): void {
+  for (let q = 0; q < columns.length; q++) out[at + q] = table[src[columns[q]!]!]!;
+}
+
 function widenBf16Bits(src: Uint16Array, dst: Uint32Array): void {
   const n = src.length;
   for (let i = 0; i < n; i++) dst[i] = src[i]! << 16;

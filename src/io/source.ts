@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadInputError } from './errors.js';
-import { DTYPE_BYTES, decodeInto, firstNonFinite } from './dtypes.js';
+import { DTYPE_BYTES, decodeInto, firstNonFinite, gatherDecode, gathersFromBytes } from './dtypes.js';
 import { openForReading, readFully, readSafetensorsHeader } from './safetensors.js';
 import type { RowBlock, TensorInfo, TensorSource } from './types.js';
 
@@ -242,17 +242,37 @@ export class SafetensorsSource implements TensorSource {
     }
   }
 
-  readStoredInto(name: string, elemStart: number, out: Uint8Array): void {
+  readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void {
     const info = this.info(name);
-    const size = DTYPE_BYTES[info.dtype];
-    const total = elementCount(info);
-    const count = out.length / size;
-    if (!(Number.isInteger(elemStart) && Number.isInteger(count) && elemStart >= 0 && elemStart + count <= total)) {
-      throw new RangeError(`${out.length} stored bytes from element ${elemStart} outside 0..${total} of ${name}`);
+    const shape = matrixShape(info);
+    const rowCount = rows ? rows.length : shape.rows, colCount = cols ? cols.length : shape.cols;
+    checkIndices(rows, shape.rows, 'row', name);
+    checkIndices(cols, shape.cols, 'column', name);
+    if (out.length !== rowCount * colCount) throw new RangeError(`${rowCount}x${colCount} selection of ${name} read into ${out.length} values`);
+    const size = DTYPE_BYTES[info.dtype], rowBytes = shape.cols * size;
+    const columns = cols ? Int32Array.from(cols) : null;
+    const rowScratch = columns && !gathersFromBytes(info.dtype) ? new Float32Array(shape.cols) : null;
+    const fd = this.fd(info.file);
+    const buffer = this.buffer ??= Buffer.allocUnsafeSlow(this.bufferBytes);
+    const perRead = Math.max(1, Math.floor(this.bufferBytes / Math.max(1, rowBytes)));
+    // Runs of consecutive stored rows, read in ascending order a bounded buffer at a time.
+    for (const run of rowRuns(rows, shape.rows)) {
+      for (let done = 0; done < run.length; done += perRead) {
+        const count = Math.min(perRead, run.length - done), first = run.start + done;
+        const bytes = count * rowBytes <= buffer.length ? buffer.subarray(0, count * rowBytes) : Buffer.allocUnsafeSlow(count * rowBytes);
+        readFully(fd, bytes, bytes.length, info.start + first * rowBytes, info.file, name);
+        this.readBytes += bytes.length;
+        this.onBytes?.(bytes.length);
+        for (let t = 0; t < count; t++) {
+          const at = run.outRows[done + t]! * colCount, row = bytes.subarray(t * rowBytes, (t + 1) * rowBytes);
+          if (!columns) decodeInto(info.dtype, row, shape.cols, out, at);
+          else if (rowScratch) {
+            decodeInto(info.dtype, row, shape.cols, rowScratch, 0);
+            for (let q = 0; q < colCount; q++) out[at + q] = rowScratch[columns[q]!]!;
+          } else gatherDecode(info.dtype, row, columns, out, at);
+        }
+      }
     }
-    readFully(this.fd(info.file), out, out.length, info.start + elemStart * size, info.file, name);
-    this.readBytes += out.length;
-    this.onBytes?.(out.length);
   }
 
   /**
@@ -311,4 +331,33 @@ function firstNonFiniteFloat32(values: Float32Array, count: number): number {
   let seen = 0;
   for (let i = 0; i < count; i++) seen |= ((bits[i]! >>> 23) & 0xff) + 1; // bit 8: exponent 255
   return (seen & 0x100) === 0 ? -1 : firstNonFinite(values, count);
+}
+
+function checkIndices(indices: ArrayLike<number> | null, limit: number, what: string, tensor: string): void {
+  if (!indices) return;
+  for (let i = 0; i < indices.length; i++) {
+    const v = indices[i]!;
+    if (!(Number.isInteger(v) && v >= 0 && v < limit)) throw new RangeError(`${what} ${v} outside 0..${limit} of ${tensor}`);
+  }
+}
+
+/** A run of consecutive stored rows [start, start + length), and where each lands in the selection. */
+interface RowRun {
+  readonly start: number;
+  readonly length: number;
+  readonly outRows: Int32Array;
+}
+
+/** The selected rows (null: all) as ascending runs of consecutive stored rows; a row selected twice is read twice. */
+function rowRuns(rows: ArrayLike<number> | null, total: number): RowRun[] {
+  if (!rows) return total > 0 ? [{ start: 0, length: total, outRows: Int32Array.from({ length: total }, (_, i) => i) }] : [];
+  const order = Int32Array.from({ length: rows.length }, (_, i) => i).sort((a, b) => rows[a]! - rows[b]! || a - b);
+  const runs: RowRun[] = [];
+  for (let i = 0; i < order.length;) {
+    let j = i + 1;
+    while (j < order.length && rows[order[j]!] === rows[order[j - 1]!]! + 1) j++;
+    runs.push({ start: rows[order[i]!]!, length: j - i, outRows: order.slice(i, j) });
+    i = j;
+  }
+  return runs;
 }

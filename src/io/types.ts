@@ -48,10 +48,11 @@ export interface TensorSource {
   /** readRows into `out` (exactly (rowEnd - rowStart) x cols long): no allocation, no copy. */
   readRowsInto(name: string, rowStart: number, rowEnd: number, out: Float32Array): void;
   /**
-   * The stored bytes of elements [elemStart, elemStart + out.length / element size), undecoded and
-   * unchecked, read straight into `out` (for consumers that decode in cache-sized pieces).
+   * The sub-matrix of the tensor viewed as 2-D at `rows` and `cols` (each in the order given; null:
+   * all), decoded into `out` (rows x cols, row-major). Only the selected rows are read, and only the
+   * selected columns decoded: a sample of a wide matrix's columns costs its bytes' read, not a decode.
    */
-  readStoredInto(name: string, elemStart: number, out: Uint8Array): void;
+  readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void;
   /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default 16 MiB). */
   rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
   /** Release file descriptors. */

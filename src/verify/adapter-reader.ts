@@ -1,6 +1,6 @@
 import { describeAdapter, mapAdapter, type AdapterMap } from '../arch/peft.js';
 import type { RoleReader } from '../arch/reader.js';
-import type { GlobalRole, LayerRole, Weight } from '../arch/types.js';
+import type { GlobalRole, LayerRole, Weight, WeightPart } from '../arch/types.js';
 import { IncompatibleModelsError } from '../io/errors.js';
 import type { TensorSource } from '../io/types.js';
 
@@ -43,26 +43,35 @@ export class MergedAdapterReader implements RoleReader {
   global(role: GlobalRole): Weight {
     return this.base.global(role);
   }
+  globalPart(role: GlobalRole, part: WeightPart): Weight {
+    return this.base.globalPart(role, part);
+  }
   layer(index: number, role: LayerRole): Weight {
-    const w = this.base.layer(index, role);
+    return this.layerPart(index, role, { rows: null, cols: null });
+  }
+  /** The merged weight's part: the base's part plus scale times B's kept rows times A's kept columns. */
+  layerPart(index: number, role: LayerRole, part: WeightPart): Weight {
+    const w = this.base.layerPart(index, role, part);
     const factor = this.adapter.layers[index]?.[role];
     if (!factor) return w;
-    if (factor.outFeatures !== w.rows || factor.inFeatures !== w.cols) {
+    const shape = this.base.map.layers[index]?.[role]?.shape;
+    if (shape && (factor.outFeatures !== shape[0] || factor.inFeatures !== shape[1])) {
       throw new IncompatibleModelsError(
-        `adapter factor ${factor.module} is ${factor.outFeatures}x${factor.inFeatures} but ${this.base.name}'s ${role} of layer ${index} is ${w.rows}x${w.cols}`,
+        `adapter factor ${factor.module} is ${factor.outFeatures}x${factor.inFeatures} but ${this.base.name}'s ${role} of layer ${index} is ${shape[0]}x${shape[1]}`,
       );
     }
     const a = this.adapterSource.read(factor.A); // rank x in
     const b = this.adapterSource.read(factor.B); // out x rank
-    const r = factor.rank;
+    const r = factor.rank, inFeatures = factor.inFeatures;
     const merged = new Float32Array(w.data.length);
     const row = new Float64Array(w.cols);
     for (let i = 0; i < w.rows; i++) {
+      const from = part.rows ? part.rows[i]! : i;
       row.fill(0);
       for (let t = 0; t < r; t++) {
-        const coef = b[i * r + t]! * factor.scale;
+        const coef = b[from * r + t]! * factor.scale;
         if (coef === 0) continue;
-        for (let j = 0; j < w.cols; j++) row[j]! += coef * a[t * w.cols + j]!;
+        for (let j = 0; j < w.cols; j++) row[j]! += coef * a[t * inFeatures + (part.cols ? part.cols[j]! : j)]!;
       }
       for (let j = 0; j < w.cols; j++) merged[i * w.cols + j] = w.data[i * w.cols + j]! + row[j]!;
     }

@@ -28,10 +28,6 @@ export class BufferPool implements ArrayAllocator {
     return new Float32Array(this.take(length * Float32Array.BYTES_PER_ELEMENT));
   }
 
-  bytes(length: number): Uint8Array {
-    return new Uint8Array(this.take(length));
-  }
-
   /** Give back buffers nothing reads any more; those beyond `maxBytes` are left to the collector. */
   release(buffers: Iterable<ArrayBufferLike | undefined>): void {
     for (const buffer of buffers) {

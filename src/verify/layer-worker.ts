@@ -7,7 +7,7 @@ import type { LayerContext } from './layer.js';
 import type { WorkerReply } from './parallel.js';
 
 const { context, port, signal, poolBytes } = workerData as { context: LayerContext; port: MessagePort; signal: Int32Array; poolBytes: number };
-// The sketch arrays of one layer are reused by the next one this worker assembles.
+// The analysis arrays of one layer are reused by the next one this worker analyses.
 const analyst = new LayerAnalyst(context, new BufferPool(poolBytes));
 
 port.on('message', (job: Job) => {

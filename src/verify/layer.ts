@@ -4,7 +4,6 @@ import {
   alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
   type HeadLayout, type LayerWeights, type ModuleRole, type ResidualAlignment,
 } from '../align/llama.js';
-import { scaledPowerSums } from '../align/residual-sketch.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
 import type { NoisyMatrix } from '../align/noisy.js';
 import type { Matrix } from '../linalg/matrix.js';
@@ -36,19 +35,21 @@ const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
   down_proj: { rows: false, cols: true },
 };
 
-/** What every layer shares: the residual alignment, head layout, probe inputs and seed. */
-export interface LayerContext {
+/** How a layer's residual side is given: its alignment onto the base's and the probe states in its coordinates. */
+export interface ResidualView {
   readonly residual: ResidualAlignment;
-  readonly layout: HeadLayout;
-  /** Probe states in residual coordinates, and in the residual sketch's (when layers may come sketched). */
   readonly probes: Matrix;
-  readonly sketchedProbes: Matrix | null;
-  readonly seed: number;
 }
 
-/** The gauge a module's delta is fitted in: a sketched residual side can no longer be rescaled. */
-function gaugeOf(name: ModuleName, residualSketched: boolean): GaugeFreedom {
-  return residualSketched && READ_NORM[name] ? { rows: GAUGE[name].rows, cols: false } : GAUGE[name];
+/**
+ * What every layer shares: the residual view of whole layers, and of layers read on the residual
+ * sample (residual-sample.ts) when the model is wide; the head layout and seed.
+ */
+export interface LayerContext {
+  readonly whole: ResidualView;
+  readonly sampled: ResidualView | null;
+  readonly layout: HeadLayout;
+  readonly seed: number;
 }
 
 export interface LayerOutcome {
@@ -57,8 +58,6 @@ export interface LayerOutcome {
   readonly transform: TransformFound['layers'][number];
   readonly mlpQuality: number;
   readonly headQuality: number;
-  /** Largest |log| of a norm-weight ratio (candidate aligned over base). */
-  readonly normFold: number;
   /** Numerator and denominator of the norm growth over this layer's changed modules. */
   readonly growthNum: number;
   readonly growthDen: number;
@@ -79,20 +78,19 @@ function matchNeurons(index: number, base: LayerWeights, candidate: LayerWeights
   return { independence: independenceFromSources(index, sources, layerSeed + 7), mlp: alignMlp(sources, layerSeed + 9) };
 }
 
-export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext): LayerOutcome {
-  const { residual, layout, seed } = context;
+/**
+ * `sampled`: the layer was read on the residual sample (context.sampled), the candidate already
+ * at the stored dimensions that play the sampled base ones; else it is whole, in its stored order.
+ */
+export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext, sampled: boolean): LayerOutcome {
+  const { layout, seed } = context;
+  const view = sampled ? context.sampled : context.whole;
+  if (!view) throw new Error(`layer ${index}: read on a residual sample, but the context has none`);
   const b = base;
-  // A layer that comes with line sums has its residual side sketched (residual-sketch.ts): it is
-  // already in the base's residual order with the norms folded.
-  const residualSketched = b.lines !== undefined && candidateStored.lines !== undefined;
-  const probes = residualSketched ? context.sketchedProbes! : context.probes;
   const t0 = performance.now();
-  let c = residualSketched ? candidateStored : applyResidual(candidateStored, residual);
-  const normFold = Math.max(maxAbsLog(ratio(c.inputNorm, b.inputNorm)), maxAbsLog(ratio(c.postNorm, b.postNorm)));
-  if (!residualSketched) {
-    foldNorms(b);
-    foldNorms(c);
-  }
+  let c = applyResidual(candidateStored, view.residual);
+  foldNorms(b);
+  foldNorms(c);
   const { independence, mlp } = matchNeurons(index, b, c, seed);
   c = applyMlp(c, mlp);
   const heads = alignHeads(b, c, layout, seed + 2000 + index);
@@ -106,26 +104,11 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   for (const [role, name] of MODULES) {
     const x = b[role] as NoisyMatrix;
     const y = c[role] as NoisyMatrix;
-    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, residualSketched) });
+    const fit = lowRankDelta(x, y, { gauge: GAUGE[name] });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
-    const lines = b.lines && c.lines ? { base: b.lines[role], candidate: c.lines[role], scale: READ_NORM[name] ? fit.rowScale : fit.colScale } : null;
-    let baseNormSq = fit.baseNormSq;
-    if (lines) {
-      // Sketched: norms and moments from the exact line sums in the fitted gauge, the delta's
-      // norm from its sketch (an unbiased estimate; the growth's numerator must be exact).
-      const [sb, sc] = [scaledPowerSums(lines.base, null), scaledPowerSums(lines.candidate, lines.scale)];
-      moments[0].merge(MomentAccumulator.fromSums(sb));
-      moments[1].merge(MomentAccumulator.fromSums(sc));
-      baseNormSq = sb.s2;
-      if (status !== 'unchanged') {
-        growthNum += sc.s2 - sb.s2;
-        growthDen += fit.deltaNormSq;
-      }
-    } else {
-      addMoments(moments, x, y, fit);
-    }
-    if (status !== 'unchanged' && !lines) {
+    addMoments(moments, x, y, fit);
+    if (status !== 'unchanged') {
       // A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a dense one
       // does not, so its growth is measured on the stored (unfolded) weights as aligned.
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
@@ -136,18 +119,18 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       module: name,
       status,
       rank: fit.rank,
-      relativeDelta: baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / baseNormSq) : 0,
+      relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
       singularValues: Array.from(fit.spectrum),
       threshold: 1,
-      thresholdMethod: (residualSketched ? 'on the residual-sketched delta: ' : '') + 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
+      thresholdMethod: (sampled ? 'on the residual sample: ' : '') + 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
     });
   }
   // The change of W_v W_o has rank at most r_v + r_o: the probes are sized from those weight-delta ranks.
   const voRankBound = (['v_proj', 'o_proj'] as const).reduce((sum, name) => sum + (fits.get(name)!.lowRank ? fits.get(name)!.rank : Infinity), 0);
-  const inv = attentionInvariants(b, c, layout, probesFor(probes, voRankBound));
+  const inv = attentionInvariants(b, c, layout, probesFor(view.probes, voRankBound));
   const analyseSeconds = (performance.now() - t0) / 1000 - alignSeconds;
   return {
-    evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSketchWidth: residualSketched ? b.q.cols : null },
+    evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSample: sampled ? b.q.cols : null },
     independence,
     transform: {
       layer: index,
@@ -160,7 +143,6 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
     },
     mlpQuality: mlp.quality,
     headQuality: heads.quality,
-    normFold,
     growthNum,
     growthDen,
     moments: [moments[0].toSums(), moments[1].toSums()],

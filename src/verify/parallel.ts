@@ -53,7 +53,7 @@ export class WorkerAnalysts implements Analysts {
   /** [0]: replies posted so far (workers add 1 after each). */
   private readonly signal = new Int32Array(new SharedArrayBuffer(4));
 
-  /** `poolBytes`: what each worker keeps of its sketch arrays between layers. */
+  /** `poolBytes`: what each worker keeps of a layer's analysis arrays for the next. */
   constructor(readonly size: number, context: LayerContext, poolBytes: number) {
     for (let i = 0; i < size; i++) {
       const channel = new MessageChannel();
@@ -82,7 +82,7 @@ export class WorkerAnalysts implements Analysts {
           slot.inFlight--;
           const reply = message.message as WorkerReply;
           if (!reply.ok) throw deserializeError(reply.error, `layer ${reply.index}`);
-          return { kind: reply.kind, index: reply.index, outcome: reply.outcome, buffers: reply.buffers, seconds: reply.seconds };
+          return { index: reply.index, outcome: reply.outcome, buffers: reply.buffers };
         }
       }
       if (!this.slots.some((s) => s.inFlight > 0)) return null;

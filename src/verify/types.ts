@@ -51,10 +51,10 @@ export interface LayerEvidence {
   /** Cosine similarity of the alignment-free invariant products, base vs candidate. */
   readonly invariants: { readonly qk: number; readonly vo: number };
   /**
-   * Width the residual side of this layer's modules was count-sketched to (wide models), or null
-   * for the exact analysis (narrow models, and layers whose norm gains differ between the models).
+   * How many residual dimensions this layer was analysed on (a seeded sample, for wide models; see
+   * residual-sample.ts), or null when on all of them.
    */
-  readonly residualSketchWidth: number | null;
+  readonly residualSample: number | null;
 }
 
 export interface TransformFound {

@@ -1,21 +1,19 @@
 import { compareArchitectures } from '../arch/map.js';
 import type { RoleReader } from '../arch/reader.js';
-import type { LayerRole, Weight } from '../arch/types.js';
+import type { LayerRole } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
-  alignResidual, permuteResidualVector, residualColumns, residualColumnsOfBlocks, type HeadLayout, type LayerWeights, type ModuleRole, type ResidualAlignment, type ResidualEvidence,
+  alignResidual, permuteResidualVector, residualColumns, type HeadLayout, type ResidualAlignment, type ResidualEvidence,
 } from '../align/llama.js';
-import { coarserGrid, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../align/noisy.js';
+import type { NoisyMatrix } from '../align/noisy.js';
+import { RESIDUAL_SAMPLE_WIDTH, residualSample, sampledResidual, tokenSample } from '../align/residual-sample.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import { residualPlacement, residualSketchMap } from '../align/residual-sketch.js';
-import type { CountSketchMap } from '../linalg/countsketch.js';
-import { DTYPE_BYTES, isDType } from '../io/dtypes.js';
 import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
 import { BufferPool } from './buffer-pool.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
-import { jobBuffers, type Job } from './jobs.js';
+import { onCommonGrid, type Job, type ReadLayer } from './jobs.js';
 import type { LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
@@ -42,10 +40,10 @@ export interface VerifyOptions {
    */
   readonly buffers?: BufferPool | null;
   /**
-   * Hidden sizes above this are analysed with the residual side sketched to this width (default
-   * RESIDUAL_SKETCH_WIDTH; tests lower it to exercise the sketched analysis on small models).
+   * Hidden sizes above this are analysed on a sample of this many residual dimensions (default
+   * RESIDUAL_SAMPLE_WIDTH; tests lower it to exercise the sampled analysis on small models).
    */
-  readonly residualSketchWidth?: number;
+  readonly residualSampleWidth?: number;
   /** Called after each layer (for progress displays). */
   readonly onLayer?: (done: number, total: number) => void;
 }
@@ -68,34 +66,10 @@ function requireDecoder(reader: RoleReader): void {
   }
 }
 
-/**
- * One role of both models, each on the grid they are compared on: a model stored finer than the
- * other (f32 vs bf16) is rounded onto the coarser grid first. With a pool, the float32 decodes
- * and the analysis arrays reuse memory of earlier layers; the decodes go back at once.
- */
-function readPair(base: RoleReader, candidate: RoleReader, index: number, role: LayerRole, pool: BufferPool | null): { base: NoisyMatrix; candidate: NoisyMatrix } {
-  const decodeBase = decodeBuffer(base, index, role, pool);
-  const decodeCandidate = decodeBuffer(candidate, index, role, pool);
-  const pair = onCommonGrid(base.layer(index, role, decodeBase), candidate.layer(index, role, decodeCandidate), pool ?? undefined);
-  pool?.release([decodeBase?.buffer, decodeCandidate?.buffer]);
-  return pair;
-}
-
-/** Both weights in the analysis form on the grid they are compared on (see readPair). */
-function onCommonGrid(wb: Weight, wc: Weight, arrays?: ArrayAllocator): { base: NoisyMatrix; candidate: NoisyMatrix } {
-  const grid = coarserGrid(wb.dtype, wc.dtype);
-  return {
-    base: noisyFromWeight(wb, grid !== wb.dtype ? grid : null, arrays),
-    candidate: noisyFromWeight(wc, grid !== wc.dtype ? grid : null, arrays),
-  };
-}
-
 function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, pool: BufferPool | null): Float32Array | undefined {
   const shape = reader.map.layers[index]?.[role]?.shape;
   return pool && shape ? pool.float32(shape[0] * shape[1]) : undefined;
 }
-
-const LAYER_ROLES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'input_norm', 'post_norm'] as const;
 
 type NormPair = { base: NoisyMatrix; candidate: NoisyMatrix };
 interface LayerNorms {
@@ -103,144 +77,93 @@ interface LayerNorms {
   readonly post: NormPair;
 }
 
+/** A layer's norm gains of both models, whole, on the grid they are compared on. */
 function readNorms(base: RoleReader, candidate: RoleReader, index: number): LayerNorms {
   const norm = (role: 'input_norm' | 'post_norm') => onCommonGrid(base.layer(index, role), candidate.layer(index, role));
   return { input: norm('input_norm'), post: norm('post_norm') };
 }
 
-/**
- * Whether the candidate's norm gains, in the base's residual order, equal the base's. Only then is
- * a layer sketched: a gain that differs (rescaled by an obfuscator, so rounded anew, or trained)
- * leaves a per-column rescaling of the readers that only their column gauge absorbs, and a sketch
- * of the columns has none (residual-sketch.ts). Such layers get the exact analysis.
- */
-function gainsAgree(norms: LayerNorms, residual: ResidualAlignment): boolean {
-  for (const pair of [norms.input, norms.post]) {
-    const b = pair.base.values, c = pair.candidate.values;
-    for (let i = 0; i < b.length; i++) if (b[i] !== c[residual.order[i]!]) return false;
-  }
-  return true;
+/** Largest |log| of a candidate norm gain over the base's, in the base's residual order. */
+function normFoldOf(norms: LayerNorms, residual: ResidualAlignment): number {
+  const fold = (pair: NormPair) => maxAbsLog(ratio(permuteResidualVector(pair.candidate.values, residual), pair.base.values));
+  return Math.max(fold(norms.input), fold(norms.post));
 }
 
-/** The jobs of `jobs`, the time spent producing each (reading) added through `add`. */
-function* timedJobs(jobs: Iterator<Job>, add: (seconds: number) => void): Generator<Job> {
-  for (;;) {
-    const started = performance.now();
-    const next = jobs.next();
-    add((performance.now() - started) / 1000);
-    if (next.done) return;
-    yield next.value;
-  }
-}
-
-/** The storage dtype of a layer role (from the model map, without reading). */
-function dtypeOf(reader: RoleReader, index: number, role: ModuleRole): string {
-  return reader.map.layers[index]?.[role]?.dtype ?? reader.dtypes[0] ?? 'F32';
+/** Entries `dims` of a residual-indexed column (a norm gain). */
+function pickDims(m: NoisyMatrix, dims: Int32Array): NoisyMatrix {
+  return { rows: dims.length, cols: 1, values: Float64Array.from(dims, (d) => m.values[d]!), variance: Float32Array.from(dims, (d) => m.variance[d]!) };
 }
 
 /**
- * The jobs of one layer analysed with the residual side sketched (residual-sketch.ts): one per
- * module and model, each carrying that model's stored bytes (read lazily, one job at a time, so
- * the caller bounds what is in flight) and the placement that hashes it in the base's residual
- * order with the norm gains folded into the readers; then the layer's own job.
+ * One model's layer as read: whole (decoded into pool buffers when there is a pool), or on its
+ * residual sample `dims` (stored dimensions; readers' columns, writers' rows), only those read.
  */
-function* sketchedLayerJobs(
-  base: RoleReader, candidate: RoleReader, index: number, map: CountSketchMap, residual: ResidualAlignment, norms: LayerNorms, pool: BufferPool | null,
-): Generator<Job> {
-  const { input, post } = norms;
-  const placements = (gains: { input: Float64Array; post: Float64Array }, alignment: ResidualAlignment | null) => ({
-    input: residualPlacement(map, alignment, gains.input),
-    post: residualPlacement(map, alignment, gains.post),
-    writer: residualPlacement(map, alignment, null),
-  });
-  const place = {
-    base: placements({ input: input.base.values, post: post.base.values }, null),
-    candidate: placements({ input: input.candidate.values, post: post.candidate.values }, residual),
-  };
-  const allocate = pool ? (n: number) => pool.bytes(n) : undefined;
-  // Stored bytes when the reader has them (decoded where the analysis runs), else decoded here.
-  const read = (reader: RoleReader, role: ModuleRole) => reader.layerStored?.(index, role, allocate) ?? reader.layer(index, role);
-  for (const [role, name] of MODULES) {
-    const reads = READ_NORM[name];
-    const side = reads ? 'cols' : 'rows';
-    // Both models' dtypes decide the common grid before either is read (shapes agree).
-    const grid = coarserGrid(dtypeOf(base, index, role), dtypeOf(candidate, index, role));
-    for (const model of ['base', 'candidate'] as const) {
-      const weight = read(model === 'base' ? base : candidate, role);
-      yield { kind: 'module', index, role, model, side, weight, place: place[model][reads ?? 'writer'], roundTo: grid !== weight.dtype ? grid : null };
-    }
-  }
-  yield {
-    kind: 'sketched-layer', index,
-    norms: {
-      base: [input.base.values, post.base.values],
-      candidate: [permuteResidualVector(input.candidate.values, residual), permuteResidualVector(post.candidate.values, residual)],
-    },
-  };
+function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
+  const modules = Object.fromEntries(MODULES.map(([role, name]) => [
+    role,
+    dims ? reader.layerPart(index, role, READ_NORM[name] ? { rows: null, cols: dims } : { rows: dims, cols: null }) : reader.layer(index, role, decodeBuffer(reader, index, role, pool)),
+  ])) as ReadLayer['modules'];
+  return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post };
 }
 
-function loadLayer(base: RoleReader, candidate: RoleReader, index: number, pool: BufferPool | null): { base: LayerWeights; candidate: LayerWeights } {
-  const [q, k, v, o, gate, up, down, inputNorm, postNorm] = LAYER_ROLES.map((role) => readPair(base, candidate, index, role, pool));
-  const side = (s: 'base' | 'candidate'): LayerWeights => ({
-    q: q![s], k: k![s], v: v![s], o: o![s], gate: gate![s], up: up![s], down: down![s],
-    inputNorm: inputNorm![s].values, inputNormVariance: inputNorm![s].variance, postNorm: postNorm![s].values,
-  });
-  return { base: side('base'), candidate: side('candidate') };
+/** Values of a layer of `reader` as analysed: whole, or on a residual sample of `width` dimensions. */
+function layerElements(reader: RoleReader, index: number, width: number | null): number {
+  let total = 0;
+  for (const [role] of MODULES) {
+    const shape = reader.map.layers[index]?.[role]?.shape;
+    if (shape) total += width === null ? shape[0] * shape[1] : (shape[0] * shape[1] / Math.max(1, reader.map.dims.hidden)) * width;
+  }
+  return total;
 }
 
 /**
- * Memory bounds of one verify run. Exact layers: a buffer pool keeps the largest layer's analysis
- * form (8 + 4 bytes a value) and float32 decodes (4 bytes a value) of both models, so memory stays
- * bounded by one layer. Sketched layers (to `width`): each analyst keeps one layer's sketches,
- * and each holds the stored bytes of one module of one model at a time while the next is read.
+ * Memory bounds of one verify run, from the largest layer. The calling thread's pool keeps the
+ * float32 decodes of a whole layer of both models (4 bytes a value; a sampled layer's parts are
+ * small and allocated afresh); each analyst keeps a layer's analysis form (8 + 4 bytes a value).
  */
-function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null, workers: number): { poolBytes: number; sketchBytes: number } {
-  const analysisBytes = Float64Array.BYTES_PER_ELEMENT + Float32Array.BYTES_PER_ELEMENT;
-  const storedBytes = (r: RoleReader) => Math.max(1, ...r.dtypes.filter(isDType).map((d) => DTYPE_BYTES[d]));
-  let exact = 0, sketches = 0, largestPair = 0;
-  for (let index = 0; index < base.map.layers.length; index++) {
-    let exactLayer = 0, sketchLayer = 0;
-    for (const [role] of MODULES) {
-      let pair = 0;
-      for (const reader of [base, candidate]) {
-        const shape = reader.map.layers[index]?.[role]?.shape;
-        if (!shape) continue;
-        const elements = shape[0] * shape[1];
-        pair += elements * storedBytes(reader);
-        exactLayer += elements * (analysisBytes + Float32Array.BYTES_PER_ELEMENT);
-        if (width !== null) sketchLayer += (elements / Math.max(1, reader.map.dims.hidden)) * width * analysisBytes;
-      }
-      largestPair = Math.max(largestPair, pair);
-    }
-    exact = Math.max(exact, exactLayer);
-    sketches = Math.max(sketches, sketchLayer);
-  }
-  if (width === null) return { poolBytes: exact, sketchBytes: 0 };
-  // The pool here keeps the stored bytes for reuse, and the sketches too when analysed here.
-  return { poolBytes: largestPair + (workers > 0 ? 0 : sketches), sketchBytes: sketches };
+function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { decodeBytes: number; analysisBytes: number } {
+  let largest = 0;
+  for (let index = 0; index < base.map.layers.length; index++) largest = Math.max(largest, layerElements(base, index, width) + layerElements(candidate, index, width));
+  return { decodeBytes: width === null ? 4 * largest : 0, analysisBytes: 12 * largest };
 }
 
 /**
- * One model's residual evidence: each embedding-like matrix is sketched as it is read, in bounded
- * row blocks when the reader gives them (131M values at 7B are never whole in memory).
+ * Bytes one layer analyst needs on a model (verify's --workers default): a layer's analysis form
+ * of both models with the analysis' work arrays (about twice that, measured by the verify
+ * benchmark), and the float32 decodes of the layers read for it and queued.
  */
-function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null): ResidualEvidence {
-  const sketched = (role: 'embed' | 'lm_head') => {
-    const shape = reader.map.global[role]?.shape;
-    const blocks = shape ? reader.globalBlocks?.(role) : null;
-    return shape && blocks ? residualColumnsOfBlocks(shape[0], shape[1], blocks, role) : residualColumns(reader.global(role), role);
-  };
-  return { embed: sketched('embed'), lmHead: withHead ? sketched('lm_head') : null, finalNorm };
+export function analystBytes(reader: RoleReader): number {
+  const width = reader.map.dims.hidden > RESIDUAL_SAMPLE_WIDTH ? RESIDUAL_SAMPLE_WIDTH : null;
+  let largest = 0;
+  for (let index = 0; index < reader.map.layers.length; index++) largest = Math.max(largest, layerElements(reader, index, width));
+  return 2 * (2 * 12 * largest) + queuedLayers(width !== null) * 2 * 4 * largest;
 }
 
-function loadGlobals(base: RoleReader, candidate: RoleReader): { base: ResidualEvidence; candidate: ResidualEvidence } {
+/** Layers posted to one analyst at most: a small sampled layer is queued while the one before is analysed. */
+function queuedLayers(sampled: boolean): number {
+  return sampled ? 2 : 1;
+}
+
+/**
+ * One model's residual evidence: the columns of the embedding-like matrices, on a sample of the
+ * token rows when the vocabulary is large (the same rows in both models: obfuscation permutes
+ * the residual, not the vocabulary).
+ */
+function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null, tokens: Int32Array | null): ResidualEvidence {
+  const columns = (role: 'embed' | 'lm_head') => residualColumns(tokens ? reader.globalPart(role, { rows: tokens, cols: null }) : reader.global(role), role);
+  return { embed: columns('embed'), lmHead: withHead ? columns('lm_head') : null, finalNorm };
+}
+
+function loadGlobals(base: RoleReader, candidate: RoleReader, seed: number): { base: ResidualEvidence; candidate: ResidualEvidence } {
   const tied = base.map.tiedEmbeddings || candidate.map.tiedEmbeddings || !base.map.global.lm_head || !candidate.map.global.lm_head;
   // The final norms on the common grid, as every layer weight: an f32 parent's equals its bf16 child's.
   const norms = base.map.global.final_norm && candidate.map.global.final_norm
     ? onCommonGrid(base.global('final_norm'), candidate.global('final_norm')) : null;
+  const vocab = Math.min(...[base, candidate].map((r) => r.map.global.embed?.shape?.[0] ?? 0));
+  const tokens = vocab > 0 ? tokenSample(vocab, seed) : null;
   return {
-    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null),
-    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null),
+    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null, tokens),
+    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null, tokens),
   };
 }
 
@@ -283,14 +206,18 @@ export function verifyModels(
   const layout = headLayout(base);
   const seed = options.seed ?? 1;
 
-  const globals = timed(() => loadGlobals(base, candidate), (s) => (readSeconds += s));
+  const globals = timed(() => loadGlobals(base, candidate, seed), (s) => (readSeconds += s));
   const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
-  // Wide models: every layer is analysed with its residual side sketched (residual-sketch.ts),
-  // and the probe states live in the sketch's coordinates.
-  const sketch = residualSketchMap(base.map.dims.hidden, options.residualSketchWidth);
+  // Wide models: every layer is analysed on a sample of the residual dimensions (residual-sample.ts),
+  // and its probe states live in the sample's coordinates.
+  const sample = residualSample(base.map.dims.hidden, seed, options.residualSampleWidth);
+  const sampled = sample ? sampledResidual(sample, residual) : null;
   const probesOf = (dims: number) => new Rng(seed + 99).gaussianMatrix(Math.min(dims, PROBES), dims);
-  const probes = probesOf(base.map.dims.hidden);
-  const sketchedProbes = sketch ? probesOf(sketch.width) : null;
+  const context: LayerContext = {
+    whole: { residual, probes: probesOf(base.map.dims.hidden) },
+    sampled: sampled ? { residual: sampled.alignment, probes: probesOf(sampled.base.length) } : null,
+    layout, seed,
+  };
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const layers: LayerEvidence[] = [];
@@ -302,13 +229,11 @@ export function verifyModels(
   let growthNum = 0, growthDen = 0;
   const layerCount = base.map.layers.length;
 
-  const context: LayerContext = { residual, layout, probes, sketchedProbes, seed };
   const record = (outcome: LayerOutcome) => {
     layers.push(outcome.evidence);
     independence.push(outcome.independence);
     transformLayers.push(outcome.transform);
     qualities.push(outcome.mlpQuality, outcome.headQuality);
-    normFold = Math.max(normFold, outcome.normFold);
     growthNum += outcome.growthNum;
     growthDen += outcome.growthDen;
     moments[0].merge(MomentAccumulator.fromSums(outcome.moments[0]));
@@ -320,27 +245,21 @@ export function verifyModels(
   // The analysis consumes a layer's arrays (permuted and scaled in place), and no outcome keeps a
   // view of them, so once a layer is analysed its memory is filled by the next one.
   const workers = Math.min(options.workers ?? 0, layerCount);
-  const budget = memoryPlan(base, candidate, sketch ? sketch.width : null, workers);
-  const buffers = options.buffers === undefined ? new BufferPool(budget.poolBytes) : options.buffers;
-  const analysts: Analysts = workers > 0 ? new WorkerAnalysts(workers, context, budget.sketchBytes) : new InThreadAnalysts(context, buffers);
-  // Each analyst assembles one layer at a time (layer i goes to analyst i mod size); the stored
-  // bytes of modules sent but not yet sketched stay under budget.bytesInFlight.
+  const budget = memoryPlan(base, candidate, sampled ? sampled.base.length : null);
+  const buffers = options.buffers === undefined ? new BufferPool(budget.decodeBytes + (workers > 0 ? 0 : budget.analysisBytes)) : options.buffers;
+  const analysts: Analysts = workers > 0 ? new WorkerAnalysts(workers, context, budget.analysisBytes) : new InThreadAnalysts(context, buffers);
+  // Layer i goes to analyst i mod size, which holds at most queuedLayers of them at once; results
+  // may come back out of order and are recorded in layer order.
   const outcomes = new Map<number, LayerOutcome>();
-  const openLayer = new Int32Array(analysts.size).fill(-1);
-  // Stored bytes sent to each analyst and not yet sketched: one module of one model at a time,
-  // while the calling thread reads the next.
-  const inFlight = new Float64Array(analysts.size);
+  const posted = new Int32Array(analysts.size);
+  const depth = queuedLayers(sampled !== null);
   let recorded = 0;
-  const byteLength = (list: readonly ArrayBuffer[]) => list.reduce((sum, b) => sum + b.byteLength, 0);
   const takeOne = () => {
     const result = analysts.take();
     if (!result) throw new Error('verify: waiting for a layer, but no job is in flight');
-    readSeconds += result.seconds;
-    if (result.kind === 'module') inFlight[result.index % analysts.size]! -= byteLength(result.buffers);
     buffers?.release(result.buffers);
-    if (!result.outcome) return;
+    posted[result.index % analysts.size]!--;
     outcomes.set(result.index, result.outcome);
-    openLayer[result.index % analysts.size] = -1;
     for (let next = outcomes.get(recorded); next; next = outcomes.get(recorded)) {
       outcomes.delete(recorded++);
       record(next);
@@ -349,19 +268,20 @@ export function verifyModels(
   try {
     for (let index = 0; index < layerCount; index++) {
       const slot = index % analysts.size;
-      while (openLayer[slot] !== -1) takeOne();
-      openLayer[slot] = index;
-      const norms = sketch ? timed(() => readNorms(base, candidate, index), (s) => (readSeconds += s)) : null;
-      if (sketch && norms && gainsAgree(norms, residual)) {
-        for (const job of timedJobs(sketchedLayerJobs(base, candidate, index, sketch, residual, norms, buffers), (s) => (readSeconds += s))) {
-          while (inFlight[slot]! > 0) takeOne();
-          if (job.kind === 'module') inFlight[slot]! += byteLength(jobBuffers(job));
-          analysts.post(slot, job);
-        }
-      } else {
-        const loaded = timed(() => loadLayer(base, candidate, index, buffers), (s) => (readSeconds += s));
-        analysts.post(slot, { kind: 'exact-layer', index, base: loaded.base, candidate: loaded.candidate });
-      }
+      while (posted[slot]! >= depth) takeOne();
+      const job: Job = timed(() => {
+        const norms = readNorms(base, candidate, index);
+        normFold = Math.max(normFold, normFoldOf(norms, residual));
+        const side = (s: 'base' | 'candidate') => ({ input: norms.input[s], post: norms.post[s] });
+        return {
+          index,
+          base: readLayer(base, index, side('base'), sampled?.base ?? null, buffers),
+          candidate: readLayer(candidate, index, side('candidate'), sampled?.candidate ?? null, buffers),
+          sampled: sampled !== null,
+        };
+      }, (s) => (readSeconds += s));
+      posted[slot]!++;
+      analysts.post(slot, job);
     }
     while (recorded < layerCount) takeOne();
   } finally {
