@@ -35,6 +35,20 @@ const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
   down_proj: { rows: false, cols: true },
 };
 
+/**
+ * The gauge a module's delta is fitted in. A reader's column scales are the freedom of its norm
+ * gain (folded into its columns): when the gains are bit-identical in both models there is none
+ * (the fold is exact), and a column fit would only cost time.
+ */
+function gaugeOf(name: ModuleName, gainsAgree: { readonly input: boolean; readonly post: boolean }): GaugeFreedom {
+  const norm = READ_NORM[name];
+  return norm && gainsAgree[norm] ? { rows: GAUGE[name].rows, cols: false } : GAUGE[name];
+}
+
+function sameValues(a: Float64Array, b: Float64Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
 /** How a layer's residual side is given: its alignment onto the base's and the probe states in its coordinates. */
 export interface ResidualView {
   readonly residual: ResidualAlignment;
@@ -89,6 +103,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   const b = base;
   const t0 = performance.now();
   let c = applyResidual(candidateStored, view.residual);
+  const gainsAgree = { input: sameValues(b.inputNorm, c.inputNorm), post: sameValues(b.postNorm, c.postNorm) };
   foldNorms(b);
   foldNorms(c);
   const { independence, mlp } = matchNeurons(index, b, c, seed);
@@ -104,7 +119,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   for (const [role, name] of MODULES) {
     const x = b[role] as NoisyMatrix;
     const y = c[role] as NoisyMatrix;
-    const fit = lowRankDelta(x, y, { gauge: GAUGE[name] });
+    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gainsAgree) });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
