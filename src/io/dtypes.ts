@@ -153,39 +153,56 @@ export function gathersFromBytes(dtype: DType): boolean {
 }
 
 /**
- * Decode the elements at `columns` of one stored row (`row` holds it whole, aligned as for
- * decodeInto) into out[at...], in the order given: a column sample decodes only what it keeps.
+ * Decode the elements at `columns` of stored rows held whole in `bytes` (aligned as for
+ * decodeInto, `rowLength` elements each): row t's go to out[outRows[t] * columns.length ...], in
+ * the order of `columns`. A column sample decodes only what it keeps.
  */
-export function gatherDecode(dtype: DType, row: Uint8Array, columns: Int32Array, out: Float32Array, at: number): void {
-  const buffer = row.buffer, offset = row.byteOffset, count = row.length / DTYPE_BYTES[dtype];
+export function gatherDecode(dtype: DType, bytes: Uint8Array, rowLength: number, columns: Int32Array, out: Float32Array, outRows: Int32Array): void {
+  const buffer = bytes.buffer, offset = bytes.byteOffset, count = bytes.length / DTYPE_BYTES[dtype];
   switch (dtype) {
     case 'BF16':
-      gatherBf16Bits(new Uint16Array(buffer, offset, count), columns, new Uint32Array(out.buffer, out.byteOffset + at * 4, columns.length));
+      gatherBf16Bits(new Uint16Array(buffer, offset, count), rowLength, columns, new Uint32Array(out.buffer, out.byteOffset, out.length), outRows);
       return;
     case 'F16':
-      gatherByTable(new Uint16Array(buffer, offset, count), columns, decodeTable(dtype)!, out, at);
+      gatherByTable(new Uint16Array(buffer, offset, count), rowLength, columns, decodeTable(dtype)!, out, outRows);
       return;
     case 'F8_E4M3':
     case 'F8_E5M2':
-      gatherByTable(new Uint8Array(buffer, offset, count), columns, decodeTable(dtype)!, out, at);
+      gatherByTable(new Uint8Array(buffer, offset, count), rowLength, columns, decodeTable(dtype)!, out, outRows);
       return;
     case 'F32':
-    case 'F64': {
-      const values = dtype === 'F32' ? new Float32Array(buffer, offset, count) : new Float64Array(buffer, offset, count);
-      for (let q = 0; q < columns.length; q++) out[at + q] = values[columns[q]!]!;
+      gatherValues(new Float32Array(buffer, offset, count), rowLength, columns, out, outRows);
       return;
-    }
+    case 'F64':
+      gatherValues(new Float64Array(buffer, offset, count), rowLength, columns, out, outRows);
+      return;
     default:
       throw new RangeError(`gatherDecode: ${dtype} is decoded whole (see gathersFromBytes)`);
   }
 }
 
-function gatherBf16Bits(src: Uint16Array, columns: Int32Array, dst: Uint32Array): void {
-  for (let q = 0; q < columns.length; q++) dst[q] = src[columns[q]!]! << 16;
+function gatherBf16Bits(src: Uint16Array, rowLength: number, columns: Int32Array, dst: Uint32Array, outRows: Int32Array): void {
+  const k = columns.length;
+  for (let t = 0; t < outRows.length; t++) {
+    const from = t * rowLength, to = outRows[t]! * k;
+    for (let q = 0; q < k; q++) dst[to + q] = src[from + columns[q]!]! << 16;
+  }
 }
 
-function gatherByTable(src: Uint16Array | Uint8Array, columns: Int32Array, table: Float32Array, out: Float32Array, at: number): void {
-  for (let q = 0; q < columns.length; q++) out[at + q] = table[src[columns[q]!]!]!;
+function gatherByTable(src: Uint16Array | Uint8Array, rowLength: number, columns: Int32Array, table: Float32Array, out: Float32Array, outRows: Int32Array): void {
+  const k = columns.length;
+  for (let t = 0; t < outRows.length; t++) {
+    const from = t * rowLength, to = outRows[t]! * k;
+    for (let q = 0; q < k; q++) out[to + q] = table[src[from + columns[q]!]!]!;
+  }
+}
+
+function gatherValues(src: Float32Array | Float64Array, rowLength: number, columns: Int32Array, out: Float32Array, outRows: Int32Array): void {
+  const k = columns.length;
+  for (let t = 0; t < outRows.length; t++) {
+    const from = t * rowLength, to = outRows[t]! * k;
+    for (let q = 0; q < k; q++) out[to + q] = src[from + columns[q]!]!;
+  }
 }
 
 function widenBf16Bits(src: Uint16Array, dst: Uint32Array): void {

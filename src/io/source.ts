@@ -263,13 +263,18 @@ export class SafetensorsSource implements TensorSource {
         readFully(fd, bytes, bytes.length, info.start + first * rowBytes, info.file, name);
         this.readBytes += bytes.length;
         this.onBytes?.(bytes.length);
+        const outRows = run.outRows.subarray(done, done + count);
+        if (columns && !rowScratch) {
+          gatherDecode(info.dtype, bytes, shape.cols, columns, out, outRows);
+          continue;
+        }
         for (let t = 0; t < count; t++) {
-          const at = run.outRows[done + t]! * colCount, row = bytes.subarray(t * rowBytes, (t + 1) * rowBytes);
+          const at = outRows[t]! * colCount, row = bytes.subarray(t * rowBytes, (t + 1) * rowBytes);
           if (!columns) decodeInto(info.dtype, row, shape.cols, out, at);
-          else if (rowScratch) {
-            decodeInto(info.dtype, row, shape.cols, rowScratch, 0);
-            for (let q = 0; q < colCount; q++) out[at + q] = rowScratch[columns[q]!]!;
-          } else gatherDecode(info.dtype, row, columns, out, at);
+          else {
+            decodeInto(info.dtype, row, shape.cols, rowScratch!, 0);
+            for (let q = 0; q < colCount; q++) out[at + q] = rowScratch![columns[q]!]!;
+          }
         }
       }
     }

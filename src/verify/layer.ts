@@ -45,7 +45,7 @@ function gaugeOf(name: ModuleName, gainsAgree: { readonly input: boolean; readon
   return norm && gainsAgree[norm] ? { rows: GAUGE[name].rows, cols: false } : GAUGE[name];
 }
 
-function sameValues(a: Float64Array, b: Float64Array): boolean {
+function sameGains(a: Float64Array, b: Float64Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
@@ -103,7 +103,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   const b = base;
   const t0 = performance.now();
   let c = applyResidual(candidateStored, view.residual);
-  const gainsAgree = { input: sameValues(b.inputNorm, c.inputNorm), post: sameValues(b.postNorm, c.postNorm) };
+  const gainsAgree = { input: sameGains(b.inputNorm, c.inputNorm), post: sameGains(b.postNorm, c.postNorm) };
   foldNorms(b);
   foldNorms(c);
   const { independence, mlp } = matchNeurons(index, b, c, seed);
