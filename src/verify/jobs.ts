@@ -25,10 +25,14 @@ export interface Job {
   readonly sampled: boolean;
 }
 
-/** What a job gives back: its layer's outcome, and the decode buffers it was sent (reusable). */
+/**
+ * What an analyst gives back of a job, twice: the decode buffers it was sent, as soon as the
+ * analysis form is built from them (outcome null: the reader refills them, and a worker holds no
+ * memory it no longer needs), then the layer's outcome.
+ */
 export interface JobResult {
   readonly index: number;
-  readonly outcome: LayerOutcome;
+  readonly outcome: LayerOutcome | null;
   readonly buffers: readonly ArrayBuffer[];
 }
 
@@ -64,11 +68,12 @@ function analysisForm(job: Job, arrays: ArrayAllocator): { base: LayerWeights; c
 export class LayerAnalyst {
   constructor(private readonly context: LayerContext, private readonly arrays?: ArrayAllocator & { release(buffers: Iterable<ArrayBufferLike | undefined>): void }) {}
 
-  run(job: Job): JobResult {
+  run(job: Job, giveBack: (result: JobResult) => void): void {
     const { base, candidate } = analysisForm(job, this.arrays ?? FRESH_ARRAYS);
+    giveBack({ index: job.index, outcome: null, buffers: jobBuffers(job) });
     // The outcome holds no view of the layer's arrays: they are refilled by the next layer.
     const outcome = analyseLayer(job.index, base, candidate, this.context, job.sampled);
     this.arrays?.release([...layerBuffers(base), ...layerBuffers(candidate)]);
-    return { index: job.index, outcome, buffers: jobBuffers(job) };
+    giveBack({ index: job.index, outcome, buffers: [] });
   }
 }

@@ -10,14 +10,16 @@ const { context, port, signal, poolBytes } = workerData as { context: LayerConte
 // The analysis arrays of one layer are reused by the next one this worker analyses.
 const analyst = new LayerAnalyst(context, new BufferPool(poolBytes));
 
-port.on('message', (job: Job) => {
-  let reply: WorkerReply;
-  try {
-    reply = { ok: true, ...analyst.run(job) };
-  } catch (err) {
-    reply = { ok: false, index: job.index, error: serializeError(err) };
-  }
-  port.postMessage(reply, reply.ok ? [...reply.buffers] : []);
+function reply(message: WorkerReply): void {
+  port.postMessage(message, message.ok ? [...message.buffers] : []);
   Atomics.add(signal, 0, 1);
   Atomics.notify(signal, 0);
+}
+
+port.on('message', (job: Job) => {
+  try {
+    analyst.run(job, (result) => reply({ ok: true, ...result }));
+  } catch (err) {
+    reply({ ok: false, index: job.index, error: serializeError(err) });
+  }
 });

@@ -14,7 +14,7 @@ import type { LayerContext } from './layer.js';
 export interface Analysts {
   readonly size: number;
   post(slot: number, job: Job): void;
-  /** The next result of any analyst (sleeping until one is posted), or null when none is in flight. */
+  /** The next result of any analyst (sleeping until one is posted), or null when no job is in flight. */
   take(): JobResult | null;
   close(): void;
 }
@@ -32,7 +32,7 @@ export class InThreadAnalysts implements Analysts {
   }
 
   post(_slot: number, job: Job): void {
-    this.results.push(this.analyst.run(job));
+    this.analyst.run(job, (result) => this.results.push(result));
   }
 
   take(): JobResult | null {
@@ -79,9 +79,9 @@ export class WorkerAnalysts implements Analysts {
         if (slot.inFlight === 0) continue;
         const message = receiveMessageOnPort(slot.port);
         if (message) {
-          slot.inFlight--;
           const reply = message.message as WorkerReply;
           if (!reply.ok) throw deserializeError(reply.error, `layer ${reply.index}`);
+          if (reply.outcome) slot.inFlight--;
           return { index: reply.index, outcome: reply.outcome, buffers: reply.buffers };
         }
       }

@@ -130,18 +130,14 @@ function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | nul
 /**
  * Bytes one layer analyst needs on a model (verify's --workers default): a layer's analysis form
  * of both models with the analysis' work arrays (about twice that, measured by the verify
- * benchmark), and the float32 decodes of the layers read for it and queued.
+ * benchmark), and the float32 decodes of the layer it was sent. The calling thread holds one
+ * more layer's decodes, read ahead.
  */
 export function analystBytes(reader: RoleReader): number {
   const width = reader.map.dims.hidden > RESIDUAL_SAMPLE_WIDTH ? RESIDUAL_SAMPLE_WIDTH : null;
   let largest = 0;
   for (let index = 0; index < reader.map.layers.length; index++) largest = Math.max(largest, layerElements(reader, index, width));
-  return 2 * (2 * 12 * largest) + queuedLayers(width !== null) * 2 * 4 * largest;
-}
-
-/** Layers posted to one analyst at most: a small sampled layer is queued while the one before is analysed. */
-function queuedLayers(sampled: boolean): number {
-  return sampled ? 2 : 1;
+  return 2 * (2 * 12 * largest) + 2 * 4 * largest;
 }
 
 /**
@@ -248,27 +244,33 @@ export function verifyModels(
   const budget = memoryPlan(base, candidate, sampled ? sampled.base.length : null);
   const buffers = options.buffers === undefined ? new BufferPool(budget.decodeBytes + (workers > 0 ? 0 : budget.analysisBytes)) : options.buffers;
   const analysts: Analysts = workers > 0 ? new WorkerAnalysts(workers, context, budget.analysisBytes) : new InThreadAnalysts(context, buffers);
-  // Layer i goes to analyst i mod size, which holds at most queuedLayers of them at once; results
-  // may come back out of order and are recorded in layer order.
+  // Each analyst holds one layer at a time, and the calling thread reads the next one meanwhile;
+  // a layer goes to whichever analyst is free first. Results may come back out of order and are
+  // recorded in layer order.
   const outcomes = new Map<number, LayerOutcome>();
-  const posted = new Int32Array(analysts.size);
-  const depth = queuedLayers(sampled !== null);
+  const busy = new Map<number, number>(); // layer index -> analyst slot
   let recorded = 0;
   const takeOne = () => {
     const result = analysts.take();
     if (!result) throw new Error('verify: waiting for a layer, but no job is in flight');
     buffers?.release(result.buffers);
-    posted[result.index % analysts.size]!--;
+    if (!result.outcome) return;
+    busy.delete(result.index);
     outcomes.set(result.index, result.outcome);
     for (let next = outcomes.get(recorded); next; next = outcomes.get(recorded)) {
       outcomes.delete(recorded++);
       record(next);
     }
   };
+  const freeSlot = () => {
+    for (;;) {
+      const taken = new Set(busy.values());
+      for (let slot = 0; slot < analysts.size; slot++) if (!taken.has(slot)) return slot;
+      takeOne();
+    }
+  };
   try {
     for (let index = 0; index < layerCount; index++) {
-      const slot = index % analysts.size;
-      while (posted[slot]! >= depth) takeOne();
       const job: Job = timed(() => {
         const norms = readNorms(base, candidate, index);
         normFold = Math.max(normFold, normFoldOf(norms, residual));
@@ -280,7 +282,8 @@ export function verifyModels(
           sampled: sampled !== null,
         };
       }, (s) => (readSeconds += s));
-      posted[slot]!++;
+      const slot = freeSlot();
+      busy.set(index, slot);
       analysts.post(slot, job);
     }
     while (recorded < layerCount) takeOne();
