@@ -8,7 +8,8 @@
  * Each layer pair is synthetic and bf16-stored: the candidate is the base plus a rank-16 LoRA on
  * q and v (||B A|| = 0.08 ||W||), its MLP neurons permuted, V rows and O columns rescaled per head.
  * Expected ranks: q 16, v 16, every other module 0. Single-threaded; layers are built outside the
- * timings (the analysis consumes them). --json writes every outcome, to compare two builds.
+ * timings (the analysis consumes them). CPU seconds are printed beside wall seconds, as the steadier
+ * number on a shared machine. --json writes every outcome, to compare two builds.
  */
 import * as fs from 'node:fs';
 import type { LayerWeights, ResidualAlignment } from '../src/align/llama.js';
@@ -101,18 +102,21 @@ const jsonPath = arg('json', '');
 const rng = new Rng(2024);
 const context = benchContext(rng);
 const outcomes: unknown[] = [];
-let alignTotal = 0, analyseTotal = 0;
+let alignTotal = 0, analyseTotal = 0, cpuTotal = 0;
 console.log(`layer analysis: q/k/v ${WIDTH}x${RESIDUAL}, o ${RESIDUAL}x${WIDTH}, gate/up ${INTERMEDIATE}x${RESIDUAL}, down ${RESIDUAL}x${INTERMEDIATE}, bf16, one thread`);
 for (let index = 0; index < layers; index++) {
   const [base, candidate] = layerPair(rng);
+  const cpuBefore = process.cpuUsage();
   const outcome = analyseLayer(index, base, candidate, context);
+  const cpu = process.cpuUsage(cpuBefore);
+  cpuTotal += (cpu.user + cpu.system) / 1e6;
   alignTotal += outcome.alignSeconds;
   analyseTotal += outcome.analyseSeconds;
   const ranks = outcome.evidence.modules.map((m) => `${m.module.replace('_proj', '')} ${m.rank}`).join(', ');
   console.log(`  layer ${index}: align ${outcome.alignSeconds.toFixed(2)} s, analyse ${outcome.analyseSeconds.toFixed(2)} s; ranks ${ranks}; probe rank ${outcome.evidence.probeRank}, mlp quality ${outcome.mlpQuality.toFixed(4)}, z ${outcome.independence.z.toFixed(1)}`);
   outcomes.push(outcome);
 }
-console.log(`  mean per layer: align ${(alignTotal / layers).toFixed(2)} s, analyse ${(analyseTotal / layers).toFixed(2)} s`);
+console.log(`  mean per layer: align ${(alignTotal / layers).toFixed(2)} s, analyse ${(analyseTotal / layers).toFixed(2)} s (wall); ${(cpuTotal / layers).toFixed(2)} CPU s`);
 if (jsonPath) {
   const plain = (_: string, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v);
   fs.writeFileSync(jsonPath, JSON.stringify(outcomes, plain, 1));
