@@ -130,8 +130,14 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   return { delta: { rows: m, cols: n, data: delta }, edge: Math.sqrt(maxRow) + Math.sqrt(maxCol), r, c };
 }
 
-/** Small matrices: all singular values via the Gram matrix. Large: randomized top-k with power iterations. */
+/**
+ * Small matrices: all singular values via the Gram matrix. Up to GRAM_SVD_LIMIT: the Gram route
+ * too (exact, and cheaper there than the randomized one), though only the values asked for are
+ * returned, so the count above the edge saturates and is re-run as with the randomized route.
+ * Large: randomized top-k with power iterations.
+ */
 const EXACT_SVD_LIMIT = 128;
+const GRAM_SVD_LIMIT = 256;
 
 interface TopSvd {
   readonly s: Float64Array;
@@ -146,6 +152,10 @@ function topSvd(a: Matrix, k: number): TopSvd {
     return { s: full.s, u: full.u!, v: full.v! };
   }
   const want = Math.min(limit, Math.max(1, k));
+  if (limit <= GRAM_SVD_LIMIT) {
+    const top = svdViaGram(a, { leading: want });
+    return { s: top.s.slice(0, want), u: top.u!, v: top.v! };
+  }
   const r = randomizedSvd(a, want, { oversample: 10, powerIters: 3, rng: new Rng(7) });
   return { s: r.s, u: r.u, v: r.v };
 }
@@ -331,7 +341,9 @@ class ScaleFit {
       return matmulTransB(m, { rows: k, cols: other, data: weighted });
     }
     // Column j: sum_i m_ij weight_i W_iq, i.e. m^T times (W ∘ weight) stored m x k.
-    const weighted = Float64Array.from(this.basis.data, (v, p) => v * weight[Math.floor(p / k)]!);
+    // (A plain loop: Float64Array.from with a map callback costs ~100x more per element.)
+    const weighted = new Float64Array(other * k);
+    for (let i = 0; i < other; i++) for (let q = 0; q < k; q++) weighted[i * k + q] = this.basis.data[i * k + q]! * weight[i]!;
     return matmulTransA(m, { rows: other, cols: k, data: weighted });
   }
 
