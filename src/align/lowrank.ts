@@ -68,59 +68,68 @@ interface Whitened {
 
 /**
  * The whitened delta (a y b - x) / (r c) and its bulk edge. The combined variance
- * V = Vx + (a b)^2 Vy is recomputed in each of the three passes (minimum, log means, edge sums)
- * rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
+ * V = Vx + (a b)^2 Vy is recomputed in each of the two passes (log means, then delta and edge
+ * sums) rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
  */
 function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array): Whitened {
   const m = x.rows, n = x.cols;
   const vx = x.variance, vy = y.variance;
+  // Log means of V over the positive entries; exact zeros (exactly representable in both, e.g.
+  // zeros) get the smallest positive variance seen, added once the pass has found it.
   let minPositive = Infinity;
-  for (let i = 0; i < m; i++) {
-    const ai = a[i]!, row = i * n;
-    for (let j = 0; j < n; j++) {
-      const s = ai * b[j]!;
-      const v = vx[row + j]! + s * s * vy[row + j]!;
-      if (v > 0 && v < minPositive) minPositive = v;
-    }
-  }
-  // Exactly representable in both (e.g. zeros): give them the smallest variance seen, not zero.
-  const floor = Number.isFinite(minPositive) ? minPositive : 1;
-  let total = 0;
+  let total = 0, zeros = 0;
   const rowMean = new Float64Array(m);
   const colMean = new Float64Array(n);
+  const rowZeros = new Int32Array(m), colZeros = new Int32Array(n);
+  const perRow = 1 / n, perCol = 1 / m;
   for (let i = 0; i < m; i++) {
     const ai = a[i]!, row = i * n;
     let rowSum = 0;
     for (let j = 0; j < n; j++) {
       const s = ai * b[j]!;
-      const l = Math.log(Math.max(vx[row + j]! + s * s * vy[row + j]!, floor));
-      rowSum += l / n;
-      colMean[j]! += l / m;
-      total += l;
+      const v = vx[row + j]! + s * s * vy[row + j]!;
+      if (v > 0) {
+        if (v < minPositive) minPositive = v;
+        const l = Math.log(v);
+        rowSum += l * perRow;
+        colMean[j]! += l * perCol;
+        total += l;
+      } else {
+        rowZeros[i]!++;
+        colZeros[j]!++;
+        zeros++;
+      }
     }
     rowMean[i] = rowSum;
+  }
+  const floor = Number.isFinite(minPositive) ? minPositive : 1;
+  if (zeros > 0) {
+    const l = Math.log(floor);
+    for (let i = 0; i < m; i++) rowMean[i]! += rowZeros[i]! * l * perRow;
+    for (let j = 0; j < n; j++) colMean[j]! += colZeros[j]! * l * perCol;
+    total += zeros * l;
   }
   total /= m * n;
   const r = new Float64Array(m);
   const c = new Float64Array(n);
   for (let i = 0; i < m; i++) r[i] = Math.exp(rowMean[i]! / 2);
   for (let j = 0; j < n; j++) c[j] = Math.exp((colMean[j]! - total) / 2);
+  const inverseC = Float64Array.from(c, (v) => 1 / v), inverseCSq = Float64Array.from(inverseC, (v) => v * v);
   const rowSum = new Float64Array(m);
   const colSum = new Float64Array(n);
   const delta = new Float64Array(m * n);
   const xv = x.values, yv = y.values;
   for (let i = 0; i < m; i++) {
-    const ai = a[i]!, ri = r[i]!, row = i * n;
+    const ai = a[i]!, inverseR = 1 / r[i]!, inverseRSq = inverseR * inverseR, row = i * n;
     let sum = 0;
     for (let j = 0; j < n; j++) {
       const p = row + j;
       const s = ai * b[j]!;
-      const w = ri * c[j]!;
       const v = Math.max(vx[p]! + s * s * vy[p]!, floor);
-      const scaled = v / (w * w);
+      const scaled = v * inverseRSq * inverseCSq[j]!;
       sum += scaled;
       colSum[j]! += scaled;
-      delta[p] = (ai * yv[p]! * b[j]! - xv[p]!) / w;
+      delta[p] = (ai * yv[p]! * b[j]! - xv[p]!) * inverseR * inverseC[j]!;
     }
     rowSum[i] = sum;
   }
