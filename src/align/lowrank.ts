@@ -1,6 +1,6 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
-import { matmulTransA, matmulTransB } from '../linalg/ops.js';
+import { matmulTransB, transpose } from '../linalg/ops.js';
 import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
 import { sameValues, type NoisyMatrix } from './noisy.js';
@@ -320,9 +320,11 @@ function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Arr
  * units (the other side's entries divided by `unit`), both with the trial subspace projected out
  * (P = I - W W^T, W the first k singular vectors on the other side):
  *   s_t = <P y_t, P x_t> / |P y_t|^2 = (<y_t, x_t> - <W^T y_t, W^T x_t>) / (|y_t|^2 - |W^T y_t|^2),
- * with y_t already carrying the other side's current scales. No m x n array is formed: the
- * projections W^T x_t (fixed) and W^T y_t (per fit) are thin products of the stored matrices with
- * weighted copies of W, and the inner products one pass over both matrices.
+ * with y_t already carrying the other side's current scales. The projections W^T x_t (fixed) and
+ * W^T y_t (per fit) are thin products of the lines with weighted copies of W, and the inner
+ * products one pass over both matrices; a column fit transposes the matrices once (the product
+ * kernel reads lines as rows), not once a fit: at most one m x n array beside the inputs, as when
+ * whitening.
  */
 class ScaleFit {
   /** The first k singular vectors on the other side, as an other x k matrix. */
@@ -330,6 +332,8 @@ class ScaleFit {
   private readonly inverseUnit: Float64Array;
   /** W^T x_t for every line t, lines x k. */
   private readonly baseInside: Matrix | null;
+  /** The candidate's lines as rows (its transpose when fitting columns), made once for every fit. */
+  private readonly candidateLines: Matrix | null;
 
   constructor(private readonly x: Matrix, private readonly y: Matrix, private readonly side: 'rows' | 'cols', unit: Float64Array, vectors: Matrix, k: number) {
     const other = vectors.rows;
@@ -337,23 +341,20 @@ class ScaleFit {
     for (let e = 0; e < other; e++) for (let q = 0; q < k; q++) basis[e * k + q] = vectors.data[e * vectors.cols + q]!;
     this.basis = { rows: other, cols: k, data: basis };
     this.inverseUnit = Float64Array.from(unit, (u) => 1 / u);
-    this.baseInside = k > 0 ? this.project(x, this.inverseUnit) : null;
+    const lines = (m: Matrix) => (side === 'rows' ? m : transpose(m));
+    this.baseInside = k > 0 ? this.project(lines(x), this.inverseUnit) : null;
+    this.candidateLines = k > 0 ? lines(y) : null;
   }
 
-  /** W^T (m_t ∘ weight) for every line t of m: lines x k, through the fast kernel. */
-  private project(m: Matrix, weight: Float64Array): Matrix {
+  /**
+   * W^T (line_t ∘ weight) for every line t (the rows of `lines`): lines x k, i.e. `lines` times
+   * (W ∘ weight)^T stored k x other, through the fast kernel.
+   */
+  private project(lines: Matrix, weight: Float64Array): Matrix {
     const k = this.basis.cols, other = this.basis.rows;
-    if (this.side === 'rows') {
-      // Row i: sum_j m_ij weight_j W_jq, i.e. m times (W ∘ weight)^T stored k x n.
-      const weighted = new Float64Array(k * other);
-      for (let j = 0; j < other; j++) for (let q = 0; q < k; q++) weighted[q * other + j] = this.basis.data[j * k + q]! * weight[j]!;
-      return matmulTransB(m, { rows: k, cols: other, data: weighted });
-    }
-    // Column j: sum_i m_ij weight_i W_iq, i.e. m^T times (W ∘ weight) stored m x k.
-    // (A plain loop: Float64Array.from with a map callback costs ~100x more per element.)
-    const weighted = new Float64Array(other * k);
-    for (let i = 0; i < other; i++) for (let q = 0; q < k; q++) weighted[i * k + q] = this.basis.data[i * k + q]! * weight[i]!;
-    return matmulTransA(m, { rows: other, cols: k, data: weighted });
+    const weighted = new Float64Array(k * other);
+    for (let e = 0; e < other; e++) for (let q = 0; q < k; q++) weighted[q * other + e] = this.basis.data[e * k + q]! * weight[e]!;
+    return matmulTransB(lines, { rows: k, cols: other, data: weighted });
   }
 
   /** Writes the scale of every line into `out`, given the other side's scales. */
@@ -383,7 +384,7 @@ class ScaleFit {
       }
     }
     const k = this.basis.cols;
-    const inside = k > 0 ? this.project(this.y, weight).data : null;
+    const inside = this.candidateLines ? this.project(this.candidateLines, weight).data : null;
     const baseInside = this.baseInside?.data;
     for (let t = 0; t < lines; t++) {
       let num = cross[t]!, den = square[t]!;
