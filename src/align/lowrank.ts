@@ -363,19 +363,40 @@ class ScaleFit {
     const lines = out.length;
     const cross = new Float64Array(lines), square = new Float64Array(lines);
     const { rows: m, cols: n } = this.y, xv = this.x.data, yv = this.y.data, inverse = this.inverseUnit;
-    for (let i = 0; i < m; i++) {
-      const row = i * n;
-      if (this.side === 'rows') {
-        let c = 0, q = 0;
-        for (let j = 0; j < n; j++) {
-          const v = yv[row + j]! * weight[j]!;
-          c += v * xv[row + j]! * inverse[j]!;
-          q += v * v;
+    // Two entries at a time (two sums per row, or two rows into the column sums): the single sum
+    // chains, or the column sums' loads and stores, bounded this pass.
+    if (this.side === 'rows') {
+      for (let i = 0; i < m; i++) {
+        const row = i * n;
+        let c0 = 0, c1 = 0, q0 = 0, q1 = 0, j = 0;
+        for (; j + 1 < n; j += 2) {
+          const v0 = yv[row + j]! * weight[j]!, v1 = yv[row + j + 1]! * weight[j + 1]!;
+          c0 += v0 * xv[row + j]! * inverse[j]!;
+          c1 += v1 * xv[row + j + 1]! * inverse[j + 1]!;
+          q0 += v0 * v0;
+          q1 += v1 * v1;
         }
-        cross[i] = c;
-        square[i] = q;
-      } else {
-        const w = weight[i]!, u = inverse[i]!;
+        if (j < n) {
+          const v = yv[row + j]! * weight[j]!;
+          c0 += v * xv[row + j]! * inverse[j]!;
+          q0 += v * v;
+        }
+        cross[i] = c0 + c1;
+        square[i] = q0 + q1;
+      }
+    } else {
+      let i = 0;
+      for (; i + 1 < m; i += 2) {
+        const r0 = i * n, r1 = r0 + n;
+        const w0 = weight[i]!, u0 = inverse[i]!, w1 = weight[i + 1]!, u1 = inverse[i + 1]!;
+        for (let j = 0; j < n; j++) {
+          const v0 = yv[r0 + j]! * w0, v1 = yv[r1 + j]! * w1;
+          cross[j]! += v0 * xv[r0 + j]! * u0 + v1 * xv[r1 + j]! * u1;
+          square[j]! += v0 * v0 + v1 * v1;
+        }
+      }
+      if (i < m) {
+        const row = i * n, w = weight[i]!, u = inverse[i]!;
         for (let j = 0; j < n; j++) {
           const v = yv[row + j]! * w;
           cross[j]! += v * xv[row + j]! * u;
