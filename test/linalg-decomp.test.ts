@@ -5,7 +5,7 @@ import { diagonal, fromRows, zeros } from '../src/linalg/matrix.js';
 import { add, matmul, matmulTransA, matmulTransB, sub, frobeniusNorm, transpose } from '../src/linalg/ops.js';
 import { orthonormalize, orthonormalizeTall, qr, qrPivoted } from '../src/linalg/qr.js';
 import { symmetricEigen, symmetricEigenvalues } from '../src/linalg/eig.js';
-import { randomizedSvd, singularValues, svd, topSingularValue } from '../src/linalg/svd.js';
+import { randomizedSvd, singularValues, svd, svdViaGram, topSingularValue } from '../src/linalg/svd.js';
 import { geometric, maxAbsDiff, orthonormalityError, randomOrthonormal, withSpectrum } from './linalg-helpers.js';
 
 test('QR reconstructs tall and wide matrices with orthonormal Q', () => {
@@ -83,6 +83,42 @@ test('symmetric eigen recovers known spectra and vectors', () => {
   const repeated = symmetricEigenvalues(fromRows([[2, 0, 0], [0, 5, 0], [0, 0, 2]]));
   assert.deepEqual([...repeated], [5, 2, 2]);
   assert.throws(() => symmetricEigen(zeros(2, 3)), RangeError);
+});
+
+test('symmetric eigen with leading vectors: the same values, the same leading vectors as the whole basis', () => {
+  const rng = new Rng(13);
+  for (const n of [1, 2, 3, 40, 256]) {
+    const a = matmulTransA(rng.gaussianMatrix(n + 5, n), rng.gaussianMatrix(n + 5, n));
+    const sym = add(a, transpose(a));
+    const whole = symmetricEigen(sym);
+    const leading = Math.max(1, Math.floor(n / 4));
+    const top = symmetricEigen(sym, { leading });
+    assert.deepEqual([...top.values], [...whole.values]);
+    assert.equal(top.vectors!.cols, leading);
+    for (let q = 0; q < leading; q++) {
+      let dot = 0;
+      for (let i = 0; i < n; i++) dot += top.vectors!.data[i * leading + q]! * whole.vectors!.data[i * n + q]!;
+      assert.ok(Math.abs(Math.abs(dot) - 1) < 1e-12, `vector ${q} of ${n}`);
+    }
+    assert.ok(orthonormalityError(top.vectors!) < 1e-12);
+  }
+});
+
+test('SVD via the Gram matrix, leading vectors: values to 1e-10 relative down to 1e-4 of the largest, at 4096 x 256 and 256 x 4096', () => {
+  const rng = new Rng(14);
+  const truth = Float64Array.from({ length: 256 }, (_, i) => (i < 16 ? 300 / (1 + i) : 1 - i / 512) * 1e-2);
+  for (const [m, n] of [[4096, 256], [256, 4096]] as const) {
+    const a = withSpectrum(rng, m, n, truth);
+    const { u, s, v } = svdViaGram(a, { leading: 24 });
+    const exact = singularValues(a);
+    for (let i = 0; i < 256; i++) assert.ok(Math.abs(s[i]! - exact[i]!) <= 1e-10 * exact[i]!, `σ${i} ${s[i]} vs ${exact[i]}`);
+    assert.equal(u!.cols, 24);
+    assert.equal(v!.cols, 24);
+    assert.ok(orthonormalityError(u!) < 1e-10 && orthonormalityError(v!) < 1e-10);
+    // A·v_q = σ_q·u_q.
+    const av = matmul(a, v!);
+    for (let p = 0; p < av.data.length; p++) assert.ok(Math.abs(av.data[p]! - u!.data[p]! * s[p % 24]!) < 1e-12 * s[0]!);
+  }
 });
 
 function assertSvdMatches(a: ReturnType<typeof zeros>, expected: ArrayLike<number>, label: string): void {

@@ -1,5 +1,6 @@
 import { sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
 import type { Matrix, RowMajor } from '../linalg/matrix.js';
+import { matmulTransB, selectRows } from '../linalg/ops.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
@@ -179,20 +180,15 @@ export interface HeadAlignment {
 function blockSimilarity(base: NoisyMatrix, cand: NoisyMatrix, headDim: number, blocks: number, seed: number): Float64Array {
   const rb = comparableRows(base, seed);
   const rc = comparableRows(cand, seed);
-  const width = rb.cols;
   const sim = new Float64Array(blocks * blocks);
-  for (let g = 0; g < blocks; g++) {
-    for (let h = 0; h < blocks; h++) {
-      let s = 0;
-      for (let t = 0; t < headDim; t++) {
-        const x = (g * headDim + t) * width, y = (h * headDim + t) * width;
-        let dot = 0;
-        for (let q = 0; q < width; q++) dot += rb.data[x + q]! * rc.data[y + q]!;
-        s += Math.abs(dot);
-      }
-      sim[g * blocks + h] = s / headDim;
-    }
+  // Row t of every block at once: one blocks x blocks product per t, in the fast kernel.
+  const rowT = new Int32Array(blocks);
+  for (let t = 0; t < headDim; t++) {
+    for (let g = 0; g < blocks; g++) rowT[g] = g * headDim + t;
+    const dots = matmulTransB(selectRows(rb, rowT), selectRows(rc, rowT)).data;
+    for (let p = 0; p < sim.length; p++) sim[p]! += Math.abs(dots[p]!);
   }
+  for (let p = 0; p < sim.length; p++) sim[p]! /= headDim;
   return sim;
 }
 

@@ -1,6 +1,6 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
-import { matmulTransA, matmulTransB } from '../linalg/ops.js';
+import { matmulTransB, transpose } from '../linalg/ops.js';
 import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
 import { sameValues, type NoisyMatrix } from './noisy.js';
@@ -68,59 +68,68 @@ interface Whitened {
 
 /**
  * The whitened delta (a y b - x) / (r c) and its bulk edge. The combined variance
- * V = Vx + (a b)^2 Vy is recomputed in each of the three passes (minimum, log means, edge sums)
- * rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
+ * V = Vx + (a b)^2 Vy is recomputed in each of the two passes (log means, then delta and edge
+ * sums) rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
  */
 function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array): Whitened {
   const m = x.rows, n = x.cols;
   const vx = x.variance, vy = y.variance;
+  // Log means of V over the positive entries; exact zeros (exactly representable in both, e.g.
+  // zeros) get the smallest positive variance seen, added once the pass has found it.
   let minPositive = Infinity;
-  for (let i = 0; i < m; i++) {
-    const ai = a[i]!, row = i * n;
-    for (let j = 0; j < n; j++) {
-      const s = ai * b[j]!;
-      const v = vx[row + j]! + s * s * vy[row + j]!;
-      if (v > 0 && v < minPositive) minPositive = v;
-    }
-  }
-  // Exactly representable in both (e.g. zeros): give them the smallest variance seen, not zero.
-  const floor = Number.isFinite(minPositive) ? minPositive : 1;
-  let total = 0;
+  let total = 0, zeros = 0;
   const rowMean = new Float64Array(m);
   const colMean = new Float64Array(n);
+  const rowZeros = new Int32Array(m), colZeros = new Int32Array(n);
+  const perRow = 1 / n, perCol = 1 / m;
   for (let i = 0; i < m; i++) {
     const ai = a[i]!, row = i * n;
     let rowSum = 0;
     for (let j = 0; j < n; j++) {
       const s = ai * b[j]!;
-      const l = Math.log(Math.max(vx[row + j]! + s * s * vy[row + j]!, floor));
-      rowSum += l / n;
-      colMean[j]! += l / m;
-      total += l;
+      const v = vx[row + j]! + s * s * vy[row + j]!;
+      if (v > 0) {
+        if (v < minPositive) minPositive = v;
+        const l = Math.log(v);
+        rowSum += l * perRow;
+        colMean[j]! += l * perCol;
+        total += l;
+      } else {
+        rowZeros[i]!++;
+        colZeros[j]!++;
+        zeros++;
+      }
     }
     rowMean[i] = rowSum;
+  }
+  const floor = Number.isFinite(minPositive) ? minPositive : 1;
+  if (zeros > 0) {
+    const l = Math.log(floor);
+    for (let i = 0; i < m; i++) rowMean[i]! += rowZeros[i]! * l * perRow;
+    for (let j = 0; j < n; j++) colMean[j]! += colZeros[j]! * l * perCol;
+    total += zeros * l;
   }
   total /= m * n;
   const r = new Float64Array(m);
   const c = new Float64Array(n);
   for (let i = 0; i < m; i++) r[i] = Math.exp(rowMean[i]! / 2);
   for (let j = 0; j < n; j++) c[j] = Math.exp((colMean[j]! - total) / 2);
+  const inverseC = Float64Array.from(c, (v) => 1 / v), inverseCSq = Float64Array.from(inverseC, (v) => v * v);
   const rowSum = new Float64Array(m);
   const colSum = new Float64Array(n);
   const delta = new Float64Array(m * n);
   const xv = x.values, yv = y.values;
   for (let i = 0; i < m; i++) {
-    const ai = a[i]!, ri = r[i]!, row = i * n;
+    const ai = a[i]!, inverseR = 1 / r[i]!, inverseRSq = inverseR * inverseR, row = i * n;
     let sum = 0;
     for (let j = 0; j < n; j++) {
       const p = row + j;
       const s = ai * b[j]!;
-      const w = ri * c[j]!;
       const v = Math.max(vx[p]! + s * s * vy[p]!, floor);
-      const scaled = v / (w * w);
+      const scaled = v * inverseRSq * inverseCSq[j]!;
       sum += scaled;
       colSum[j]! += scaled;
-      delta[p] = (ai * yv[p]! * b[j]! - xv[p]!) / w;
+      delta[p] = (ai * yv[p]! * b[j]! - xv[p]!) * inverseR * inverseC[j]!;
     }
     rowSum[i] = sum;
   }
@@ -130,8 +139,14 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   return { delta: { rows: m, cols: n, data: delta }, edge: Math.sqrt(maxRow) + Math.sqrt(maxCol), r, c };
 }
 
-/** Small matrices: all singular values via the Gram matrix. Large: randomized top-k with power iterations. */
+/**
+ * Small matrices: all singular values via the Gram matrix. Up to GRAM_SVD_LIMIT: the Gram route
+ * too (exact, and cheaper there than the randomized one), though only the values asked for are
+ * returned, so the count above the edge saturates and is re-run as with the randomized route.
+ * Large: randomized top-k with power iterations.
+ */
 const EXACT_SVD_LIMIT = 128;
+const GRAM_SVD_LIMIT = 256;
 
 interface TopSvd {
   readonly s: Float64Array;
@@ -146,6 +161,10 @@ function topSvd(a: Matrix, k: number): TopSvd {
     return { s: full.s, u: full.u!, v: full.v! };
   }
   const want = Math.min(limit, Math.max(1, k));
+  if (limit <= GRAM_SVD_LIMIT) {
+    const top = svdViaGram(a, { leading: want });
+    return { s: top.s.slice(0, want), u: top.u!, v: top.v! };
+  }
   const r = randomizedSvd(a, want, { oversample: 10, powerIters: 3, rng: new Rng(7) });
   return { s: r.s, u: r.u, v: r.v };
 }
@@ -301,9 +320,11 @@ function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Arr
  * units (the other side's entries divided by `unit`), both with the trial subspace projected out
  * (P = I - W W^T, W the first k singular vectors on the other side):
  *   s_t = <P y_t, P x_t> / |P y_t|^2 = (<y_t, x_t> - <W^T y_t, W^T x_t>) / (|y_t|^2 - |W^T y_t|^2),
- * with y_t already carrying the other side's current scales. No m x n array is formed: the
- * projections W^T x_t (fixed) and W^T y_t (per fit) are thin products of the stored matrices with
- * weighted copies of W, and the inner products one pass over both matrices.
+ * with y_t already carrying the other side's current scales. The projections W^T x_t (fixed) and
+ * W^T y_t (per fit) are thin products of the lines with weighted copies of W, and the inner
+ * products one pass over both matrices; a column fit transposes the matrices once (the product
+ * kernel reads lines as rows), not once a fit: at most one m x n array beside the inputs, as when
+ * whitening.
  */
 class ScaleFit {
   /** The first k singular vectors on the other side, as an other x k matrix. */
@@ -311,6 +332,8 @@ class ScaleFit {
   private readonly inverseUnit: Float64Array;
   /** W^T x_t for every line t, lines x k. */
   private readonly baseInside: Matrix | null;
+  /** The candidate's lines as rows (its transpose when fitting columns), made once for every fit. */
+  private readonly candidateLines: Matrix | null;
 
   constructor(private readonly x: Matrix, private readonly y: Matrix, private readonly side: 'rows' | 'cols', unit: Float64Array, vectors: Matrix, k: number) {
     const other = vectors.rows;
@@ -318,21 +341,20 @@ class ScaleFit {
     for (let e = 0; e < other; e++) for (let q = 0; q < k; q++) basis[e * k + q] = vectors.data[e * vectors.cols + q]!;
     this.basis = { rows: other, cols: k, data: basis };
     this.inverseUnit = Float64Array.from(unit, (u) => 1 / u);
-    this.baseInside = k > 0 ? this.project(x, this.inverseUnit) : null;
+    const lines = (m: Matrix) => (side === 'rows' ? m : transpose(m));
+    this.baseInside = k > 0 ? this.project(lines(x), this.inverseUnit) : null;
+    this.candidateLines = k > 0 ? lines(y) : null;
   }
 
-  /** W^T (m_t ∘ weight) for every line t of m: lines x k, through the fast kernel. */
-  private project(m: Matrix, weight: Float64Array): Matrix {
+  /**
+   * W^T (line_t ∘ weight) for every line t (the rows of `lines`): lines x k, i.e. `lines` times
+   * (W ∘ weight)^T stored k x other, through the fast kernel.
+   */
+  private project(lines: Matrix, weight: Float64Array): Matrix {
     const k = this.basis.cols, other = this.basis.rows;
-    if (this.side === 'rows') {
-      // Row i: sum_j m_ij weight_j W_jq, i.e. m times (W ∘ weight)^T stored k x n.
-      const weighted = new Float64Array(k * other);
-      for (let j = 0; j < other; j++) for (let q = 0; q < k; q++) weighted[q * other + j] = this.basis.data[j * k + q]! * weight[j]!;
-      return matmulTransB(m, { rows: k, cols: other, data: weighted });
-    }
-    // Column j: sum_i m_ij weight_i W_iq, i.e. m^T times (W ∘ weight) stored m x k.
-    const weighted = Float64Array.from(this.basis.data, (v, p) => v * weight[Math.floor(p / k)]!);
-    return matmulTransA(m, { rows: other, cols: k, data: weighted });
+    const weighted = new Float64Array(k * other);
+    for (let e = 0; e < other; e++) for (let q = 0; q < k; q++) weighted[q * other + e] = this.basis.data[e * k + q]! * weight[e]!;
+    return matmulTransB(lines, { rows: k, cols: other, data: weighted });
   }
 
   /** Writes the scale of every line into `out`, given the other side's scales. */
@@ -341,19 +363,40 @@ class ScaleFit {
     const lines = out.length;
     const cross = new Float64Array(lines), square = new Float64Array(lines);
     const { rows: m, cols: n } = this.y, xv = this.x.data, yv = this.y.data, inverse = this.inverseUnit;
-    for (let i = 0; i < m; i++) {
-      const row = i * n;
-      if (this.side === 'rows') {
-        let c = 0, q = 0;
-        for (let j = 0; j < n; j++) {
-          const v = yv[row + j]! * weight[j]!;
-          c += v * xv[row + j]! * inverse[j]!;
-          q += v * v;
+    // Two entries at a time (two sums per row, or two rows into the column sums): the single sum
+    // chains, or the column sums' loads and stores, bounded this pass.
+    if (this.side === 'rows') {
+      for (let i = 0; i < m; i++) {
+        const row = i * n;
+        let c0 = 0, c1 = 0, q0 = 0, q1 = 0, j = 0;
+        for (; j + 1 < n; j += 2) {
+          const v0 = yv[row + j]! * weight[j]!, v1 = yv[row + j + 1]! * weight[j + 1]!;
+          c0 += v0 * xv[row + j]! * inverse[j]!;
+          c1 += v1 * xv[row + j + 1]! * inverse[j + 1]!;
+          q0 += v0 * v0;
+          q1 += v1 * v1;
         }
-        cross[i] = c;
-        square[i] = q;
-      } else {
-        const w = weight[i]!, u = inverse[i]!;
+        if (j < n) {
+          const v = yv[row + j]! * weight[j]!;
+          c0 += v * xv[row + j]! * inverse[j]!;
+          q0 += v * v;
+        }
+        cross[i] = c0 + c1;
+        square[i] = q0 + q1;
+      }
+    } else {
+      let i = 0;
+      for (; i + 1 < m; i += 2) {
+        const r0 = i * n, r1 = r0 + n;
+        const w0 = weight[i]!, u0 = inverse[i]!, w1 = weight[i + 1]!, u1 = inverse[i + 1]!;
+        for (let j = 0; j < n; j++) {
+          const v0 = yv[r0 + j]! * w0, v1 = yv[r1 + j]! * w1;
+          cross[j]! += v0 * xv[r0 + j]! * u0 + v1 * xv[r1 + j]! * u1;
+          square[j]! += v0 * v0 + v1 * v1;
+        }
+      }
+      if (i < m) {
+        const row = i * n, w = weight[i]!, u = inverse[i]!;
         for (let j = 0; j < n; j++) {
           const v = yv[row + j]! * w;
           cross[j]! += v * xv[row + j]! * u;
@@ -362,7 +405,7 @@ class ScaleFit {
       }
     }
     const k = this.basis.cols;
-    const inside = k > 0 ? this.project(this.y, weight).data : null;
+    const inside = this.candidateLines ? this.project(this.candidateLines, weight).data : null;
     const baseInside = this.baseInside?.data;
     for (let t = 0; t < lines; t++) {
       let num = cross[t]!, den = square[t]!;

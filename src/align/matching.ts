@@ -158,9 +158,9 @@ function denseSimilarity(sources: readonly SimilaritySource[], baseRows: ArrayLi
 
 /** Signed correlation of base row i with candidate row j in one source. */
 export function sourceDot(s: SimilaritySource, i: number, j: number): number {
-  const w = s.base.cols;
+  const w = s.base.cols, x = s.base.data, y = s.candidate.data;
   let dot = 0;
-  for (let q = 0; q < w; q++) dot += s.base.data[i * w + q]! * s.candidate.data[j * w + q]!;
+  for (let q = 0, a = i * w, b = j * w; q < w; q++) dot += x[a + q]! * y[b + q]!;
   return dot;
 }
 
@@ -201,12 +201,15 @@ function candidatePairs(sources: readonly SimilaritySource[], rowsBase: Int32Arr
   // Packed numbers (key * n + row, i * n + j) stay below 2^53 and sort natively, without a comparator.
   let found: Float64Array = new Float64Array(4 * rowsBase.length);
   let count = 0;
+  // The candidate each base row was first paired with: a related pair meets again in most tables,
+  // and skipping those repeats here spares the sort most of its work (the rest is deduplicated after).
+  const firstCandidate = new Int32Array(n).fill(-1);
   const kbLength = rowsBase.length, kcLength = rowsCandidate.length;
   for (const s of sources) {
     const tables = Math.floor(s.base.cols / bits);
     for (let t = 0; t < tables; t++) {
-      const kb = keyedRows(hashKeys(s.base, rowsBase, t * bits, bits, s.absolute), rowsBase, n);
-      const kc = keyedRows(hashKeys(s.candidate, rowsCandidate, t * bits, bits, s.absolute), rowsCandidate, n);
+      const kb = hashTable(s.base, rowsBase, t * bits, bits, s.absolute);
+      const kc = hashTable(s.candidate, rowsCandidate, t * bits, bits, s.absolute);
       // Merge the two sorted key lists; every equal-key run of base rows meets the candidate rows of that key.
       for (let p = 0, q = 0; p < kbLength && q < kcLength;) {
         const key = kb.keys[p]!, other = kc.keys[q]!;
@@ -219,8 +222,13 @@ function candidatePairs(sources: readonly SimilaritySource[], rowsBase: Int32Arr
         if (pEnd - p <= CROWDED_KEY) {
           if (count + (pEnd - p) * (qEnd - q) > found.length) found = grow(found, count + (pEnd - p) * (qEnd - q));
           for (let x = p; x < pEnd; x++) {
-            const i = kb.rows[x]! * n;
-            for (let y = q; y < qEnd; y++) found[count++] = i + kc.rows[y]!;
+            const row = kb.rows[x]!, i = row * n;
+            for (let y = q; y < qEnd; y++) {
+              const j = kc.rows[y]!;
+              if (firstCandidate[row] === j) continue;
+              if (firstCandidate[row]! < 0) firstCandidate[row] = j;
+              found[count++] = i + j;
+            }
           }
         }
         p = pEnd;
@@ -240,8 +248,13 @@ function candidatePairs(sources: readonly SimilaritySource[], rowsBase: Int32Arr
   return { base, candidate, score, order };
 }
 
+interface KeyedRows {
+  readonly keys: Uint32Array;
+  readonly rows: Int32Array;
+}
+
 /** Keys in increasing order with their rows (ties by row): one native sort of key * n + row. */
-function keyedRows(keys: Uint32Array, rows: Int32Array, n: number): { keys: Uint32Array; rows: Int32Array } {
+function keyedRows(keys: Uint32Array, rows: Int32Array, n: number): KeyedRows {
   const packed = new Float64Array(keys.length);
   for (let p = 0; p < keys.length; p++) packed[p] = keys[p]! * n + rows[p]!;
   packed.sort();
@@ -269,18 +282,65 @@ function uniqueSorted(a: Float64Array): Float64Array {
 /** Base rows sharing one key beyond which the key is ignored (chance gives under one). */
 const CROWDED_KEY = 32;
 
+/**
+ * Sign bits of every row, 32 coordinates a word (bit b of word w: coordinate 32w + b is > 0),
+ * computed once per matrix: the hashing rounds and every matching of the same sketches (verify
+ * matches gate and up alone, then together) read their keys from them. Keyed on the matrix
+ * object: sketches handed to matchSources are not modified afterwards.
+ */
+const signBitsOf = new WeakMap<Matrix, Uint32Array>();
+
+function signBits(m: Matrix): Uint32Array {
+  let words = signBitsOf.get(m);
+  if (words) return words;
+  const perRow = Math.ceil(m.cols / 32);
+  words = new Uint32Array(m.rows * perRow);
+  for (let i = 0; i < m.rows; i++) {
+    const o = i * m.cols;
+    for (let w = 0; w < perRow; w++) {
+      let word = 0;
+      const end = Math.min(32, m.cols - 32 * w);
+      for (let b = 0; b < end; b++) word |= +(m.data[o + 32 * w + b]! > 0) << b;
+      words[i * perRow + w] = word >>> 0;
+    }
+  }
+  signBitsOf.set(m, words);
+  return words;
+}
+
 /** Sign bits of coordinates [from, from + bits) of the given rows; for absolute sources the key of x and -x agree. */
 function hashKeys(m: Matrix, rows: Int32Array, from: number, bits: number, absolute: boolean): Uint32Array {
+  const words = signBits(m), perRow = Math.ceil(m.cols / 32);
   const keys = new Uint32Array(rows.length);
   const mask = bits >= 32 ? 0xffffffff : (1 << bits) - 1;
+  const word = from >>> 5, shift = from & 31, spills = shift + bits > 32;
   for (let p = 0; p < rows.length; p++) {
-    const o = rows[p]! * m.cols + from;
-    let key = 0;
-    for (let b = 0; b < bits; b++) if (m.data[o + b]! > 0) key |= 1 << b;
-    key >>>= 0;
+    const o = rows[p]! * perRow + word;
+    let key = words[o]! >>> shift;
+    if (spills) key |= words[o + 1]! << (32 - shift);
+    key = (key & mask) >>> 0;
     // Negating a row flips every bit: the smaller of the key and its complement is canonical.
     if (absolute) key = Math.min(key, (~key & mask) >>> 0);
     keys[p] = key;
   }
   return keys;
+}
+
+/**
+ * keyedRows of hashKeys; the tables over all rows of a matrix (every first round) are kept with
+ * it, for the other matchings of the same sketches.
+ */
+const fullTablesOf = new WeakMap<Matrix, Map<string, KeyedRows>>();
+
+function hashTable(m: Matrix, rows: Int32Array, from: number, bits: number, absolute: boolean): KeyedRows {
+  const all = rows.length === m.rows && rows.every((r, p) => r === p);
+  const key = `${from}:${bits}:${absolute}`;
+  const kept = all ? fullTablesOf.get(m)?.get(key) : undefined;
+  if (kept) return kept;
+  const table = keyedRows(hashKeys(m, rows, from, bits, absolute), rows, m.rows);
+  if (all) {
+    if (!fullTablesOf.has(m)) fullTablesOf.set(m, new Map());
+    fullTablesOf.get(m)!.set(key, table);
+  }
+  return table;
 }

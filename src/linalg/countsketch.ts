@@ -122,14 +122,22 @@ export class ColumnSketch {
 /** Rows centred and scaled to unit length, so dot products are Pearson correlations. */
 export function standardizeRows(a: RowMajor): Matrix {
   const out = new Float64Array(a.data.length);
+  const n = a.cols, data = a.data;
   for (let i = 0; i < a.rows; i++) {
-    const o = i * a.cols;
+    const o = i * n;
     let mean = 0;
-    for (let j = 0; j < a.cols; j++) mean += a.data[o + j]!;
-    mean /= a.cols;
-    for (let j = 0; j < a.cols; j++) out[o + j] = a.data[o + j]! - mean;
+    for (let j = 0; j < n; j++) mean += data[o + j]!;
+    mean /= n;
+    // Centred and summed in one pass (normalizeRows' sum of squares, in the same order).
+    let ss = 0;
+    for (let j = 0; j < n; j++) {
+      const v = data[o + j]! - mean;
+      out[o + j] = v;
+      ss += v * v;
+    }
+    scaleToUnit(out, o, n, ss);
   }
-  return normalizeRows({ rows: a.rows, cols: a.cols, data: out });
+  return { rows: a.rows, cols: n, data: out };
 }
 
 /** Scale rows to unit length in place (zero rows stay zero). */
@@ -138,8 +146,13 @@ function normalizeRows(a: Matrix): Matrix {
     const o = i * a.cols;
     let ss = 0;
     for (let j = 0; j < a.cols; j++) ss += a.data[o + j]! * a.data[o + j]!;
-    const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
-    for (let j = 0; j < a.cols; j++) a.data[o + j]! *= inv;
+    scaleToUnit(a.data, o, a.cols, ss);
   }
   return a;
+}
+
+/** data[o, o + n) divided by sqrt(ss), its sum of squares (zeroed when ss is 0). */
+function scaleToUnit(data: Float64Array, o: number, n: number, ss: number): void {
+  const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+  for (let j = 0; j < n; j++) data[o + j]! *= inv;
 }

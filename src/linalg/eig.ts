@@ -11,14 +11,26 @@ import { euclideanNorm } from './ops.js';
 export interface SymmetricEigen {
   /** Sorted descending. */
   readonly values: Float64Array;
-  /** n×n, column j is the unit eigenvector of values[j]; absent when not requested. */
+  /** n×n (n×leading with `leading`), column j is the unit eigenvector of values[j]; absent when not requested. */
   readonly vectors?: Matrix;
 }
 
-export function symmetricEigen(a: Matrix, options: { vectors?: boolean } = {}): SymmetricEigen {
+export interface SymmetricEigenOptions {
+  /** Compute eigenvectors (default true). */
+  readonly vectors?: boolean;
+  /**
+   * Only the eigenvectors of the `leading` largest values (all values are still computed): QL's
+   * rotations are recorded and replayed on those vectors alone, then the reflectors applied to
+   * them, O(n²·leading) instead of the O(n³) accumulation of the whole basis.
+   */
+  readonly leading?: number;
+}
+
+export function symmetricEigen(a: Matrix, options: SymmetricEigenOptions = {}): SymmetricEigen {
   const n = a.rows;
   if (a.cols !== n) throw new RangeError(`symmetricEigen needs a square matrix, got ${a.rows}x${a.cols}`);
   const wantVectors = options.vectors ?? true;
+  const leading = wantVectors && options.leading !== undefined && options.leading < n ? Math.max(0, options.leading) : null;
   const work = a.data.slice();
   // Symmetrise exactly: the reduction reads rows, so it must not depend on which triangle is right.
   for (let i = 0; i < n; i++) {
@@ -32,11 +44,13 @@ export function symmetricEigen(a: Matrix, options: { vectors?: boolean } = {}): 
   const offDiag = new Float64Array(n);
   const tau = new Float64Array(n);
   tridiagonalize(work, n, diag, offDiag, tau);
-  const basisT = wantVectors ? accumulateTransposedBasis(work, n, tau) : null;
-  implicitQL(diag, offDiag, basisT, n);
+  const basisT = wantVectors && leading === null ? accumulateTransposedBasis(work, n, tau) : null;
+  const rotations = leading !== null ? new RotationLog() : null;
+  implicitQL(diag, offDiag, basisT ?? rotations, n);
 
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => diag[y]! - diag[x]!);
   const values = Float64Array.from(order, (i) => diag[i]!);
+  if (rotations) return { values, vectors: leadingVectors(work, n, tau, rotations, order.slice(0, leading!)) };
   if (!basisT) return { values };
   const vectors = new Float64Array(n * n);
   for (let j = 0; j < n; j++) {
@@ -53,7 +67,8 @@ export function symmetricEigenvalues(a: Matrix): Float64Array {
 
 /**
  * In place: A = Q·T·Qᵀ. Leaves diag/offDiag of T (offDiag[k] couples k and k+1) and the
- * reflector of step k in row k, columns k+1.. (leading 1 implied), with tau[k].
+ * reflector of step k in row k, columns k+1.. (leading 1 implied), with tau[k]. Only the upper
+ * triangle is read and updated (the trailing block is symmetric): half the work of full rows.
  */
 function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag: Float64Array, tau: Float64Array): void {
   const p = new Float64Array(n);
@@ -76,12 +91,21 @@ function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag:
     tau[k] = t;
     offDiag[k] = beta;
     // Trailing block B (rows/cols k+1..): B ← B − v·zᵀ − z·vᵀ with p = t·B·v, z = p − (t/2)(pᵀv)·v.
+    // B·v from the upper triangle: each stored B_ij (j > i) adds to p_i and to p_j.
+    p.fill(0, k + 1, n);
+    for (let i = k + 1; i < n; i++) {
+      const bi = i * n, vi = w[row + i]!;
+      let s = w[bi + i]! * vi;
+      for (let j = i + 1; j < n; j++) {
+        const b = w[bi + j]!;
+        s += b * w[row + j]!;
+        p[j]! += b * vi;
+      }
+      p[i]! += s;
+    }
     let pv = 0;
     for (let i = k + 1; i < n; i++) {
-      const bi = i * n;
-      let s = 0;
-      for (let j = k + 1; j < n; j++) s += w[bi + j]! * w[row + j]!;
-      p[i] = t * s;
+      p[i]! *= t;
       pv += p[i]! * w[row + i]!;
     }
     const half = 0.5 * t * pv;
@@ -89,7 +113,7 @@ function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag:
     for (let i = k + 1; i < n; i++) {
       const bi = i * n;
       const vi = w[row + i]!, zi = p[i]!;
-      for (let j = k + 1; j < n; j++) w[bi + j]! -= vi * p[j]! + zi * w[row + j]!;
+      for (let j = i; j < n; j++) w[bi + j]! -= vi * p[j]! + zi * w[row + j]!;
     }
   }
   if (n >= 2) {
@@ -129,8 +153,70 @@ function accumulateTransposedBasis(w: Float64Array, n: number, tau: Float64Array
 
 const MAX_QL_ITERATIONS = 60;
 
-/** EISPACK tql2 on (d, e); rotations applied to rows of basisT when given. */
-function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | null, n: number): void {
+/**
+ * The plane rotations of implicitQL in order: rotation t mixes rows at[t] and at[t] + 1 of the
+ * basis as (row_i, row_i+1) ← (c·row_i − s·row_i+1, s·row_i + c·row_i+1).
+ */
+class RotationLog {
+  at = new Int32Array(1024);
+  c = new Float64Array(1024);
+  s = new Float64Array(1024);
+  count = 0;
+
+  add(i: number, c: number, s: number): void {
+    if (this.count === this.at.length) {
+      const grow = <T extends Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
+        const out = make(2 * a.length);
+        out.set(a);
+        return out;
+      };
+      this.at = grow(this.at, (n) => new Int32Array(n));
+      this.c = grow(this.c, (n) => new Float64Array(n));
+      this.s = grow(this.s, (n) => new Float64Array(n));
+    }
+    this.at[this.count] = i;
+    this.c[this.count] = c;
+    this.s[this.count++] = s;
+  }
+}
+
+/**
+ * Eigenvectors for the given rows of the final rotated basis (Z·Qᵀ, Z the product of the logged
+ * rotations): row r is e_rᵀ·Z·Qᵀ, so e_r takes the rotations transposed in reverse order, then
+ * the reflectors H_k (Q = H_0···H_{n−3}) from the last. Returns n×rows.length, column q for rows[q].
+ */
+function leadingVectors(w: Float64Array, n: number, tau: Float64Array, log: RotationLog, rows: readonly number[]): Matrix {
+  const k = rows.length;
+  const x = new Float64Array(n * k); // entry-major: the two entries a rotation mixes are contiguous rows
+  rows.forEach((r, q) => (x[r * k + q] = 1));
+  for (let t = log.count - 1; t >= 0; t--) {
+    const c = log.c[t]!, s = log.s[t]!, ri = log.at[t]! * k, rj = ri + k;
+    for (let q = 0; q < k; q++) {
+      const xi = x[ri + q]!, xj = x[rj + q]!;
+      x[ri + q] = c * xi + s * xj;
+      x[rj + q] = c * xj - s * xi;
+    }
+  }
+  const dots = new Float64Array(k);
+  for (let r = n - 3; r >= 0; r--) {
+    const t = tau[r]!;
+    if (t === 0) continue;
+    const v = r * n; // v[r+1] = 1 stored explicitly
+    dots.fill(0);
+    for (let i = r + 1; i < n; i++) {
+      const vi = w[v + i]!, o = i * k;
+      for (let q = 0; q < k; q++) dots[q]! += vi * x[o + q]!;
+    }
+    for (let i = r + 1; i < n; i++) {
+      const f = t * w[v + i]!, o = i * k;
+      for (let q = 0; q < k; q++) x[o + q]! -= f * dots[q]!;
+    }
+  }
+  return { rows: n, cols: k, data: x };
+}
+
+/** EISPACK tql2 on (d, e); rotations applied to rows of basisT, or logged, when given. */
+function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | RotationLog | null, n: number): void {
   let shiftTotal = 0;
   let scale = 0;
   const eps = Number.EPSILON;
@@ -168,7 +254,8 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | nul
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          if (basisT) {
+          if (basisT instanceof RotationLog) basisT.add(i, c, s);
+          else if (basisT) {
             const ri = i * n, rj = ri + n;
             for (let k = 0; k < n; k++) {
               const x = basisT[rj + k]!, y = basisT[ri + k]!;

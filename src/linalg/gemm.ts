@@ -47,16 +47,18 @@ export function wasmProductTransB(
   a: Float64Array, b: Float64Array, out: Float64Array, m: number, n: number, k: number, upperOnly: boolean,
 ): boolean {
   if (!enabled || m * n * k < MIN_WORK || m < 4 || n < 2) return false;
-  const bytes = (m * k + n * k + m * n) * 8;
+  // A Gram product (b is a, as rowGram passes it) copies its operand once.
+  const shared = a === b && m === n;
+  const bytes = (m * k + (shared ? 0 : n * k) + m * n) * 8;
   if (bytes > MAX_BYTES) return false;
   const kern = load();
   if (!kern) return false;
   const have = kern.memory.buffer.byteLength;
   if (have < bytes) kern.memory.grow(Math.ceil((bytes - have) / 65536));
   const heap = new Float64Array(kern.memory.buffer);
-  const aAt = 0, bAt = m * k, outAt = m * k + n * k;
+  const aAt = 0, bAt = shared ? 0 : m * k, outAt = m * k + (shared ? 0 : n * k);
   heap.set(a.subarray(0, m * k), aAt);
-  heap.set(b.subarray(0, n * k), bAt);
+  if (!shared) heap.set(b.subarray(0, n * k), bAt);
   heap.set(out.subarray(0, m * n), outAt);
   for (let p0 = 0; p0 < k; p0 += K_BLOCK) {
     const p1 = Math.min(k, p0 + K_BLOCK);

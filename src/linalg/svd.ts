@@ -24,6 +24,8 @@ export interface Svd {
 export interface SvdOptions {
   /** Compute U and V (default true). */
   readonly vectors?: boolean;
+  /** svdViaGram only: vectors of the `leading` largest values alone (all values are still computed). */
+  readonly leading?: number;
 }
 
 const MAX_SWEEPS = 40;
@@ -257,12 +259,11 @@ export function svdViaGram(a: Matrix, options: SvdOptions = {}): Svd {
   const wantVectors = options.vectors ?? true;
   const tall = a.rows >= a.cols;
   const g = gram(a); // n×n (AᵀA) when tall, m×m (AAᵀ) when wide
-  const eig = symmetricEigen(g.matrix, { vectors: wantVectors });
-  const k = eig.values.length;
-  const s = new Float64Array(k);
-  for (let i = 0; i < k; i++) s[i] = Math.sqrt(Math.max(eig.values[i]!, 0));
+  const eig = symmetricEigen(g.matrix, { vectors: wantVectors, ...(options.leading !== undefined ? { leading: options.leading } : {}) });
+  const s = Float64Array.from(eig.values, (v) => Math.sqrt(Math.max(v, 0)));
   if (!wantVectors) return { s };
   const w = eig.vectors!; // columns are eigenvectors
+  const k = w.cols;
   // The other side's vectors: A·v / σ (tall) or Aᵀ·u / σ (wide); zero columns where σ = 0.
   const other = tall ? matmul(a, w) : matmulTransA(a, w);
   for (let i = 0; i < other.rows; i++) {
