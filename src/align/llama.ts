@@ -1,4 +1,4 @@
-import { sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
+import { ColumnSketch, sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
 import type { Matrix, RowMajor } from '../linalg/matrix.js';
 import { matmulTransB, selectRows } from '../linalg/ops.js';
 import type { NeuronSources } from './independence.js';
@@ -48,6 +48,20 @@ export function residualColumns(m: RowMajor, role: 'embed' | 'lm_head'): Matrix 
 
 function residualSeed(role: 'embed' | 'lm_head'): number {
   return RESIDUAL_SEED + (role === 'embed' ? 0 : 1);
+}
+
+/** residualColumns of a (rows x cols) matrix given in row blocks, never whole in memory (unless it is narrow). */
+export function residualColumnsOfBlocks(
+  rows: number, cols: number, blocks: Iterable<{ readonly rowStart: number; readonly rowEnd: number; readonly data: Float32Array }>, role: 'embed' | 'lm_head',
+): Matrix {
+  if (rows <= SKETCH_WIDTH) {
+    const data = new Float32Array(rows * cols);
+    for (const block of blocks) data.set(block.data.subarray(0, (block.rowEnd - block.rowStart) * cols), block.rowStart * cols);
+    return residualColumns({ rows, cols, data }, role);
+  }
+  const sketch = new ColumnSketch(rows, cols, SKETCH_WIDTH, residualSeed(role));
+  for (const block of blocks) sketch.add(block.data, block.rowStart, block.rowEnd);
+  return sketch.result();
 }
 
 export interface HeadLayout {

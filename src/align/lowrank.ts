@@ -71,7 +71,7 @@ interface Whitened {
  * V = Vx + (a b)^2 Vy is recomputed in each of the two passes (log means, then delta and edge
  * sums) rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
  */
-function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array): Whitened {
+function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, delta: Float64Array): Whitened {
   const m = x.rows, n = x.cols;
   const vx = x.variance, vy = y.variance;
   // Log means of V over the positive entries; exact zeros (exactly representable in both, e.g.
@@ -117,7 +117,6 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   const inverseC = Float64Array.from(c, (v) => 1 / v), inverseCSq = Float64Array.from(inverseC, (v) => v * v);
   const rowSum = new Float64Array(m);
   const colSum = new Float64Array(n);
-  const delta = new Float64Array(m * n);
   const xv = x.values, yv = y.values;
   for (let i = 0; i < m; i++) {
     const ai = a[i]!, inverseR = 1 / r[i]!, inverseRSq = inverseR * inverseR, row = i * n;
@@ -207,13 +206,14 @@ function spectrumOf(w: Whitened, want: number, limit: number): Spectrum {
 /**
  * The spectrum at (a, b) with enough values computed to count those above the edge, up to cap:
  * from `want` values, or from `known` (already computed at (a, b)) when given. The whitened delta
- * is formed once, and only if a spectrum has to be computed.
+ * is formed once, into `scratch` (m x n, overwritten: no spectrum keeps a view of it), and only
+ * if a spectrum has to be computed.
  */
 function countedSpectrum(
-  x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, cap: number, limit: number, known: Spectrum | null = null,
+  x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, cap: number, limit: number, scratch: Float64Array, known: Spectrum | null = null,
 ): Spectrum {
   let whitened: Whitened | null = null;
-  const at = (values: number) => spectrumOf(whitened ??= whiten(x, y, a, b), values, limit);
+  const at = (values: number) => spectrumOf(whitened ??= whiten(x, y, a, b, scratch), values, limit);
   let spectrum = known ?? at(want);
   while (spectrum.saturated && spectrum.s.length <= cap) spectrum = at(spectrum.s.length * 4);
   return spectrum;
@@ -468,7 +468,9 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   const { gauge } = options;
   const gauged = gauge.rows || gauge.cols;
   // With gauge freedom a dense-looking plain delta is only a starting point: no need to count it.
-  const plain: GaugeState = { spectrum: countedSpectrum(base, candidate, ones(m), ones(n), MIN_VALUES, gauged ? 0 : maxRank, limit), a: ones(m), b: ones(n) };
+  // One m x n array serves every whitened delta of this fit (each is consumed by its spectrum).
+  const scratch = new Float64Array(m * n);
+  const plain: GaugeState = { spectrum: countedSpectrum(base, candidate, ones(m), ones(n), MIN_VALUES, gauged ? 0 : maxRank, limit, scratch), a: ones(m), b: ones(n) };
   if (!gauged || plain.spectrum.count === 0) return finish(plain.spectrum, plain.a, plain.b);
 
   // The least rank over the gauge by variable projection: refit the scales on the complement of a
@@ -507,7 +509,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
       else fitGauge(base, candidate, a, b, gauge, trial.spectrum, k);
       // Enough values to see whether the count fell below the current one (a dense-looking state
       // is compared on the same number of values, by the energy above the edge).
-      const next: GaugeState = { spectrum: countedSpectrum(base, candidate, a, b, Math.max(MIN_VALUES, k + 8, spectrum.saturated ? spectrum.s.length : 0), cap, limit), a, b };
+      const next: GaugeState = { spectrum: countedSpectrum(base, candidate, a, b, Math.max(MIN_VALUES, k + 8, spectrum.saturated ? spectrum.s.length : 0), cap, limit, scratch), a, b };
       const falling = (next.spectrum.s[k] ?? 0) < (trial.spectrum.s[k] ?? 0) * (1 - PROGRESS);
       trial = next;
       if (plainFit || improves(trial.spectrum, spectrum, k) || !falling) break;
@@ -521,7 +523,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   }
   if (dense(best.spectrum)) {
     // Dense in every gauge tried: the plain spectrum, counted on from its first values up to DENSE_CAP.
-    return finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, plain.spectrum), plain.a, plain.b);
+    return finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, scratch, plain.spectrum), plain.a, plain.b);
   }
   return finish(best.spectrum, best.a, best.b);
 

@@ -94,14 +94,17 @@ export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array
  * Part of a role's (out, in) weight: the rows and columns in `part`, each in the order given (null:
  * all). Only the rows kept are read and only the columns kept decoded, so a sample of a wide
  * matrix's columns costs the read of its bytes, not their decode. A transposed (Conv1D) role is
- * read whole first (memory of one role), then picked.
+ * read whole first (memory of one role), then picked. `into` (of the part's size) is filled
+ * instead of a new array.
  */
-export function readRolePart(source: TensorSource, ref: RoleRef, part: WeightPart): Weight {
+export function readRolePart(source: TensorSource, ref: RoleRef, part: WeightPart, into?: Float32Array): Weight {
   const [rows, cols] = roleShape(source, ref);
   checkPart(ref, part.rows, rows, 'row');
   checkPart(ref, part.cols, cols, 'column');
   const keptRows = part.rows ? part.rows.length : rows, keptCols = part.cols ? part.cols.length : cols;
-  const data = new Float32Array(keptRows * keptCols);
+  if (into && into.length !== keptRows * keptCols) throw new RangeError(`${ref.tensor}: ${keptRows}x${keptCols} part read into ${into.length} values`);
+  // Every element is written below, so a reused buffer needs no clearing.
+  const data = into ?? new Float32Array(keptRows * keptCols);
   if (ref.transposed) {
     const whole = readRole(source, ref);
     for (let i = 0; i < keptRows; i++) {

@@ -22,8 +22,11 @@ export interface RoleReader {
    */
   layer(index: number, role: LayerRole, into?: Float32Array): Weight;
   global(role: GlobalRole): Weight;
-  /** Part of a layer role (rows and columns kept, each in the order given): only that is read and decoded. */
-  layerPart(index: number, role: LayerRole, part: WeightPart): Weight;
+  /**
+   * Part of a layer role (rows and columns kept, each in the order given): only that is read and
+   * decoded; into `into` (of the part's size) when given, as layer() does.
+   */
+  layerPart(index: number, role: LayerRole, part: WeightPart, into?: Float32Array): Weight;
   /** Part of a global role (e.g. a sample of the embedding's token rows). */
   globalPart(role: GlobalRole, part: WeightPart): Weight;
   /** Payload bytes read so far. */
@@ -60,8 +63,8 @@ export class SourceRoleReader implements RoleReader {
   layer(index: number, role: LayerRole, into?: Float32Array): Weight {
     return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));
   }
-  layerPart(index: number, role: LayerRole, part: WeightPart): Weight {
-    return checked(readRolePart(this.source, layerRoleRef(this.map, index, role), part));
+  layerPart(index: number, role: LayerRole, part: WeightPart, into?: Float32Array): Weight {
+    return checked(readRolePart(this.source, layerRoleRef(this.map, index, role), part, into));
   }
   globalPart(role: GlobalRole, part: WeightPart): Weight {
     return checked(readRolePart(this.source, this.globalRef(role), part));

@@ -50,8 +50,8 @@ export class MergedAdapterReader implements RoleReader {
     return this.layerPart(index, role, { rows: null, cols: null });
   }
   /** The merged weight's part: the base's part plus scale times B's kept rows times A's kept columns. */
-  layerPart(index: number, role: LayerRole, part: WeightPart): Weight {
-    const w = this.base.layerPart(index, role, part);
+  layerPart(index: number, role: LayerRole, part: WeightPart, into?: Float32Array): Weight {
+    const w = this.base.layerPart(index, role, part, into);
     const factor = this.adapter.layers[index]?.[role];
     if (!factor) return w;
     const shape = this.base.map.layers[index]?.[role]?.shape;
@@ -63,7 +63,8 @@ export class MergedAdapterReader implements RoleReader {
     const a = this.adapterSource.read(factor.A); // rank x in
     const b = this.adapterSource.read(factor.B); // out x rank
     const r = factor.rank, inFeatures = factor.inFeatures;
-    const merged = new Float32Array(w.data.length);
+    // In place: each entry is read before it is written.
+    const merged = w.data;
     const row = new Float64Array(w.cols);
     for (let i = 0; i < w.rows; i++) {
       const from = part.rows ? part.rows[i]! : i;
@@ -73,7 +74,7 @@ export class MergedAdapterReader implements RoleReader {
         if (coef === 0) continue;
         for (let j = 0; j < w.cols; j++) row[j]! += coef * a[t * inFeatures + (part.cols ? part.cols[j]! : j)]!;
       }
-      for (let j = 0; j < w.cols; j++) merged[i * w.cols + j] = w.data[i * w.cols + j]! + row[j]!;
+      for (let j = 0; j < w.cols; j++) merged[i * w.cols + j]! += row[j]!;
     }
     // The merge is exact to float32: the result's grid is F32 whatever the base's storage.
     return { ...w, data: merged, dtype: 'F32', tensor: `${w.tensor} + ${factor.module} (merged)` };

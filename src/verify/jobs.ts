@@ -27,8 +27,8 @@ export interface Job {
 
 /**
  * What an analyst gives back of a job, twice: the decode buffers it was sent, as soon as the
- * analysis form is built from them (outcome null: the reader refills them, and a worker holds no
- * memory it no longer needs), then the layer's outcome.
+ * analysis form is built from them (outcome null: the reader's pool refills them, so neither
+ * thread holds decodes it no longer needs), then the layer's outcome.
  */
 export interface JobResult {
   readonly index: number;

@@ -4,7 +4,7 @@ import type { LayerRole } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
-  alignResidual, permuteResidualVector, residualColumns, type HeadLayout, type ResidualAlignment, type ResidualEvidence,
+  alignResidual, permuteResidualVector, residualColumns, residualColumnsOfBlocks, type HeadLayout, type ResidualAlignment, type ResidualEvidence,
 } from '../align/llama.js';
 import type { NoisyMatrix } from '../align/noisy.js';
 import { RESIDUAL_SAMPLE_WIDTH, residualSample, sampledResidual, tokenSample } from '../align/residual-sample.js';
@@ -66,9 +66,11 @@ function requireDecoder(reader: RoleReader): void {
   }
 }
 
-function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, pool: BufferPool | null): Float32Array | undefined {
+/** A pool buffer for a role's decode, whole or on a residual sample of `width` dimensions. */
+function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, width: number | null, pool: BufferPool | null): Float32Array | undefined {
   const shape = reader.map.layers[index]?.[role]?.shape;
-  return pool && shape ? pool.float32(shape[0] * shape[1]) : undefined;
+  if (!pool || !shape) return undefined;
+  return pool.float32(width === null ? shape[0] * shape[1] : (shape[0] * shape[1] / Math.max(1, reader.map.dims.hidden)) * width);
 }
 
 type NormPair = { base: NoisyMatrix; candidate: NoisyMatrix };
@@ -101,7 +103,9 @@ function pickDims(m: NoisyMatrix, dims: Int32Array): NoisyMatrix {
 function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
   const modules = Object.fromEntries(MODULES.map(([role, name]) => [
     role,
-    dims ? reader.layerPart(index, role, READ_NORM[name] ? { rows: null, cols: dims } : { rows: dims, cols: null }) : reader.layer(index, role, decodeBuffer(reader, index, role, pool)),
+    dims
+      ? reader.layerPart(index, role, READ_NORM[name] ? { rows: null, cols: dims } : { rows: dims, cols: null }, decodeBuffer(reader, index, role, dims.length, pool))
+      : reader.layer(index, role, decodeBuffer(reader, index, role, null, pool)),
   ])) as ReadLayer['modules'];
   return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post };
 }
@@ -117,14 +121,15 @@ function layerElements(reader: RoleReader, index: number, width: number | null):
 }
 
 /**
- * Memory bounds of one verify run, from the largest layer. The calling thread's pool keeps the
- * float32 decodes of a whole layer of both models (4 bytes a value; a sampled layer's parts are
- * small and allocated afresh); each analyst keeps a layer's analysis form (8 + 4 bytes a value).
+ * Memory bounds of one verify run, from the largest layer (as analysed: whole, or on the residual
+ * sample). The calling thread's pool keeps the float32 decodes (4 bytes a value) of one layer of
+ * both models, given back by an analyst once it built the analysis form, for the next layer read.
+ * Each analyst keeps a layer's analysis form (8 + 4 bytes a value).
  */
 function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { decodeBytes: number; analysisBytes: number } {
   let largest = 0;
   for (let index = 0; index < base.map.layers.length; index++) largest = Math.max(largest, layerElements(base, index, width) + layerElements(candidate, index, width));
-  return { decodeBytes: width === null ? 4 * largest : 0, analysisBytes: 12 * largest };
+  return { decodeBytes: 4 * largest, analysisBytes: 12 * largest };
 }
 
 /**
@@ -146,8 +151,22 @@ export function analystBytes(reader: RoleReader): number {
  * the residual, not the vocabulary).
  */
 function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null, tokens: Int32Array | null): ResidualEvidence {
-  const columns = (role: 'embed' | 'lm_head') => residualColumns(tokens ? reader.globalPart(role, { rows: tokens, cols: null }) : reader.global(role), role);
+  const columns = (role: 'embed' | 'lm_head') => {
+    const hidden = reader.map.global[role]?.shape?.[1];
+    if (!tokens || hidden === undefined) return residualColumns(reader.global(role), role);
+    return residualColumnsOfBlocks(tokens.length, hidden, tokenBlocks(reader, role, tokens), role);
+  };
   return { embed: columns('embed'), lmHead: withHead ? columns('lm_head') : null, finalNorm };
+}
+
+/** Token rows read per block: the sampled rows are sketched a block at a time, never all in memory. */
+const TOKEN_BLOCK = 256;
+
+function* tokenBlocks(reader: RoleReader, role: 'embed' | 'lm_head', tokens: Int32Array): Generator<{ rowStart: number; rowEnd: number; data: Float32Array }> {
+  for (let t = 0; t < tokens.length; t += TOKEN_BLOCK) {
+    const rows = tokens.subarray(t, Math.min(tokens.length, t + TOKEN_BLOCK));
+    yield { rowStart: t, rowEnd: t + rows.length, data: reader.globalPart(role, { rows, cols: null }).data };
+  }
 }
 
 function loadGlobals(base: RoleReader, candidate: RoleReader, seed: number): { base: ResidualEvidence; candidate: ResidualEvidence } {
@@ -202,8 +221,15 @@ export function verifyModels(
   const layout = headLayout(base);
   const seed = options.seed ?? 1;
 
-  const globals = timed(() => loadGlobals(base, candidate, seed), (s) => (readSeconds += s));
-  const residual: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
+  // The residual evidence (embedding sketches) is needed for the residual alignment and the final
+  // norms' fold only: kept in this block, so it is not held while the layers are analysed.
+  const { residual, finalNormFold } = (() => {
+    const globals = timed(() => loadGlobals(base, candidate, seed), (s) => (readSeconds += s));
+    const aligned: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
+    const fold = globals.candidate.finalNorm && globals.base.finalNorm
+      ? maxAbsLog(ratio(permuteResidualVector(globals.candidate.finalNorm, aligned), globals.base.finalNorm)) : 0;
+    return { residual: aligned, finalNormFold: fold };
+  })();
   // Wide models: every layer is analysed on a sample of the residual dimensions (residual-sample.ts),
   // and its probe states live in the sample's coordinates.
   const sample = residualSample(base.map.dims.hidden, seed, options.residualSampleWidth);
@@ -220,8 +246,7 @@ export function verifyModels(
   const independence: LayerIndependence[] = [];
   const transformLayers: TransformFound['layers'][number][] = [];
   const qualities: number[] = [residual.quality];
-  let normFold = globals.candidate.finalNorm && globals.base.finalNorm
-    ? maxAbsLog(ratio(permuteResidualVector(globals.candidate.finalNorm, residual), globals.base.finalNorm)) : 0;
+  let normFold = finalNormFold;
   let growthNum = 0, growthDen = 0;
   const layerCount = base.map.layers.length;
 
