@@ -197,7 +197,7 @@ function addColumnError(block: Float64Array, own: Float64Array, error: Float64Ar
 function timesNoise(left: Matrix, sources: readonly NoiseSource[], rng: Rng): Matrix {
   const { rows, cols } = sources[0]!.own;
   const out = new Float64Array(left.rows * rows);
-  const block = new Float64Array(NOISE_BLOCK_ROWS * cols);
+  const block = new Float64Array(Math.min(rows, NOISE_BLOCK_ROWS) * cols);
   for (let r0 = 0; r0 < rows; r0 += NOISE_BLOCK_ROWS) {
     const r1 = Math.min(rows, r0 + NOISE_BLOCK_ROWS);
     block.fill(0);

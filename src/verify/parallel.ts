@@ -48,6 +48,15 @@ interface Slot {
   inFlight: number;
 }
 
+/**
+ * The analysis allocates few JavaScript objects but large arrays, whose memory is freed only when
+ * their (young) wrappers are collected: with the default young generation, collections were so
+ * rare that a worker carried about 100-150 MB of dead work arrays at 7B widths. A small one makes
+ * scavenges (cheap) frequent; measured on the 7B bench, peak RSS fell from 1451-1521 to 1371 MiB
+ * at the same time.
+ */
+const WORKER_YOUNG_GENERATION_MB = 2;
+
 export class WorkerAnalysts implements Analysts {
   private readonly slots: Slot[] = [];
   /** [0]: replies posted so far (workers add 1 after each). */
@@ -60,6 +69,7 @@ export class WorkerAnalysts implements Analysts {
       const worker = new Worker(new URL('./layer-worker.js', import.meta.url), {
         workerData: { context, port: channel.port2, signal: this.signal, poolBytes },
         transferList: [channel.port2],
+        resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
       });
       worker.unref();
       this.slots.push({ worker, port: channel.port1, inFlight: 0 });
