@@ -119,11 +119,18 @@ export function scaleRows(m: NoisyMatrix, s: ArrayLike<number>): void {
   }
 }
 
+/** The identity order with no sign flips: a move that leaves the matrix as it is (the common case of an unobfuscated child). */
+function movesNothing(order: ArrayLike<number>, sign: ArrayLike<number> | undefined): boolean {
+  for (let i = 0; i < order.length; i++) if (order[i] !== i || (sign && sign[i] !== 1)) return false;
+  return true;
+}
+
 /**
  * Row i becomes row `order[i]` times `sign[i]`, in place (cycle by cycle, one row of scratch):
  * for layers that are consumed by their alignment, so no second copy of a large matrix is made.
  */
 export function permuteRowsInPlace(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
+  if (movesNothing(order, sign)) return m;
   const n = m.cols;
   const done = new Uint8Array(m.rows);
   const values = new Float64Array(n), variance = new Float32Array(n);
@@ -148,6 +155,7 @@ export function permuteRowsInPlace(m: NoisyMatrix, order: ArrayLike<number>, sig
 
 /** Column j becomes column `order[j]` times `sign[j]`, in place (one row of scratch). */
 export function permuteColumnsInPlace(m: NoisyMatrix, order: ArrayLike<number>, sign?: ArrayLike<number>): NoisyMatrix {
+  if (movesNothing(order, sign)) return m;
   const n = m.cols;
   const values = new Float64Array(n), variance = new Float32Array(n);
   for (let i = 0; i < m.rows; i++) {
