@@ -62,6 +62,10 @@ export function renderVerifyText(r: VerifyResult): string {
   }
   lines.push('  per layer: numerical rank of the aligned delta (last singular value above | first below the noise threshold, in threshold units; "=" identical);');
   lines.push('  probe: rank of the one-token attention-output change (Origin-Tracer); qk/vo: cosine of the alignment-free invariants');
+  const sampled = [...new Set(r.layers.map((l) => l.residualSample).filter((k): k is number => k !== null))];
+  if (sampled.length > 0) {
+    lines.push(`  wide model: layers analysed on a seeded sample of ${sampled.join('/')} residual dimensions (a rerun with another --seed samples others)`);
+  }
   lines.push(table.toString());
   lines.push(`  time: ${r.timings.totalSeconds.toFixed(1)} s (read ${r.timings.readSeconds.toFixed(1)} s, align ${r.timings.alignSeconds.toFixed(1)} s)`);
   return lines.join('\n') + '\n';
