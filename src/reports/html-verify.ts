@@ -5,6 +5,7 @@
  */
 import type { ModuleEvidence, Relation, VerifyResult } from '../verify/types.js';
 import { escapeHtml, formatNumber, formatPValue, htmlPage, libraryScript, readPackageAsset } from './html-page.js';
+import { residualSampleNote } from './verify-text.js';
 
 const VERDICT_WORDS: Record<Relation, string> = {
   derived: 'DERIVED',
@@ -135,10 +136,11 @@ function spectraSection(result: VerifyResult): string {
 <div class="spectra">${cells}</div></section>`;
   }).join('\n');
   const method = result.layers[0]?.modules[0]?.thresholdMethod;
+  const sample = residualSampleNote(result);
   return `<h2>Singular-value spectra of the aligned delta</h2>
 <p class="muted">Singular values of candidate − base after alignment, noise-whitened, in units of the noise threshold (log scale).
 Points above the dashed red line are real change; a low-rank update shows as a few points above it and a cliff.${method ? ` Threshold: ${escapeHtml(method)}.` : ''}</p>
-${layers}`;
+${sample ? `<p class="muted">${escapeHtml(sample)}.</p>\n` : ''}${layers}`;
 }
 
 const VERIFY_STYLES = `

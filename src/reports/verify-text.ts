@@ -33,6 +33,12 @@ function layerList(layers: readonly number[]): string {
 }
 
 /** The terminal summary of a verify result. */
+/** The sentence that says a wide model's layers were analysed on a residual sample (null when on all dimensions). */
+export function residualSampleNote(r: VerifyResult): string | null {
+  const sampled = [...new Set(r.layers.map((l) => l.residualSample).filter((k): k is number => k !== null))];
+  return sampled.length > 0 ? `wide model: layers analysed on a seeded sample of ${sampled.join('/')} residual dimensions (a rerun with another --seed samples others)` : null;
+}
+
 export function renderVerifyText(r: VerifyResult): string {
   const lines: string[] = [];
   const adapter = r.candidate.adapter ? ' (PEFT adapter merged onto BASE)' : '';
@@ -62,10 +68,8 @@ export function renderVerifyText(r: VerifyResult): string {
   }
   lines.push('  per layer: numerical rank of the aligned delta (last singular value above | first below the noise threshold, in threshold units; "=" identical);');
   lines.push('  probe: rank of the one-token attention-output change (Origin-Tracer); qk/vo: cosine of the alignment-free invariants');
-  const sampled = [...new Set(r.layers.map((l) => l.residualSample).filter((k): k is number => k !== null))];
-  if (sampled.length > 0) {
-    lines.push(`  wide model: layers analysed on a seeded sample of ${sampled.join('/')} residual dimensions (a rerun with another --seed samples others)`);
-  }
+  const sample = residualSampleNote(r);
+  if (sample) lines.push(`  ${sample}`);
   lines.push(table.toString());
   lines.push(`  time: ${r.timings.totalSeconds.toFixed(1)} s (read ${r.timings.readSeconds.toFixed(1)} s, align ${r.timings.alignSeconds.toFixed(1)} s)`);
   return lines.join('\n') + '\n';
