@@ -25,16 +25,23 @@ function run(baseDir: string, candidateDir: string, workers: number, residualSam
   });
 }
 
+/** A random base and its LoRA child (rank 3 on q, v, down) under every obfuscation, written as bf16 folders. */
+function writeObfuscatedChild(name: string, seed: number): { baseDir: string; candidateDir: string } {
+  const base = randomLlama(CONFIG, seed);
+  const child = addLora(base, { rank: 3, targets: ['q_proj', 'v_proj', 'down_proj'], scale: 0.1 }, seed + 1).state;
+  const candidate = obfuscate(child, CONFIG, OBFUSCATION_KINDS, seed + 2).state;
+  const dirs = { baseDir: path.join(root, `base${name}`), candidateDir: path.join(root, `candidate${name}`) };
+  writeLlama(dirs.baseDir, CONFIG, base, 'BF16');
+  writeLlama(dirs.candidateDir, CONFIG, candidate, 'BF16');
+  return dirs;
+}
+
 test('obfuscated synthetic LoRA child: 0, 1 and 3 workers agree exactly (5 layers, more than workers)', () => {
-  const base = randomLlama(CONFIG, 11);
-  const child = addLora(base, { rank: 3, targets: ['q_proj', 'v_proj', 'down_proj'], scale: 0.1 }, 12).state;
-  const candidate = obfuscate(child, CONFIG, OBFUSCATION_KINDS, 13).state;
-  writeLlama(path.join(root, 'base'), CONFIG, base, 'BF16');
-  writeLlama(path.join(root, 'candidate'), CONFIG, candidate, 'BF16');
-  const inline = run(path.join(root, 'base'), path.join(root, 'candidate'), 0);
+  const { baseDir, candidateDir } = writeObfuscatedChild('', 11);
+  const inline = run(baseDir, candidateDir, 0);
   assert.equal(inline.relation, 'derived', inline.reason);
   assert.equal(inline.lora?.rank, 3);
-  for (const workers of [1, 3]) assert.deepEqual(run(path.join(root, 'base'), path.join(root, 'candidate'), workers), inline, `${workers} workers`);
+  for (const workers of [1, 3]) assert.deepEqual(run(baseDir, candidateDir, workers), inline, `${workers} workers`);
 });
 
 test('samples p0 -> o1 (trained, obfuscated): 2 workers agree exactly with none', () => {
@@ -44,14 +51,10 @@ test('samples p0 -> o1 (trained, obfuscated): 2 workers agree exactly with none'
 });
 
 test('on a residual sample: layers analysed in 2 workers agree exactly with none', () => {
-  const base = randomLlama(CONFIG, 21);
-  const child = addLora(base, { rank: 3, targets: ['q_proj', 'v_proj', 'down_proj'], scale: 0.1 }, 22).state;
-  const candidate = obfuscate(child, CONFIG, OBFUSCATION_KINDS, 23).state;
-  writeLlama(path.join(root, 'base-s'), CONFIG, base, 'BF16');
-  writeLlama(path.join(root, 'candidate-s'), CONFIG, candidate, 'BF16');
-  const inline = run(path.join(root, 'base-s'), path.join(root, 'candidate-s'), 0, 32);
+  const { baseDir, candidateDir } = writeObfuscatedChild('-s', 21);
+  const inline = run(baseDir, candidateDir, 0, 32);
   assert.equal(inline.relation, 'derived', inline.reason);
   assert.equal(inline.lora?.rank, 3);
   assert.ok(inline.layers.every((l) => l.residualSample === 32));
-  assert.deepEqual(run(path.join(root, 'base-s'), path.join(root, 'candidate-s'), 2, 32), inline);
+  assert.deepEqual(run(baseDir, candidateDir, 2, 32), inline);
 });
