@@ -1,4 +1,5 @@
 import { BadInputError } from '../io/errors.js';
+import { checkIndices } from '../io/source.js';
 import type { TensorInfo } from '../io/types.js';
 import {
   NAMING_TABLES,
@@ -99,8 +100,8 @@ export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array
  */
 export function readRolePart(source: TensorSource, ref: RoleRef, part: WeightPart, into?: Float32Array): Weight {
   const [rows, cols] = roleShape(source, ref);
-  checkPart(ref, part.rows, rows, 'row');
-  checkPart(ref, part.cols, cols, 'column');
+  checkIndices(part.rows, rows, 'row', ref.tensor);
+  checkIndices(part.cols, cols, 'column', ref.tensor);
   const keptRows = part.rows ? part.rows.length : rows, keptCols = part.cols ? part.cols.length : cols;
   if (into && into.length !== keptRows * keptCols) throw new RangeError(`${ref.tensor}: ${keptRows}x${keptCols} part read into ${into.length} values`);
   // Every element is written below, so a reused buffer needs no clearing.
@@ -136,14 +137,6 @@ function storedRowsOf(ranges: ReadonlyArray<readonly [number, number]>, logical:
     while (starts[r]! > l) r--;
     return ranges[r]![0] + (l - starts[r]!);
   });
-}
-
-function checkPart(ref: RoleRef, indices: ArrayLike<number> | null, limit: number, what: string): void {
-  if (!indices) return;
-  for (let i = 0; i < indices.length; i++) {
-    const v = indices[i]!;
-    if (!(Number.isInteger(v) && v >= 0 && v < limit)) throw new RangeError(`${ref.tensor}: ${what} ${v} of a part outside 0..${limit}`);
-  }
 }
 
 function checkRange(ref: RoleRef, start: number, end: number, limit: number): void {

@@ -338,7 +338,8 @@ function firstNonFiniteFloat32(values: Float32Array, count: number): number {
   return (seen & 0x100) === 0 ? -1 : firstNonFinite(values, count);
 }
 
-function checkIndices(indices: ArrayLike<number> | null, limit: number, what: string, tensor: string): void {
+/** Every index (if any) is a whole number in 0..limit-1; else a RangeError naming `what` and `tensor`. */
+export function checkIndices(indices: ArrayLike<number> | null, limit: number, what: string, tensor: string): void {
   if (!indices) return;
   for (let i = 0; i < indices.length; i++) {
     const v = indices[i]!;
