@@ -24,10 +24,15 @@ import type { ResidualAlignment } from './llama.js';
  */
 export const RESIDUAL_SAMPLE_WIDTH = 256;
 
+/** How many residual dimensions a model of `hidden` is analysed on: `width` when wider, null when kept whole. */
+export function residualSampleWidth(hidden: number, width = RESIDUAL_SAMPLE_WIDTH): number | null {
+  return hidden > width ? width : null;
+}
+
 /** The sampled base residual dimensions (ascending), or null when there are no more than `width` (kept whole). */
 export function residualSample(hidden: number, seed: number, width = RESIDUAL_SAMPLE_WIDTH): Int32Array | null {
-  if (hidden <= width) return null;
-  return new Rng(seed * 7919 + 4099).permutation(hidden).slice(0, width).sort();
+  const kept = residualSampleWidth(hidden, width);
+  return kept === null ? null : new Rng(seed * 7919 + 4099).permutation(hidden).slice(0, kept).sort();
 }
 
 /**

@@ -7,7 +7,7 @@ import {
   alignResidual, permuteResidualVector, residualColumns, residualColumnsOfBlocks, type HeadLayout, type ResidualAlignment, type ResidualEvidence,
 } from '../align/llama.js';
 import type { NoisyMatrix } from '../align/noisy.js';
-import { RESIDUAL_SAMPLE_WIDTH, residualSample, sampledResidual, tokenSample } from '../align/residual-sample.js';
+import { residualSample, residualSampleWidth, sampledResidual, tokenSample } from '../align/residual-sample.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
@@ -66,11 +66,17 @@ function requireDecoder(reader: RoleReader): void {
   }
 }
 
+/** Values of a layer role of `reader` as analysed: whole, or on a residual sample of `width` dimensions (0 when absent). */
+function roleElements(reader: RoleReader, index: number, role: LayerRole, width: number | null): number {
+  const shape = reader.map.layers[index]?.[role]?.shape;
+  if (!shape) return 0;
+  return width === null ? shape[0] * shape[1] : (shape[0] * shape[1] / Math.max(1, reader.map.dims.hidden)) * width;
+}
+
 /** A pool buffer for a role's decode, whole or on a residual sample of `width` dimensions. */
 function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, width: number | null, pool: BufferPool | null): Float32Array | undefined {
-  const shape = reader.map.layers[index]?.[role]?.shape;
-  if (!pool || !shape) return undefined;
-  return pool.float32(width === null ? shape[0] * shape[1] : (shape[0] * shape[1] / Math.max(1, reader.map.dims.hidden)) * width);
+  const elements = roleElements(reader, index, role, width);
+  return pool && elements > 0 ? pool.float32(elements) : undefined;
 }
 
 type NormPair = { base: NoisyMatrix; candidate: NoisyMatrix };
@@ -86,8 +92,13 @@ function readNorms(base: RoleReader, candidate: RoleReader, index: number): Laye
 }
 
 /** Largest |log| of a candidate norm gain over the base's, in the base's residual order. */
-function normFoldOf(norms: LayerNorms, residual: ResidualAlignment): number {
-  const fold = (pair: NormPair) => maxAbsLog(ratio(permuteResidualVector(pair.candidate.values, residual), pair.base.values));
+function normFoldOf(base: Float64Array, candidate: Float64Array, residual: ResidualAlignment): number {
+  return maxAbsLog(ratio(permuteResidualVector(candidate, residual), base));
+}
+
+/** normFoldOf both norms of a layer. */
+function layerNormFold(norms: LayerNorms, residual: ResidualAlignment): number {
+  const fold = (pair: NormPair) => normFoldOf(pair.base.values, pair.candidate.values, residual);
   return Math.max(fold(norms.input), fold(norms.post));
 }
 
@@ -110,14 +121,13 @@ function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatri
   return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post };
 }
 
-/** Values of a layer of `reader` as analysed: whole, or on a residual sample of `width` dimensions. */
-function layerElements(reader: RoleReader, index: number, width: number | null): number {
-  let total = 0;
-  for (const [role] of MODULES) {
-    const shape = reader.map.layers[index]?.[role]?.shape;
-    if (shape) total += width === null ? shape[0] * shape[1] : (shape[0] * shape[1] / Math.max(1, reader.map.dims.hidden)) * width;
+/** Values of the largest layer of `reader` as analysed: whole, or on a residual sample of `width` dimensions. */
+function largestLayerElements(reader: RoleReader, width: number | null): number {
+  let largest = 0;
+  for (let index = 0; index < reader.map.layers.length; index++) {
+    largest = Math.max(largest, MODULES.reduce((total, [role]) => total + roleElements(reader, index, role, width), 0));
   }
-  return total;
+  return largest;
 }
 
 /**
@@ -127,8 +137,8 @@ function layerElements(reader: RoleReader, index: number, width: number | null):
  * Each analyst keeps a layer's analysis form (8 + 4 bytes a value).
  */
 function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { decodeBytes: number; analysisBytes: number } {
-  let largest = 0;
-  for (let index = 0; index < base.map.layers.length; index++) largest = Math.max(largest, layerElements(base, index, width) + layerElements(candidate, index, width));
+  // The architectures were compared equal: both models' largest layer is the same layer.
+  const largest = largestLayerElements(base, width) + largestLayerElements(candidate, width);
   return { decodeBytes: 4 * largest, analysisBytes: 12 * largest };
 }
 
@@ -139,9 +149,7 @@ function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | nul
  * more layer's decodes, read ahead.
  */
 export function analystBytes(reader: RoleReader): number {
-  const width = reader.map.dims.hidden > RESIDUAL_SAMPLE_WIDTH ? RESIDUAL_SAMPLE_WIDTH : null;
-  let largest = 0;
-  for (let index = 0; index < reader.map.layers.length; index++) largest = Math.max(largest, layerElements(reader, index, width));
+  const largest = largestLayerElements(reader, residualSampleWidth(reader.map.dims.hidden));
   return 2 * (2 * 12 * largest) + 2 * 4 * largest;
 }
 
@@ -226,8 +234,7 @@ export function verifyModels(
   const { residual, finalNormFold } = (() => {
     const globals = timed(() => loadGlobals(base, candidate, seed), (s) => (readSeconds += s));
     const aligned: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
-    const fold = globals.candidate.finalNorm && globals.base.finalNorm
-      ? maxAbsLog(ratio(permuteResidualVector(globals.candidate.finalNorm, aligned), globals.base.finalNorm)) : 0;
+    const fold = globals.candidate.finalNorm && globals.base.finalNorm ? normFoldOf(globals.base.finalNorm, globals.candidate.finalNorm, aligned) : 0;
     return { residual: aligned, finalNormFold: fold };
   })();
   // Wide models: every layer is analysed on a sample of the residual dimensions (residual-sample.ts),
@@ -298,7 +305,7 @@ export function verifyModels(
     for (let index = 0; index < layerCount; index++) {
       const job: Job = timed(() => {
         const norms = readNorms(base, candidate, index);
-        normFold = Math.max(normFold, normFoldOf(norms, residual));
+        normFold = Math.max(normFold, layerNormFold(norms, residual));
         const side = (s: 'base' | 'candidate') => ({ input: norms.input[s], post: norms.post[s] });
         return {
           index,
