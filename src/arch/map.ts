@@ -279,7 +279,7 @@ export function mapModel(source: TensorSource): ModelMap {
     tiedEmbeddings = true;
   }
 
-  const withShapes = (ref: RoleRef): RoleRef => ({ ...ref, shape: roleShape(source, ref), dtype: tensorInfo(source, ref.tensor).dtype });
+  const withShapes = (ref: RoleRef): RoleRef => ({ ...ref, shape: roleShape(source, ref) });
   for (const role of Object.keys(global) as GlobalRole[]) global[role] = withShapes(global[role]!);
   for (const layer of layers) for (const role of Object.keys(layer) as LayerRole[]) layer[role] = withShapes(layer[role]!);
 

@@ -42,8 +42,6 @@ export interface RoleRef {
   readonly transposed?: boolean;
   /** (out, in) size of the role as `readRole` returns it; 1-D tensors are (n, 1). Set by mapModel. */
   readonly shape?: readonly [number, number];
-  /** Storage dtype of the tensor. Set by mapModel. */
-  readonly dtype?: string;
 }
 
 export interface ModelDims {

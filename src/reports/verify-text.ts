@@ -32,13 +32,13 @@ function layerList(layers: readonly number[]): string {
   return parts.join(',');
 }
 
-/** The terminal summary of a verify result. */
 /** The sentence that says a wide model's layers were analysed on a residual sample (null when on all dimensions). */
 export function residualSampleNote(r: VerifyResult): string | null {
   const sampled = [...new Set(r.layers.map((l) => l.residualSample).filter((k): k is number => k !== null))];
   return sampled.length > 0 ? `wide model: layers analysed on a seeded sample of ${sampled.join('/')} residual dimensions (a rerun with another --seed samples others)` : null;
 }
 
+/** The terminal summary of a verify result. */
 export function renderVerifyText(r: VerifyResult): string {
   const lines: string[] = [];
   const adapter = r.candidate.adapter ? ' (PEFT adapter merged onto BASE)' : '';
