@@ -41,17 +41,6 @@ export const FRESH_ARRAYS: ArrayAllocator = { float64: (n) => new Float64Array(n
 const ROUNDING_BLOCK = 4096;
 
 /**
- * The grid a weight stored as `dtype` is analysed on (its own, or `roundTo` when the other model
- * is stored coarser; null for integer storage), and the rounding that takes it there, if any.
- */
-export function analysisGrid(dtype: string, roundTo: FloatDType | null): { grid: FloatDType | null; rounding: 'BF16' | 'F16' | null } {
-  return {
-    grid: roundTo ?? (isFloatDType(dtype) ? dtype : null),
-    rounding: roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null,
-  };
-}
-
-/**
  * Values and rounding variance of a stored weight. `roundTo` first rounds it onto a coarser grid
  * (a f32 parent compared with its bf16 child: untouched matrices then match exactly). A NaN or
  * infinity (also one made by rounding) is a BadInputError naming the weight's file and tensor.
@@ -61,7 +50,8 @@ export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null, ar
   const n = w.data.length;
   const values = arrays.float64(n);
   const variance = arrays.float32(n);
-  const { grid, rounding } = analysisGrid(w.dtype, roundTo);
+  const grid = roundTo ?? (isFloatDType(w.dtype) ? w.dtype : null);
+  const rounding = roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null;
   if (!rounding) {
     requireFinite(widenWithVariance(w.data, values, variance, 0, grid), 0, w.data, w, null);
   } else {
@@ -76,9 +66,7 @@ export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null, ar
 }
 
 /** A BadInputError for block[badIndex] (element offset + badIndex of the weight), unless badIndex < 0. */
-export function requireFinite(
-  badIndex: number, offset: number, block: Float32Array, w: { readonly file: string; readonly tensor: string }, roundedTo: FloatDType | null,
-): void {
+function requireFinite(badIndex: number, offset: number, block: Float32Array, w: Weight, roundedTo: FloatDType | null): void {
   if (badIndex < 0) return;
   const how = roundedTo ? ` after rounding to ${roundedTo}` : '';
   throw new BadInputError(`non-finite weight ${block[badIndex]}${how} at element ${offset + badIndex}`, { file: w.file, tensor: w.tensor });
