@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { attentionInvariants, MIN_PROBES, probesFor } from '../src/align/invariants.js';
+import { attentionInvariants, MIN_PROBES, probeNoiseEdge, probesFor } from '../src/align/invariants.js';
+import { svdViaGram } from '../src/linalg/svd.js';
 import type { HeadLayout, LayerWeights } from '../src/align/llama.js';
 import { noisyFromWeight } from '../src/align/noisy.js';
 import { Rng } from '../src/linalg/rng.js';
@@ -108,4 +109,78 @@ test('probesFor: four per unit of rank, at least MIN_PROBES, at most all; the fi
   const few = probesFor(all, 20);
   assert.deepEqual(Array.from(few.data), Array.from(all.data.subarray(0, 80 * 8)));
   assert.equal(probesFor(new Rng(1).gaussianMatrix(40, 8), 0).rows, 40);
+});
+
+/**
+ * The closed-form probe noise floor against the noise it bounds, simulated: per-element rounding
+ * errors (uniform, the stored variances) of V and O in both models, pushed through the probes by
+ * plain loops (GQA expansion written out), largest singular value per draw.
+ */
+describe('probe noise edge', () => {
+  const draws = 6;
+  function simulatedTops(b: LayerWeights, c: LayerWeights, lay: HeadLayout, p: ReturnType<Rng['gaussianMatrix']>): number[] {
+    const rng = new Rng(7);
+    const perGroup = lay.heads / lay.kvHeads, hd = lay.headDim, width = lay.heads * hd;
+    const outputs = b.o.rows, residual = p.cols;
+    const error = (own: LayerWeights['v'], other: LayerWeights['v']) =>
+      Float64Array.from(own.values, (v, e) => (v === other.values[e] ? 0 : (rng.uniform() - 0.5) * Math.sqrt(12 * own.variance[e]!)));
+    const tops: number[] = [];
+    for (let d = 0; d < draws; d++) {
+      const n = new Float64Array(p.rows * outputs);
+      for (const [own, other] of [[b, c], [c, b]] as const) {
+        const ev = error(own.v, other.v), eo = error(own.o, other.o);
+        for (let a = 0; a < p.rows; a++) {
+          // Row a of P W_v^T and of P E_v^T, expanded to the query heads.
+          const value = new Float64Array(width), noise = new Float64Array(width);
+          for (let col = 0; col < width; col++) {
+            const kvRow = Math.floor(Math.floor(col / hd) / perGroup) * hd + (col % hd);
+            for (let j = 0; j < residual; j++) {
+              value[col]! += p.data[a * residual + j]! * own.v.values[kvRow * residual + j]!;
+              noise[col]! += p.data[a * residual + j]! * ev[kvRow * residual + j]!;
+            }
+          }
+          for (let t = 0; t < outputs; t++) {
+            let sum = 0;
+            for (let col = 0; col < width; col++) sum += noise[col]! * own.o.values[t * width + col]! + value[col]! * eo[t * width + col]!;
+            n[a * outputs + t]! += sum;
+          }
+        }
+      }
+      tops.push(svdViaGram({ rows: p.rows, cols: outputs, data: n }, { vectors: false }).s[0]!);
+    }
+    return tops;
+  }
+
+  for (const config of [GQA, MHA]) {
+    const base = randomLlama(config, 5);
+    const b = layerWeights(base);
+    const cases: Array<[string, LlamaState]> = [
+      ['LoRA on V (O identical)', withLoras(base, { v_proj: 4 }, 20)],
+      ['V/O rescaled (every element of both differs)', obfuscate(base, config, ['scale_vo'], 40).state],
+    ];
+    for (const [name, state] of cases) {
+      test(`${config.kvHeads < config.heads ? 'GQA' : 'MHA'}, ${name}: above every simulated draw, within twice the largest`, () => {
+        const c = layerWeights(state);
+        const p = probes(config, 48);
+        const lay = layout(config);
+        const valuesOf = (w: LayerWeights) => {
+          const perGroup = lay.heads / lay.kvHeads, width = lay.heads * lay.headDim;
+          const out = new Float64Array(p.rows * width);
+          for (let a = 0; a < p.rows; a++) {
+            for (let col = 0; col < width; col++) {
+              const kvRow = Math.floor(Math.floor(col / lay.headDim) / perGroup) * lay.headDim + (col % lay.headDim);
+              for (let j = 0; j < p.cols; j++) out[a * width + col]! += p.data[a * p.cols + j]! * w.v.values[kvRow * p.cols + j]!;
+            }
+          }
+          return { rows: p.rows, cols: width, data: out };
+        };
+        const same = { v: b.v.values.every((v, e) => v === c.v.values[e]), o: b.o.values.every((v, e) => v === c.o.values[e]) };
+        const edge = probeNoiseEdge([b, c], [valuesOf(b), valuesOf(c)], same, lay, p);
+        const tops = simulatedTops(b, c, lay, p);
+        const largest = Math.max(...tops);
+        assert.ok(edge > largest, `edge ${edge} vs simulated ${tops.join(', ')}`);
+        assert.ok(edge < 2 * largest, `edge ${edge} vs simulated ${tops.join(', ')}`);
+      });
+    }
+  }
 });

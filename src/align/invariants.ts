@@ -1,6 +1,6 @@
 import type { Matrix } from '../linalg/matrix.js';
-import { matmulTransB } from '../linalg/ops.js';
-import { Rng } from '../linalg/rng.js';
+import { matmul, matmulTransB, rowGram } from '../linalg/ops.js';
+import { symmetricEigenvalues } from '../linalg/eig.js';
 import { svdViaGram } from '../linalg/svd.js';
 import type { HeadLayout, LayerWeights } from './llama.js';
 import { sameValues, type NoisyMatrix } from './noisy.js';
@@ -129,121 +129,133 @@ export function attentionInvariants(base: LayerWeights, candidate: LayerWeights,
   let probeRank = 0;
   if (nonzero) {
     const s = svdViaGram({ rows: yb.rows, cols: yb.cols, data: diff }, { vectors: false }).s;
-    const tau = probeNoiseFloor([base, candidate], values, same, layout, probes);
+    const tau = probeNoiseEdge([base, candidate], values, same, layout, probes);
     while (probeRank < s.length && s[probeRank]! > tau) probeRank++;
   }
   return { qk, vo, probeRank };
 }
 
-/** Independent draws of the rounding noise when setting the probe threshold. */
-const NOISE_DRAWS = 3;
-/** Rows of a noise matrix simulated at a time (the whole matrix is never held). */
-const NOISE_BLOCK_ROWS = 512;
-const TWO_POW_MINUS_32 = 2 ** -32;
+/** Squared norm of every column of m. */
+function columnSquares(m: Matrix): Float64Array {
+  const out = new Float64Array(m.cols);
+  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) out[j]! += m.data[i * m.cols + j]! ** 2;
+  return out;
+}
+
+/** into += A diag(w) Aᵀ (w >= 0): the row Gram of A with its columns weighted. */
+function addWeightedRowGram(into: Float64Array, a: Matrix, weight: Float64Array): void {
+  const scaled = new Float64Array(a.data.length);
+  for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.cols; j++) scaled[i * a.cols + j] = a.data[i * a.cols + j]! * Math.sqrt(weight[j]!);
+  const g = rowGram({ rows: a.rows, cols: a.cols, data: scaled }).data;
+  for (let i = 0; i < into.length; i++) into[i]! += g[i]!;
+}
 
 /**
- * One model's simulated rounding noise of V or O: uniform within each element's rounding
- * interval (variances known per element), on the elements that differ from the other model's
- * (values stored identically in both carry the same rounding error, which cancels in the
- * difference). For V, also the relative error per column of the stored input norm it was folded
- * with, on the columns whose norm weights differ.
+ * W_o with the columns of the query heads of each KV group summed (o x kvHeads*headDim): the
+ * GQA expansion of P E_v^T, times W_o^T, is P E_v^T times this, transposed.
  */
-interface NoiseSource {
-  readonly own: NoisyMatrix;
-  readonly other: NoisyMatrix;
-  /** Relative input-norm error per column (this draw), or null. */
-  readonly columnError: Float64Array | null;
+function groupSummedColumns(o: Matrix, layout: HeadLayout): Matrix {
+  const perGroup = layout.heads / layout.kvHeads, hd = layout.headDim, width = layout.kvHeads * hd;
+  const out = new Float64Array(o.rows * width);
+  for (let t = 0; t < o.rows; t++) {
+    for (let h = 0; h < layout.heads; h++) {
+      const g = Math.floor(h / perGroup);
+      for (let e = 0; e < hd; e++) out[t * width + g * hd + e]! += o.data[t * o.cols + h * hd + e]!;
+    }
+  }
+  return { rows: o.rows, cols: width, data: out };
 }
 
-/** Uniform in [-1/2, 1/2) from one 32-bit draw (the bits read as a signed integer). */
-function centredUniform(rng: Rng): number {
-  return (rng.nextUint32() | 0) * TWO_POW_MINUS_32;
+function largestEigenvalue(m: Float64Array, n: number): number {
+  return n === 0 ? 0 : Math.max(0, symmetricEigenvalues({ rows: n, cols: n, data: m })[0]!);
 }
 
-function normError(rng: Rng, layer: LayerWeights, other: LayerWeights): Float64Array | null {
+/**
+ * Variance of each folded input-norm gain's relative rounding error (it rescales V's column j),
+ * on the columns where the two models' gains differ (an identical gain's error cancels); null
+ * when there are none.
+ */
+function normErrorVariance(layer: LayerWeights, other: LayerWeights): Float64Array | null {
   if (!layer.inputNormVariance) return null;
-  const error = new Float64Array(layer.inputNorm.length);
+  const out = new Float64Array(layer.inputNorm.length);
   let any = false;
-  for (let j = 0; j < error.length; j++) {
+  for (let j = 0; j < out.length; j++) {
     const g = layer.inputNorm[j]!;
     if (g === 0 || g === other.inputNorm[j]) continue;
-    error[j] = (centredUniform(rng) * Math.sqrt(12 * layer.inputNormVariance[j]!)) / Math.abs(g);
+    out[j] = layer.inputNormVariance[j]! / (g * g);
     any = true;
   }
-  return any ? error : null;
-}
-
-/** block[t] += a rounding error of element start + t where own and other differ. */
-function addRoundingNoise(
-  block: Float64Array, own: Float64Array, other: Float64Array, variance: Float32Array, start: number, count: number, rng: Rng,
-): void {
-  for (let t = 0, p = start; t < count; t++, p++) {
-    if (own[p] !== other[p]) block[t]! += centredUniform(rng) * Math.sqrt(12 * variance[p]!);
-  }
-}
-
-/** The folded input norm's relative error per column, on rows r0..r1 of the block. */
-function addColumnError(block: Float64Array, own: Float64Array, error: Float64Array, r0: number, r1: number, cols: number): void {
-  for (let i = r0; i < r1; i++) {
-    const o = (i - r0) * cols, p = i * cols;
-    for (let j = 0; j < cols; j++) block[o + j]! += own[p + j]! * error[j]!;
-  }
+  return any ? out : null;
 }
 
 /**
- * left · (sum of the sources' noise)^T (left: probes x cols of the noise), the noise drawn in row
- * blocks; sources sharing the same right-hand factor are summed before the product (linearity).
+ * The probe outputs' noise floor: the largest singular value the storage rounding alone gives
+ * the change of P W_v^T W_o^T (probes x outputs). To first order that noise is a sum of
+ * independent per-element errors, each model's own, pushed through that model's products:
+ * P E_v^T W_o^T (V's errors, and the folded input norm's, which rescale V's columns) and
+ * P W_v^T E_o^T (O's). Elements stored identically in both models carry the same error, which
+ * cancels in the change. The bound is the bulk edge used for the weight deltas (Bandeira and van
+ * Handel), sqrt(||E N N^T||) + sqrt(||E N^T N||), both second moments in closed form from the
+ * per-element variances: each error source adds a weighted Gram of the factors around it. No
+ * simulation, so no draws to trust; on the zoo and synthetic layers it sits 1.1 to 1.8 times
+ * above the largest of three simulated draws (the bound is tight for white noise, conservative
+ * for noise coloured by W_o and W_v).
  */
-function timesNoise(left: Matrix, sources: readonly NoiseSource[], rng: Rng): Matrix {
-  const { rows, cols } = sources[0]!.own;
-  const out = new Float64Array(left.rows * rows);
-  const block = new Float64Array(Math.min(rows, NOISE_BLOCK_ROWS) * cols);
-  for (let r0 = 0; r0 < rows; r0 += NOISE_BLOCK_ROWS) {
-    const r1 = Math.min(rows, r0 + NOISE_BLOCK_ROWS);
-    block.fill(0);
-    for (const { own, other, columnError } of sources) {
-      addRoundingNoise(block, own.values, other.values, own.variance, r0 * cols, (r1 - r0) * cols, rng);
-      if (columnError) addColumnError(block, own.values, columnError, r0, r1, cols);
-    }
-    const part = matmulTransB(left, { rows: r1 - r0, cols, data: block.subarray(0, (r1 - r0) * cols) });
-    for (let a = 0; a < left.rows; a++) out.set(part.data.subarray(a * (r1 - r0), (a + 1) * (r1 - r0)), a * rows + r0);
-  }
-  return { rows: left.rows, cols: rows, data: out };
-}
-
-/**
- * The probe outputs' noise floor, simulated: each model's storage rounding of V and O pushed
- * through that model's own products to first order, P (E_v W_o + W_v E_o); the largest singular
- * value over a few draws is the threshold. The noise is coloured by W_o and W_v, so no
- * closed-form bulk edge applies. P W_v^T (GQA-expanded, `values`) is the value output's own;
- * noise terms multiplied by the same factor (O or V identical in both models) share one product.
- */
-function probeNoiseFloor(
+export function probeNoiseEdge(
   layers: readonly [LayerWeights, LayerWeights], values: readonly [Matrix, Matrix],
   same: { readonly v: boolean; readonly o: boolean }, layout: HeadLayout, probes: Matrix,
 ): number {
-  const rng = new Rng(20240531);
-  const models = [0, 1] as const;
-  let floor = 0;
-  for (let d = 0; d < NOISE_DRAWS; d++) {
-    const total = new Float64Array(probes.rows * layers[0].o.rows);
-    const vSources = models.map((m): NoiseSource | null => {
-      const [own, other] = [layers[m], layers[1 - m]!];
-      const columnError = normError(rng, own, other);
-      return columnError || !same.v ? { own: own.v, other: other.v, columnError } : null;
-    });
-    const oSources = models.map((m): NoiseSource | null => (same.o ? null : { own: layers[m].o, other: layers[1 - m]!.o, columnError: null }));
-    // V's noise: expand(P E_v^T) W_o^T, one product per distinct W_o.
-    for (const group of same.o ? [[0, 1] as const] : [[0] as const, [1] as const]) {
-      const sources = group.map((m) => vSources[m]).filter((s): s is NoiseSource => s !== null);
-      if (sources.length > 0) addInto(total, matmulTransB(expandGroups(timesNoise(probes, sources, rng), layout), asMatrix(layers[group[0]].o)));
+  const p = probes.rows, outputs = layers[0].o.rows, residual = probes.cols;
+  const left = new Float64Array(p * p), right = new Float64Array(outputs * outputs);
+  const probeSquares = columnSquares(probes);
+  for (const m of [0, 1] as const) {
+    const own = layers[m], other = layers[1 - m]!;
+    const oSummed = groupSummedColumns(asMatrix(own.o), layout);
+    if (!same.v) {
+      // E_v (kv x residual): left += P diag(d) P^T, right += O' diag(g) O'^T.
+      const kvWidth = oSummed.cols, oSquares = columnSquares(oSummed);
+      const d = new Float64Array(residual), g = new Float64Array(kvWidth);
+      const ownValues = own.v.values, otherValues = other.v.values, variance = own.v.variance;
+      for (let i = 0; i < kvWidth; i++) {
+        const weight = oSquares[i]!, row = i * residual;
+        let sum = 0;
+        for (let j = 0; j < residual; j++) {
+          if (ownValues[row + j] === otherValues[row + j]) continue;
+          const s = variance[row + j]!;
+          d[j]! += s * weight;
+          sum += s * probeSquares[j]!;
+        }
+        g[i] = sum;
+      }
+      addWeightedRowGram(left, probes, d);
+      addWeightedRowGram(right, oSummed, g);
     }
-    // O's noise: expand(P W_v^T) E_o^T, one product per distinct W_v.
-    for (const group of same.v ? [[0, 1] as const] : [[0] as const, [1] as const]) {
-      const sources = group.map((m) => oSources[m]).filter((s): s is NoiseSource => s !== null);
-      if (sources.length > 0) addInto(total, timesNoise(values[group[0]], sources, rng));
+    const normError = normErrorVariance(own, other);
+    if (normError) {
+      // One error per column j, along P[:, j] and (O' W_v)[:, j].
+      const q = matmul(oSummed, asMatrix(own.v));
+      const qSquares = columnSquares(q);
+      addWeightedRowGram(left, probes, Float64Array.from(normError, (e, j) => e * qSquares[j]!));
+      addWeightedRowGram(right, q, Float64Array.from(normError, (e, j) => e * probeSquares[j]!));
     }
-    floor = Math.max(floor, svdViaGram({ rows: probes.rows, cols: layers[0].o.rows, data: total }, { vectors: false }).s[0] ?? 0);
+    if (!same.o) {
+      // E_o (outputs x width), through the values P W_v^T: left += V diag(f) V^T; right is diagonal.
+      const vm = values[m], width = vm.cols, valueSquares = columnSquares(vm);
+      const f = new Float64Array(width);
+      const ownValues = own.o.values, otherValues = other.o.values, variance = own.o.variance;
+      for (let t = 0; t < outputs; t++) {
+        let h = 0;
+        for (let c = 0; c < width; c++) {
+          const e = t * width + c;
+          if (ownValues[e] === otherValues[e]) continue;
+          const s = variance[e]!;
+          f[c]! += s;
+          h += s * valueSquares[c]!;
+        }
+        right[t * outputs + t]! += h;
+      }
+      addWeightedRowGram(left, vm, f);
+    }
   }
-  return floor;
+  return Math.sqrt(largestEigenvalue(left, p)) + Math.sqrt(largestEigenvalue(right, outputs));
 }

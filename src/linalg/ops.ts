@@ -127,7 +127,7 @@ export function matVec(a: Matrix, x: ArrayLike<number>): Float64Array {
 }
 
 /** Row-gram X·Xᵀ computed on the upper triangle and mirrored (exactly symmetric). */
-function rowGram(x: Matrix): Matrix {
+export function rowGram(x: Matrix): Matrix {
   const n = x.rows;
   const out = zeros(n, n);
   accumulateProductTransB(x.data, x.data, out.data, n, n, x.cols, true);
