@@ -495,7 +495,10 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
       ...(dense(spectrum) ? [] : [{ k: spectrum.count - 1, from: current }, ...(origin === current ? [] : [{ k: spectrum.count - 1, from: origin }])]),
     ];
     const key = (p: { k: number; from: GaugeState }) => `${p.k}:${p.from === origin ? 'origin' : 'current'}`;
-    const proposal = proposals.find((p) => !tried.has(key(p)));
+    // A trial subspace holding every value above the edge leaves nothing above it to reduce: the
+    // fit there only absorbs noise, so it is not tried (a leftover rescaling among the counted
+    // directions is what the count - 1 trials look for).
+    const proposal = proposals.find((p) => !tried.has(key(p)) && (spectrum.saturated || p.k < spectrum.count));
     if (!proposal) break;
     const { k, from } = proposal;
     tried.add(key(proposal));
