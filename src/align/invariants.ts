@@ -171,6 +171,29 @@ function largestEigenvalue(m: Float64Array, n: number): number {
 }
 
 /**
+ * Weighted sums of the rounding variances of `own` over the elements where it differs from
+ * `other` (an identical element's error cancels in the change): per row, weighted by
+ * `columnWeight`; per column, weighted by `rowWeight` (1 when null).
+ */
+function maskedVarianceSums(own: NoisyMatrix, other: NoisyMatrix, rowWeight: Float64Array | null, columnWeight: Float64Array): { rows: Float64Array; columns: Float64Array } {
+  const { rows: m, cols: n } = own;
+  const rows = new Float64Array(m), columns = new Float64Array(n);
+  const ownValues = own.values, otherValues = other.values, variance = own.variance;
+  for (let i = 0; i < m; i++) {
+    const weight = rowWeight ? rowWeight[i]! : 1, row = i * n;
+    let sum = 0;
+    for (let j = 0; j < n; j++) {
+      if (ownValues[row + j] === otherValues[row + j]) continue;
+      const s = variance[row + j]!;
+      columns[j]! += s * weight;
+      sum += s * columnWeight[j]!;
+    }
+    rows[i] = sum;
+  }
+  return { rows, columns };
+}
+
+/**
  * Variance of each folded input-norm gain's relative rounding error (it rescales V's column j),
  * on the columns where the two models' gains differ (an identical gain's error cancels); null
  * when there are none.
@@ -212,23 +235,10 @@ export function probeNoiseEdge(
     const own = layers[m], other = layers[1 - m]!;
     const oSummed = groupSummedColumns(asMatrix(own.o), layout);
     if (!same.v) {
-      // E_v (kv x residual): left += P diag(d) P^T, right += O' diag(g) O'^T.
-      const kvWidth = oSummed.cols, oSquares = columnSquares(oSummed);
-      const d = new Float64Array(residual), g = new Float64Array(kvWidth);
-      const ownValues = own.v.values, otherValues = other.v.values, variance = own.v.variance;
-      for (let i = 0; i < kvWidth; i++) {
-        const weight = oSquares[i]!, row = i * residual;
-        let sum = 0;
-        for (let j = 0; j < residual; j++) {
-          if (ownValues[row + j] === otherValues[row + j]) continue;
-          const s = variance[row + j]!;
-          d[j]! += s * weight;
-          sum += s * probeSquares[j]!;
-        }
-        g[i] = sum;
-      }
-      addWeightedRowGram(left, probes, d);
-      addWeightedRowGram(right, oSummed, g);
+      // E_v (kv x residual), between P and the group-summed W_o (O'): left += P diag(.) P^T, right += O' diag(.) O'^T.
+      const sums = maskedVarianceSums(own.v, other.v, columnSquares(oSummed), probeSquares);
+      addWeightedRowGram(left, probes, sums.columns);
+      addWeightedRowGram(right, oSummed, sums.rows);
     }
     const normError = normErrorVariance(own, other);
     if (normError) {
@@ -239,22 +249,11 @@ export function probeNoiseEdge(
       addWeightedRowGram(right, q, Float64Array.from(normError, (e, j) => e * probeSquares[j]!));
     }
     if (!same.o) {
-      // E_o (outputs x width), through the values P W_v^T: left += V diag(f) V^T; right is diagonal.
-      const vm = values[m], width = vm.cols, valueSquares = columnSquares(vm);
-      const f = new Float64Array(width);
-      const ownValues = own.o.values, otherValues = other.o.values, variance = own.o.variance;
-      for (let t = 0; t < outputs; t++) {
-        let h = 0;
-        for (let c = 0; c < width; c++) {
-          const e = t * width + c;
-          if (ownValues[e] === otherValues[e]) continue;
-          const s = variance[e]!;
-          f[c]! += s;
-          h += s * valueSquares[c]!;
-        }
-        right[t * outputs + t]! += h;
-      }
-      addWeightedRowGram(left, vm, f);
+      // E_o (outputs x width), after the values P W_v^T: left += V diag(.) V^T; right is diagonal.
+      const vm = values[m];
+      const sums = maskedVarianceSums(own.o, other.o, null, columnSquares(vm));
+      for (let t = 0; t < outputs; t++) right[t * outputs + t]! += sums.rows[t]!;
+      addWeightedRowGram(left, vm, sums.columns);
     }
   }
   return Math.sqrt(largestEigenvalue(left, p)) + Math.sqrt(largestEigenvalue(right, outputs));
