@@ -1,7 +1,7 @@
 /** The residual sample wide layers are analysed on (residual-sample.ts): which dimensions each model is read at. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { residualSample, sampledResidual, tokenSample } from '../src/align/residual-sample.js';
+import { RESIDUAL_RUN, residualSample, sampledResidual, TOKEN_RUN, tokenSample } from '../src/align/residual-sample.js';
 import type { ResidualAlignment } from '../src/align/llama.js';
 import { Rng } from '../src/linalg/rng.js';
 
@@ -42,4 +42,30 @@ test('tokenSample: a fixed number of distinct token rows when the vocabulary is 
   assert.equal(new Set(tokens).size, 4096);
   assert.ok(tokens.every((t, i) => t >= 0 && t < 32000 && (i === 0 || tokens[i - 1]! < t)));
   assert.equal(tokenSample(4096, 1), null);
+});
+
+/** Asserts `sample` is `runs` full runs of `run` consecutive run-aligned indices spread over 0..total-1. */
+function assertRuns(sample: Int32Array, total: number, run: number): void {
+  const perSlot = new Map<number, number>();
+  for (const t of sample) perSlot.set(Math.floor(t / run), (perSlot.get(Math.floor(t / run)) ?? 0) + 1);
+  assert.equal(perSlot.size, sample.length / run);
+  assert.ok([...perSlot.values()].every((n) => n === run));
+  const slots = [...perSlot.keys()].sort((a, b) => a - b);
+  assert.ok(slots[0]! * run < total / 4 && slots[slots.length - 1]! * run > (3 * total) / 4, `runs from ${slots[0]! * run} to ${slots[slots.length - 1]! * run}`);
+  assert.ok(sample.every((t, i) => t < total && (i === 0 || sample[i - 1]! < t)));
+}
+
+test('tokenSample and residualSample: runs of consecutive rows (one read each), spread over the whole range', () => {
+  assertRuns(tokenSample(32000, 1)!, 32000, TOKEN_RUN);
+  assert.notDeepEqual([...tokenSample(32000, 2)!], [...tokenSample(32000, 1)!]);
+  assertRuns(residualSample(4096, 1)!, 4096, RESIDUAL_RUN);
+  // A range that is not a multiple of the run, and one too tight for runs: still distinct, inside.
+  for (const [total, count] of [[5000, 1024], [4099, 4096]] as const) {
+    const odd = tokenSample(total, 3, count)!;
+    assert.equal(new Set(odd).size, count);
+    assert.ok(odd.every((t) => t < total));
+  }
+  const tight = residualSample(255, 1, 250)!;
+  assert.equal(new Set(tight).size, 250);
+  assert.ok(tight.every((t) => t < 255));
 });
