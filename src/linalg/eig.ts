@@ -1,3 +1,4 @@
+import { type EigenKernels, LANE_CHUNK, eigenKernels } from './eig-kernels.js';
 import { type Matrix } from './matrix.js';
 import { euclideanNorm } from './ops.js';
 
@@ -5,7 +6,9 @@ import { euclideanNorm } from './ops.js';
  * Symmetric eigendecomposition: Householder reduction to tridiagonal form, then implicit QL
  * with Wilkinson-type shifts (EISPACK tql2). The orthogonal factor is kept transposed so that
  * each Givens rotation combines two contiguous rows. Eigenvalues are accurate to about
- * eps·‖A‖ in absolute terms.
+ * eps·‖A‖ in absolute terms. The reduction and the leading vectors run on the kernels of
+ * eig-kernels.ts (WebAssembly where available), in one workspace: the matrix and its reflectors
+ * from 0, then a vector of n, then the leading vectors and a stage for the rotation log.
  */
 
 export interface SymmetricEigen {
@@ -31,7 +34,10 @@ export function symmetricEigen(a: Matrix, options: SymmetricEigenOptions = {}): 
   if (a.cols !== n) throw new RangeError(`symmetricEigen needs a square matrix, got ${a.rows}x${a.cols}`);
   const wantVectors = options.vectors ?? true;
   const leading = wantVectors && options.leading !== undefined && options.leading < n ? Math.max(0, options.leading) : null;
-  const work = a.data.slice();
+  const lanes = leading === null ? 0 : Math.ceil(leading / LANE_CHUNK) * LANE_CHUNK;
+  const kernels = eigenKernels(n * n + n + n * lanes + 2 * rotationStage(n));
+  const work = kernels.reserve(n * n + n);
+  work.set(a.data.subarray(0, n * n));
   // Symmetrise exactly: the reduction reads rows, so it must not depend on which triangle is right.
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < i; j++) {
@@ -43,14 +49,14 @@ export function symmetricEigen(a: Matrix, options: SymmetricEigenOptions = {}): 
   const diag = new Float64Array(n);
   const offDiag = new Float64Array(n);
   const tau = new Float64Array(n);
-  tridiagonalize(work, n, diag, offDiag, tau);
+  tridiagonalize(kernels, work, n, diag, offDiag, tau);
   const basisT = wantVectors && leading === null ? accumulateTransposedBasis(work, n, tau) : null;
   const rotations = leading !== null ? new RotationLog() : null;
   implicitQL(diag, offDiag, basisT ?? rotations, n);
 
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => diag[y]! - diag[x]!);
   const values = Float64Array.from(order, (i) => diag[i]!);
-  if (rotations) return { values, vectors: leadingVectors(work, n, tau, rotations, order.slice(0, leading!)) };
+  if (rotations) return { values, vectors: leadingVectors(kernels, n, tau, rotations, order.slice(0, leading!)) };
   if (!basisT) return { values };
   const vectors = new Float64Array(n * n);
   for (let j = 0; j < n; j++) {
@@ -70,8 +76,8 @@ export function symmetricEigenvalues(a: Matrix): Float64Array {
  * reflector of step k in row k, columns k+1.. (leading 1 implied), with tau[k]. Only the upper
  * triangle is read and updated (the trailing block is symmetric): half the work of full rows.
  */
-function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag: Float64Array, tau: Float64Array): void {
-  const p = new Float64Array(n);
+function tridiagonalize(kernels: EigenKernels, w: Float64Array, n: number, diag: Float64Array, offDiag: Float64Array, tau: Float64Array): void {
+  const p = n * n; // the workspace vector after the matrix
   for (let k = 0; k + 2 < n; k++) {
     const row = k * n;
     const alpha = w[row + k + 1]!;
@@ -91,30 +97,15 @@ function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag:
     tau[k] = t;
     offDiag[k] = beta;
     // Trailing block B (rows/cols k+1..): B ← B − v·zᵀ − z·vᵀ with p = t·B·v, z = p − (t/2)(pᵀv)·v.
-    // B·v from the upper triangle: each stored B_ij (j > i) adds to p_i and to p_j.
-    p.fill(0, k + 1, n);
-    for (let i = k + 1; i < n; i++) {
-      const bi = i * n, vi = w[row + i]!;
-      let s = w[bi + i]! * vi;
-      for (let j = i + 1; j < n; j++) {
-        const b = w[bi + j]!;
-        s += b * w[row + j]!;
-        p[j]! += b * vi;
-      }
-      p[i]! += s;
-    }
+    kernels.symvUpper(0, row, p, n, k + 1);
     let pv = 0;
     for (let i = k + 1; i < n; i++) {
-      p[i]! *= t;
-      pv += p[i]! * w[row + i]!;
+      w[p + i]! *= t;
+      pv += w[p + i]! * w[row + i]!;
     }
     const half = 0.5 * t * pv;
-    for (let i = k + 1; i < n; i++) p[i]! -= half * w[row + i]!;
-    for (let i = k + 1; i < n; i++) {
-      const bi = i * n;
-      const vi = w[row + i]!, zi = p[i]!;
-      for (let j = i; j < n; j++) w[bi + j]! -= vi * p[j]! + zi * w[row + j]!;
-    }
+    for (let i = k + 1; i < n; i++) w[p + i]! -= half * w[row + i]!;
+    kernels.rank2Upper(0, row, p, n, k + 1);
   }
   if (n >= 2) {
     diag[n - 2] = w[(n - 2) * n + n - 2]!;
@@ -153,31 +144,44 @@ function accumulateTransposedBasis(w: Float64Array, n: number, tau: Float64Array
 
 const MAX_QL_ITERATIONS = 60;
 
+/** a, or a copy twice as long when it has no room for `needed` entries. */
+function withRoom<T extends Int32Array | Float64Array>(a: T, needed: number, make: (length: number) => T): T {
+  if (needed <= a.length) return a;
+  const out = make(Math.max(needed, 2 * a.length));
+  out.set(a);
+  return out;
+}
+
 /**
- * The plane rotations of implicitQL in order: rotation t mixes rows at[t] and at[t] + 1 of the
- * basis as (row_i, row_i+1) ← (c·row_i − s·row_i+1, s·row_i + c·row_i+1).
+ * The plane rotations of implicitQL in order, by sweep: a sweep (l, m) mixes rows i and i + 1 of
+ * the basis for i = m−1 down to l, as (row_i, row_i+1) ← (c·row_i − s·row_i+1, s·row_i + c·row_i+1).
  */
 class RotationLog {
-  at = new Int32Array(1024);
   c = new Float64Array(1024);
   s = new Float64Array(1024);
   count = 0;
+  /** Per sweep: l, m and the index of its first rotation. */
+  sweeps = new Int32Array(3 * 64);
+  sweepCount = 0;
 
-  add(i: number, c: number, s: number): void {
-    if (this.count === this.at.length) {
-      const grow = <T extends Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
-        const out = make(2 * a.length);
-        out.set(a);
-        return out;
-      };
-      this.at = grow(this.at, (n) => new Int32Array(n));
-      this.c = grow(this.c, (n) => new Float64Array(n));
-      this.s = grow(this.s, (n) => new Float64Array(n));
+  beginSweep(l: number, m: number): void {
+    this.sweeps = withRoom(this.sweeps, 3 * this.sweepCount + 3, (n) => new Int32Array(n));
+    this.sweeps.set([l, m, this.count], 3 * this.sweepCount++);
+  }
+
+  add(c: number, s: number): void {
+    if (this.count === this.c.length) {
+      this.c = withRoom(this.c, this.count + 1, (n) => new Float64Array(n));
+      this.s = withRoom(this.s, this.count + 1, (n) => new Float64Array(n));
     }
-    this.at[this.count] = i;
     this.c[this.count] = c;
     this.s[this.count++] = s;
   }
+}
+
+/** Rotations staged in the workspace at a time: at least one sweep (up to n − 1). */
+function rotationStage(n: number): number {
+  return Math.max(n, 1 << 16);
 }
 
 /**
@@ -185,38 +189,44 @@ class RotationLog {
  * rotations): row r is e_rᵀ·Z·Qᵀ, so e_r takes the rotations transposed in reverse order, then
  * the reflectors H_k (Q = H_0···H_{n−3}) from the last. Returns n×rows.length, column q for rows[q].
  */
-function leadingVectors(w: Float64Array, n: number, tau: Float64Array, log: RotationLog, rows: readonly number[]): Matrix {
+function leadingVectors(kernels: EigenKernels, n: number, tau: Float64Array, log: RotationLog, rows: readonly number[]): Matrix {
   const k = rows.length;
-  const x = new Float64Array(n * k); // entry-major: the two entries a rotation mixes are contiguous rows
-  rows.forEach((r, q) => (x[r * k + q] = 1));
-  for (let t = log.count - 1; t >= 0; t--) {
-    const c = log.c[t]!, s = log.s[t]!, ri = log.at[t]! * k, rj = ri + k;
-    for (let q = 0; q < k; q++) {
-      const xi = x[ri + q]!, xj = x[rj + q]!;
-      x[ri + q] = c * xi + s * xj;
-      x[rj + q] = c * xj - s * xi;
+  const lanes = Math.ceil(k / LANE_CHUNK) * LANE_CHUNK; // the padding lanes stay zero
+  const stage = rotationStage(n);
+  // Entry-major: the two entries a rotation mixes are contiguous rows.
+  const x = n * n + n, c = x + n * lanes, s = c + stage;
+  const work = kernels.reserve(s + stage);
+  work.fill(0, x, x + n * lanes);
+  rows.forEach((r, q) => (work[x + r * lanes + q] = 1));
+  const sweeps = log.sweeps;
+  // Replay from the last sweep, staging as many whole sweeps as fit at a time.
+  for (let last = log.sweepCount - 1, end = log.count; last >= 0;) {
+    let first = last;
+    while (first > 0 && end - sweeps[3 * (first - 1) + 2]! <= stage) first--;
+    const begin = sweeps[3 * first + 2]!;
+    work.set(log.c.subarray(begin, end), c);
+    work.set(log.s.subarray(begin, end), s);
+    for (let sweep = last; sweep >= first; sweep--) {
+      const l = sweeps[3 * sweep]!, m = sweeps[3 * sweep + 1]!;
+      const forL = sweeps[3 * sweep + 2]! - begin + m - 1 - l; // logged last
+      kernels.rotateSweep(x, lanes, c + forL, s + forL, l, m);
     }
+    last = first - 1;
+    end = begin;
   }
-  const dots = new Float64Array(k);
   for (let r = n - 3; r >= 0; r--) {
-    const t = tau[r]!;
-    if (t === 0) continue;
-    const v = r * n; // v[r+1] = 1 stored explicitly
-    dots.fill(0);
-    for (let i = r + 1; i < n; i++) {
-      const vi = w[v + i]!, o = i * k;
-      for (let q = 0; q < k; q++) dots[q]! += vi * x[o + q]!;
-    }
-    for (let i = r + 1; i < n; i++) {
-      const f = t * w[v + i]!, o = i * k;
-      for (let q = 0; q < k; q++) x[o + q]! -= f * dots[q]!;
-    }
+    // v[r+1] = 1 is stored explicitly in row r of the reduced matrix.
+    if (tau[r] !== 0) kernels.reflect(x, lanes, r * n, tau[r]!, r + 1, n);
   }
-  return { rows: n, cols: k, data: x };
+  const vectors = new Float64Array(n * k);
+  for (let i = 0; i < n; i++) vectors.set(work.subarray(x + i * lanes, x + i * lanes + k), i * k);
+  return { rows: n, cols: k, data: vectors };
 }
 
 /** EISPACK tql2 on (d, e); rotations applied to rows of basisT, or logged, when given. */
 function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | RotationLog | null, n: number): void {
+  const log = basisT instanceof RotationLog ? basisT : null;
+  const basis = basisT instanceof RotationLog ? null : basisT;
   let shiftTotal = 0;
   let scale = 0;
   const eps = Number.EPSILON;
@@ -242,6 +252,7 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | Rot
         let c = 1, c2 = 1, c3 = 1;
         const el1 = e[l + 1]!;
         let s = 0, s2 = 0;
+        log?.beginSweep(l, m);
         for (let i = m - 1; i >= l; i--) {
           c3 = c2;
           c2 = c;
@@ -254,13 +265,13 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | Rot
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          if (basisT instanceof RotationLog) basisT.add(i, c, s);
-          else if (basisT) {
+          log?.add(c, s);
+          if (basis) {
             const ri = i * n, rj = ri + n;
             for (let k = 0; k < n; k++) {
-              const x = basisT[rj + k]!, y = basisT[ri + k]!;
-              basisT[rj + k] = s * y + c * x;
-              basisT[ri + k] = c * y - s * x;
+              const x = basis[rj + k]!, y = basis[ri + k]!;
+              basis[rj + k] = s * y + c * x;
+              basis[ri + k] = c * y - s * x;
             }
           }
         }
