@@ -223,6 +223,12 @@ function leadingVectors(kernels: EigenKernels, n: number, tau: Float64Array, log
   return { rows: n, cols: k, data: vectors };
 }
 
+/** √(a² + b²): Math.hypot's scaling costs several times the whole QL step, so only where the squares leave the safe range. */
+function hypot(a: number, b: number): number {
+  const squares = a * a + b * b;
+  return squares > 1e-300 && squares < 1e300 ? Math.sqrt(squares) : Math.hypot(a, b);
+}
+
 /** EISPACK tql2 on (d, e); rotations applied to rows of basisT, or logged, when given. */
 function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | RotationLog | null, n: number): void {
   const log = basisT instanceof RotationLog ? basisT : null;
@@ -240,7 +246,7 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | Rot
         if (++iterations > MAX_QL_ITERATIONS) throw new Error('symmetricEigen: QL iteration did not converge');
         let g = d[l]!;
         let p = (d[l + 1]! - g) / (2 * e[l]!);
-        let r = Math.hypot(p, 1);
+        let r = hypot(p, 1);
         if (p < 0) r = -r;
         d[l] = e[l]! / (p + r);
         d[l + 1] = e[l]! * (p + r);
@@ -259,7 +265,7 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | Rot
           s2 = s;
           g = c * e[i]!;
           h = c * p;
-          r = Math.hypot(p, e[i]!);
+          r = hypot(p, e[i]!);
           e[i + 1] = s * r;
           s = e[i]! / r;
           c = p / r;
