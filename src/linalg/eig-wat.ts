@@ -156,27 +156,28 @@ function rank2Upper(): string {
   );
 }
 
-const CHUNK_REGISTERS = LANE_CHUNK / 2;
-const registers = (prefix: string) => Array.from({ length: CHUNK_REGISTERS }, (_, r) => `${prefix}${r}`);
+const PANEL_REGISTERS = LANE_CHUNK / 2;
+const PANEL_ROW_BYTES = 8 * LANE_CHUNK;
+const registers = (prefix: string) => Array.from({ length: PANEL_REGISTERS }, (_, r) => `${prefix}${r}`);
 
-/** `chunk` for each chunk of lanes, at byte offset $q in a row of $lanes floats ($stride bytes). */
-function forEachChunk(chunk: string): string {
+/** `body` for each of the $panels panels of $n rows from $x, with $panel pointing at the panel. */
+function forEachPanel(body: string): string {
   return `
-    ${set('q', int(0))}
-    ${set('stride', bytes(get('lanes')))}
-    ${whileLoop('chunks', `(i32.lt_u ${get('q')} ${get('stride')})`, `${chunk}
-      ${set('q', plus(get('q'), int(16 * CHUNK_REGISTERS)))}`)}`;
+    ${set('panel', get('x'))}
+    ${set('panelsEnd', plus(get('x'), times(get('panels'), times(get('n'), int(PANEL_ROW_BYTES)))))}
+    ${whileLoop('panels', `(i32.lt_u ${get('panel')} ${get('panelsEnd')})`, `${body}
+      ${set('panel', plus(get('panel'), times(get('n'), int(PANEL_ROW_BYTES))))}`)}`;
 }
 
 /**
- * One QL sweep replayed on rows l..m of x, the rotation for i read 8·(i − l) bytes before c and s
+ * One QL sweep replayed on rows l..m, the rotation for i read 8·(i − l) bytes before c and s
  * (the log runs from i = m−1 down). Row i+1 after rotation i is the row rotation i+1 mixes, so it
  * stays in registers: one load and one store per row.
  */
 function rotateSweep(): string {
   const carry = registers('carry'), next = registers('next');
-  const chunk = `
-    ${set('row', plus(plus(get('x'), times(get('l'), get('stride'))), get('q')))}
+  const panel = `
+    ${set('row', plus(get('panel'), times(get('l'), int(PANEL_ROW_BYTES))))}
     ${carry.map((c, r) => set(c, v128(plus(get('row'), int(16 * r))))).join('\n')}
     ${set('cp', get('c'))}
     ${set('sp', get('s'))}
@@ -184,7 +185,7 @@ function rotateSweep(): string {
     ${whileLoop('sweep', `(i32.lt_u ${get('i')} ${get('m')})`, `
       ${set('cc', `(v128.load64_splat ${get('cp')})`)}
       ${set('ss', `(v128.load64_splat ${get('sp')})`)}
-      ${set('nextRow', plus(get('row'), get('stride')))}
+      ${set('nextRow', plus(get('row'), int(PANEL_ROW_BYTES)))}
       ${next.map((x, r) => set(x, v128(plus(get('nextRow'), int(16 * r))))).join('\n')}
       ${carry.map((c, r) => storeV128(plus(get('row'), int(16 * r)), mulAdd('f64x2', `(f64x2.mul ${get('cc')} ${get(c)})`, get('ss'), get(next[r]!)))).join('\n')}
       ${carry.map((c, r) => set(c, `(f64x2.sub (f64x2.mul ${get('cc')} ${get(next[r]!)}) (f64x2.mul ${get('ss')} ${get(c)}))`)).join('\n')}
@@ -195,28 +196,25 @@ function rotateSweep(): string {
     ${carry.map((c, r) => storeV128(plus(get('row'), int(16 * r)), get(c))).join('\n')}`;
   return func(
     'rotate_sweep',
-    ['x i32', 'lanes i32', 'c i32', 's i32', 'l i32', 'm i32'],
-    ['i i32', 'q i32', 'stride i32', 'row i32', 'nextRow i32', 'cp i32', 'sp i32', 'cc v128', 'ss v128',
+    ['x i32', 'panels i32', 'n i32', 'c i32', 's i32', 'l i32', 'm i32'],
+    ['i i32', 'panel i32', 'panelsEnd i32', 'row i32', 'nextRow i32', 'cp i32', 'sp i32', 'cc v128', 'ss v128',
       ...carry.map((c) => `${c} v128`), ...next.map((x) => `${x} v128`)],
-    forEachChunk(chunk),
+    forEachPanel(panel),
   );
 }
 
-/**
- * Rows from..n−1 of x (as in rotate_sweep) ← (I − t·v·vᵀ)·x, v read from v[from..n): per chunk
- * of lanes, the dots vᵀx in registers, then the update.
- */
+/** Rows from..n−1 ← (I − t·v·vᵀ)·rows: per panel, the dots vᵀx in registers, then the update. */
 function reflect(): string {
   const acc = registers('acc');
   const rowsOf = (label: string, body: string) => `
     ${set('i', get('from'))}
-    ${set('row', plus(plus(get('x'), times(get('from'), get('stride'))), get('q')))}
+    ${set('row', plus(get('panel'), times(get('from'), int(PANEL_ROW_BYTES))))}
     ${whileLoop(label, `(i32.lt_u ${get('i')} ${get('n')})`, `
       ${set('vi', `(v128.load64_splat ${plus(get('v'), bytes(get('i')))})`)}
       ${body}
-      ${set('row', plus(get('row'), get('stride')))}
+      ${set('row', plus(get('row'), int(PANEL_ROW_BYTES)))}
       ${set('i', plus(get('i'), int(1)))}`)}`;
-  const chunk = `
+  const panel = `
     ${acc.map((a) => set(a, zero2)).join('\n')}
     ${rowsOf('dots', acc.map((a, r) => set(a, mulAdd('f64x2', get(a), get('vi'), v128(plus(get('row'), int(16 * r)))))).join('\n'))}
     ${acc.map((a) => set(a, `(f64x2.mul ${get(a)} ${get('tt')})`)).join('\n')}
@@ -226,9 +224,9 @@ function reflect(): string {
     }).join('\n'))}`;
   return func(
     'reflect',
-    ['x i32', 'lanes i32', 'v i32', 't f64', 'from i32', 'n i32'],
-    ['i i32', 'q i32', 'stride i32', 'row i32', 'vi v128', 'tt v128', ...acc.map((a) => `${a} v128`)],
-    `${set('tt', `(f64x2.splat ${get('t')})`)} ${forEachChunk(chunk)}`,
+    ['x i32', 'panels i32', 'n i32', 'v i32', 't f64', 'from i32'],
+    ['i i32', 'panel i32', 'panelsEnd i32', 'row i32', 'vi v128', 'tt v128', ...acc.map((a) => `${a} v128`)],
+    `${set('tt', `(f64x2.splat ${get('t')})`)} ${forEachPanel(panel)}`,
   );
 }
 

@@ -4,11 +4,11 @@ import { euclideanNorm } from './ops.js';
 
 /*
  * Symmetric eigendecomposition: Householder reduction to tridiagonal form, then implicit QL
- * with Wilkinson-type shifts (EISPACK tql2). The orthogonal factor is kept transposed so that
- * each Givens rotation combines two contiguous rows. Eigenvalues are accurate to about
- * eps·‖A‖ in absolute terms. The reduction and the leading vectors run on the kernels of
- * eig-kernels.ts (WebAssembly where available), in one workspace: the matrix and its reflectors
- * from 0, then a vector of n, then the leading vectors and a stage for the rotation log.
+ * with Wilkinson-type shifts (EISPACK tql2), whose rotations are logged, then replayed with
+ * the reflectors on the wanted eigenvectors alone. Eigenvalues are accurate to about eps·‖A‖ in
+ * absolute terms. The reduction and the vectors run on the kernels of eig-kernels.ts
+ * (WebAssembly where available), in one workspace: the matrix and its reflectors from 0, then a
+ * vector of n, then the eigenvectors and a stage for the rotation log.
  */
 
 export interface SymmetricEigen {
@@ -22,9 +22,8 @@ export interface SymmetricEigenOptions {
   /** Compute eigenvectors (default true). */
   readonly vectors?: boolean;
   /**
-   * Only the eigenvectors of the `leading` largest values (all values are still computed): QL's
-   * rotations are recorded and replayed on those vectors alone, then the reflectors applied to
-   * them, O(n²·leading) instead of the O(n³) accumulation of the whole basis.
+   * Only the eigenvectors of the `leading` largest values (all values are still computed):
+   * O(n²·leading) for them instead of O(n³) for the whole basis.
    */
   readonly leading?: number;
 }
@@ -33,9 +32,8 @@ export function symmetricEigen(a: Matrix, options: SymmetricEigenOptions = {}): 
   const n = a.rows;
   if (a.cols !== n) throw new RangeError(`symmetricEigen needs a square matrix, got ${a.rows}x${a.cols}`);
   const wantVectors = options.vectors ?? true;
-  const leading = wantVectors && options.leading !== undefined && options.leading < n ? Math.max(0, options.leading) : null;
-  const lanes = leading === null ? 0 : Math.ceil(leading / LANE_CHUNK) * LANE_CHUNK;
-  const kernels = eigenKernels(n * n + n + n * lanes + 2 * rotationStage(n));
+  const vectorCount = !wantVectors ? 0 : options.leading !== undefined && options.leading < n ? Math.max(0, options.leading) : n;
+  const kernels = eigenKernels(n * n + n + Math.ceil(vectorCount / LANE_CHUNK) * LANE_CHUNK * n + 2 * rotationStage(n));
   const work = kernels.reserve(n * n + n);
   work.set(a.data.subarray(0, n * n));
   // Symmetrise exactly: the reduction reads rows, so it must not depend on which triangle is right.
@@ -50,20 +48,13 @@ export function symmetricEigen(a: Matrix, options: SymmetricEigenOptions = {}): 
   const offDiag = new Float64Array(n);
   const tau = new Float64Array(n);
   tridiagonalize(kernels, work, n, diag, offDiag, tau);
-  const basisT = wantVectors && leading === null ? accumulateTransposedBasis(work, n, tau) : null;
-  const rotations = leading !== null ? new RotationLog() : null;
-  implicitQL(diag, offDiag, basisT ?? rotations, n);
+  const rotations = wantVectors ? new RotationLog() : null;
+  implicitQL(diag, offDiag, rotations, n);
 
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => diag[y]! - diag[x]!);
   const values = Float64Array.from(order, (i) => diag[i]!);
-  if (rotations) return { values, vectors: leadingVectors(kernels, n, tau, rotations, order.slice(0, leading!)) };
-  if (!basisT) return { values };
-  const vectors = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    const row = order[j]! * n;
-    for (let i = 0; i < n; i++) vectors[i * n + j] = basisT[row + i]!;
-  }
-  return { values, vectors: { rows: n, cols: n, data: vectors } };
+  if (!rotations) return { values };
+  return { values, vectors: eigenvectors(kernels, n, tau, rotations, order.slice(0, vectorCount)) };
 }
 
 /** Eigenvalues only, sorted descending. */
@@ -115,33 +106,6 @@ function tridiagonalize(kernels: EigenKernels, w: Float64Array, n: number, diag:
   offDiag[n - 1] = 0;
 }
 
-/** Qᵀ (row i = column i of Q) from the reflectors, accumulated backwards. */
-function accumulateTransposedBasis(w: Float64Array, n: number, tau: Float64Array): Float64Array {
-  // Backward accumulation gives Q = H_0···H_{n−3} row-major; its transpose is what QL rotates.
-  const q = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) q[i * n + i] = 1;
-  const combo = new Float64Array(n);
-  for (let k = n - 3; k >= 0; k--) {
-    const t = tau[k]!;
-    if (t === 0) continue;
-    const v = k * n; // v[k+1] = 1 stored explicitly
-    combo.fill(0, k + 1, n);
-    for (let r = k + 1; r < n; r++) {
-      const vr = w[v + r]!;
-      const qr = r * n;
-      for (let c = k + 1; c < n; c++) combo[c]! += vr * q[qr + c]!;
-    }
-    for (let r = k + 1; r < n; r++) {
-      const f = t * w[v + r]!;
-      const qr = r * n;
-      for (let c = k + 1; c < n; c++) q[qr + c]! -= f * combo[c]!;
-    }
-  }
-  const qt = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) qt[j * n + i] = q[i * n + j]!;
-  return qt;
-}
-
 const MAX_QL_ITERATIONS = 60;
 
 /** a, or a copy twice as long when it has no room for `needed` entries. */
@@ -189,15 +153,15 @@ function rotationStage(n: number): number {
  * rotations): row r is e_rᵀ·Z·Qᵀ, so e_r takes the rotations transposed in reverse order, then
  * the reflectors H_k (Q = H_0···H_{n−3}) from the last. Returns n×rows.length, column q for rows[q].
  */
-function leadingVectors(kernels: EigenKernels, n: number, tau: Float64Array, log: RotationLog, rows: readonly number[]): Matrix {
+function eigenvectors(kernels: EigenKernels, n: number, tau: Float64Array, log: RotationLog, rows: readonly number[]): Matrix {
   const k = rows.length;
-  const lanes = Math.ceil(k / LANE_CHUNK) * LANE_CHUNK; // the padding lanes stay zero
-  const stage = rotationStage(n);
-  // Entry-major: the two entries a rotation mixes are contiguous rows.
-  const x = n * n + n, c = x + n * lanes, s = c + stage;
+  const panels = Math.ceil(k / LANE_CHUNK); // the padding lanes stay zero
+  const stage = Math.min(rotationStage(n), log.count);
+  const x = n * n + n, c = x + panels * n * LANE_CHUNK, s = c + stage;
+  const at = (i: number, q: number) => x + (Math.floor(q / LANE_CHUNK) * n + i) * LANE_CHUNK + (q % LANE_CHUNK);
   const work = kernels.reserve(s + stage);
-  work.fill(0, x, x + n * lanes);
-  rows.forEach((r, q) => (work[x + r * lanes + q] = 1));
+  work.fill(0, x, c);
+  rows.forEach((r, q) => (work[at(r, q)] = 1));
   const sweeps = log.sweeps;
   // Replay from the last sweep, staging as many whole sweeps as fit at a time.
   for (let last = log.sweepCount - 1, end = log.count; last >= 0;) {
@@ -209,17 +173,17 @@ function leadingVectors(kernels: EigenKernels, n: number, tau: Float64Array, log
     for (let sweep = last; sweep >= first; sweep--) {
       const l = sweeps[3 * sweep]!, m = sweeps[3 * sweep + 1]!;
       const forL = sweeps[3 * sweep + 2]! - begin + m - 1 - l; // logged last
-      kernels.rotateSweep(x, lanes, c + forL, s + forL, l, m);
+      kernels.rotateSweep(x, panels, n, c + forL, s + forL, l, m);
     }
     last = first - 1;
     end = begin;
   }
   for (let r = n - 3; r >= 0; r--) {
     // v[r+1] = 1 is stored explicitly in row r of the reduced matrix.
-    if (tau[r] !== 0) kernels.reflect(x, lanes, r * n, tau[r]!, r + 1, n);
+    if (tau[r] !== 0) kernels.reflect(x, panels, n, r * n, tau[r]!, r + 1);
   }
   const vectors = new Float64Array(n * k);
-  for (let i = 0; i < n; i++) vectors.set(work.subarray(x + i * lanes, x + i * lanes + k), i * k);
+  for (let i = 0; i < n; i++) for (let q = 0; q < k; q++) vectors[i * k + q] = work[at(i, q)]!;
   return { rows: n, cols: k, data: vectors };
 }
 
@@ -229,10 +193,8 @@ function hypot(a: number, b: number): number {
   return squares > 1e-300 && squares < 1e300 ? Math.sqrt(squares) : Math.hypot(a, b);
 }
 
-/** EISPACK tql2 on (d, e); rotations applied to rows of basisT, or logged, when given. */
-function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | RotationLog | null, n: number): void {
-  const log = basisT instanceof RotationLog ? basisT : null;
-  const basis = basisT instanceof RotationLog ? null : basisT;
+/** EISPACK tql2 on (d, e); rotations logged when a log is given. */
+function implicitQL(d: Float64Array, e: Float64Array, log: RotationLog | null, n: number): void {
   let shiftTotal = 0;
   let scale = 0;
   const eps = Number.EPSILON;
@@ -272,14 +234,6 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | Rot
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
           log?.add(c, s);
-          if (basis) {
-            const ri = i * n, rj = ri + n;
-            for (let k = 0; k < n; k++) {
-              const x = basis[rj + k]!, y = basis[ri + k]!;
-              basis[rj + k] = s * y + c * x;
-              basis[ri + k] = c * y - s * x;
-            }
-          }
         }
         p = (-s * s2 * c3 * el1 * e[l]!) / dl1;
         e[l] = s * p;
