@@ -42,8 +42,6 @@ export function eigenKernels(length: number): EigenKernels {
   return new JsEigenKernels();
 }
 
-type Pointers<F> = F extends (...args: infer A) => void ? (...args: { [K in keyof A]: number }) => void : never;
-
 let wasmKernels: EigenKernels | null | undefined;
 
 function loadWasm(): EigenKernels | null {
@@ -51,10 +49,10 @@ function loadWasm(): EigenKernels | null {
   const exports = instantiateWasm(EIG_WASM_BASE64);
   if (!exports) return (wasmKernels = null);
   const memory = exports['memory'] as WebAssembly.Memory;
-  const symv = exports['symv_upper'] as Pointers<EigenKernels['symvUpper']>;
-  const rank2 = exports['rank2_upper'] as Pointers<EigenKernels['rank2Upper']>;
-  const rotate = exports['rotate_sweep'] as Pointers<EigenKernels['rotateSweep']>;
-  const reflect = exports['reflect'] as Pointers<EigenKernels['reflect']>;
+  const symv = exports['symv_upper'] as EigenKernels['symvUpper'];
+  const rank2 = exports['rank2_upper'] as EigenKernels['rank2Upper'];
+  const rotate = exports['rotate_sweep'] as EigenKernels['rotateSweep'];
+  const reflect = exports['reflect'] as EigenKernels['reflect'];
   wasmKernels = {
     reserve(length) {
       const have = memory.buffer.byteLength;

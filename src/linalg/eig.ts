@@ -187,7 +187,7 @@ function eigenvectors(kernels: EigenKernels, n: number, tau: Float64Array, log: 
   return { rows: n, cols: k, data: vectors };
 }
 
-/** √(a² + b²): Math.hypot's scaling costs several times the whole QL step, so only where the squares leave the safe range. */
+/** √(a² + b²); Math.hypot, whose scaling took over half of QL's time, only where the squares over- or underflow. */
 function hypot(a: number, b: number): number {
   const squares = a * a + b * b;
   return squares > 1e-300 && squares < 1e300 ? Math.sqrt(squares) : Math.hypot(a, b);
