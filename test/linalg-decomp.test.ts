@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { compileEig } from '../scripts/build-gemm-wasm.js';
 import { Rng } from '../src/linalg/rng.js';
-import { diagonal, fromRows, zeros } from '../src/linalg/matrix.js';
-import { add, matmul, matmulTransA, matmulTransB, sub, frobeniusNorm, transpose } from '../src/linalg/ops.js';
+import { type Matrix, diagonal, fromRows, zeros } from '../src/linalg/matrix.js';
+import { EIG_WASM_BASE64 } from '../src/linalg/eig-wasm.js';
+import { add, gram, matmul, matmulTransA, matmulTransB, sub, frobeniusNorm, transpose } from '../src/linalg/ops.js';
 import { orthonormalize, orthonormalizeTall, qr, qrPivoted } from '../src/linalg/qr.js';
 import { symmetricEigen, symmetricEigenvalues } from '../src/linalg/eig.js';
 import { randomizedSvd, singularValues, svd, svdViaGram, topSingularValue } from '../src/linalg/svd.js';
-import { geometric, maxAbsDiff, orthonormalityError, randomOrthonormal, withSpectrum } from './linalg-helpers.js';
+import { bothPaths, geometric, maxAbsDiff, orthonormalityError, randomOrthonormal, withSpectrum } from './linalg-helpers.js';
 
 test('QR reconstructs tall and wide matrices with orthonormal Q', () => {
   const rng = new Rng(10);
@@ -101,6 +103,101 @@ test('symmetric eigen with leading vectors: the same values, the same leading ve
       assert.ok(Math.abs(Math.abs(dot) - 1) < 1e-12, `vector ${q} of ${n}`);
     }
     assert.ok(orthonormalityError(top.vectors!) < 1e-12);
+  }
+});
+
+test('committed eigen WebAssembly bytes are the compilation of eig-wat.ts (npm run build:wasm)', async () => {
+  assert.equal(Buffer.from(await compileEig()).toString('base64'), EIG_WASM_BASE64);
+});
+
+/** V·diag(spectrum)·Vᵀ for a random orthonormal V, with V. */
+function withEigenpairs(rng: Rng, spectrum: readonly number[]): { a: Matrix; v: Matrix } {
+  const v = randomOrthonormal(rng, spectrum.length, spectrum.length);
+  return { a: matmulTransB(matmul(v, diagonal(spectrum)), v), v };
+}
+
+function assertValuesClose(actual: Float64Array, expected: ArrayLike<number>, tolerance: number, label: string): void {
+  assert.equal(actual.length, expected.length, label);
+  for (let i = 0; i < actual.length; i++) assert.ok(Math.abs(actual[i]! - expected[i]!) <= tolerance, `${label}: value ${i}, ${actual[i]} vs ${expected[i]}`);
+}
+
+/** Column q of x (n×k) against column `of` of y (n×cols): equal up to sign. */
+function assertSameVectors(x: Matrix, y: Matrix, tolerance: number, label: string): void {
+  for (let q = 0; q < x.cols; q++) {
+    let dot = 0;
+    for (let i = 0; i < x.rows; i++) dot += x.data[i * x.cols + q]! * y.data[i * y.cols + q]!;
+    for (let i = 0; i < x.rows; i++) {
+      const gap = Math.abs(x.data[i * x.cols + q]! - Math.sign(dot) * y.data[i * y.cols + q]!);
+      assert.ok(gap <= tolerance, `${label}: vector ${q}, entry ${i} differs by ${gap}`);
+    }
+  }
+}
+
+test('symmetric eigen: the WebAssembly and JavaScript kernels give the same values and leading vectors', () => {
+  const rng = new Rng(15);
+  const cases: Array<[string, Matrix]> = [];
+  for (const n of [1, 2, 3, 8, 9, 127, 256]) cases.push([`Gram ${n}`, gram(rng.gaussianMatrix(n + 3, n)).matrix]);
+  const a = rng.gaussianMatrix(127, 127);
+  cases.push(['indefinite 127', add(a, transpose(a))]);
+  for (const [label, a] of cases) {
+    const n = a.rows;
+    let norm = 0;
+    for (const x of a.data) norm = Math.max(norm, Math.abs(x) * n); // bounds ‖A‖₂
+    const [jsValues, wasmValues] = bothPaths(() => symmetricEigen(a, { vectors: false }).values);
+    assertValuesClose(wasmValues, jsValues, 1e-12 * norm, `${label}, values only`);
+    for (const leading of [...new Set([0, 1, 5, 24, 64].filter((k) => k < n)), undefined]) {
+      const [js, wasm] = bothPaths(() => symmetricEigen(a, leading === undefined ? {} : { leading }));
+      const what = `${label}, ${leading === undefined ? 'all vectors' : `leading ${leading}`}`;
+      assertValuesClose(wasm.values, js.values, 1e-12 * norm, what);
+      assert.deepEqual([wasm.vectors!.rows, wasm.vectors!.cols], [n, leading ?? n]);
+      if (leading === undefined) {
+        // Only the leading vectors are well separated in a Gram matrix; all must still be eigenvectors.
+        assert.ok(orthonormalityError(wasm.vectors!) < 1e-12, what);
+        assert.ok(maxAbsDiff(matmul(a, wasm.vectors!), matmul(wasm.vectors!, diagonal(wasm.values))) < 1e-12 * norm, what);
+      } else {
+        assertSameVectors(wasm.vectors!, js.vectors!, 1e-10, what);
+      }
+    }
+  }
+});
+
+test('symmetric eigen, leading vectors on both kernels: known spectra and vectors, repeated values, a diagonal input', () => {
+  const rng = new Rng(16);
+  for (const n of [3, 127, 256]) {
+    // Distinct values with gaps of 0.37, either sign: the vectors are determined up to sign.
+    const spectrum = Array.from({ length: n }, (_, i) => (i % 3 === 0 ? -1 : 1) * (1 + i) * 0.37);
+    const { a, v } = withEigenpairs(rng, spectrum);
+    const descending = spectrum.map((value, column) => ({ value, column })).sort((x, y) => y.value - x.value);
+    const leading = Math.min(n - 1, 24);
+    const expected: Matrix = { rows: n, cols: leading, data: new Float64Array(n * leading) };
+    for (let i = 0; i < n; i++) for (let q = 0; q < leading; q++) expected.data[i * leading + q] = v.data[i * n + descending[q]!.column]!;
+    for (const top of bothPaths(() => symmetricEigen(a, { leading }))) {
+      assertValuesClose(top.values, descending.map((d) => d.value), 1e-12 * 0.37 * n * n, `spectrum ${n}`);
+      assertSameVectors(top.vectors!, expected, 1e-10, `spectrum ${n}`);
+    }
+  }
+  // Repeated values: the leading 3 span the eigenspace of 5 (only the span is determined).
+  const n = 40;
+  const spectrum = Array.from({ length: n }, (_, i) => (i < 3 ? 5 : i < 7 ? 2 : 1 - i / n));
+  const { a, v } = withEigenpairs(rng, spectrum);
+  for (const top of bothPaths(() => symmetricEigen(a, { leading: 3 }))) {
+    assertValuesClose(top.values.subarray(0, 7), [5, 5, 5, 2, 2, 2, 2], 1e-13 * n, 'repeated');
+    const projection = matmulTransA(v, top.vectors!); // rows 0..2 hold all of it
+    for (let q = 0; q < 3; q++) {
+      let inside = 0;
+      for (let i = 0; i < 3; i++) inside += projection.data[i * 3 + q]! ** 2;
+      assert.ok(Math.abs(inside - 1) < 1e-12, `repeated: vector ${q} in the eigenspace of 5`);
+    }
+    assert.ok(orthonormalityError(top.vectors!) < 1e-13);
+  }
+  // Diagonal: no reflections, no rotations; ties keep their order.
+  const values = [3, -1, 7, 3, 0, 7, 2, -4, 1];
+  const order = values.map((value, i) => ({ value, i })).sort((x, y) => y.value - x.value);
+  for (const top of bothPaths(() => symmetricEigen(diagonal(values), { leading: 4 }))) {
+    assert.deepEqual([...top.values], order.map((o) => o.value));
+    for (let q = 0; q < 4; q++) {
+      for (let i = 0; i < values.length; i++) assert.equal(Math.abs(top.vectors!.data[i * 4 + q]!), i === order[q]!.i ? 1 : 0);
+    }
   }
 });
 

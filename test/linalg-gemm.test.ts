@@ -7,24 +7,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compileGemm } from '../scripts/build-gemm-wasm.js';
 import { GEMM_WASM_BASE64 } from '../src/linalg/gemm-wasm.js';
-import { useWasmKernels, wasmProductTransB } from '../src/linalg/gemm.js';
+import { wasmProductTransB } from '../src/linalg/gemm.js';
 import { gram, matmulTransB } from '../src/linalg/ops.js';
 import { Rng } from '../src/linalg/rng.js';
+import { bothPaths } from './linalg-helpers.js';
 
 test('committed WebAssembly bytes are the compilation of gemm-wat.ts (npm run build:wasm)', async () => {
   assert.equal(Buffer.from(await compileGemm()).toString('base64'), GEMM_WASM_BASE64);
 });
-
-function bothPaths<T>(f: () => T): [T, T] {
-  useWasmKernels(false);
-  try {
-    const js = f();
-    useWasmKernels(true);
-    return [js, f()];
-  } finally {
-    useWasmKernels(true);
-  }
-}
 
 function assertClose(a: Float64Array, b: Float64Array, what: string): void {
   assert.equal(a.length, b.length, what);

@@ -1,7 +1,20 @@
+import { useWasmKernels } from '../src/linalg/gemm.js';
 import { type Matrix, diagonal } from '../src/linalg/matrix.js';
 import { matmul, matmulTransA, matmulTransB } from '../src/linalg/ops.js';
 import { qr } from '../src/linalg/qr.js';
 import { type Rng } from '../src/linalg/rng.js';
+
+/** f with the WebAssembly kernels off, then on: [JavaScript result, WebAssembly result]. */
+export function bothPaths<T>(f: () => T): [T, T] {
+  useWasmKernels(false);
+  try {
+    const js = f();
+    useWasmKernels(true);
+    return [js, f()];
+  } finally {
+    useWasmKernels(true);
+  }
+}
 
 /** m×k with orthonormal columns drawn from Haar-like Gaussian QR. */
 export function randomOrthonormal(rng: Rng, m: number, k: number): Matrix {

@@ -1,11 +1,14 @@
+import { type EigenKernels, LANE_CHUNK, eigenKernels } from './eig-kernels.js';
 import { type Matrix } from './matrix.js';
 import { euclideanNorm } from './ops.js';
 
 /*
  * Symmetric eigendecomposition: Householder reduction to tridiagonal form, then implicit QL
- * with Wilkinson-type shifts (EISPACK tql2). The orthogonal factor is kept transposed so that
- * each Givens rotation combines two contiguous rows. Eigenvalues are accurate to about
- * eps·‖A‖ in absolute terms.
+ * with Wilkinson-type shifts (EISPACK tql2), whose rotations are logged, then replayed with
+ * the reflectors on the wanted eigenvectors alone. Eigenvalues are accurate to about eps·‖A‖ in
+ * absolute terms. The reduction and the vectors run on the kernels of eig-kernels.ts
+ * (WebAssembly where available), in one workspace: the matrix and its reflectors from 0, then a
+ * vector of n, then the eigenvectors and a stage for the rotation log.
  */
 
 export interface SymmetricEigen {
@@ -19,9 +22,8 @@ export interface SymmetricEigenOptions {
   /** Compute eigenvectors (default true). */
   readonly vectors?: boolean;
   /**
-   * Only the eigenvectors of the `leading` largest values (all values are still computed): QL's
-   * rotations are recorded and replayed on those vectors alone, then the reflectors applied to
-   * them, O(n²·leading) instead of the O(n³) accumulation of the whole basis.
+   * Only the eigenvectors of the `leading` largest values (all values are still computed):
+   * O(n²·leading) for them instead of O(n³) for the whole basis.
    */
   readonly leading?: number;
 }
@@ -30,8 +32,10 @@ export function symmetricEigen(a: Matrix, options: SymmetricEigenOptions = {}): 
   const n = a.rows;
   if (a.cols !== n) throw new RangeError(`symmetricEigen needs a square matrix, got ${a.rows}x${a.cols}`);
   const wantVectors = options.vectors ?? true;
-  const leading = wantVectors && options.leading !== undefined && options.leading < n ? Math.max(0, options.leading) : null;
-  const work = a.data.slice();
+  const vectorCount = !wantVectors ? 0 : options.leading !== undefined && options.leading < n ? Math.max(0, options.leading) : n;
+  const kernels = eigenKernels(n * n + n + Math.ceil(vectorCount / LANE_CHUNK) * LANE_CHUNK * n + 2 * rotationStage(n));
+  const work = kernels.reserve(n * n + n);
+  work.set(a.data.subarray(0, n * n));
   // Symmetrise exactly: the reduction reads rows, so it must not depend on which triangle is right.
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < i; j++) {
@@ -43,21 +47,14 @@ export function symmetricEigen(a: Matrix, options: SymmetricEigenOptions = {}): 
   const diag = new Float64Array(n);
   const offDiag = new Float64Array(n);
   const tau = new Float64Array(n);
-  tridiagonalize(work, n, diag, offDiag, tau);
-  const basisT = wantVectors && leading === null ? accumulateTransposedBasis(work, n, tau) : null;
-  const rotations = leading !== null ? new RotationLog() : null;
-  implicitQL(diag, offDiag, basisT ?? rotations, n);
+  tridiagonalize(kernels, work, n, diag, offDiag, tau);
+  const rotations = wantVectors ? new RotationLog() : null;
+  implicitQL(diag, offDiag, rotations, n);
 
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => diag[y]! - diag[x]!);
   const values = Float64Array.from(order, (i) => diag[i]!);
-  if (rotations) return { values, vectors: leadingVectors(work, n, tau, rotations, order.slice(0, leading!)) };
-  if (!basisT) return { values };
-  const vectors = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) {
-    const row = order[j]! * n;
-    for (let i = 0; i < n; i++) vectors[i * n + j] = basisT[row + i]!;
-  }
-  return { values, vectors: { rows: n, cols: n, data: vectors } };
+  if (!rotations) return { values };
+  return { values, vectors: eigenvectors(kernels, n, tau, rotations, order.slice(0, vectorCount)) };
 }
 
 /** Eigenvalues only, sorted descending. */
@@ -70,8 +67,8 @@ export function symmetricEigenvalues(a: Matrix): Float64Array {
  * reflector of step k in row k, columns k+1.. (leading 1 implied), with tau[k]. Only the upper
  * triangle is read and updated (the trailing block is symmetric): half the work of full rows.
  */
-function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag: Float64Array, tau: Float64Array): void {
-  const p = new Float64Array(n);
+function tridiagonalize(kernels: EigenKernels, w: Float64Array, n: number, diag: Float64Array, offDiag: Float64Array, tau: Float64Array): void {
+  const p = n * n; // the workspace vector after the matrix
   for (let k = 0; k + 2 < n; k++) {
     const row = k * n;
     const alpha = w[row + k + 1]!;
@@ -91,30 +88,15 @@ function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag:
     tau[k] = t;
     offDiag[k] = beta;
     // Trailing block B (rows/cols k+1..): B ← B − v·zᵀ − z·vᵀ with p = t·B·v, z = p − (t/2)(pᵀv)·v.
-    // B·v from the upper triangle: each stored B_ij (j > i) adds to p_i and to p_j.
-    p.fill(0, k + 1, n);
-    for (let i = k + 1; i < n; i++) {
-      const bi = i * n, vi = w[row + i]!;
-      let s = w[bi + i]! * vi;
-      for (let j = i + 1; j < n; j++) {
-        const b = w[bi + j]!;
-        s += b * w[row + j]!;
-        p[j]! += b * vi;
-      }
-      p[i]! += s;
-    }
+    kernels.symvUpper(0, row, p, n, k + 1);
     let pv = 0;
     for (let i = k + 1; i < n; i++) {
-      p[i]! *= t;
-      pv += p[i]! * w[row + i]!;
+      w[p + i]! *= t;
+      pv += w[p + i]! * w[row + i]!;
     }
     const half = 0.5 * t * pv;
-    for (let i = k + 1; i < n; i++) p[i]! -= half * w[row + i]!;
-    for (let i = k + 1; i < n; i++) {
-      const bi = i * n;
-      const vi = w[row + i]!, zi = p[i]!;
-      for (let j = i; j < n; j++) w[bi + j]! -= vi * p[j]! + zi * w[row + j]!;
-    }
+    for (let i = k + 1; i < n; i++) w[p + i]! -= half * w[row + i]!;
+    kernels.rank2Upper(0, row, p, n, k + 1);
   }
   if (n >= 2) {
     diag[n - 2] = w[(n - 2) * n + n - 2]!;
@@ -124,60 +106,46 @@ function tridiagonalize(w: Float64Array, n: number, diag: Float64Array, offDiag:
   offDiag[n - 1] = 0;
 }
 
-/** Qᵀ (row i = column i of Q) from the reflectors, accumulated backwards. */
-function accumulateTransposedBasis(w: Float64Array, n: number, tau: Float64Array): Float64Array {
-  // Backward accumulation gives Q = H_0···H_{n−3} row-major; its transpose is what QL rotates.
-  const q = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) q[i * n + i] = 1;
-  const combo = new Float64Array(n);
-  for (let k = n - 3; k >= 0; k--) {
-    const t = tau[k]!;
-    if (t === 0) continue;
-    const v = k * n; // v[k+1] = 1 stored explicitly
-    combo.fill(0, k + 1, n);
-    for (let r = k + 1; r < n; r++) {
-      const vr = w[v + r]!;
-      const qr = r * n;
-      for (let c = k + 1; c < n; c++) combo[c]! += vr * q[qr + c]!;
-    }
-    for (let r = k + 1; r < n; r++) {
-      const f = t * w[v + r]!;
-      const qr = r * n;
-      for (let c = k + 1; c < n; c++) q[qr + c]! -= f * combo[c]!;
-    }
-  }
-  const qt = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) qt[j * n + i] = q[i * n + j]!;
-  return qt;
-}
-
 const MAX_QL_ITERATIONS = 60;
 
+/** a, or a copy twice as long when it has no room for `needed` entries. */
+function withRoom<T extends Int32Array | Float64Array>(a: T, needed: number, make: (length: number) => T): T {
+  if (needed <= a.length) return a;
+  const out = make(Math.max(needed, 2 * a.length));
+  out.set(a);
+  return out;
+}
+
 /**
- * The plane rotations of implicitQL in order: rotation t mixes rows at[t] and at[t] + 1 of the
- * basis as (row_i, row_i+1) ← (c·row_i − s·row_i+1, s·row_i + c·row_i+1).
+ * The plane rotations of implicitQL in order, by sweep: a sweep (l, m) mixes rows i and i + 1 of
+ * the basis for i = m−1 down to l, as (row_i, row_i+1) ← (c·row_i − s·row_i+1, s·row_i + c·row_i+1).
  */
 class RotationLog {
-  at = new Int32Array(1024);
   c = new Float64Array(1024);
   s = new Float64Array(1024);
   count = 0;
+  /** Per sweep: l, m and the index of its first rotation. */
+  sweeps = new Int32Array(3 * 64);
+  sweepCount = 0;
 
-  add(i: number, c: number, s: number): void {
-    if (this.count === this.at.length) {
-      const grow = <T extends Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
-        const out = make(2 * a.length);
-        out.set(a);
-        return out;
-      };
-      this.at = grow(this.at, (n) => new Int32Array(n));
-      this.c = grow(this.c, (n) => new Float64Array(n));
-      this.s = grow(this.s, (n) => new Float64Array(n));
+  beginSweep(l: number, m: number): void {
+    this.sweeps = withRoom(this.sweeps, 3 * this.sweepCount + 3, (n) => new Int32Array(n));
+    this.sweeps.set([l, m, this.count], 3 * this.sweepCount++);
+  }
+
+  add(c: number, s: number): void {
+    if (this.count === this.c.length) {
+      this.c = withRoom(this.c, this.count + 1, (n) => new Float64Array(n));
+      this.s = withRoom(this.s, this.count + 1, (n) => new Float64Array(n));
     }
-    this.at[this.count] = i;
     this.c[this.count] = c;
     this.s[this.count++] = s;
   }
+}
+
+/** Rotations staged in the workspace at a time: at least one sweep (up to n − 1). */
+function rotationStage(n: number): number {
+  return Math.max(n, 1 << 16);
 }
 
 /**
@@ -185,38 +153,48 @@ class RotationLog {
  * rotations): row r is e_rᵀ·Z·Qᵀ, so e_r takes the rotations transposed in reverse order, then
  * the reflectors H_k (Q = H_0···H_{n−3}) from the last. Returns n×rows.length, column q for rows[q].
  */
-function leadingVectors(w: Float64Array, n: number, tau: Float64Array, log: RotationLog, rows: readonly number[]): Matrix {
+function eigenvectors(kernels: EigenKernels, n: number, tau: Float64Array, log: RotationLog, rows: readonly number[]): Matrix {
   const k = rows.length;
-  const x = new Float64Array(n * k); // entry-major: the two entries a rotation mixes are contiguous rows
-  rows.forEach((r, q) => (x[r * k + q] = 1));
-  for (let t = log.count - 1; t >= 0; t--) {
-    const c = log.c[t]!, s = log.s[t]!, ri = log.at[t]! * k, rj = ri + k;
-    for (let q = 0; q < k; q++) {
-      const xi = x[ri + q]!, xj = x[rj + q]!;
-      x[ri + q] = c * xi + s * xj;
-      x[rj + q] = c * xj - s * xi;
+  const panels = Math.ceil(k / LANE_CHUNK); // the padding lanes stay zero
+  const stage = Math.min(rotationStage(n), log.count);
+  const x = n * n + n, c = x + panels * n * LANE_CHUNK, s = c + stage;
+  const at = (i: number, q: number) => x + (Math.floor(q / LANE_CHUNK) * n + i) * LANE_CHUNK + (q % LANE_CHUNK);
+  const work = kernels.reserve(s + stage);
+  work.fill(0, x, c);
+  rows.forEach((r, q) => (work[at(r, q)] = 1));
+  const sweeps = log.sweeps;
+  // Replay from the last sweep, staging as many whole sweeps as fit at a time.
+  for (let last = log.sweepCount - 1, end = log.count; last >= 0;) {
+    let first = last;
+    while (first > 0 && end - sweeps[3 * (first - 1) + 2]! <= stage) first--;
+    const begin = sweeps[3 * first + 2]!;
+    work.set(log.c.subarray(begin, end), c);
+    work.set(log.s.subarray(begin, end), s);
+    for (let sweep = last; sweep >= first; sweep--) {
+      const l = sweeps[3 * sweep]!, m = sweeps[3 * sweep + 1]!;
+      const forL = sweeps[3 * sweep + 2]! - begin + m - 1 - l; // logged last
+      kernels.rotateSweep(x, panels, n, c + forL, s + forL, l, m);
     }
+    last = first - 1;
+    end = begin;
   }
-  const dots = new Float64Array(k);
   for (let r = n - 3; r >= 0; r--) {
-    const t = tau[r]!;
-    if (t === 0) continue;
-    const v = r * n; // v[r+1] = 1 stored explicitly
-    dots.fill(0);
-    for (let i = r + 1; i < n; i++) {
-      const vi = w[v + i]!, o = i * k;
-      for (let q = 0; q < k; q++) dots[q]! += vi * x[o + q]!;
-    }
-    for (let i = r + 1; i < n; i++) {
-      const f = t * w[v + i]!, o = i * k;
-      for (let q = 0; q < k; q++) x[o + q]! -= f * dots[q]!;
-    }
+    // v[r+1] = 1 is stored explicitly in row r of the reduced matrix.
+    if (tau[r] !== 0) kernels.reflect(x, panels, n, r * n, tau[r]!, r + 1);
   }
-  return { rows: n, cols: k, data: x };
+  const vectors = new Float64Array(n * k);
+  for (let i = 0; i < n; i++) for (let q = 0; q < k; q++) vectors[i * k + q] = work[at(i, q)]!;
+  return { rows: n, cols: k, data: vectors };
 }
 
-/** EISPACK tql2 on (d, e); rotations applied to rows of basisT, or logged, when given. */
-function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | RotationLog | null, n: number): void {
+/** √(a² + b²); Math.hypot, whose scaling took over half of QL's time, only where the squares over- or underflow. */
+function hypot(a: number, b: number): number {
+  const squares = a * a + b * b;
+  return squares > 1e-300 && squares < 1e300 ? Math.sqrt(squares) : Math.hypot(a, b);
+}
+
+/** EISPACK tql2 on (d, e); rotations logged when a log is given. */
+function implicitQL(d: Float64Array, e: Float64Array, log: RotationLog | null, n: number): void {
   let shiftTotal = 0;
   let scale = 0;
   const eps = Number.EPSILON;
@@ -230,7 +208,7 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | Rot
         if (++iterations > MAX_QL_ITERATIONS) throw new Error('symmetricEigen: QL iteration did not converge');
         let g = d[l]!;
         let p = (d[l + 1]! - g) / (2 * e[l]!);
-        let r = Math.hypot(p, 1);
+        let r = hypot(p, 1);
         if (p < 0) r = -r;
         d[l] = e[l]! / (p + r);
         d[l + 1] = e[l]! * (p + r);
@@ -242,27 +220,20 @@ function implicitQL(d: Float64Array, e: Float64Array, basisT: Float64Array | Rot
         let c = 1, c2 = 1, c3 = 1;
         const el1 = e[l + 1]!;
         let s = 0, s2 = 0;
+        log?.beginSweep(l, m);
         for (let i = m - 1; i >= l; i--) {
           c3 = c2;
           c2 = c;
           s2 = s;
           g = c * e[i]!;
           h = c * p;
-          r = Math.hypot(p, e[i]!);
+          r = hypot(p, e[i]!);
           e[i + 1] = s * r;
           s = e[i]! / r;
           c = p / r;
           p = c * d[i]! - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]!);
-          if (basisT instanceof RotationLog) basisT.add(i, c, s);
-          else if (basisT) {
-            const ri = i * n, rj = ri + n;
-            for (let k = 0; k < n; k++) {
-              const x = basisT[rj + k]!, y = basisT[ri + k]!;
-              basisT[rj + k] = s * y + c * x;
-              basisT[ri + k] = c * y - s * x;
-            }
-          }
+          log?.add(c, s);
         }
         p = (-s * s2 * c3 * el1 * e[l]!) / dl1;
         e[l] = s * p;

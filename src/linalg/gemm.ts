@@ -1,4 +1,7 @@
 import { GEMM_WASM_BASE64 } from './gemm-wasm.js';
+import { instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
+
+export { useWasmKernels } from './wasm-kernels.js';
 
 /**
  * C += A·Bᵀ through the WebAssembly SIMD kernel of gemm-wat.ts: about 13 GFLOP/s against about 3
@@ -12,22 +15,11 @@ interface Kernel {
 }
 
 let kernel: Kernel | null | undefined;
-let enabled = true;
-
-/** Turn the WebAssembly kernel off or on (benchmarks and tests compare both paths). */
-export function useWasmKernels(on: boolean): void {
-  enabled = on;
-}
 
 function load(): Kernel | null {
   if (kernel !== undefined) return kernel;
-  try {
-    const module = new WebAssembly.Module(Buffer.from(GEMM_WASM_BASE64, 'base64'));
-    const instance = new WebAssembly.Instance(module, {});
-    kernel = { gemm: instance.exports['gemm_nt'] as Kernel['gemm'], memory: instance.exports['memory'] as WebAssembly.Memory };
-  } catch {
-    kernel = null; // no SIMD support in this runtime: the JavaScript loop serves
-  }
+  const exports = instantiateWasm(GEMM_WASM_BASE64); // null: the JavaScript loop serves
+  kernel = exports && { gemm: exports['gemm_nt'] as Kernel['gemm'], memory: exports['memory'] as WebAssembly.Memory };
   return kernel;
 }
 
@@ -46,7 +38,7 @@ const B_ROWS_BLOCK = 64;
 export function wasmProductTransB(
   a: Float64Array, b: Float64Array, out: Float64Array, m: number, n: number, k: number, upperOnly: boolean,
 ): boolean {
-  if (!enabled || m * n * k < MIN_WORK || m < 4 || n < 2) return false;
+  if (!wasmKernelsEnabled() || m * n * k < MIN_WORK || m < 4 || n < 2) return false;
   // A Gram product (b is a, as rowGram passes it) copies its operand once.
   const shared = a === b && m === n;
   const bytes = (m * k + (shared ? 0 : n * k) + m * n) * 8;
