@@ -4,6 +4,7 @@ import { BadInputError } from '../src/io/errors.js';
 import { compareArchitectures, layerRoleRef, mapModel, readRole, readRolePart, roleShape } from '../src/arch/map.js';
 import type { RoleRef, TensorSource } from '../src/arch/types.js';
 import { FakeSource } from './arch-fake-source.js';
+import { SourceRoleReader } from '../src/arch/reader.js';
 
 type Specs = Record<string, readonly number[]>;
 
@@ -281,4 +282,15 @@ test('fake source slices rows of its known values', () => {
   const source = new FakeSource({ a: [2, 2], b: [4, 3] });
   assert.deepEqual([...source.readRows('b', 1, 3)], [100003, 100004, 100005, 100006, 100007, 100008]);
   assert.deepEqual([...source.rowBlocks('b')].map((b) => [b.rowStart, b.rowEnd]), [[0, 3], [3, 4]]);
+});
+
+test('storageOrder: a layer\'s roles by file position, whatever order they are asked in; missing roles last', () => {
+  // Stored in the name order safetensors writers use: mlp before self_attn, down before gate.
+  const specs = llamaSpecs();
+  const sorted = Object.fromEntries(Object.keys(specs).sort().map((name) => [name, specs[name]!]));
+  const reader = new SourceRoleReader(new FakeSource(sorted, LLAMA_CONFIG));
+  assert.deepEqual(reader.storageOrder(0, ['q', 'k', 'v', 'o', 'gate', 'up', 'down']), ['down', 'gate', 'up', 'k', 'o', 'q', 'v']);
+  // In the order written when it is not sorted; a role the layer lacks goes last.
+  const asWritten = new SourceRoleReader(new FakeSource(specs, LLAMA_CONFIG));
+  assert.deepEqual(asWritten.storageOrder(0, ['down', 'fc_in', 'q', 'gate']), ['q', 'gate', 'down', 'fc_in']);
 });

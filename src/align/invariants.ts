@@ -228,7 +228,7 @@ export function probeNoiseEdge(
   layers: readonly [LayerWeights, LayerWeights], values: readonly [Matrix, Matrix],
   same: { readonly v: boolean; readonly o: boolean }, layout: HeadLayout, probes: Matrix,
 ): number {
-  const p = probes.rows, outputs = layers[0].o.rows, residual = probes.cols;
+  const p = probes.rows, outputs = layers[0].o.rows;
   const left = new Float64Array(p * p), right = new Float64Array(outputs * outputs);
   const probeSquares = columnSquares(probes);
   for (const m of [0, 1] as const) {

@@ -53,7 +53,7 @@ export interface TensorSource {
    * selected columns decoded: a sample of a wide matrix's columns costs its bytes' read, not a decode.
    */
   readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void;
-  /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default 16 MiB). */
+  /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default DEFAULT_BUFFER_BYTES, 1 MiB). */
   rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
   /** Release file descriptors. */
   close(): void;

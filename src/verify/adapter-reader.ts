@@ -46,6 +46,10 @@ export class MergedAdapterReader implements RoleReader {
   globalPart(role: GlobalRole, part: WeightPart): Weight {
     return this.base.globalPart(role, part);
   }
+  /** The base's: the adapter's factors are small, read wherever the base role is. */
+  storageOrder<R extends LayerRole>(index: number, roles: readonly R[]): R[] {
+    return this.base.storageOrder(index, roles);
+  }
   layer(index: number, role: LayerRole): Weight {
     return this.layerPart(index, role, { rows: null, cols: null });
   }

@@ -112,12 +112,16 @@ function pickDims(m: NoisyMatrix, dims: Int32Array): NoisyMatrix {
  * residual sample `dims` (stored dimensions; readers' columns, writers' rows), only those read.
  */
 function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
-  const modules = Object.fromEntries(MODULES.map(([role, name]) => [
-    role,
-    dims
-      ? reader.layerPart(index, role, READ_NORM[name] ? { rows: null, cols: dims } : { rows: dims, cols: null }, decodeBuffer(reader, index, role, dims.length, pool))
-      : reader.layer(index, role, decodeBuffer(reader, index, role, null, pool)),
-  ])) as ReadLayer['modules'];
+  const names = new Map(MODULES);
+  const modules = Object.fromEntries(reader.storageOrder(index, MODULES.map(([role]) => role)).map((role) => {
+    const reads = READ_NORM[names.get(role)!];
+    return [
+      role,
+      dims
+        ? reader.layerPart(index, role, reads ? { rows: null, cols: dims } : { rows: dims, cols: null }, decodeBuffer(reader, index, role, dims.length, pool))
+        : reader.layer(index, role, decodeBuffer(reader, index, role, null, pool)),
+    ];
+  })) as ReadLayer['modules'];
   return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post };
 }
 
