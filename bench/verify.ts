@@ -1,8 +1,10 @@
 /**
  * Benchmark: how verify's wall time compares with just reading both models.
  *
- *   npm run bench:verify -- [--shape tiny|small|1b|7b-slice|7b] [--workers N] [--keep] [--dir DIR]
+ *   npm run bench:verify -- [--shape tiny|small|1b|7b-slice|7b] [--workers N] [--keep] [--dir DIR] [--cold]
  *
+ * --cold: empty the page cache before verify (Linux, as root), so it reads from the disk as the
+ * cold read does; without it, verify reads whatever the earlier phases left cached.
  * --workers: verify's layer worker threads (default one per core; 0 analyses in the main thread).
  *
  * 7b-slice has the 7B widths (hidden 4096, intermediate 11008, vocab 32000) with 2 layers: the
@@ -178,6 +180,20 @@ function coldRead(dir: string): ReadPhase | null {
   return { seconds: (performance.now() - started) / 1000, bytes, maxRssKiB: 0 };
 }
 
+/**
+ * Empties the operating system's page cache (Linux, as root), so the next phase reads from the
+ * disk as a user's first run does; false where that is not permitted.
+ */
+function dropPageCache(): boolean {
+  if (spawnSync('sync').status !== 0) return false;
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function runPhase<T>(phase: 'read' | 'verify', dir: string, workers = 0): T {
   const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--phase', phase, '--dir', dir, '--workers', String(workers)], {
     encoding: 'utf8', maxBuffer: 1 << 20, stdio: ['ignore', 'pipe', 'inherit'],
@@ -217,6 +233,8 @@ function main(): void {
     const read1 = runPhase<ReadPhase>('read', dir);
     const read2 = runPhase<ReadPhase>('read', dir);
     const cold = coldRead(dir);
+    // --cold: verify from the disk too (else from whatever the page cache kept of the reads).
+    if (args.includes('--cold') && !dropPageCache()) throw new Error('--cold needs to empty the page cache (Linux, as root)');
     const verify = runPhase<VerifyPhase>('verify', dir, workers);
     const gb = (r: ReadPhase) => r.bytes / 1e9;
     const table = new Table({ head: ['phase', 'GB', 'seconds', 'GB/s', 'peak RSS MiB'] });
@@ -224,7 +242,7 @@ function main(): void {
       [label, gb(r).toFixed(2), r.seconds.toFixed(2), (gb(r) / r.seconds).toFixed(2), (r.maxRssKiB / 1024).toFixed(0)];
     table.push(row('plain read of both #1', read1), row('plain read of both #2', read2));
     if (cold) table.push([...row('cold read of both (dd, O_DIRECT)', cold).slice(0, 4), '-']);
-    table.push(row('verifyModels', verify));
+    table.push(row(args.includes('--cold') ? 'verifyModels, page cache emptied first' : 'verifyModels', verify));
     console.log(`shape ${shapeName}: hidden ${config.hidden}, ${config.layers} layers, intermediate ${config.intermediate}, `
       + `vocab ${config.vocab}, ${config.heads}/${config.kvHeads} heads; ${os.availableParallelism()} cores, ${workers} workers`);
     console.log(table.toString());
