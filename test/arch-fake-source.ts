@@ -79,5 +79,7 @@ export class FakeSource implements TensorSource {
     }
   }
 
+  /** Nothing to read ahead: the tensors are in memory. */
+  prefetch(): void {}
   close(): void {}
 }
