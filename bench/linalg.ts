@@ -1,7 +1,8 @@
 /**
- * Numerics benchmark: matmul GFLOP/s, SVD and eigen times, assignment times.
- * Run: npx tsc -p . && node dist/bench/linalg.js [--quick] [--eig]
- * (--eig: only the symmetricEigen cases, the sizes the library calls it at).
+ * Numerics benchmark: matmul GFLOP/s, Gram, SVD and eigen times, assignment times.
+ * Run: npx tsc -p . && node dist/bench/linalg.js [--quick] [--eig] [--gram]
+ * (--eig: only the symmetricEigen cases, the sizes the library calls it at; --gram: only the Gram
+ * matrices, the shapes the library calls gram at).
  */
 import { Rng } from '../src/linalg/rng.js';
 import { matmul, matmulTransB } from '../src/linalg/ops.js';
@@ -13,6 +14,7 @@ import { useWasmKernels } from '../src/linalg/gemm.js';
 
 const quick = process.argv.includes('--quick');
 const eigOnly = process.argv.includes('--eig');
+const gramOnly = process.argv.includes('--gram');
 const rng = new Rng(1);
 
 function time<T>(label: string, run: () => T, flops?: number): T {
@@ -74,8 +76,26 @@ function eigenBench(n: number): void {
   }
 }
 
-for (const n of quick ? [256] : [128, 256, 512]) eigenBench(n);
+/** gram of a rows×cols Gaussian matrix, WebAssembly kernels on and off; multiply-adds of the upper triangle. */
+function gramBench(rows: number, cols: number): void {
+  const a = rng.gaussianMatrix(rows, cols);
+  const n = Math.min(rows, cols), k = Math.max(rows, cols);
+  const repeats = quick ? 7 : 15;
+  const withKernels = (wasm: boolean) => () => {
+    useWasmKernels(wasm);
+    gram(a);
+  };
+  const [wasm, js] = bestOfInterleaved([withKernels(true), withKernels(false)], repeats);
+  useWasmKernels(true);
+  const rate = ((n * (n + 1)) / 2) * k / (wasm! / 1000) / 1e9;
+  const label = `gram ${rows}x${cols} (${cols <= rows ? 'AᵀA' : 'A·Aᵀ'}), best of ${repeats}`;
+  console.log(`${label.padEnd(48)} wasm ${wasm!.toFixed(1)} ms (${rate.toFixed(2)} G multiply-adds/s)  JS ${js!.toFixed(1)} ms  speed-up ${(js! / wasm!).toFixed(2)}x`);
+}
+
+if (!gramOnly) for (const n of quick ? [256] : [128, 256, 512]) eigenBench(n);
 if (eigOnly) process.exit(0);
+for (const [rows, cols] of [[4096, 256], [11008, 256], [256, 4096]] as const) gramBench(rows, cols);
+if (gramOnly) process.exit(0);
 matmulBench(1024, 1024, 1024);
 matmulBench(4096, 4096, 64);
 {

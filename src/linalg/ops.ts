@@ -1,4 +1,4 @@
-import { wasmProductTransB } from './gemm.js';
+import { wasmGramUpper, wasmProductTransB } from './gemm.js';
 import { type Matrix, type RowMajor, zeros } from './matrix.js';
 
 /*
@@ -6,7 +6,10 @@ import { type Matrix, type RowMajor, zeros } from './matrix.js';
  * (both read contiguously), register-blocked 4x2 and cache-blocked over k and B's rows: the
  * WebAssembly SIMD kernel of gemm.ts where it pays (~13 GFLOP/s), else this JavaScript loop
  * (~3.5 GFLOP/s in V8 on 1024³; bench/linalg.ts). The other products transpose first, which
- * costs O(size) against the O(size·k) product.
+ * costs O(size) against the O(size·k) product. Gram matrices have a kernel of their own where
+ * WebAssembly serves (wasmGramUpper: rank-1 updates of the upper triangle's tiles, no transposes;
+ * 1.5 to 2.5 times the product kernel's speed at 256 wide, bench/linalg.ts --gram); the
+ * JavaScript fallback is the product loop.
  */
 
 const K_BLOCK = 512;
@@ -130,7 +133,7 @@ export function matVec(a: Matrix, x: ArrayLike<number>): Float64Array {
 export function rowGram(x: Matrix): Matrix {
   const n = x.rows;
   const out = zeros(n, n);
-  accumulateProductTransB(x.data, x.data, out.data, n, n, x.cols, true);
+  if (!wasmGramUpper(x.data, x.rows, x.cols, 'AAt', out.data)) accumulateProductTransB(x.data, x.data, out.data, n, n, x.cols, true);
   return mirrorUpper(out);
 }
 
@@ -156,12 +159,14 @@ export function gram(a: Matrix): Gram {
 const GRAM_ROWS = 1024;
 
 /**
- * AᵀA summed over blocks of A's rows, each block transposed on its own: no transposed copy of
- * the whole of A (a tall A's transpose was a third of its Gram's time), upper triangle mirrored.
+ * AᵀA, upper triangle mirrored. Without the Gram kernel: summed over blocks of A's rows, each
+ * block transposed on its own, so no transposed copy of the whole of A (a tall A's transpose was
+ * a third of its Gram's time).
  */
 function columnGram(a: Matrix): Matrix {
   const n = a.cols;
   const out = zeros(n, n);
+  if (wasmGramUpper(a.data, a.rows, a.cols, 'AtA', out.data)) return mirrorUpper(out);
   for (let i0 = 0; i0 < a.rows; i0 += GRAM_ROWS) {
     const i1 = Math.min(a.rows, i0 + GRAM_ROWS);
     const blockT = transpose({ rows: i1 - i0, cols: n, data: a.data.subarray(i0 * n, i1 * n) });
