@@ -1,4 +1,4 @@
-/** Helper thread of PageCachePrefetcher (prefetch.ts): reads the spans it is sent into one buffer, discarding them, and reports the bytes read. */
+/** Helper thread of PageCachePrefetcher (prefetch.ts): reads the spans it is sent into one buffer, discarding them. */
 import * as fs from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import type { ByteSpan } from './prefetch.js';
@@ -17,7 +17,6 @@ function descriptor(file: string): number {
 }
 
 parentPort?.on('message', (spans: readonly ByteSpan[]) => {
-  let total = 0;
   for (const span of spans) {
     try {
       const fd = descriptor(span.file);
@@ -25,11 +24,9 @@ parentPort?.on('message', (spans: readonly ByteSpan[]) => {
         const got = fs.readSync(fd, buffer, 0, Math.min(READ_BYTES, span.end - at), at);
         if (got <= 0) break;
         at += got;
-        total += got;
       }
     } catch {
       // Best effort: the calling thread's own read reports what went wrong.
     }
   }
-  parentPort?.postMessage(total);
 });

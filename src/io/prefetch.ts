@@ -30,42 +30,30 @@ export function tensorSpans(tensors: readonly TensorInfo[]): ByteSpan[] {
 }
 
 export class PageCachePrefetcher {
-  private worker: Worker | null = null;
-  private closed = false;
-  private read = 0;
-
-  /**
-   * Bytes the helper has read so far, as far as this thread has heard (its reports arrive when
-   * this thread's event loop runs: for tests and diagnostics).
-   */
-  get bytesRead(): number {
-    return this.read;
-  }
+  private worker: Worker | null | undefined;
 
   request(spans: readonly ByteSpan[]): void {
-    if (spans.length === 0 || this.closed) return;
-    this.worker ??= this.start();
+    if (spans.length === 0) return;
+    this.worker ??= startWorker();
     this.worker?.postMessage(spans);
   }
 
   close(): void {
-    this.closed = true;
     void this.worker?.terminate();
     this.worker = null;
   }
+}
 
-  private start(): Worker | null {
-    try {
-      const worker = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
-        // It holds one read buffer and a few messages: the smallest heaps do.
-        resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 },
-      });
-      worker.unref();
-      worker.on('message', (bytes: number) => (this.read += bytes));
-      worker.on('error', () => undefined);
-      return worker;
-    } catch {
-      return null;
-    }
+function startWorker(): Worker | null {
+  try {
+    const worker = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
+      // It holds one read buffer and a few messages: the smallest heaps do.
+      resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 },
+    });
+    worker.unref();
+    worker.on('error', () => undefined);
+    return worker;
+  } catch {
+    return null;
   }
 }
