@@ -79,7 +79,5 @@ export class FakeSource implements TensorSource {
     }
   }
 
-  /** Nothing to read ahead: the tensors are in memory. */
-  prefetch(): void {}
   close(): void {}
 }

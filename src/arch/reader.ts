@@ -35,11 +35,6 @@ export interface RoleReader {
    * system's readahead streams (a cold 7B layer set read in name order took 1.5 times as long).
    */
   storageOrder<R extends LayerRole>(index: number, roles: readonly R[]): R[];
-  /**
-   * Have these roles of a layer read into the page cache in the background (TensorSource.prefetch),
-   * ahead of reading them: roles read whole, as a sample of columns still reads every byte.
-   */
-  prefetchLayer(index: number, roles: readonly LayerRole[]): void;
   /** Payload bytes read so far. */
   readonly bytesRead: number;
   close(): void;
@@ -82,11 +77,6 @@ export class SourceRoleReader implements RoleReader {
   }
   global(role: GlobalRole): Weight {
     return checked(readRole(this.source, this.globalRef(role)));
-  }
-  prefetchLayer(index: number, roles: readonly LayerRole[]): void {
-    const layer = this.map.layers[index];
-    if (!layer) return;
-    this.source.prefetch([...new Set(roles.flatMap((role) => (layer[role] ? [layer[role].tensor] : [])))]);
   }
   storageOrder<R extends LayerRole>(index: number, roles: readonly R[]): R[] {
     const position = (role: R): readonly [string, number] => {

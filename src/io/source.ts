@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import { BadInputError } from './errors.js';
 import { DTYPE_BYTES, decodeInto, firstNonFinite, gatherDecode, gathersFromBytes } from './dtypes.js';
 import { openForReading, readFully, readSafetensorsHeader } from './safetensors.js';
-import { PageCachePrefetcher, tensorSpans } from './prefetch.js';
 import type { RowBlock, TensorInfo, TensorSource } from './types.js';
 
 /**
@@ -150,7 +149,6 @@ export class SafetensorsSource implements TensorSource {
   private readonly bufferBytes: number;
   private buffer: Buffer | null = null;
   private readonly onBytes: ((byteCount: number) => void) | undefined;
-  private readonly prefetcher = new PageCachePrefetcher();
 
   constructor(resolvedPath: string, layout: Layout, bufferBytes: number, onBytes?: (byteCount: number) => void) {
     this.onBytes = onBytes;
@@ -312,12 +310,7 @@ export class SafetensorsSource implements TensorSource {
     }
   }
 
-  prefetch(names: readonly string[]): void {
-    this.prefetcher.request(tensorSpans(names.map((name) => this.info(name))));
-  }
-
   close(): void {
-    this.prefetcher.close();
     for (const fd of this.fds.values()) fs.closeSync(fd);
     this.fds.clear();
     this.buffer = null;

@@ -55,12 +55,6 @@ export interface TensorSource {
   readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void;
   /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default DEFAULT_BUFFER_BYTES, 1 MiB). */
   rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
-  /**
-   * Ask for these tensors' bytes to be read into the operating system's page cache in the
-   * background (see prefetch.ts), so a later read of them does not wait for the disk. Returns at
-   * once; best effort.
-   */
-  prefetch(names: readonly string[]): void;
   /** Release file descriptors. */
   close(): void;
 }

@@ -46,10 +46,6 @@ export class MergedAdapterReader implements RoleReader {
   globalPart(role: GlobalRole, part: WeightPart): Weight {
     return this.base.globalPart(role, part);
   }
-  /** The base's roles (the adapter's factors are small and read whole when merged). */
-  prefetchLayer(index: number, roles: readonly LayerRole[]): void {
-    this.base.prefetchLayer(index, roles);
-  }
   /** The base's: the adapter's factors are small, read wherever the base role is. */
   storageOrder<R extends LayerRole>(index: number, roles: readonly R[]): R[] {
     return this.base.storageOrder(index, roles);

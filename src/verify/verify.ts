@@ -233,18 +233,6 @@ export function verifyModels(
   const layout = headLayout(base);
   const seed = options.seed ?? 1;
 
-  // Each layer's bytes are read into the page cache one layer ahead, on helper threads (the first
-  // while the embeddings are read and aligned): the reads below then decode rather than wait for
-  // the disk. On a residual sample the writers are read on a few rows only, which is left to them.
-  const sampleWidth = residualSampleWidth(base.map.dims.hidden, options.residualSampleWidth);
-  const prefetched = MODULES.filter(([, name]) => sampleWidth === null || READ_NORM[name] !== null).map(([role]) => role);
-  const prefetch = (index: number) => {
-    if (index >= base.map.layers.length) return;
-    base.prefetchLayer(index, prefetched);
-    candidate.prefetchLayer(index, prefetched);
-  };
-  prefetch(0);
-
   // The residual evidence (embedding sketches) is needed for the residual alignment and the final
   // norms' fold only: kept in this block, so it is not held while the layers are analysed.
   const { residual, finalNormFold } = (() => {
@@ -319,7 +307,6 @@ export function verifyModels(
   };
   try {
     for (let index = 0; index < layerCount; index++) {
-      prefetch(index + 1);
       const job: Job = timed(() => {
         const norms = readNorms(base, candidate, index);
         normFold = Math.max(normFold, layerNormFold(norms, residual));
