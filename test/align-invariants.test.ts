@@ -118,10 +118,22 @@ test('probesFor: four per unit of rank, at least MIN_PROBES, at most all; the fi
  */
 describe('probe noise edge', () => {
   const draws = 6;
-  function simulatedTops(b: LayerWeights, c: LayerWeights, lay: HeadLayout, p: ReturnType<Rng['gaussianMatrix']>): number[] {
+  type Probes = ReturnType<Rng['gaussianMatrix']>;
+  /** P M^T for a (kvHeads * headDim) x residual M, each KV row repeated for the query heads of its group. */
+  function expandedProduct(p: Probes, m: Float64Array, lay: HeadLayout): Float64Array {
+    const perGroup = lay.heads / lay.kvHeads, hd = lay.headDim, width = lay.heads * hd, residual = p.cols;
+    const out = new Float64Array(p.rows * width);
+    for (let a = 0; a < p.rows; a++) {
+      for (let col = 0; col < width; col++) {
+        const kvRow = Math.floor(Math.floor(col / hd) / perGroup) * hd + (col % hd);
+        for (let j = 0; j < residual; j++) out[a * width + col]! += p.data[a * residual + j]! * m[kvRow * residual + j]!;
+      }
+    }
+    return out;
+  }
+  function simulatedTops(b: LayerWeights, c: LayerWeights, lay: HeadLayout, p: Probes): number[] {
     const rng = new Rng(7);
-    const perGroup = lay.heads / lay.kvHeads, hd = lay.headDim, width = lay.heads * hd;
-    const outputs = b.o.rows, residual = p.cols;
+    const width = lay.heads * lay.headDim, outputs = b.o.rows;
     const error = (own: LayerWeights['v'], other: LayerWeights['v']) =>
       Float64Array.from(own.values, (v, e) => (v === other.values[e] ? 0 : (rng.uniform() - 0.5) * Math.sqrt(12 * own.variance[e]!)));
     const tops: number[] = [];
@@ -129,19 +141,12 @@ describe('probe noise edge', () => {
       const n = new Float64Array(p.rows * outputs);
       for (const [own, other] of [[b, c], [c, b]] as const) {
         const ev = error(own.v, other.v), eo = error(own.o, other.o);
+        // P W_v^T and P E_v^T, expanded to the query heads.
+        const value = expandedProduct(p, own.v.values, lay), noise = expandedProduct(p, ev, lay);
         for (let a = 0; a < p.rows; a++) {
-          // Row a of P W_v^T and of P E_v^T, expanded to the query heads.
-          const value = new Float64Array(width), noise = new Float64Array(width);
-          for (let col = 0; col < width; col++) {
-            const kvRow = Math.floor(Math.floor(col / hd) / perGroup) * hd + (col % hd);
-            for (let j = 0; j < residual; j++) {
-              value[col]! += p.data[a * residual + j]! * own.v.values[kvRow * residual + j]!;
-              noise[col]! += p.data[a * residual + j]! * ev[kvRow * residual + j]!;
-            }
-          }
           for (let t = 0; t < outputs; t++) {
             let sum = 0;
-            for (let col = 0; col < width; col++) sum += noise[col]! * own.o.values[t * width + col]! + value[col]! * eo[t * width + col]!;
+            for (let col = 0; col < width; col++) sum += noise[a * width + col]! * own.o.values[t * width + col]! + value[a * width + col]! * eo[t * width + col]!;
             n[a * outputs + t]! += sum;
           }
         }
@@ -163,17 +168,7 @@ describe('probe noise edge', () => {
         const c = layerWeights(state);
         const p = probes(config, 48);
         const lay = layout(config);
-        const valuesOf = (w: LayerWeights) => {
-          const perGroup = lay.heads / lay.kvHeads, width = lay.heads * lay.headDim;
-          const out = new Float64Array(p.rows * width);
-          for (let a = 0; a < p.rows; a++) {
-            for (let col = 0; col < width; col++) {
-              const kvRow = Math.floor(Math.floor(col / lay.headDim) / perGroup) * lay.headDim + (col % lay.headDim);
-              for (let j = 0; j < p.cols; j++) out[a * width + col]! += p.data[a * p.cols + j]! * w.v.values[kvRow * p.cols + j]!;
-            }
-          }
-          return { rows: p.rows, cols: width, data: out };
-        };
+        const valuesOf = (w: LayerWeights) => ({ rows: p.rows, cols: lay.heads * lay.headDim, data: expandedProduct(p, w.v.values, lay) });
         const same = { v: b.v.values.every((v, e) => v === c.v.values[e]), o: b.o.values.every((v, e) => v === c.o.values[e]) };
         const edge = probeNoiseEdge([b, c], [valuesOf(b), valuesOf(c)], same, lay, p);
         const tops = simulatedTops(b, c, lay, p);
