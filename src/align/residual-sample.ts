@@ -4,8 +4,9 @@ import type { ResidualAlignment } from './llama.js';
 /**
  * Layers of wide models are analysed on a random sample of the residual dimensions (runs of
  * consecutive ones, see runSample): the columns of q, k, v, gate and up, and the rows of o and
- * down, kept at the same sampled base dimensions in both models. Only those columns are decoded and only those rows read, so a 7B layer pair costs a
- * few hundred MB and a read, not 5 GB and a decode of every weight.
+ * down, kept at the same sampled base dimensions in both models. Only those columns are decoded
+ * and only those rows read, so a 7B layer pair costs a few hundred MB and a read, not 5 GB and a
+ * decode of every weight.
  *
  * Why the residual side: its alignment (permutation and signs, from the embeddings) is known
  * before any layer is read, so the candidate is read at the stored dimensions that play the
@@ -89,9 +90,9 @@ export const TOKEN_RUN = 64;
 
 /**
  * The sampled token rows (ascending), or null when the vocabulary has no more than `count`:
- * `count / run` runs of `run` consecutive rows, at distinct run-aligned slots drawn at random
- * (the vocabulary's order is the same in both models: obfuscation permutes the residual, not
- * the tokens).
+ * `count / run` runs of `run` consecutive rows, one drawn in each stratum of the vocabulary
+ * (runSample; the vocabulary's order is the same in both models: obfuscation permutes the
+ * residual, not the tokens).
  */
 export function tokenSample(vocab: number, seed: number, count = TOKEN_SAMPLE, run = TOKEN_RUN): Int32Array | null {
   return vocab <= count ? null : runSample(vocab, count, run, new Rng(seed * 7919 + 8191));

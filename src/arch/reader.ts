@@ -32,7 +32,8 @@ export interface RoleReader {
   /**
    * Roles of a layer in the order their bytes are stored (by file, then offset; roles it lacks
    * last): read in this order, a layer is one forward pass over each file, which the operating
-   * system's readahead streams (a cold 7B layer set read in name order took 1.5 times as long).
+   * system's readahead streams (a cold read of the sampled 7B layers in module order, q to down,
+   * took 1.5 times as long).
    */
   storageOrder<R extends LayerRole>(index: number, roles: readonly R[]): R[];
   /** Payload bytes read so far. */

@@ -107,14 +107,16 @@ function pickDims(m: NoisyMatrix, dims: Int32Array): NoisyMatrix {
   return { rows: dims.length, cols: 1, values: Float64Array.from(dims, (d) => m.values[d]!), variance: Float32Array.from(dims, (d) => m.variance[d]!) };
 }
 
+const MODULE_ROLES = MODULES.map(([role]) => role);
+const MODULE_NAME = new Map(MODULES);
+
 /**
  * One model's layer as read: whole (decoded into pool buffers when there is a pool), or on its
  * residual sample `dims` (stored dimensions; readers' columns, writers' rows), only those read.
  */
 function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
-  const names = new Map(MODULES);
-  const modules = Object.fromEntries(reader.storageOrder(index, MODULES.map(([role]) => role)).map((role) => {
-    const reads = READ_NORM[names.get(role)!];
+  const modules = Object.fromEntries(reader.storageOrder(index, MODULE_ROLES).map((role) => {
+    const reads = READ_NORM[MODULE_NAME.get(role)!];
     return [
       role,
       dims
