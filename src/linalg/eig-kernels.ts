@@ -1,5 +1,5 @@
 import { EIG_WASM_BASE64 } from './eig-wasm.js';
-import { instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
+import { float64Heap, instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
 
 /**
  * The O(n³) and O(n²·k) loops of symmetricEigen (eig.ts), on one float64 workspace: the
@@ -54,11 +54,7 @@ function loadWasm(): EigenKernels | null {
   const rotate = exports['rotate_sweep'] as EigenKernels['rotateSweep'];
   const reflect = exports['reflect'] as EigenKernels['reflect'];
   wasmKernels = {
-    reserve(length) {
-      const have = memory.buffer.byteLength;
-      if (have < length * 8) memory.grow(Math.ceil((length * 8 - have) / 65536));
-      return new Float64Array(memory.buffer, 0, length);
-    },
+    reserve: (length) => float64Heap(memory, length * 8).subarray(0, length),
     symvUpper: (w, v, p, n, from) => symv(8 * w, 8 * v, 8 * p, n, from),
     rank2Upper: (w, v, z, n, from) => rank2(8 * w, 8 * v, 8 * z, n, from),
     rotateSweep: (x, panels, n, c, s, l, m) => rotate(8 * x, panels, n, 8 * c, 8 * s, l, m),

@@ -1,6 +1,6 @@
 import { GEMM_WASM_BASE64 } from './gemm-wasm.js';
 import { GRAM_PANEL } from './gemm-wat.js';
-import { instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
+import { float64Heap, instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
 
 export { useWasmKernels } from './wasm-kernels.js';
 
@@ -31,13 +31,6 @@ function load(): Kernel | null {
   return kernel;
 }
 
-/** The module's memory as float64, grown to at least `bytes`. */
-function heapOf(kern: Kernel, bytes: number): Float64Array {
-  const have = kern.memory.buffer.byteLength;
-  if (have < bytes) kern.memory.grow(Math.ceil((bytes - have) / 65536));
-  return new Float64Array(kern.memory.buffer);
-}
-
 /** Products below this many multiply-adds are not worth the copies. */
 const MIN_WORK = 1 << 16;
 /** Largest working set (A, B and C) placed in the module's 32-bit memory. */
@@ -60,7 +53,7 @@ export function wasmProductTransB(
   if (bytes > MAX_BYTES) return false;
   const kern = load();
   if (!kern) return false;
-  const heap = heapOf(kern, bytes);
+  const heap = float64Heap(kern.memory, bytes);
   const aAt = 0, bAt = shared ? 0 : m * k, outAt = m * k + (shared ? 0 : n * k);
   heap.set(a.subarray(0, m * k), aAt);
   if (!shared) heap.set(b.subarray(0, n * k), bAt);
@@ -105,7 +98,7 @@ export function wasmGramUpper(a: Float64Array, rows: number, cols: number, side:
   if (bytes > MAX_BYTES) return false;
   const kern = load();
   if (!kern) return false;
-  const heap = heapOf(kern, bytes);
+  const heap = float64Heap(kern.memory, bytes);
   heap.fill(0, 0, stageAt);
   for (let s0 = 0; s0 < k; s0 += slabRows) {
     const s1 = Math.min(k, s0 + slabRows);
