@@ -1,6 +1,6 @@
 /**
- * Compiles the generated WebAssembly text of src/linalg/gemm-wat.ts and eig-wat.ts and writes the
- * bytes into src/linalg/gemm-wasm.ts and eig-wasm.ts, so nothing is compiled or fetched at install
+ * Compiles the generated WebAssembly text of src/linalg/gemm-wat.ts, eig-wat.ts and sketch-wat.ts and
+ * writes the bytes into src/linalg/gemm-wasm.ts, eig-wasm.ts and sketch-wasm.ts, so nothing is compiled or fetched at install
  * or run time:
  *
  *   npm run build:wasm
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
 import { eigWat } from '../src/linalg/eig-wat.js';
 import { gemmWat } from '../src/linalg/gemm-wat.js';
+import { sketchWat } from '../src/linalg/sketch-wat.js';
 
 async function compileWat(name: string, text: string): Promise<Uint8Array> {
   const wabt = await wabtInit();
@@ -33,6 +34,10 @@ export function compileEig(): Promise<Uint8Array> {
   return compileWat('eig.wat', eigWat());
 }
 
+export function compileSketch(): Promise<Uint8Array> {
+  return compileWat('sketch.wat', sketchWat());
+}
+
 /** The TypeScript module holding `bytes` as the base64 constant `constant`. */
 export function wasmModuleSource(bytes: Uint8Array, constant: string, generator: string): string {
   const base64 = Buffer.from(bytes).toString('base64');
@@ -45,6 +50,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.a
   for (const [file, constant, generator, compile] of [
     ['gemm-wasm.ts', 'GEMM_WASM_BASE64', 'gemm-wat.ts', compileGemm],
     ['eig-wasm.ts', 'EIG_WASM_BASE64', 'eig-wat.ts', compileEig],
+    ['sketch-wasm.ts', 'SKETCH_WASM_BASE64', 'sketch-wat.ts', compileSketch],
   ] as const) {
     const target = path.join(root, 'src', 'linalg', file);
     fs.writeFileSync(target, wasmModuleSource(await compile(), constant, generator));

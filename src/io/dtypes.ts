@@ -312,6 +312,11 @@ const GRID: Readonly<Record<FloatDType, { precision: number; minExponent: number
   F8_E5M2: { precision: 3, minExponent: -14 },
 };
 
+/** Significand bits (with the implicit one) and smallest normal exponent of a float dtype's grid. */
+export function gridGeometry(dtype: FloatDType): { readonly precision: number; readonly minExponent: number } {
+  return GRID[dtype];
+}
+
 /** Per-dtype table: exponent field of a float32 value -> ulp^2/12 on the dtype's grid. */
 const varianceTables = new Map<FloatDType, Float64Array>();
 export function roundingVarianceTable(dtype: FloatDType): Float64Array {

@@ -225,6 +225,19 @@ export class SafetensorsSource implements TensorSource {
     this.readInto(name, rowStart * cols, out);
   }
 
+  readStoredRowsInto(name: string, rowStart: number, rowEnd: number, out: Uint8Array): void {
+    const info = this.info(name);
+    const { rows, cols } = matrixShape(info);
+    const rowBytes = cols * DTYPE_BYTES[info.dtype];
+    if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && 0 <= rowStart && rowStart <= rowEnd && rowEnd <= rows)) {
+      throw new RangeError(`rows [${rowStart}, ${rowEnd}) outside 0..${rows} of ${name}`);
+    }
+    if (out.length !== (rowEnd - rowStart) * rowBytes) throw new RangeError(`rows [${rowStart}, ${rowEnd}) of ${name} take ${(rowEnd - rowStart) * rowBytes} bytes, not ${out.length}`);
+    readFully(this.fd(info.file), out, out.length, info.start + rowStart * rowBytes, info.file, name);
+    this.readBytes += out.length;
+    this.onBytes?.(out.length);
+  }
+
   *rowBlocks(name: string, maxBytes = DEFAULT_BUFFER_BYTES): Iterable<RowBlock> {
     const info = this.info(name);
     const { rows, cols } = matrixShape(info);

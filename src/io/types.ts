@@ -53,6 +53,12 @@ export interface TensorSource {
    * selected columns decoded: a sample of a wide matrix's columns costs its bytes' read, not a decode.
    */
   readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void;
+  /**
+   * The stored bytes of rows [rowStart, rowEnd) of the tensor viewed as 2-D, undecoded, into `out`
+   * (exactly that many bytes): for consumers that decode plain float storage themselves. Sources
+   * whose storage is not plain floats (quantized blocks) leave it out.
+   */
+  readStoredRowsInto?(name: string, rowStart: number, rowEnd: number, out: Uint8Array): void;
   /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default DEFAULT_BUFFER_BYTES, 1 MiB). */
   rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
   /** Release file descriptors. */

@@ -25,7 +25,7 @@ export const DEFAULT_CACHE_DIR = '.lineage-cache';
 /** File name of a sketch in the cache: fingerprint plus the options it was made with. */
 export function cacheFileName(fingerprint: string, options: ResolvedSketchOptions): string {
   const o = options;
-  return `${fingerprint}-v${SKETCH_FORMAT}-k${o.sketchSize}-n${o.neuronDim}x${o.maxNeurons}x${o.neuronLayers}.sketch`;
+  return `${fingerprint}-v${SKETCH_FORMAT}-k${o.sketchSize}-n${o.maxNeurons}x${o.neuronLayers}.sketch`;
 }
 
 interface ArrayRef { readonly offset: number; readonly length: number }

@@ -1,62 +1,43 @@
 /**
  * One streaming pass over a model's linear weights -> ModelSketch.
  *
- * Per linear role matrix W (m x n), for its stored values and, when stored finer than bf16,
- * for its bf16 rounding too (always: rounding later would need a second read):
- * - the two-sided sketch S = L^T W R, L (m x k) and R (n x k) seeded by shape (Gaussian with
- *   orthogonalised columns, see sketchProjection); a side
- *   no longer than k is kept whole (identity), so small matrices are sketched exactly;
- * - ||W||^2 and the sum of ulp(w)^2/12 (the rounding variance of the grid);
- * and the moments of the stored values, plus projected gate/up rows of a few layers.
- * Rows are read in blocks (one matrix's block at a time), so memory is bounded by the
- * largest block plus the k x k sketches, never by the model.
+ * Per linear role matrix W (m x n), for its stored values and, when stored finer than bf16, for
+ * their bf16 rounding too (always: rounding later would need a second read):
+ * - the two-sided CountSketch S = Lᵀ W R (k x k; a side no longer than k kept whole), made by the
+ *   WebAssembly kernel of linalg/stream-sketch.ts at one add per stored value;
+ * - ||W||², and the rounding variance ulp(w)²/12 of the grid summed per sketch row and column
+ *   (the exact variance profile of the rounding noise in the sketch);
+ * and the moments of the stored values, plus the column CountSketch of evenly spaced gate/up
+ * rows of a few layers (the neuron rows of the relatedness test).
+ * A matrix is one job: jobs run in the order the tensors are stored (one forward pass over the
+ * files), in this thread or spread over worker threads (parallel.ts), and are assembled in the
+ * canonical layer and role order.
  */
 import type { TensorSource } from '../io/types.js';
-import { roundingVarianceTable, roundToDtype, type FloatDType } from '../io/dtypes.js';
+import { gridGeometry, roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
 import { readRole } from '../arch/map.js';
 import { LINEAR_ROLES, type LayerRole, type ModelMap, type RoleRef } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { BadInputError } from '../io/errors.js';
-import { gaussianProjection, sketchProjection } from './projection.js';
+import { StreamSketcher, type ViewSpec } from '../linalg/stream-sketch.js';
 import {
-  SKETCH_FORMAT, resolveSketchOptions, type MatrixSketch, type ModelSketch, type NeuronSketch, type SketchOptions,
-  type SketchView,
+  SKETCH_FORMAT, type MatrixSketch, type ModelSketch, type NeuronSketch, type ResolvedSketchOptions, type SketchView,
 } from './types.js';
 
-const BLOCK_BYTES = 8 * 1024 * 1024;
+/** One linear role matrix to sketch; `capture`: rows whose column sketch the relatedness test keeps. */
+export interface MatrixJob {
+  readonly layer: number;
+  readonly role: LayerRole;
+  readonly ref: RoleRef;
+  readonly capture: readonly number[];
+  /** Stored payload bytes the job reads (for progress). */
+  readonly bytes: number;
+}
 
-export function sketchModel(source: TensorSource, map: ModelMap, fingerprint: string, options: SketchOptions = {}): ModelSketch {
-  const resolved = resolveSketchOptions(options);
-  const neuronLayers = evenlySpaced(map.layers.length, resolved.neuronLayers);
-  const matrices: MatrixSketch[] = [];
-  const neurons: NeuronSketch[] = [];
-  map.layers.forEach((roles, layer) => {
-    const keepNeurons = neuronLayers.includes(layer) && roles.gate !== undefined && roles.up !== undefined;
-    const neuronRows: Partial<Record<LayerRole, Float32Array>> = {};
-    for (const role of LINEAR_ROLES) {
-      const ref = roles[role];
-      if (!ref) continue;
-      const rowsSink = keepNeurons && (role === 'gate' || role === 'up') ? neuronSink(ref, resolved.maxNeurons, resolved.neuronDim) : null;
-      matrices.push(sketchMatrix(source, ref, layer, role, resolved.sketchSize, rowsSink));
-      if (rowsSink) neuronRows[role] = rowsSink.result();
-    }
-    if (keepNeurons) {
-      const gate = neuronRows.gate!, up = neuronRows.up!;
-      neurons.push({ layer, count: gate.length / resolved.neuronDim, dim: resolved.neuronDim, gate, up });
-    }
-  });
-  if (matrices.length === 0) throw new BadInputError('no linear layer weights found to compare', { file: source.path });
-  return {
-    format: SKETCH_FORMAT,
-    fingerprint,
-    family: map.family,
-    architecture: map.architecture ?? null,
-    dims: map.dims,
-    options: resolved,
-    totalBytes: source.totalBytes,
-    matrices,
-    neurons,
-  };
+/** What one job yields: the matrix's sketch and its captured rows (capture.length x sketchCols). */
+export interface MatrixResult {
+  readonly matrix: MatrixSketch;
+  readonly captured: Float32Array;
 }
 
 /** `count` indices spread evenly over 0..n-1 (all of them when count >= n). */
@@ -65,174 +46,146 @@ export function evenlySpaced(n: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => Math.floor(((i + 0.5) * n) / count));
 }
 
-interface RowSink {
-  add(rowStart: number, rowEnd: number, cols: number, data: Float32Array): void;
-  result(): Float32Array;
+/** The model's matrix jobs, in the order their bytes are stored. */
+export function matrixJobs(source: TensorSource, map: ModelMap, options: ResolvedSketchOptions): MatrixJob[] {
+  const neuronLayers = evenlySpaced(map.layers.length, options.neuronLayers);
+  const jobs: MatrixJob[] = [];
+  map.layers.forEach((roles, layer) => {
+    const keepNeurons = neuronLayers.includes(layer) && roles.gate !== undefined && roles.up !== undefined;
+    for (const role of LINEAR_ROLES) {
+      const ref = roles[role];
+      if (!ref) continue;
+      const capture = keepNeurons && (role === 'gate' || role === 'up') ? evenlySpaced(ref.shape![0], options.maxNeurons) : [];
+      jobs.push({ layer, role, ref, capture, bytes: source.tensors.get(ref.tensor)?.byteLength ?? 0 });
+    }
+  });
+  if (jobs.length === 0) throw new BadInputError('no linear layer weights found to compare', { file: source.path });
+  const fileOrder = new Map(source.files.map((f, i) => [f, i]));
+  const place = (job: MatrixJob) => {
+    const info = source.tensors.get(job.ref.tensor)!;
+    return [fileOrder.get(info.file) ?? 0, info.start] as const;
+  };
+  return jobs
+    .map((job, i) => ({ job, i, at: place(job) }))
+    .sort((x, y) => x.at[0] - y.at[0] || x.at[1] - y.at[1] || x.i - y.i)
+    .map((x) => x.job);
 }
 
-/** Collects the projected rows of evenly spaced neurons as the blocks stream by. */
-function neuronSink(ref: RoleRef, maxNeurons: number, dim: number): RowSink {
+function storedGrid(dtype: string, where: { file: string; tensor: string }): FloatDType {
+  if (dtype === 'BF16' || dtype === 'F16' || dtype === 'F32' || dtype === 'F64' || dtype === 'F8_E4M3' || dtype === 'F8_E5M2') return dtype;
+  throw new BadInputError(`linear weight stored as ${dtype}, expected a float dtype`, where);
+}
+
+/** Sketch one matrix from the source: the plain stored bytes straight into the kernel where it can decode them. */
+export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): MatrixResult {
+  const { ref } = job;
   const [rows, cols] = ref.shape!;
-  const picked = evenlySpaced(rows, maxNeurons);
-  const projection = gaussianProjection('neuron', cols, dim);
-  const out = new Float32Array(picked.length * dim);
-  let next = 0;
-  return {
-    add(rowStart, rowEnd, n, data) {
-      while (next < picked.length && picked[next]! < rowEnd) {
-        const base = (picked[next]! - rowStart) * n;
-        const acc = new Float64Array(dim);
-        for (let j = 0; j < n; j++) {
-          const w = data[base + j]!;
-          if (w === 0) continue;
-          const p = j * dim;
-          for (let c = 0; c < dim; c++) acc[c] += w * projection[p + c]!;
-        }
-        out.set(acc, next * dim);
-        next++;
+  const info = source.tensors.get(ref.tensor)!;
+  const where = { file: info.file, tensor: ref.tensor };
+  const stored = storedGrid(info.dtype, where);
+  // bf16 is the coarsest common grid hub models share; finer models also keep their bf16 view.
+  const finer = stored === 'F32' || stored === 'F64' || stored === 'F16';
+  const plain = !ref.rows && !ref.rowRanges && !ref.transposed && cols % 4 === 0 && source.readStoredRowsInto !== undefined;
+  const raw = plain && (stored === 'BF16' || stored === 'F32');
+  const views: ViewSpec[] = [{ mode: raw && stored === 'BF16' ? 'bf16' : 'f32', grid: gridGeometry(stored) }];
+  if (finer) views.push({ mode: 'f32_bf16', grid: gridGeometry('BF16') });
+  // Decoded rows are padded to a multiple of 4 columns with zeros, which change no sum or rank.
+  const paddedCols = Math.ceil(cols / 4) * 4;
+  const sketcher = new StreamSketcher(rows, paddedCols, k, views, job.capture);
+  try {
+    if (raw) {
+      for (let start = 0; start < rows; start += sketcher.rowsPerBlock) {
+        const count = Math.min(sketcher.rowsPerBlock, rows - start);
+        source.readStoredRowsInto!(ref.tensor, start, start + count, sketcher.input(count));
+        sketcher.process(start, count);
       }
+    } else {
+      forEachDecodedRowBlock(source, ref, (rowStart, rowEnd, data) => {
+        for (let start = rowStart; start < rowEnd; start += sketcher.rowsPerBlock) {
+          const count = Math.min(sketcher.rowsPerBlock, rowEnd - start);
+          const bytes = sketcher.input(count);
+          const input = new Float32Array(bytes.buffer, bytes.byteOffset, count * paddedCols);
+          for (let r = 0; r < count; r++) input.set(data.subarray((start - rowStart + r) * cols, (start - rowStart + r + 1) * cols), r * paddedCols);
+          sketcher.process(start, count);
+        }
+      });
+    }
+  } catch (err) {
+    sketcher.abandon();
+    throw err;
+  }
+  const result = sketcher.finish();
+  const sketchViews = result.views.map((v, i): SketchView => {
+    if (!(Number.isFinite(v.sums.s2) && Number.isFinite(v.roundingVariance))) throw new BadInputError('non-finite weight', where);
+    const sketch = Float32Array.from(v.sketch);
+    return {
+      dtype: i === 0 ? stored : 'BF16',
+      sketch,
+      squaredNorm: v.sums.s2,
+      roundingVariance: v.roundingVariance,
+      rowVariance: Array.from(v.rowVariance),
+      columnVariance: Array.from(v.columnVariance),
+      sketchRounding: float32StorageVariance(sketch),
+    };
+  });
+  const stats = result.views[0]!.sums;
+  const moments = MomentAccumulator.fromSums({ shift: 0, n: rows * cols, s1: stats.s1, s2: stats.s2, s3: stats.s3, s4: stats.s4 }).result();
+  return {
+    matrix: {
+      layer: job.layer, role: job.role, rows, cols, sketchRows: sketcher.sketchRows, sketchCols: sketcher.sketchCols,
+      leftProjected: rows > k, rightProjected: paddedCols > k, storedDtype: info.dtype, moments, views: sketchViews,
     },
-    result: () => out,
+    captured: result.captured,
   };
 }
 
-/** Streams a role's rows in blocks: plain tensors block by block, fused/transposed roles whole. */
-function forEachRowBlock(source: TensorSource, ref: RoleRef, visit: (rowStart: number, rowEnd: number, cols: number, data: Float32Array) => void): void {
+/** Mean per-entry variance of having stored the sketch itself in float32. */
+function float32StorageVariance(sketch: Float32Array): number {
+  const table = roundingVarianceTable('F32');
+  const bits = new Uint32Array(sketch.buffer, sketch.byteOffset, sketch.length);
+  let total = 0;
+  for (let i = 0; i < bits.length; i++) total += table[(bits[i]! >>> 23) & 0xff]!;
+  return bits.length ? total / bits.length : 0;
+}
+
+/** Decoded rows of a role: plain tensors block by block, fused or transposed roles whole. */
+function forEachDecodedRowBlock(source: TensorSource, ref: RoleRef, visit: (rowStart: number, rowEnd: number, data: Float32Array) => void): void {
   if (!ref.rows && !ref.rowRanges && !ref.transposed) {
-    for (const block of source.rowBlocks(ref.tensor, BLOCK_BYTES)) visit(block.rowStart, block.rowEnd, block.cols, block.data);
+    for (const block of source.rowBlocks(ref.tensor)) visit(block.rowStart, block.rowEnd, block.data);
     return;
   }
   const weight = readRole(source, ref);
-  visit(0, weight.rows, weight.cols, weight.data);
+  visit(0, weight.rows, weight.data);
 }
 
-class ViewAccumulator {
-  readonly sketch: Float64Array;
-  squaredNorm = 0;
-  roundingVariance = 0;
-  private maxRowVariance = 0;
-  private readonly columnVariance: Float64Array;
-  private readonly table: Float64Array;
-  private scratch = new Float64Array(0);
-
-  constructor(
-    readonly dtype: FloatDType,
-    cols: number,
-    private readonly k1: number,
-    private readonly k2: number,
-    private readonly left: Float64Array | null,
-    private readonly right: Float64Array | null,
-  ) {
-    this.sketch = new Float64Array(k1 * k2);
-    this.columnVariance = new Float64Array(cols);
-    this.table = roundingVarianceTable(dtype);
-  }
-
-  add(rowStart: number, rowEnd: number, cols: number, data: Float32Array): void {
-    const count = (rowEnd - rowStart) * cols;
-    const bits = new Uint32Array(data.buffer, data.byteOffset, count);
-    const table = this.table;
-    const columnVariance = this.columnVariance;
-    let sq = 0, noise = 0;
-    for (let r = 0, i = 0; r < rowEnd - rowStart; r++) {
-      let rowNoise = 0;
-      for (let j = 0; j < cols; j++, i++) {
-        const w = data[i]!;
-        sq += w * w;
-        const v = table[(bits[i]! >>> 23) & 0xff]!;
-        rowNoise += v;
-        columnVariance[j] += v;
-      }
-      noise += rowNoise;
-      if (rowNoise > this.maxRowVariance) this.maxRowVariance = rowNoise;
+/** The model's sketch from its jobs' results (any order of completion). */
+export function assembleSketch(
+  source: Pick<TensorSource, 'totalBytes'>, map: ModelMap, fingerprint: string, options: ResolvedSketchOptions,
+  jobs: readonly MatrixJob[], results: readonly MatrixResult[],
+): ModelSketch {
+  const byKey = new Map(jobs.map((job, i) => [`${job.layer}.${job.role}`, results[i]!]));
+  const matrices: MatrixSketch[] = [];
+  const neurons: NeuronSketch[] = [];
+  map.layers.forEach((roles, layer) => {
+    for (const role of LINEAR_ROLES) {
+      const result = roles[role] ? byKey.get(`${layer}.${role}`) : undefined;
+      if (result) matrices.push(result.matrix);
     }
-    this.squaredNorm += sq;
-    this.roundingVariance += noise;
-    this.project(rowStart, rowEnd, cols, data);
-  }
-
-  /** S += L[rows]^T (B R) for the block B; an identity side copies instead of projecting. */
-  private project(rowStart: number, rowEnd: number, cols: number, data: Float32Array): void {
-    const blockRows = rowEnd - rowStart;
-    const k1 = this.k1, k2 = this.k2, right = this.right, left = this.left, s = this.sketch;
-    if (this.scratch.length < k2) this.scratch = new Float64Array(k2);
-    const t = this.scratch;
-    for (let i = 0; i < blockRows; i++) {
-      const base = i * cols;
-      if (right) {
-        t.fill(0, 0, k2);
-        for (let j = 0; j < cols; j++) {
-          const w = data[base + j]!;
-          if (w === 0) continue;
-          const p = j * k2;
-          for (let c = 0; c < k2; c++) t[c] += w * right[p + c]!;
-        }
-      } else {
-        for (let c = 0; c < k2; c++) t[c] = data[base + c]!;
-      }
-      const row = rowStart + i;
-      if (left) {
-        const lp = row * k1;
-        for (let a = 0; a < k1; a++) {
-          const l = left[lp + a]!;
-          const o = a * k2;
-          for (let c = 0; c < k2; c++) s[o + c] += l * t[c]!;
-        }
-      } else {
-        const o = row * k2;
-        for (let c = 0; c < k2; c++) s[o + c] = t[c]!;
-      }
+    const gate = byKey.get(`${layer}.gate`), up = byKey.get(`${layer}.up`);
+    const count = gate?.matrix.sketchCols ? gate.captured.length / gate.matrix.sketchCols : 0;
+    if (gate && up && count > 0 && gate.matrix.sketchCols === up.matrix.sketchCols && up.captured.length === gate.captured.length) {
+      neurons.push({ layer, count, dim: gate.matrix.sketchCols, gate: gate.captured, up: up.captured });
     }
-  }
-
-  finish(where: { file: string; tensor: string }): SketchView {
-    // One check per matrix instead of per element: any NaN or infinity poisons the sum.
-    if (!Number.isFinite(this.squaredNorm)) throw new BadInputError('non-finite weight', where);
-    const sketch = Float32Array.from(this.sketch);
-    const roundingTable = roundingVarianceTable('F32');
-    const bits = new Uint32Array(sketch.buffer);
-    let rounding = 0;
-    for (let i = 0; i < bits.length; i++) rounding += roundingTable[(bits[i]! >>> 23) & 0xff]!;
-    return {
-      dtype: this.dtype,
-      sketch,
-      squaredNorm: this.squaredNorm,
-      roundingVariance: this.roundingVariance,
-      maxRowVariance: this.maxRowVariance,
-      maxColumnVariance: this.columnVariance.reduce((m, v) => Math.max(m, v), 0),
-      sketchRounding: bits.length ? rounding / bits.length : 0,
-    };
-  }
-}
-
-function storedGrid(dtype: string): FloatDType {
-  if (dtype === 'BF16' || dtype === 'F16' || dtype === 'F32' || dtype === 'F64' || dtype === 'F8_E4M3' || dtype === 'F8_E5M2') return dtype;
-  throw new BadInputError(`linear weight stored as ${dtype}, expected a float dtype`);
-}
-
-function sketchMatrix(source: TensorSource, ref: RoleRef, layer: number, role: LayerRole, k: number, rowsSink: RowSink | null): MatrixSketch {
-  const [rows, cols] = ref.shape!;
-  const info = source.tensors.get(ref.tensor)!;
-  const stored = storedGrid(info.dtype);
-  const leftProjected = rows > k, rightProjected = cols > k;
-  const k1 = leftProjected ? k : rows, k2 = rightProjected ? k : cols;
-  const left = leftProjected ? sketchProjection('left', rows, k) : null;
-  const right = rightProjected ? sketchProjection('right', cols, k) : null;
-  const views = [new ViewAccumulator(stored, cols, k1, k2, left, right)];
-  // bf16 is the coarsest common grid the zoo and hub models share; finer models also get it.
-  const finer = stored === 'F32' || stored === 'F64' || stored === 'F16';
-  if (finer) views.push(new ViewAccumulator('BF16', cols, k1, k2, left, right));
-  const moments = new MomentAccumulator();
-  forEachRowBlock(source, ref, (rowStart, rowEnd, n, data) => {
-    const count = (rowEnd - rowStart) * n;
-    const values = data.length === count ? data : data.subarray(0, count);
-    moments.add(values);
-    views[0]!.add(rowStart, rowEnd, n, values);
-    if (finer) views[1]!.add(rowStart, rowEnd, n, roundToDtype(values, 'BF16'));
-    rowsSink?.add(rowStart, rowEnd, n, values);
   });
   return {
-    layer, role, rows, cols, sketchRows: k1, sketchCols: k2, leftProjected, rightProjected,
-    storedDtype: info.dtype, moments: moments.result(), views: views.map((v) => v.finish({ file: info.file, tensor: ref.tensor })),
+    format: SKETCH_FORMAT, fingerprint, family: map.family, architecture: map.architecture ?? null, dims: map.dims, options,
+    totalBytes: source.totalBytes, matrices, neurons,
   };
+}
+
+/** The whole sketch in this thread (parallel.ts spreads the same jobs over workers). */
+export function sketchModel(source: TensorSource, map: ModelMap, fingerprint: string, options: ResolvedSketchOptions): ModelSketch {
+  const jobs = matrixJobs(source, map, options);
+  const results = jobs.map((job) => sketchMatrix(source, job, options.sketchSize));
+  return assembleSketch(source, map, fingerprint, options, jobs, results);
 }

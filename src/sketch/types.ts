@@ -7,13 +7,14 @@ import type { Family, LayerRole, ModelDims } from '../arch/types.js';
 import type { Moments } from '../stats/moments.js';
 
 /** Bumped whenever the sketch's content or its file layout changes: old cache files are rebuilt. */
-export const SKETCH_FORMAT = 1;
+export const SKETCH_FORMAT = 2;
 
 export interface SketchOptions {
-  /** Sketch size per side (k1 = k2): ranks up to about k/2 are read exactly. */
+  /**
+   * Sketch size per side (k1 = k2, a multiple of 4): ranks up to about k/2 are read exactly. The
+   * neuron rows of the relatedness test are sketched to the same width.
+   */
   readonly sketchSize?: number;
-  /** Dimension the gate/up neuron rows are projected to for the relatedness test. */
-  readonly neuronDim?: number;
   /** At most this many neurons per layer (evenly spaced) enter the relatedness test. */
   readonly maxNeurons?: number;
   /** At most this many layers (evenly spaced) keep neuron sketches. */
@@ -24,7 +25,6 @@ export type ResolvedSketchOptions = Required<SketchOptions>;
 
 export const DEFAULT_SKETCH_OPTIONS: ResolvedSketchOptions = {
   sketchSize: 128,
-  neuronDim: 64,
   maxNeurons: 256,
   neuronLayers: 2,
 };
@@ -33,18 +33,19 @@ export const DEFAULT_SKETCH_OPTIONS: ResolvedSketchOptions = {
 export interface SketchView {
   /** The grid these values lie on. */
   readonly dtype: FloatDType;
-  /** L^T W R, sketchRows x sketchCols, row-major. */
+  /** Lᵀ W R (two-sided CountSketch, linalg/stream-sketch.ts), sketchRows x sketchCols, row-major. */
   readonly sketch: Float32Array;
   /** ||W||_F^2, exact (float64 sum of the values). */
   readonly squaredNorm: number;
   /** Sum over the elements of ulp(w)^2 / 12: the variance of rounding onto this grid. */
   readonly roundingVariance: number;
   /**
-   * Largest row sum and column sum of those variances: rounding noise is uneven (it scales with
-   * the weights), and a side kept whole shows that unevenness in the noise's top singular value.
+   * Those variances summed per sketch row and per sketch column: the row and column sums of the
+   * sketched noise's variance profile (exact: every value lands in one sketch entry). Rounding
+   * noise is uneven (it scales with the weights), and the largest sums set the noise edge.
    */
-  readonly maxRowVariance: number;
-  readonly maxColumnVariance: number;
+  readonly rowVariance: readonly number[];
+  readonly columnVariance: readonly number[];
   /** Mean per-entry variance added by storing the sketch itself in float32. */
   readonly sketchRounding: number;
 }
@@ -68,7 +69,7 @@ export interface MatrixSketch {
   readonly views: readonly SketchView[];
 }
 
-/** Gate and up rows of selected neurons of one layer, projected to `dim` columns. */
+/** Gate and up rows of selected neurons of one layer, each the CountSketch of its columns (`dim` wide). */
 export interface NeuronSketch {
   readonly layer: number;
   /** Number of neurons kept. */
@@ -96,12 +97,12 @@ export function resolveSketchOptions(options: SketchOptions = {}): ResolvedSketc
   // Only the sketch's own keys: callers may pass wider option objects.
   const resolved: ResolvedSketchOptions = {
     sketchSize: options.sketchSize ?? DEFAULT_SKETCH_OPTIONS.sketchSize,
-    neuronDim: options.neuronDim ?? DEFAULT_SKETCH_OPTIONS.neuronDim,
     maxNeurons: options.maxNeurons ?? DEFAULT_SKETCH_OPTIONS.maxNeurons,
     neuronLayers: options.neuronLayers ?? DEFAULT_SKETCH_OPTIONS.neuronLayers,
   };
   for (const [key, value] of Object.entries(resolved)) {
     if (!(Number.isInteger(value) && value > 0)) throw new RangeError(`sketch option ${key} must be a positive integer, got ${value}`);
   }
+  if (resolved.sketchSize % 4 !== 0) throw new RangeError(`sketch option sketchSize must be a multiple of 4, got ${resolved.sketchSize}`);
   return resolved;
 }

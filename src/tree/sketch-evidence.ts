@@ -23,7 +23,7 @@ export interface MatrixComparison {
   readonly rank: number;
   /** rank > half the sketch size: a dense (full fine-tune) change. */
   readonly dense: boolean;
-  /** Unbiased estimate of ||W_a - W_b||_F^2 (exact when neither side is projected). */
+  /** ||S_a - S_b||²: unbiased estimate of ||W_a - W_b||_F^2 (the CountSketch has gain 1; exact when neither side is projected). */
   readonly deltaSquared: number;
   readonly squaredNormA: number;
   readonly squaredNormB: number;
@@ -96,11 +96,9 @@ export function compareMatrix(a: MatrixSketch, b: MatrixSketch, readRank = true)
     diff[i] = d;
     sq += d * d;
   }
-  // E ||L^T D R||^2 = k1 k2 ||D||^2 for Gaussian sides; a side kept whole scales by 1.
-  const gain = (a.leftProjected ? k1 : 1) * (a.rightProjected ? k2 : 1);
   const sketchRank = Math.min(k1, k2);
   const base = {
-    layer: a.layer, role: a.role, deltaSquared: sq / gain, squaredNormA: va.squaredNorm, squaredNormB: vb.squaredNorm,
+    layer: a.layer, role: a.role, deltaSquared: sq, squaredNormA: va.squaredNorm, squaredNormB: vb.squaredNorm,
     rows: a.rows, cols: a.cols, sketchRank,
   };
   if (sq === 0) return { ...base, changed: false, rank: 0, dense: false };
@@ -113,22 +111,26 @@ export function compareMatrix(a: MatrixSketch, b: MatrixSketch, readRank = true)
 /**
  * Largest singular value the rounding noise of the two models can reach in the sketch of
  * their difference. The noise has independent entries of uneven variance V_ij (the ulp grows
- * with |w|); the sketch's noise has a variance profile whose largest row and column sums give
- * the edge sqrt(max row) + sqrt(max column) (Bandeira and van Handel; for even variance this
- * is the Marchenko-Pastur edge). A Gaussian side averages the profile over that side, a side
- * kept whole keeps its unevenness. The float32 storage of both sketches adds even noise.
- * The edge is raised by the Tracy-Widom 0.999 margin of a k1 x k2 noise matrix.
+ * with |w|); each sketch entry sums the noise of its own block of W with signs, so the sketch's
+ * noise has independent entries whose variance profile has exactly the row and column sums the
+ * sketch keeps (rowVariance, columnVariance, added over the two models). Its edge is
+ * sqrt(max row sum) + sqrt(max column sum) (Bandeira and van Handel; for even variance the
+ * Marchenko-Pastur edge). The float32 storage of both sketches adds even noise. The edge is
+ * raised by the Tracy-Widom 0.999 margin of a k1 x k2 noise matrix.
  */
 export function noiseThreshold(m: MatrixSketch, a: SketchView, b: SketchView): number {
   const k1 = m.sketchRows, k2 = m.sketchCols;
-  const total = a.roundingVariance + b.roundingVariance;
-  const maxRow = a.maxRowVariance + b.maxRowVariance; // the pair's row sums are at most this
-  const maxColumn = a.maxColumnVariance + b.maxColumnVariance;
   const storage = a.sketchRounding + b.sketchRounding;
-  const rowSum = (m.rightProjected ? k2 : 1) * (m.leftProjected ? total : maxRow) + k2 * storage;
-  const columnSum = (m.leftProjected ? k1 : 1) * (m.rightProjected ? total : maxColumn) + k1 * storage;
+  const rowSum = largestPairSum(a.rowVariance, b.rowVariance) + k2 * storage;
+  const columnSum = largestPairSum(a.columnVariance, b.columnVariance) + k1 * storage;
   const tracyWidomMargin = tracyWidomSingularValueThreshold(k1, k2, 1, RANK_QUANTILE) / (Math.sqrt(k1) + Math.sqrt(k2));
   return (Math.sqrt(rowSum) + Math.sqrt(columnSum)) * tracyWidomMargin;
+}
+
+function largestPairSum(a: readonly number[], b: readonly number[]): number {
+  let largest = 0;
+  for (let i = 0; i < a.length; i++) largest = Math.max(largest, a[i]! + (b[i] ?? 0));
+  return largest;
 }
 
 /**
