@@ -3,6 +3,7 @@
  * an added model cost with the sketch cache.
  *
  *   npm run bench:tree -- [--hidden 1024] [--layers 4] [--intermediate 2048] [--models 10]
+ *   npm run bench:tree -- --shape 1b|7b [--models N] ...   (real sizes against a cold cat: tree-scale.ts)
  *
  * 1. The zoo (../shared/zoo, skipped when absent), without its obfuscated copies: cold run,
  *    rerun from the cache, and a run with one more model (q1) than the cached set.
@@ -18,6 +19,7 @@ import { loadSketch } from '../src/sketch/load.js';
 import { recoverLineage } from '../src/tree/lineage.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
 import { writeFamily, type FamilySpec } from '../test/helpers/synthetic-llama.js';
+import { treeScaleMain } from './tree-scale.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -69,6 +71,11 @@ function suite(title: string, folders: readonly string[], added: string, truthFi
   } finally {
     fs.rmSync(cache, { recursive: true, force: true });
   }
+}
+
+if (process.argv.includes('--shape')) {
+  treeScaleMain(process.argv.slice(2));
+  process.exit(0);
 }
 
 const zoo = path.join(REPO, '..', 'shared', 'zoo');

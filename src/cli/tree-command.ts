@@ -13,14 +13,14 @@ import { openTensorSource } from '../io/source.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { loadSketch } from '../sketch/load.js';
+import { loadSketches, modelBytes } from '../sketch/load.js';
 import { recoverLineage, type LineageOptions, type SketchedModel } from '../tree/lineage.js';
 import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
 import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
-import { defaultWorkers } from './workers.js';
+import { defaultWorkers, sketchWorkers } from './workers.js';
 
 interface TreeFlags {
   json: boolean;
@@ -35,6 +35,7 @@ interface TreeFlags {
   align: boolean;
   html?: string;
   quiet?: boolean;
+  workers?: string;
 }
 
 /** Folder base names; names given twice get their parent folder as well ("a/p0", "b/p0"). */
@@ -80,23 +81,20 @@ export function formatScore(score: TruthScore, excluded: readonly string[]): str
   return lines.join('\n') + '\n';
 }
 
-/** Sketch every model (one read each, none on a cache hit), with a progress display. */
-function sketchModels(paths: readonly string[], names: readonly string[], cacheDir: string | null, progress: ProgressSettings): SketchedModel[] {
-  const sizes = paths.map((p) => {
-    const source = openTensorSource(p);
-    try {
-      return source.totalBytes;
-    } finally {
-      source.close();
-    }
-  });
-  const pass = startWeightPass(`sketching ${paths.length} models`, sizes.reduce((a, b) => a + b, 0), progress);
+/**
+ * Sketch every model (one read each, none on a cache hit) on `workers` threads, with one progress
+ * display by bytes across all models.
+ */
+function sketchModels(
+  paths: readonly string[], names: readonly string[], cacheDir: string | null, workers: number, progress: ProgressSettings,
+): SketchedModel[] {
+  const total = paths.reduce((sum, p) => sum + modelBytes(p), 0);
+  const pass = startWeightPass(`sketching ${paths.length} models`, total, progress);
   try {
-    return paths.map((p, i) => {
-      const loaded = loadSketch(p, { cacheDir });
-      // A cached sketch reads no weights: count its bytes as done all the same.
-      pass.onBytes(loaded.fromCache ? sizes[i]! : loaded.tensorBytesRead);
-      return { name: names[i]!, sketch: loaded.sketch };
+    const loaded = loadSketches(paths, { cacheDir, workers, onBytes: pass.onBytes });
+    return loaded.map((l, i) => {
+      if ('error' in l) throw l.error;
+      return { name: names[i]!, sketch: l.sketch };
     });
   } finally {
     pass.stop();
@@ -144,14 +142,15 @@ export function registerTree(program: Command): void {
     .option('--no-cache', 'do not read or write the sketch cache')
     .option('--include-obfuscated', 'with --truth: also score models the truth marks as obfuscated', false)
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
-    .option('--html <file>', 'also write a self-contained HTML report of the tree');
+    .option('--html <file>', 'also write a self-contained HTML report of the tree')
+    .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)');
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
     if (paths.length < 2) throw new BadInputError('give at least two models');
     const truth = flags.truth ? readTruth(flags.truth) : null;
     const names = modelNames(paths);
     const cacheDir = flags.cache === false ? null : flags.cache;
     const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
-    const models = sketchModels(paths, names, cacheDir, progress);
+    const models = sketchModels(paths, names, cacheDir, sketchWorkers(flags.workers), progress);
     const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
     const analysis = recoverLineage(models, options);
     const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;

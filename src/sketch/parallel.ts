@@ -1,0 +1,122 @@
+/**
+ * Where the sketch's matrix jobs (sketch-model.ts) run: in this thread, or spread over worker
+ * threads that each open the model themselves and stream their matrices through their own
+ * kernel. Jobs are handed out in the order the models were given and, within a model, the order
+ * its bytes are stored, at most two in flight per worker, so the workers' reads advance together
+ * through the files and the operating system's readahead serves them. Synchronous, like verify's
+ * analysts (verify/parallel.ts): workers bump a shared counter after each reply, the caller
+ * sleeps on it and takes the message off the port.
+ */
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { TensorSource } from '../io/types.js';
+import { deserializeError, type SerializedError } from '../io/errors.js';
+import { sketchMatrix, type MatrixJob, type MatrixResult } from './sketch-model.js';
+
+/** One matrix job of one model, as posted to a worker. */
+export interface PostedJob {
+  readonly model: number;
+  readonly path: string;
+  readonly index: number;
+  readonly job: MatrixJob;
+  readonly sketchSize: number;
+}
+
+export type SketchWorkerReply =
+  | { readonly ok: true; readonly model: number; readonly index: number; readonly result: MatrixResult }
+  | { readonly ok: false; readonly model: number; readonly index: number; readonly error: SerializedError };
+
+/** A model's jobs to run; `done` gets each result, `failed` the first error (the rest are then skipped). */
+export interface ModelWork {
+  readonly path: string;
+  readonly jobs: readonly MatrixJob[];
+  readonly done: (index: number, result: MatrixResult) => void;
+  readonly failed: (error: Error) => void;
+}
+
+/** The arrays a result carries, transferred rather than copied. */
+export function resultBuffers(result: MatrixResult): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>([result.captured.buffer as ArrayBuffer]);
+  for (const view of result.matrix.views) buffers.add(view.sketch.buffer as ArrayBuffer);
+  return [...buffers];
+}
+
+/** Runs every model's jobs in this thread, one source open at a time. */
+export function runInThread(work: readonly ModelWork[], open: (path: string) => TensorSource, sketchSize: number): void {
+  for (const model of work) {
+    let source: TensorSource | null = null;
+    try {
+      source = open(model.path);
+      model.jobs.forEach((job, i) => model.done(i, sketchMatrix(source!, job, sketchSize)));
+    } catch (err) {
+      model.failed(err as Error);
+    } finally {
+      source?.close();
+    }
+  }
+}
+
+interface Slot {
+  readonly worker: Worker;
+  readonly port: MessagePort;
+  inFlight: number;
+}
+
+/** Jobs a worker holds at once: one running, one waiting, so it never idles on this thread. */
+const JOBS_PER_WORKER = 2;
+
+/** Runs every model's jobs on `size` worker threads (sketch-worker.ts). */
+export function runOnWorkers(work: readonly ModelWork[], size: number, sketchSize: number): void {
+  const signal = new Int32Array(new SharedArrayBuffer(4));
+  const slots: Slot[] = [];
+  try {
+    for (let i = 0; i < size; i++) {
+      const channel = new MessageChannel();
+      const worker = new Worker(new URL('./sketch-worker.js', import.meta.url), {
+        workerData: { port: channel.port2, signal },
+        transferList: [channel.port2],
+      });
+      worker.unref();
+      slots.push({ worker, port: channel.port1, inFlight: 0 });
+    }
+    const queue: PostedJob[] = [];
+    work.forEach((model, m) => model.jobs.forEach((job, index) => queue.push({ model: m, path: model.path, index, job, sketchSize })));
+    const failed = new Set<number>();
+    let next = 0;
+    const dispatch = () => {
+      for (const slot of slots) {
+        while (slot.inFlight < JOBS_PER_WORKER && next < queue.length) {
+          const posted = queue[next++]!;
+          if (failed.has(posted.model)) continue;
+          slot.inFlight++;
+          slot.port.postMessage(posted);
+        }
+      }
+    };
+    dispatch();
+    while (slots.some((s) => s.inFlight > 0)) {
+      const seen = Atomics.load(signal, 0);
+      let received = false;
+      for (const slot of slots) {
+        if (slot.inFlight === 0) continue;
+        const message = receiveMessageOnPort(slot.port);
+        if (!message) continue;
+        received = true;
+        slot.inFlight--;
+        const reply = message.message as SketchWorkerReply;
+        if (failed.has(reply.model)) continue;
+        if (reply.ok) work[reply.model]!.done(reply.index, reply.result);
+        else {
+          failed.add(reply.model);
+          work[reply.model]!.failed(deserializeError(reply.error, `sketch of ${work[reply.model]!.path}`));
+        }
+      }
+      if (received) dispatch();
+      else Atomics.wait(signal, 0, seen);
+    }
+  } finally {
+    for (const slot of slots) {
+      slot.port.close();
+      void slot.worker.terminate();
+    }
+  }
+}
