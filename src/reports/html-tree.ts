@@ -35,7 +35,8 @@ export function nodeDetails(result: LineageResult): Record<string, NodeDetails> 
         if (edge.rank !== null) rows.push(['LoRA rank', String(edge.rank)]);
         if (edge.modules.length) rows.push(['modules', edge.modules.join(', ')]);
         rows.push(['distance', formatNumber(edge.distance)]);
-        rows.push(['direction margin', `${formatNumber(edge.directionMargin)} (${edge.directionMargin >= 0 ? 'agrees with' : 'against'} the ${evidence})`]);
+        if (edge.adapter) rows.push(['direction', 'none read: a PEFT adapter is applied to its base']);
+        else rows.push(['direction margin', `${formatNumber(edge.directionMargin)} (${edge.directionMargin >= 0 ? 'agrees with' : 'against'} the ${evidence})`]);
       } else {
         rows.push(['parent', 'none: a root']);
       }

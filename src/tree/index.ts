@@ -23,6 +23,6 @@ export type { SketchedModel, LineageOptions, LineageAnalysis, MotherDistance, Su
 export { placeUnplacedMembers, profileMismatch, alignedEdgeLabel, isAlignedCopy, DEFAULT_PARENT_CANDIDATES } from './obfuscated.js';
 export type { PlacementOptions } from './obfuscated.js';
 export {
-  compareSketches, compareMatrix, checkCompatible, sketchSignature, noiseThreshold, countSingularValuesAbove, relatednessLog10P,
+  compareSketches, compareMatrix, sketchSignature, noiseThreshold, countSingularValuesAbove, relatednessLog10P,
 } from './sketch-evidence.js';
 export type { SketchComparison, MatrixComparison } from './sketch-evidence.js';
