@@ -5,7 +5,6 @@
  * ground-truth file when given.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SourceRoleReader } from '../arch/reader.js';
 import { BadInputError } from '../io/errors.js';
@@ -14,11 +13,14 @@ import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
 import { loadSketch } from '../sketch/load.js';
-import { recoverLineage, type LineageOptions, type SketchedModel } from '../tree/lineage.js';
+import { attachAdapters } from '../tree/adapters.js';
+import { recoverLineageByArchitecture } from '../tree/architectures.js';
+import type { LineageAnalysis, LineageOptions, SketchedModel } from '../tree/lineage.js';
 import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
+import { SkipList, collectTreeInputs, sketchSkippingFailures } from './model-inputs.js';
 import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
 import { defaultWorkers } from './workers.js';
 
@@ -35,17 +37,7 @@ interface TreeFlags {
   align: boolean;
   html?: string;
   quiet?: boolean;
-}
-
-/** Folder base names; names given twice get their parent folder as well ("a/p0", "b/p0"). */
-export function modelNames(paths: readonly string[]): string[] {
-  const resolved = paths.map((p) => path.resolve(p));
-  const base = resolved.map((p) => path.basename(p));
-  return resolved.map((p, i) => {
-    if (base.filter((b) => b === base[i]).length === 1) return base[i]!;
-    const long = `${path.basename(path.dirname(p))}/${base[i]}`;
-    return resolved.filter((q) => `${path.basename(path.dirname(q))}/${path.basename(q)}` === long).length === 1 ? long : p;
-  });
+  strict: boolean;
 }
 
 function readTruth(file: string): Truth & { obfuscated: Set<string> } {
@@ -108,9 +100,8 @@ function sketchModels(paths: readonly string[], names: readonly string[], cacheD
  * progress pass over both models' weights.
  */
 function placeWithAlignment(
-  paths: readonly string[], models: readonly SketchedModel[], analysis: ReturnType<typeof recoverLineage>, progress: ProgressSettings,
+  pathOf: ReadonlyMap<string, string>, models: readonly SketchedModel[], analysis: LineageAnalysis, progress: ProgressSettings,
 ): LineageResult {
-  const pathOf = new Map(models.map((m, i) => [m.name, paths[i]!]));
   const sizeOf = new Map(models.map((m) => [m.name, m.sketch.totalBytes]));
   let pass: WeightPass | null = null;
   try {
@@ -128,11 +119,40 @@ function placeWithAlignment(
   }
 }
 
+/**
+ * The forest of everything given: models sketched (a model failing to be sketched is skipped),
+ * each architecture's forest recovered and, unless `align` is off, its unplaced members placed by
+ * alignment, adapters attached under their bases; the skipped inputs and the notes added.
+ */
+async function chartInputs(paths: readonly string[], flags: TreeFlags, progress: ProgressSettings): Promise<LineageResult> {
+  const skip = new SkipList(flags.strict, (s) => process.stderr.write(`warning: skipped ${s.path}: ${s.reason}\n`));
+  const inputs = collectTreeInputs(paths, skip);
+  const cacheDir = flags.cache === false ? null : flags.cache;
+  const sketched = await sketchSkippingFailures(
+    inputs.models, (models) => sketchModels(models.map((m) => m.path), models.map((m) => m.name), cacheDir, progress), skip,
+  );
+  if (sketched.length === 0) throw new BadInputError(`no model to chart among the inputs (${skip.entries.length} skipped)`);
+  const input = new Map(inputs.models.map((m) => [m.name, m]));
+  const models = sketched.map((m) => ({ ...m, headShapes: input.get(m.name)!.headShapes }));
+  const pathOf = new Map(inputs.models.map((m) => [m.name, m.path]));
+  const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
+  const forest = recoverLineageByArchitecture(
+    models, options, flags.align ? (group, analysis) => placeWithAlignment(pathOf, group, analysis, progress) : undefined,
+  );
+  const { result, refused } = attachAdapters(forest, models, inputs.adapters);
+  const adapterGiven = new Map(inputs.adapters.map((a) => [a.name, a.given]));
+  for (const r of refused) skip.add(adapterGiven.get(r.name)!, r.reason);
+  const notes = [...(result.notes ?? []), ...inputs.notes];
+  // In path order, like everything else in the output independent of the inputs' order.
+  const skipped = [...skip.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { ...result, ...(notes.length ? { notes } : {}), skipped };
+}
+
 export function registerTree(program: Command): void {
   const command = program
     .command('tree')
     .description('recover the family tree(s) of a set of models: who was fine-tuned from whom, LoRA or full, with which rank')
-    .argument('<models...>', 'model folders (or .safetensors files), at least two')
+    .argument('<models...>', 'model folders, .safetensors files, PEFT adapter folders, or folders holding them')
     .option('--json', 'machine-readable output (contract in the README)', false)
     .option('--dot', 'Graphviz DOT output', false)
     .option('--mermaid', 'Mermaid flowchart output', false)
@@ -144,17 +164,13 @@ export function registerTree(program: Command): void {
     .option('--no-cache', 'do not read or write the sketch cache')
     .option('--include-obfuscated', 'with --truth: also score models the truth marks as obfuscated', false)
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
-    .option('--html <file>', 'also write a self-contained HTML report of the tree');
+    .option('--html <file>', 'also write a self-contained HTML report of the tree')
+    .option('--strict', 'stop at the first input that is not a usable model (exit 4) instead of skipping it', false);
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
-    if (paths.length < 2) throw new BadInputError('give at least two models');
     const truth = flags.truth ? readTruth(flags.truth) : null;
-    const names = modelNames(paths);
-    const cacheDir = flags.cache === false ? null : flags.cache;
     const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
-    const models = sketchModels(paths, names, cacheDir, progress);
-    const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
-    const analysis = recoverLineage(models, options);
-    const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
+    const result = await chartInputs(paths, flags, progress);
+    const names = result.trees.flatMap((t) => t.members);
     if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
     let score: TruthScore | null = null;
     let excluded: string[] = [];
