@@ -57,8 +57,6 @@ export class SkipList {
   }
 }
 
-const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-
 /**
  * The given paths with folders that are not themselves a model replaced by the entries directly
  * inside them (hidden ones left out: caches, `.git`), in name order. A folder holding weight
@@ -152,7 +150,10 @@ function openInput(given: string, skip: SkipList): Opened | null {
   try {
     source = openTensorSource(given);
   } catch (err) {
-    skip.add(given, err instanceof BadInputError ? err.message : `not a model (${messageOf(err)})`);
+    // A file the system will not let us read (permissions, a socket) is as unusable as a bad one.
+    const systemError = err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string';
+    if (!(err instanceof BadInputError) && !systemError) throw err;
+    skip.add(given, err instanceof BadInputError ? err.message : `cannot be read (${(err as Error).message})`);
     return null;
   }
   try {
