@@ -15,7 +15,10 @@ export type { ModelWeights, PairEvidenceOptions } from './evidence.js';
 export { renderTerminal, renderDot, renderMermaid, renderJson, edgeLabel } from './render.js';
 export { scoreAgainstTruth, parseTruth, restrictTruth } from './truth.js';
 export type { Truth, TruthModel, TruthScore, EdgeProblem } from './truth.js';
-export type { LineageResult, LineageEdge, LineageTree, EdgeKind, AlignedEdge, AlignmentCost } from './types.js';
+export type { LineageResult, LineageEdge, LineageTree, EdgeKind, AlignedEdge, AlignmentCost, SkippedInput } from './types.js';
+export { groupByArchitecture, describeArchitecture, architectureNotes, mergeResults, recoverLineageByArchitecture } from './architectures.js';
+export { adapterEdge, attachAdapters } from './adapters.js';
+export type { AdapterFactor, AdapterMember, RefusedAdapter } from './adapters.js';
 export {
   recoverLineage, compareAll, forestEvidence, outputProjectionKurtosis, OBFUSCATION_DISTANCE,
 } from './lineage.js';
