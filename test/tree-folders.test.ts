@@ -47,6 +47,8 @@ before(() => {
   const b1 = addLora(b0, { rank: 2, targets: ['v_proj', 'o_proj'], scale: 0.1 }, 7);
   writeLlama(at('b1'), OTHER, b1.state, 'BF16');
   writeAdapter(at('orphan-adapter'), b1, 'someone/not-given');
+  // Names a model given, but its factors (three layers) do not fit that model's two.
+  writeAdapter(at('misfit-adapter'), b1, 'a0');
 
   fs.writeFileSync(at('README.md'), '# my downloads\n');
   fs.writeFileSync(at('notes.json'), '{"todo": "chart these"}\n');
@@ -94,15 +96,16 @@ test('a folder of downloads: each architecture its forest, adapters placed or sk
   assert.ok(Math.abs(distance('a1-adapter') - distance('a1')) < 0.05 * distance('a1'), `${distance('a1-adapter')} vs ${distance('a1')}`);
 
   const reasons = new Map(result.skipped.map((s) => [path.basename(s.path), s.reason]));
-  assert.deepEqual([...reasons.keys()].sort(), ['README.md', 'broken', 'nan-model', 'notes.json', 'orphan-adapter']);
+  assert.deepEqual([...reasons.keys()].sort(), ['README.md', 'broken', 'misfit-adapter', 'nan-model', 'notes.json', 'orphan-adapter']);
   assert.match(reasons.get('README.md')!, /not a \.safetensors file or a model folder/);
   assert.match(reasons.get('notes.json')!, /not a \.safetensors file or a model folder/);
   assert.match(reasons.get('broken')!, /truncated/);
   assert.match(reasons.get('nan-model')!, /non-finite weight.*tensor model\.layers\.1\.self_attn\.q_proj\.weight/);
   assert.match(reasons.get('orphan-adapter')!, /PEFT adapter of "someone\/not-given".*not among the models given/);
+  assert.match(reasons.get('misfit-adapter')!, /factors of layer 2 have no matrix in a0/);
   // One warning line on stderr per skipped input.
   const warnings = run.stderr.split('\n').filter((l) => l.startsWith('warning: skipped '));
-  assert.equal(warnings.length, 5, run.stderr);
+  assert.equal(warnings.length, 6, run.stderr);
 
   const notes = result.notes ?? [];
   assert.ok(notes.some((n) => n.startsWith('2 architectures among the models')), notes.join('\n'));
