@@ -17,7 +17,7 @@ import { Rng } from '../src/linalg/rng.js';
 import {
   addLora, cloneState, fullFineTune, randomGlobals, randomLlama, writeAdapter, writeLlama, tensorName, type LlamaConfig,
 } from './helpers/synthetic-llama.js';
-import { runLineage } from './cli-child-process.js';
+import { REPO_ROOT, runLineage } from './cli-child-process.js';
 
 const SMALL: LlamaConfig = { hidden: 64, intermediate: 128, layers: 2, heads: 4, kvHeads: 2, headDim: 16, vocab: 32 };
 const OTHER: LlamaConfig = { ...SMALL, intermediate: 96, layers: 3 };
@@ -191,4 +191,26 @@ test('an adapter delta norm from its factors equals the norm of scale B A; base 
   assert.equal(lastPathComponent('/models/p0/'), 'p0');
   assert.equal(lastPathComponent('C:\\models\\p0'), 'p0');
   assert.equal(lastPathComponent('p0'), 'p0');
+});
+
+test('the test zoo as one folder: its files skipped, its adapters under the parents and with the ranks its truth gives', async (t) => {
+  const zoo = path.join(REPO_ROOT, '..', 'shared', 'zoo');
+  if (!fs.existsSync(path.join(zoo, 'zoo.json'))) {
+    t.skip('zoo not found at ../shared/zoo: skipped');
+    return;
+  }
+  const run = await runLineage(['tree', '--json', '--no-cache', '--no-align', zoo]);
+  assert.equal(run.code, 0, run.stderr);
+  const result = JSON.parse(run.stdout) as TreeJson;
+  const looseFiles = fs.readdirSync(zoo).filter((e) => !fs.statSync(path.join(zoo, e)).isDirectory()).sort();
+  assert.deepEqual(result.skipped.map((s) => path.basename(s.path)), looseFiles);
+  const truth = JSON.parse(fs.readFileSync(path.join(zoo, 'zoo.json'), 'utf8')) as {
+    models: Array<{ name: string; parent: string | null; rank?: number; targets?: string[]; adapter?: boolean }>;
+  };
+  const withAdapters = truth.models.filter((m) => m.adapter);
+  assert.ok(withAdapters.length >= 2, 'the zoo ships adapters');
+  assert.deepEqual(
+    result.edges.filter((e) => e.adapter).map(edgeText).sort(),
+    withAdapters.map((m) => `${m.parent}->${m.name}-adapter lora r=${m.rank} ${[...m.targets!].sort().join(',')} adapter`).sort(),
+  );
 });

@@ -61,14 +61,21 @@ function withoutModels(result: LineageResult, drop: ReadonlySet<string>): Lineag
   };
 }
 
-export function formatScore(score: TruthScore, excluded: readonly string[]): string {
+/** Models left out of the score: obfuscated ones (unless asked for) and adapters the truth does not list. */
+interface Unscored {
+  readonly obfuscated: readonly string[];
+  readonly adapters: readonly string[];
+}
+
+export function formatScore(score: TruthScore, unscored: Unscored): string {
   const lines = [
     `edge accuracy: ${score.correctEdges}/${score.trueEdges} = ${(100 * score.edgeAccuracy).toFixed(1)}%`,
     `clustering accuracy (Rand index): ${(100 * score.clusteringAccuracy).toFixed(1)}%  (adjusted ${score.adjustedRandIndex.toFixed(3)})`,
   ];
   for (const e of score.wrongEdges) lines.push(`  wrong: ${e.parent} -> ${e.child} (${e.problem}; true parent ${e.trueParent ?? 'none'})`);
   for (const e of score.missedEdges) lines.push(`  missed: ${e.parent} -> ${e.child}`);
-  if (excluded.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${excluded.join(', ')}`);
+  if (unscored.obfuscated.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${unscored.obfuscated.join(', ')}`);
+  if (unscored.adapters.length) lines.push(`  not scored (adapters the truth does not list): ${unscored.adapters.join(', ')}`);
   return lines.join('\n') + '\n';
 }
 
@@ -173,11 +180,16 @@ export function registerTree(program: Command): void {
     const names = result.trees.flatMap((t) => t.members);
     if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
     let score: TruthScore | null = null;
-    let excluded: string[] = [];
+    let unscored: Unscored = { obfuscated: [], adapters: [] };
     if (truth) {
-      excluded = flags.includeObfuscated ? [] : names.filter((n) => truth.obfuscated.has(n));
-      score = scoreAgainstTruth(withoutModels(result, new Set(excluded)), truth);
+      const listed = new Set(truth.models.map((m) => m.name));
+      unscored = {
+        obfuscated: flags.includeObfuscated ? [] : names.filter((n) => truth.obfuscated.has(n)),
+        adapters: result.edges.filter((e) => e.adapter && !listed.has(e.child)).map((e) => e.child),
+      };
+      score = scoreAgainstTruth(withoutModels(result, new Set([...unscored.obfuscated, ...unscored.adapters])), truth);
     }
+    const excluded = [...unscored.obfuscated, ...unscored.adapters];
     if (flags.json) {
       process.stdout.write(renderJson(score ? { ...result, score: { ...score, excluded } } : result));
       return;
@@ -191,7 +203,7 @@ export function registerTree(program: Command): void {
       process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
     }
     // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
-    if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, excluded));
-    else if (score) process.stdout.write('\n' + formatScore(score, excluded));
+    if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, unscored));
+    else if (score) process.stdout.write('\n' + formatScore(score, unscored));
   });
 }
