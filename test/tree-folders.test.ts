@@ -144,10 +144,13 @@ test('the terminal tree marks adapters and prints the notes; --strict stops at t
   assert.match(orphan.stderr, /someone\/not-given/);
 });
 
-test('nothing usable is an error, not an empty forest', async () => {
-  const run = await runLineage(['tree', '--no-cache', path.join(downloads, 'README.md'), path.join(downloads, 'broken')]);
+test('nothing usable is an error, not an empty forest; a folder with nothing but hidden entries is skipped as empty', async () => {
+  const empty = path.join(root, 'empty');
+  fs.mkdirSync(path.join(empty, '.git'), { recursive: true });
+  const run = await runLineage(['tree', '--no-cache', path.join(downloads, 'README.md'), path.join(downloads, 'broken'), empty]);
   assert.equal(run.code, EXIT.badInput);
-  assert.match(run.stderr, /error: no model to chart among the inputs \(2 skipped\)/);
+  assert.match(run.stderr, /warning: skipped \S*empty: an empty folder: no model in it\n/);
+  assert.match(run.stderr, /error: no model to chart among the inputs \(3 skipped\)/);
 });
 
 test('sketchSkippingFailures skips the model a bad-input error names and sketches the rest; other errors pass', async () => {
