@@ -141,6 +141,24 @@ test('tree report: MoTHer margins are kurtosis evidence; notes are listed, escap
   assert.match(html, /<ul id="notes"><li>o1 &#60;obfuscated&#62; placed with low confidence<\/li><\/ul>/);
 });
 
+test('tree report: an adapter edge reads no direction; skipped inputs are listed with their reasons, escaped', async () => {
+  const base = sampleLineageResult();
+  const adapterEdge = { parent: 'q0', child: 'q2-adapter', kind: 'lora' as const, rank: 8, modules: ['q_proj'], distance: 0.1, directionMargin: 0, adapter: true as const };
+  const result = {
+    ...base,
+    trees: base.trees.map((t) => (t.root === 'q0' ? { ...t, members: [...t.members, 'q2-adapter'] } : t)),
+    edges: [...base.edges, adapterEdge],
+    skipped: [{ path: 'downloads/README.md', reason: 'not a <model>' }],
+  };
+  const html = await renderTreeHtml(result);
+  const rows = nodeDetails(result)['q2-adapter']!.rows;
+  assert.deepEqual(rows.find((r) => r[0] === 'direction'), ['direction', 'none read: a PEFT adapter is applied to its base']);
+  assert.equal(rows.find((r) => r[0] === 'direction margin'), undefined);
+  assert.match(html, /<td>PEFT adapter LoRA r=8 q_proj<\/td><td class="num">0.1<\/td><td class="num">none read<\/td>/);
+  assert.match(html, /<ul id="skipped"><li><code>downloads\/README.md<\/code>: not a &#60;model&#62;<\/li><\/ul>/);
+  assert.doesNotMatch(await renderTreeHtml(base), /id="skipped"/);
+});
+
 test('tree report: a single model with no edges still renders one node', async () => {
   const html = await renderTreeHtml({ method: 'mother', trees: [{ root: 'solo "model"', members: ['solo "model"'] }], edges: [] });
   assert.equal(html.match(/<g id="node\d+" class="node">/g)?.length, 1);

@@ -69,14 +69,17 @@ test('synthetic forest from safetensors: recovered exactly, labelled, independen
   }
 });
 
-test('tree refuses models of different architectures with exit 3 naming the odd one', async () => {
+test('tree charts models of different architectures as separate forests, never related, with a note', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-tree-arch-'));
   try {
     const small = writeFamily(dir, [{ name: 'a', kind: 'root' }, { name: 'b', kind: 'full', parent: 'a' }], DIMS, 2);
     const other = writeFamily(path.join(dir, 'o'), [{ name: 'odd', kind: 'root' }], { ...DIMS, layers: 3 }, 2);
-    const cli = await runLineage(['tree', '--no-cache', small.get('a')!, other.get('odd')!, small.get('b')!]);
-    assert.equal(cli.code, 3);
-    assert.match(cli.stderr, /model odd has another architecture/);
+    const cli = await runLineage(['tree', '--json', '--no-cache', small.get('a')!, other.get('odd')!, small.get('b')!]);
+    assert.equal(cli.code, 0, cli.stderr);
+    const result = JSON.parse(cli.stdout) as { trees: Array<{ root: string; members: string[] }>; edges: Array<{ parent: string; child: string }>; notes: string[] };
+    assert.deepEqual(result.trees, [{ root: 'a', members: ['a', 'b'] }, { root: 'odd', members: ['odd'] }]);
+    assert.deepEqual(result.edges.map((e) => `${e.parent}->${e.child}`), ['a->b']);
+    assert.ok(result.notes.some((n) => /^2 architectures among the models/.test(n) && n.includes('3 layers')), result.notes.join('\n'));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

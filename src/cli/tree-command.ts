@@ -5,7 +5,6 @@
  * ground-truth file when given.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SourceRoleReader } from '../arch/reader.js';
 import { BadInputError } from '../io/errors.js';
@@ -14,11 +13,14 @@ import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
 import { loadSketches, modelBytes } from '../sketch/load.js';
-import { recoverLineage, type LineageOptions, type SketchedModel } from '../tree/lineage.js';
+import { attachAdapters } from '../tree/adapters.js';
+import { recoverLineageByArchitecture } from '../tree/architectures.js';
+import type { LineageAnalysis, LineageOptions, SketchedModel } from '../tree/lineage.js';
 import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
+import { SkipList, collectTreeInputs, keepSketched } from './model-inputs.js';
 import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
 import { defaultWorkers, sketchWorkers } from './workers.js';
 
@@ -36,17 +38,7 @@ interface TreeFlags {
   html?: string;
   quiet?: boolean;
   workers?: string;
-}
-
-/** Folder base names; names given twice get their parent folder as well ("a/p0", "b/p0"). */
-export function modelNames(paths: readonly string[]): string[] {
-  const resolved = paths.map((p) => path.resolve(p));
-  const base = resolved.map((p) => path.basename(p));
-  return resolved.map((p, i) => {
-    if (base.filter((b) => b === base[i]).length === 1) return base[i]!;
-    const long = `${path.basename(path.dirname(p))}/${base[i]}`;
-    return resolved.filter((q) => `${path.basename(path.dirname(q))}/${path.basename(q)}` === long).length === 1 ? long : p;
-  });
+  strict: boolean;
 }
 
 function readTruth(file: string): Truth & { obfuscated: Set<string> } {
@@ -70,32 +62,33 @@ function withoutModels(result: LineageResult, drop: ReadonlySet<string>): Lineag
   };
 }
 
-export function formatScore(score: TruthScore, excluded: readonly string[]): string {
+/** Models left out of the score: obfuscated ones (unless asked for) and adapters the truth does not list. */
+interface Unscored {
+  readonly obfuscated: readonly string[];
+  readonly adapters: readonly string[];
+}
+
+export function formatScore(score: TruthScore, unscored: Unscored): string {
   const lines = [
     `edge accuracy: ${score.correctEdges}/${score.trueEdges} = ${(100 * score.edgeAccuracy).toFixed(1)}%`,
     `clustering accuracy (Rand index): ${(100 * score.clusteringAccuracy).toFixed(1)}%  (adjusted ${score.adjustedRandIndex.toFixed(3)})`,
   ];
   for (const e of score.wrongEdges) lines.push(`  wrong: ${e.parent} -> ${e.child} (${e.problem}; true parent ${e.trueParent ?? 'none'})`);
   for (const e of score.missedEdges) lines.push(`  missed: ${e.parent} -> ${e.child}`);
-  if (excluded.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${excluded.join(', ')}`);
+  if (unscored.obfuscated.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${unscored.obfuscated.join(', ')}`);
+  if (unscored.adapters.length) lines.push(`  not scored (adapters the truth does not list): ${unscored.adapters.join(', ')}`);
   return lines.join('\n') + '\n';
 }
 
 /**
  * Sketch every model (one read each, none on a cache hit) on `workers` threads, with one progress
- * display by bytes across all models.
+ * display by bytes across all models: per model its sketch, or the error that stopped it.
  */
-function sketchModels(
-  paths: readonly string[], names: readonly string[], cacheDir: string | null, workers: number, progress: ProgressSettings,
-): SketchedModel[] {
+function sketchModels(paths: readonly string[], cacheDir: string | null, workers: number, progress: ProgressSettings) {
   const total = paths.reduce((sum, p) => sum + modelBytes(p), 0);
   const pass = startWeightPass(`sketching ${paths.length} models`, total, progress);
   try {
-    const loaded = loadSketches(paths, { cacheDir, workers, onBytes: pass.onBytes });
-    return loaded.map((l, i) => {
-      if ('error' in l) throw l.error;
-      return { name: names[i]!, sketch: l.sketch };
-    });
+    return loadSketches(paths, { cacheDir, workers, onBytes: pass.onBytes });
   } finally {
     pass.stop();
   }
@@ -106,9 +99,8 @@ function sketchModels(
  * progress pass over both models' weights.
  */
 function placeWithAlignment(
-  paths: readonly string[], models: readonly SketchedModel[], analysis: ReturnType<typeof recoverLineage>, progress: ProgressSettings,
+  pathOf: ReadonlyMap<string, string>, models: readonly SketchedModel[], analysis: LineageAnalysis, progress: ProgressSettings,
 ): LineageResult {
-  const pathOf = new Map(models.map((m, i) => [m.name, paths[i]!]));
   const sizeOf = new Map(models.map((m) => [m.name, m.sketch.totalBytes]));
   let pass: WeightPass | null = null;
   try {
@@ -126,11 +118,38 @@ function placeWithAlignment(
   }
 }
 
+/**
+ * The forest of everything given: models sketched (a model failing to be sketched is skipped),
+ * each architecture's forest recovered and, unless `align` is off, its unplaced members placed by
+ * alignment, adapters attached under their bases; the skipped inputs and the notes added.
+ */
+async function chartInputs(paths: readonly string[], flags: TreeFlags, progress: ProgressSettings): Promise<LineageResult> {
+  const skip = new SkipList(flags.strict, (s) => process.stderr.write(`warning: skipped ${s.path}: ${s.reason}\n`));
+  const inputs = collectTreeInputs(paths, skip);
+  const cacheDir = flags.cache === false ? null : flags.cache;
+  const sketched = keepSketched(inputs.models, sketchModels(inputs.models.map((m) => m.path), cacheDir, sketchWorkers(flags.workers), progress), skip);
+  if (sketched.length === 0) throw new BadInputError(`no model to chart among the inputs (${skip.entries.length} skipped)`);
+  const input = new Map(inputs.models.map((m) => [m.name, m]));
+  const models = sketched.map((m) => ({ ...m, headShapes: input.get(m.name)!.headShapes }));
+  const pathOf = new Map(inputs.models.map((m) => [m.name, m.path]));
+  const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
+  const forest = recoverLineageByArchitecture(
+    models, options, flags.align ? (group, analysis) => placeWithAlignment(pathOf, group, analysis, progress) : undefined,
+  );
+  const { result, refused } = attachAdapters(forest, models, inputs.adapters);
+  const adapterGiven = new Map(inputs.adapters.map((a) => [a.name, a.given]));
+  for (const r of refused) skip.add(adapterGiven.get(r.name)!, r.reason);
+  const notes = [...(result.notes ?? []), ...inputs.notes];
+  // In path order, like everything else in the output independent of the inputs' order.
+  const skipped = [...skip.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { ...result, ...(notes.length ? { notes } : {}), skipped };
+}
+
 export function registerTree(program: Command): void {
   const command = program
     .command('tree')
     .description('recover the family tree(s) of a set of models: who was fine-tuned from whom, LoRA or full, with which rank')
-    .argument('<models...>', 'model folders (or .safetensors files), at least two')
+    .argument('<models...>', 'model folders, .safetensors files, PEFT adapter folders, or folders holding them')
     .option('--json', 'machine-readable output (contract in the README)', false)
     .option('--dot', 'Graphviz DOT output', false)
     .option('--mermaid', 'Mermaid flowchart output', false)
@@ -143,24 +162,25 @@ export function registerTree(program: Command): void {
     .option('--include-obfuscated', 'with --truth: also score models the truth marks as obfuscated', false)
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
     .option('--html <file>', 'also write a self-contained HTML report of the tree')
-    .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)');
+    .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)')
+    .option('--strict', 'stop at the first input that is not a usable model (exit 4) instead of skipping it', false);
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
-    if (paths.length < 2) throw new BadInputError('give at least two models');
     const truth = flags.truth ? readTruth(flags.truth) : null;
-    const names = modelNames(paths);
-    const cacheDir = flags.cache === false ? null : flags.cache;
     const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
-    const models = sketchModels(paths, names, cacheDir, sketchWorkers(flags.workers), progress);
-    const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
-    const analysis = recoverLineage(models, options);
-    const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
+    const result = await chartInputs(paths, flags, progress);
+    const names = result.trees.flatMap((t) => t.members);
     if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
     let score: TruthScore | null = null;
-    let excluded: string[] = [];
+    let unscored: Unscored = { obfuscated: [], adapters: [] };
     if (truth) {
-      excluded = flags.includeObfuscated ? [] : names.filter((n) => truth.obfuscated.has(n));
-      score = scoreAgainstTruth(withoutModels(result, new Set(excluded)), truth);
+      const listed = new Set(truth.models.map((m) => m.name));
+      unscored = {
+        obfuscated: flags.includeObfuscated ? [] : names.filter((n) => truth.obfuscated.has(n)),
+        adapters: result.edges.filter((e) => e.adapter && !listed.has(e.child)).map((e) => e.child),
+      };
+      score = scoreAgainstTruth(withoutModels(result, new Set([...unscored.obfuscated, ...unscored.adapters])), truth);
     }
+    const excluded = [...unscored.obfuscated, ...unscored.adapters];
     if (flags.json) {
       process.stdout.write(renderJson(score ? { ...result, score: { ...score, excluded } } : result));
       return;
@@ -174,7 +194,7 @@ export function registerTree(program: Command): void {
       process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
     }
     // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
-    if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, excluded));
-    else if (score) process.stdout.write('\n' + formatScore(score, excluded));
+    if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, unscored));
+    else if (score) process.stdout.write('\n' + formatScore(score, unscored));
   });
 }

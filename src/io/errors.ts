@@ -11,6 +11,8 @@ export const EXIT = {
   badInput: 2,
   /** The models cannot be compared: different architectures or shapes. */
   incompatible: 3,
+  /** With --strict: an input that would be skipped (not a model, unreadable, an adapter without its base). */
+  strictSkip: 4,
   /** Wrong command-line usage. */
   usage: 64,
 } as const;

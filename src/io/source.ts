@@ -35,6 +35,14 @@ export interface RawChunk {
 
 const PICKLE_PATTERN = /\.(bin|pt|pth|pkl|pickle|ckpt)$/i;
 
+/**
+ * A file name that marks its folder as one model's (safetensors weights or shards, or pickle
+ * weights, which opening refuses): such a folder is opened as a model, never searched for models.
+ */
+export function isWeightsFileName(name: string): boolean {
+  return name.endsWith('.safetensors') || PICKLE_PATTERN.test(name);
+}
+
 export function openTensorSource(inputPath: string, options: OpenOptions = {}): SafetensorsSource {
   const resolved = path.resolve(inputPath);
   let stat: fs.Stats;

@@ -35,7 +35,8 @@ export function nodeDetails(result: LineageResult): Record<string, NodeDetails> 
         if (edge.rank !== null) rows.push(['LoRA rank', String(edge.rank)]);
         if (edge.modules.length) rows.push(['modules', edge.modules.join(', ')]);
         rows.push(['distance', formatNumber(edge.distance)]);
-        rows.push(['direction margin', `${formatNumber(edge.directionMargin)} (${edge.directionMargin >= 0 ? 'agrees with' : 'against'} the ${evidence})`]);
+        if (edge.adapter) rows.push(['direction', 'none read: a PEFT adapter is applied to its base']);
+        else rows.push(['direction margin', `${formatNumber(edge.directionMargin)} (${edge.directionMargin >= 0 ? 'agrees with' : 'against'} the ${evidence})`]);
       } else {
         rows.push(['parent', 'none: a root']);
       }
@@ -113,10 +114,17 @@ function notesList(result: LineageResult): string {
   return `<h2>Notes</h2><ul id="notes">${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ul>`;
 }
 
+/** Inputs the tree left out (not a model, unreadable, an adapter without its base), with why. */
+function skippedList(result: LineageResult): string {
+  const skipped = result.skipped ?? [];
+  if (skipped.length === 0) return '';
+  return `<h2>Skipped inputs</h2><ul id="skipped">${skipped.map((s) => `<li><code>${escapeHtml(s.path)}</code>: ${escapeHtml(s.reason)}</li>`).join('')}</ul>`;
+}
+
 function edgeTable(result: LineageResult): string {
   if (result.edges.length === 0) return '<p class="muted">No edges: every model is its own root.</p>';
   const rows = result.edges.map((e) => `<tr><td>${escapeHtml(e.parent)}</td><td>${escapeHtml(e.child)}</td><td>${escapeHtml(edgeLabel(e))}</td>`
-    + `<td class="num">${formatNumber(e.distance)}</td><td class="num">${formatNumber(e.directionMargin)}</td></tr>`).join('\n');
+    + `<td class="num">${formatNumber(e.distance)}</td><td class="num">${e.adapter ? 'none read' : formatNumber(e.directionMargin)}</td></tr>`).join('\n');
   return `<table id="edges"><thead><tr><th>parent</th><th>child</th><th>change</th><th>distance</th><th>direction margin</th></tr></thead>
 <tbody>${rows}</tbody></table>`;
 }
@@ -136,6 +144,7 @@ export async function renderTreeHtml(result: LineageResult): Promise<string> {
 <p class="legend">Roots on top; each box is one family. Dashed edge: LoRA (low-rank delta, with its rank and modules); solid: full fine-tune.
 <code>d</code> is the pair's distance; <code>margin</code> is the ${directionEvidence(result.method)} for the edge's direction (positive: agrees).</p>
 ${notesList(result)}
+${skippedList(result)}
 <h2>Edges</h2>
 ${edgeTable(result)}
 </main>`;

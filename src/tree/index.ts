@@ -15,7 +15,10 @@ export type { ModelWeights, PairEvidenceOptions } from './evidence.js';
 export { renderTerminal, renderDot, renderMermaid, renderJson, edgeLabel } from './render.js';
 export { scoreAgainstTruth, parseTruth, restrictTruth } from './truth.js';
 export type { Truth, TruthModel, TruthScore, EdgeProblem } from './truth.js';
-export type { LineageResult, LineageEdge, LineageTree, EdgeKind, AlignedEdge, AlignmentCost } from './types.js';
+export type { LineageResult, LineageEdge, LineageTree, EdgeKind, AlignedEdge, AlignmentCost, SkippedInput } from './types.js';
+export { groupByArchitecture, describeArchitecture, architectureNotes, mergeResults, recoverLineageByArchitecture } from './architectures.js';
+export { adapterEdge, attachAdapters } from './adapters.js';
+export type { AdapterFactor, AdapterMember, RefusedAdapter } from './adapters.js';
 export {
   recoverLineage, compareAll, forestEvidence, outputProjectionKurtosis, OBFUSCATION_DISTANCE,
 } from './lineage.js';
@@ -23,6 +26,6 @@ export type { SketchedModel, LineageOptions, LineageAnalysis, MotherDistance, Su
 export { placeUnplacedMembers, profileMismatch, alignedEdgeLabel, isAlignedCopy, DEFAULT_PARENT_CANDIDATES } from './obfuscated.js';
 export type { PlacementOptions } from './obfuscated.js';
 export {
-  compareSketches, compareMatrix, checkCompatible, sketchSignature, noiseThreshold, countSingularValuesAbove, relatednessLog10P,
+  compareSketches, compareMatrix, sketchSignature, noiseThreshold, countSingularValuesAbove, relatednessLog10P,
 } from './sketch-evidence.js';
 export type { SketchComparison, MatrixComparison } from './sketch-evidence.js';

@@ -6,13 +6,19 @@
 import { singleLinkage } from './cluster.js';
 import { recoverForest, relatednessThreshold, type ForestEvidence, type PairEvidence } from './forest.js';
 import { recoverMother } from './mother.js';
-import { checkCompatible, compareSketches, type SketchComparison } from './sketch-evidence.js';
+import { compareSketches, type SketchComparison } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
 import type { ModelSketch } from '../sketch/types.js';
 
 export interface SketchedModel {
   readonly name: string;
   readonly sketch: ModelSketch;
+  /**
+   * Shapes of the weights outside the layer stack (embeddings, LM or classifier heads), which
+   * the sketches do not compare: members of one family may differ there (another vocabulary or
+   * label set), and a note says so. Optional: unknown when not given.
+   */
+  readonly headShapes?: Readonly<Record<string, readonly number[]>>;
 }
 
 export type MotherDistance = 'auto' | 'lora' | 'rms';
@@ -57,8 +63,8 @@ export function outputProjectionKurtosis(sketch: ModelSketch): number {
   return sum;
 }
 
+/** Models of one architecture (see groupByArchitecture); compareSketches refuses a mixed pair. */
 export function compareAll(models: readonly SketchedModel[], alpha?: number): SketchComparison[][] {
-  checkCompatible(models);
   const n = models.length;
   const threshold = relatednessThreshold(n, alpha);
   const table: SketchComparison[][] = Array.from({ length: n }, () => new Array<SketchComparison>(n));

@@ -3,10 +3,12 @@ import type { LineageEdge, LineageResult } from './types.js';
 
 /**
  * "LoRA r=8 q_proj,v_proj", "full FT", or "identical weights" for a zero delta; edges found by
- * alignment say so ("obfuscated copy", "LoRA r=8 q_proj,v_proj (aligned)").
+ * alignment say so ("obfuscated copy", "LoRA r=8 q_proj,v_proj (aligned)"), and adapters too
+ * ("PEFT adapter LoRA r=8 q_proj,v_proj").
  */
 export function edgeLabel(edge: LineageEdge): string {
   if (edge.aligned?.copy) return 'obfuscated copy';
+  if (edge.adapter) return `PEFT adapter LoRA r=${edge.rank}${edge.modules.length ? ` ${edge.modules.join(',')}` : ''}`;
   const aligned = edge.aligned ? ' (aligned)' : '';
   if (edge.kind === 'full') return `full FT${aligned}`;
   if (edge.rank === 0) return `identical weights${aligned}`;
@@ -15,6 +17,7 @@ export function edgeLabel(edge: LineageEdge): string {
 }
 
 function formatNumber(x: number): string {
+  if (Number.isNaN(x)) return '?';
   if (!Number.isFinite(x)) return String(x);
   if (x === 0) return '0';
   return Math.abs(x) >= 1e-3 && Math.abs(x) < 1e4 ? x.toPrecision(3) : x.toExponential(2);
@@ -22,6 +25,11 @@ function formatNumber(x: number): string {
 
 function signed(x: number): string {
   return x > 0 ? `+${formatNumber(x)}` : formatNumber(x);
+}
+
+/** "  margin=+0.85"; nothing for an adapter, whose direction is given rather than read. */
+function marginText(edge: LineageEdge, separator: string): string {
+  return edge.adapter ? '' : `${separator}margin=${signed(edge.directionMargin)}`;
 }
 
 /** One block per tree, roots first; children indented with box-drawing characters. */
@@ -37,7 +45,7 @@ export function renderTerminal(result: LineageResult): string {
         const last = i === kids.length - 1;
         const edge = edgeTo.get(child)!;
         lines.push(
-          `${prefix}${last ? '└── ' : '├── '}${child}  ${edgeLabel(edge)}  d=${formatNumber(edge.distance)}  margin=${signed(edge.directionMargin)}`,
+          `${prefix}${last ? '└── ' : '├── '}${child}  ${edgeLabel(edge)}  d=${formatNumber(edge.distance)}${marginText(edge, '  ')}`,
         );
         walk(child, prefix + (last ? '    ' : '│   '));
       });
@@ -56,7 +64,7 @@ export function renderDot(result: LineageResult): string {
     lines.push('  }');
   });
   for (const edge of result.edges) {
-    const label = `${edgeLabel(edge)}\nd=${formatNumber(edge.distance)} margin=${signed(edge.directionMargin)}`;
+    const label = `${edgeLabel(edge)}\nd=${formatNumber(edge.distance)}${marginText(edge, ' ')}`;
     const style = edge.kind === 'lora' ? 'dashed' : 'solid';
     lines.push(`  ${quote(edge.parent)} -> ${quote(edge.child)} [label=${quote(label)}, style=${style}];`);
   }

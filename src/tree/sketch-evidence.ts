@@ -57,25 +57,6 @@ export function sketchSignature(sketch: ModelSketch): string {
   return sketch.matrices.map((m) => `${m.layer}.${m.role}:${m.rows}x${m.cols}`).join(' ');
 }
 
-/**
- * Throws IncompatibleModelsError naming the first model (in the given order) whose matrix
- * layout differs from the most common one among the inputs.
- */
-export function checkCompatible(models: ReadonlyArray<{ name: string; sketch: ModelSketch }>): void {
-  const counts = new Map<string, number>();
-  const signatures = models.map((m) => sketchSignature(m.sketch));
-  for (const s of signatures) counts.set(s, (counts.get(s) ?? 0) + 1);
-  if (counts.size <= 1) return;
-  const common = [...counts.entries()].sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1))[0]![0];
-  const odd = signatures.findIndex((s) => s !== common);
-  const reference = models[signatures.indexOf(common)]!;
-  const describe = (s: ModelSketch) => `${s.architecture ?? s.family}, ${s.dims.layers} layers, hidden ${s.dims.hidden}, intermediate ${s.dims.intermediate ?? '?'}`;
-  throw new IncompatibleModelsError(
-    `model ${models[odd]!.name} has another architecture (${describe(models[odd]!.sketch)}) than ${reference.name} `
-    + `(${describe(reference.sketch)}); a tree needs models of one architecture`,
-  );
-}
-
 /** The views to compare: stored values on a common grid, else both rounded to bf16. */
 function commonViews(a: MatrixSketch, b: MatrixSketch): [SketchView, SketchView] {
   if (a.storedDtype === b.storedDtype) return [a.views[0]!, b.views[0]!];

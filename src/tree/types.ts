@@ -28,6 +28,13 @@ export interface LineageEdge {
    * member): the edge comes from the aligned comparison of parent and child.
    */
   readonly aligned?: AlignedEdge;
+  /**
+   * Set when the child is a PEFT adapter folder: placed under the base its adapter_config.json
+   * names, `rank` and `modules` read from its own LoRA factors, `distance` from its factors
+   * relative to the base's norms, and no direction read (`directionMargin` 0: an adapter is its
+   * base's child by definition).
+   */
+  readonly adapter?: true;
 }
 
 export interface AlignedEdge {
@@ -63,4 +70,12 @@ export interface LineageResult {
   readonly notes?: readonly string[];
   /** Present when some member needed alignment to be placed. */
   readonly alignment?: AlignmentCost;
+  /** Inputs left out of the forest (not a model, unreadable, an adapter whose base is not given). */
+  readonly skipped?: readonly SkippedInput[];
+}
+
+export interface SkippedInput {
+  /** As given (or as found inside a folder given). */
+  readonly path: string;
+  readonly reason: string;
 }
