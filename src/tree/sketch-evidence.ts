@@ -10,6 +10,7 @@ import { MODULE_NAME, type LayerRole } from '../arch/types.js';
 import { IncompatibleModelsError } from '../io/errors.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { symmetricEigenvalues } from '../linalg/eig.js';
+import { gram } from '../linalg/ops.js';
 import { TRACY_WIDOM_1_QUANTILES, tracyWidomSingularValueThreshold } from '../stats/rank.js';
 import type { MatrixSketch, ModelSketch, NeuronSketch, SketchView } from '../sketch/types.js';
 import type { LowRankEvidence } from './forest.js';
@@ -120,30 +121,7 @@ function largestPairSum(a: readonly number[], b: readonly number[]): number {
  * here (thresholds sit far above eps times the largest value).
  */
 export function countSingularValuesAbove(data: Float64Array, k1: number, k2: number, threshold: number): number {
-  const wide = k1 < k2; // Gram of the rows (k1 x k1) when there are fewer rows
-  const n = wide ? k1 : k2;
-  const gram = new Float64Array(n * n);
-  if (wide) {
-    for (let i = 0; i < k1; i++) {
-      for (let j = i; j < k1; j++) {
-        let dot = 0;
-        for (let c = 0; c < k2; c++) dot += data[i * k2 + c]! * data[j * k2 + c]!;
-        gram[i * n + j] = dot;
-        gram[j * n + i] = dot;
-      }
-    }
-  } else {
-    for (let r = 0; r < k1; r++) {
-      const o = r * k2;
-      for (let i = 0; i < k2; i++) {
-        const x = data[o + i]!;
-        if (x === 0) continue;
-        for (let j = i; j < k2; j++) gram[i * n + j] += x * data[o + j]!;
-      }
-    }
-    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) gram[i * n + j] = gram[j * n + i]!;
-  }
-  const eigenvalues = symmetricEigenvalues({ rows: n, cols: n, data: gram });
+  const eigenvalues = symmetricEigenvalues(gram({ rows: k1, cols: k2, data }).matrix);
   const cut = threshold * threshold;
   let rank = 0;
   while (rank < eigenvalues.length && eigenvalues[rank]! > cut) rank++;
