@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { EXIT, LineageError, type ExitCode } from '../io/errors.js';
+import { EXIT, LineageError, printable, type ExitCode } from '../io/errors.js';
 
 /** Adds one command (with its options and action) to the program. */
 export type CommandRegistrar = (program: Command) => void;
@@ -28,11 +28,12 @@ export function createProgram(registrars: readonly CommandRegistrar[], streams: 
   const program = new Command('lineage')
     .description('Weight-level model forensics: fine-tuning origin, LoRA rank and model family trees.')
     .version(packageVersion())
-    .showHelpAfterError('(run lineage --help for usage)')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => void streams.stdout.write(text),
       writeErr: (text) => void streams.stderr.write(text),
+      // A usage error is one line (a suggestion joined to it), arguments quoted in it escaped.
+      outputError: (text, write) => write(printable(text.trimEnd().replace(/\n+/g, ' ')) + '\n'),
     });
   for (const register of registrars) register(program);
   return program;
