@@ -5,6 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { cacheFileName, decodeSketch, encodeSketch } from '../src/sketch/cache.js';
 import { loadSketch } from '../src/sketch/load.js';
+import { contentFingerprint, sketchCacheKey } from '../src/sketch/fingerprint.js';
+import { openTensorSource } from '../src/io/source.js';
 import { resolveSketchOptions } from '../src/sketch/types.js';
 import { writeFamily } from './helpers/synthetic-llama.js';
 
@@ -50,8 +52,10 @@ test('sketch cache: a second run reads no tensor bytes, an added model reads onl
   const first = ['a', 'b'].map((n) => loadSketch(folders.get(n)!, { cacheDir }));
   for (const l of first) {
     assert.equal(l.fromCache, false);
-    // Every linear weight exactly once: 2 layers x (4 x 64^2 + 3 x 160 x 64) bf16 values.
-    assert.equal(l.tensorBytesRead, 2 * (4 * 64 * 64 + 3 * 160 * 64) * 2);
+    // Every weight exactly once: the linear ones sketched (2 layers x (4 x 64^2 + 3 x 160 x 64)
+    // bf16 values), the rest (embeddings, lm_head, norms) checked for NaN and infinity.
+    assert.equal(l.tensorBytesRead, l.sketch.totalBytes);
+    assert.ok(l.tensorBytesRead > 2 * (4 * 64 * 64 + 3 * 160 * 64) * 2);
   }
   const again = ['a', 'b', 'c'].map((n) => loadSketch(folders.get(n)!, { cacheDir }));
   assert.deepEqual(again.map((l) => l.tensorBytesRead === 0), [true, true, false]);
@@ -59,7 +63,10 @@ test('sketch cache: a second run reads no tensor bytes, an added model reads onl
   assert.ok(again.every((l) => l.fingerprintBytesRead > 0 && l.fingerprintBytesRead <= 8 + 4096 + 3 * 65536));
   assert.deepEqual(Array.from(again[0]!.sketch.matrices[0]!.views[0]!.sketch), Array.from(first[0]!.sketch.matrices[0]!.views[0]!.sketch));
 
-  const file = path.join(cacheDir, cacheFileName(first[0]!.sketch.fingerprint, resolveSketchOptions()));
+  const source = openTensorSource(folders.get('a')!);
+  const key = sketchCacheKey(source, contentFingerprint(source), false).hash;
+  source.close();
+  const file = path.join(cacheDir, cacheFileName(key, resolveSketchOptions()));
   for (const corrupt of [Buffer.from('garbage'), fs.readFileSync(file).subarray(0, 200), Buffer.alloc(0)]) {
     fs.writeFileSync(file, corrupt);
     const rebuilt = loadSketch(folders.get('a')!, { cacheDir });

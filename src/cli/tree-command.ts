@@ -8,12 +8,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SourceRoleReader } from '../arch/reader.js';
-import { BadInputError } from '../io/errors.js';
-import { openTensorSource } from '../io/source.js';
+import { BadInputError, EXIT, LineageError } from '../io/errors.js';
+import { openTensorSource, readJsonFile } from '../io/source.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { loadSketch } from '../sketch/load.js';
+import { loadSketch, type LoadOptions } from '../sketch/load.js';
 import { recoverLineage, type LineageOptions, type SketchedModel } from '../tree/lineage.js';
 import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
@@ -31,6 +31,7 @@ interface TreeFlags {
   motherDistance: 'auto' | 'lora' | 'rms';
   kurtosisRises: boolean;
   cache: string | false;
+  rehash: boolean;
   includeObfuscated: boolean;
   align: boolean;
   html?: string;
@@ -49,12 +50,7 @@ export function modelNames(paths: readonly string[]): string[] {
 }
 
 function readTruth(file: string): Truth & { obfuscated: Set<string> } {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new BadInputError(`cannot read the truth file (${(err as Error).message})`, { file });
-  }
+  const parsed = readJsonFile(file);
   const models = (parsed as { models?: Array<{ name?: unknown; kind?: unknown }> }).models ?? [];
   const obfuscated = new Set(models.filter((m) => m?.kind === 'obfuscated').map((m) => String(m.name)));
   return { ...parseTruth(parsed), obfuscated };
@@ -80,8 +76,11 @@ export function formatScore(score: TruthScore, excluded: readonly string[]): str
   return lines.join('\n') + '\n';
 }
 
+/** Where sketches are cached (null: not at all) and how their files are keyed. */
+type CacheSettings = Pick<LoadOptions, 'cacheDir' | 'rehash'>;
+
 /** Sketch every model (one read each, none on a cache hit), with a progress display. */
-function sketchModels(paths: readonly string[], names: readonly string[], cacheDir: string | null, progress: ProgressSettings): SketchedModel[] {
+function sketchModels(paths: readonly string[], names: readonly string[], cache: CacheSettings, progress: ProgressSettings): SketchedModel[] {
   const sizes = paths.map((p) => {
     const source = openTensorSource(p);
     try {
@@ -93,7 +92,7 @@ function sketchModels(paths: readonly string[], names: readonly string[], cacheD
   const pass = startWeightPass(`sketching ${paths.length} models`, sizes.reduce((a, b) => a + b, 0), progress);
   try {
     return paths.map((p, i) => {
-      const loaded = loadSketch(p, { cacheDir });
+      const loaded = loadSketch(p, cache);
       // A cached sketch reads no weights: count its bytes as done all the same.
       pass.onBytes(loaded.fromCache ? sizes[i]! : loaded.tensorBytesRead);
       return { name: names[i]!, sketch: loaded.sketch };
@@ -142,16 +141,19 @@ export function registerTree(program: Command): void {
     .option('--kurtosis-rises', 'MoTHer: kurtosis rises from parent to child (continued pre-training)', false)
     .option('--cache <dir>', 'sketch cache folder', DEFAULT_CACHE_DIR)
     .option('--no-cache', 'do not read or write the sketch cache')
+    .option('--rehash', 'key the sketch cache on a hash of the whole weight files (reads them all) instead of their size, times and inode', false)
     .option('--include-obfuscated', 'with --truth: also score models the truth marks as obfuscated', false)
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
     .option('--html <file>', 'also write a self-contained HTML report of the tree');
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
-    if (paths.length < 2) throw new BadInputError('give at least two models');
+    if (paths.length < 2) throw new LineageError('give at least two models', { exitCode: EXIT.usage });
+    const formats = (['json', 'dot', 'mermaid'] as const).filter((f) => flags[f]).map((f) => `--${f}`);
+    if (formats.length > 1) throw new LineageError(`give at most one output format, not ${formats.join(' and ')}`, { exitCode: EXIT.usage });
     const truth = flags.truth ? readTruth(flags.truth) : null;
     const names = modelNames(paths);
     const cacheDir = flags.cache === false ? null : flags.cache;
     const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
-    const models = sketchModels(paths, names, cacheDir, progress);
+    const models = sketchModels(paths, names, { cacheDir, rehash: flags.rehash }, progress);
     const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
     const analysis = recoverLineage(models, options);
     const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
