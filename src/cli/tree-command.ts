@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SourceRoleReader } from '../arch/reader.js';
-import { BadInputError, EXIT, LineageError } from '../io/errors.js';
+import { BadInputError, EXIT, LineageError, printable } from '../io/errors.js';
 import { openTensorSource, readJsonFile } from '../io/source.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
@@ -73,7 +73,7 @@ export function formatScore(score: TruthScore, excluded: readonly string[]): str
   for (const e of score.wrongEdges) lines.push(`  wrong: ${e.parent} -> ${e.child} (${e.problem}; true parent ${e.trueParent ?? 'none'})`);
   for (const e of score.missedEdges) lines.push(`  missed: ${e.parent} -> ${e.child}`);
   if (excluded.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${excluded.join(', ')}`);
-  return lines.join('\n') + '\n';
+  return lines.map(printable).join('\n') + '\n'; // names from the truth file and folders
 }
 
 /** Where sketches are cached (null: not at all) and how their files are keyed. */
@@ -171,10 +171,10 @@ export function registerTree(program: Command): void {
     if (flags.dot) process.stdout.write(renderDot(result));
     else if (flags.mermaid) process.stdout.write(renderMermaid(result));
     else process.stdout.write(renderTerminal(result));
-    for (const note of result.notes ?? []) process.stderr.write(`note: ${note}\n`);
+    for (const note of result.notes ?? []) process.stderr.write(`note: ${printable(note)}\n`);
     if (result.alignment) {
       const { models: aligned, verifyPasses, bytesRead } = result.alignment;
-      process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
+      process.stderr.write(`note: placing ${printable(aligned.join(', '))} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
     }
     // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
     if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, excluded));
