@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, runLineage, type CliRun } from './cli-child-process.js';
-import { buildHostileCorpus, type Command, type HostileCase } from './helpers/hostile-corpus.js';
+import { buildHostileCorpus, readSafetensorsParts, type Command, type HostileCase } from './helpers/hostile-corpus.js';
 
 const SAMPLES = path.join(REPO_ROOT, 'samples');
 /** A run still going after this is a hang (the slowest case takes about 2 s on a quiet machine). */
@@ -87,6 +87,39 @@ test('command line: usage errors are one line and exit 64; conflicting output fo
     const run = await runLineage(['tree', p0, p1, '--quiet', '--cache', file], { timeoutMs: TIME_LIMIT_MS });
     assert.equal(problem(run, 2), null, problem(run, 2) ?? '');
     assert.match(run.stderr, /cache path is not a folder/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tree: after an in-place edit of a cached model (same size and header), the cached run answers as the --no-cache run', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-stale-cache-'));
+  try {
+    for (const name of ['p0', 'p2']) fs.cpSync(path.join(SAMPLES, name), path.join(dir, name), { recursive: true });
+    const models = [path.join(dir, 'p0'), path.join(dir, 'p2')];
+    const tree = async (...flags: string[]) => {
+      const run = await runLineage(['tree', ...models, '--json', '--quiet', ...flags], { timeoutMs: TIME_LIMIT_MS, cwd: dir });
+      assert.equal(run.code, 0, run.stderr);
+      return JSON.parse(run.stdout) as unknown;
+    };
+    const before = await tree('--cache', 'cache');
+    // Layer 2's q and v of the child replaced by the parent's, in place: the same size and header.
+    const child = readSafetensorsParts(path.join(dir, 'p2', 'model.safetensors'));
+    const parent = readSafetensorsParts(path.join(dir, 'p0', 'model.safetensors'));
+    const offsets = (parts: typeof child, tensor: string) => (parts.header.find(([n]) => n === tensor)![1] as { data_offsets: [number, number] }).data_offsets;
+    const headerBytes = fs.statSync(path.join(dir, 'p2', 'model.safetensors')).size - child.payload.length;
+    const fd = fs.openSync(path.join(dir, 'p2', 'model.safetensors'), 'r+');
+    for (const module of ['q_proj', 'v_proj']) {
+      const tensor = `model.layers.2.self_attn.${module}.weight`;
+      const [begin, end] = offsets(parent, tensor);
+      fs.writeSync(fd, parent.payload.subarray(begin, end), 0, end - begin, headerBytes + offsets(child, tensor)[0]);
+    }
+    fs.closeSync(fd);
+    const cached = await tree('--cache', 'cache');
+    const uncached = await tree('--no-cache');
+    assert.deepEqual(cached, uncached);
+    assert.notDeepEqual(uncached, before, 'the edit changes the answer');
+    assert.deepEqual(await tree('--cache', 'cache', '--rehash'), uncached);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
