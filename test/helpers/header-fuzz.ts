@@ -69,7 +69,7 @@ export function fuzzHeaders(seedFiles: readonly string[], workDir: string, optio
 /** "malformed safetensors header: bad JSON", "overlapping tensors", "unsupported dtype": the kind, without names or numbers. */
 function refusalKind(reason: string): string {
   const parts = reason.replace(/\(.*$/, '').split(':');
-  return parts.slice(0, parts[0] === 'malformed safetensors header' ? 2 : 1).join(':').replace(/^unsupported dtype .*/, 'unsupported dtype').replace(/\d+/g, 'N').trim();
+  return parts.slice(0, parts[0] === 'malformed safetensors header' ? 2 : 1).join(':').replace(/^unsupported dtype .*/, 'unsupported dtype').replace(/(?<!UTF-)\d+/g, 'N').trim();
 }
 
 /** What an accepted header must never hold: a tensor outside the file, overlapping another, or named twice. */
