@@ -4,11 +4,10 @@
  * and print it (terminal tree, JSON, DOT or Mermaid; HTML report), with accuracy against a
  * ground-truth file when given.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SourceRoleReader } from '../arch/reader.js';
-import { BadInputError, EXIT, LineageError, printable } from '../io/errors.js';
+import { EXIT, LineageError, printable } from '../io/errors.js';
 import { openTensorSource, readJsonFile } from '../io/source.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
