@@ -46,7 +46,10 @@ export function describeFailure(err: unknown): { exitCode: ExitCode; message: st
     return { exitCode: err.exitCode === 0 ? EXIT.ok : EXIT.usage, message: null };
   }
   if (err instanceof LineageError) return { exitCode: err.exitCode, message: `error: ${err.message}` };
-  const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  // The message may quote file contents: escaped to one line, followed by the stack frames.
+  const text = err instanceof Error
+    ? printable(`${err.name}: ${err.message}`) + (err.stack?.match(/\n\s+at [\s\S]*/)?.[0] ?? '')
+    : printable(String(err));
   return { exitCode: EXIT.internal, message: `internal error: ${text}\nThis is a bug in model-lineage; please report it.` };
 }
 
