@@ -11,13 +11,17 @@ export interface CliRun {
   readonly code: number;
   readonly stdout: string;
   readonly stderr: string;
+  /** Killed at the time limit (code is then -1). */
+  readonly timedOut: boolean;
 }
 
-export function runLineage(args: readonly string[]): Promise<CliRun> {
+/** Run `lineage args`; with `timeoutMs`, a run still going then is killed and reported as timed out. */
+export function runLineage(args: readonly string[], options: { timeoutMs?: number; cwd?: string } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+    const settings = { encoding: 'utf8' as const, timeout: options.timeoutMs ?? 0, killSignal: 'SIGKILL' as const, ...(options.cwd ? { cwd: options.cwd } : {}) };
+    execFile(process.execPath, [CLI, ...args], settings, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
+      resolve({ code, stdout, stderr, timedOut: err?.killed === true });
     });
   });
 }

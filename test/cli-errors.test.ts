@@ -71,3 +71,12 @@ test('runCli maps lineage errors to their exit codes and anything else to intern
   assert.equal(await runCli(['hello'], [hello], ok), EXIT.ok);
   assert.deepEqual(ok.out, ['hi\n']);
 });
+
+test('an internal error quoting file text keeps it on one escaped line above the stack frames', () => {
+  const { exitCode, message } = describeFailure(new TypeError('bad name x\nerror: forged\u001b[31m'));
+  assert.equal(exitCode, EXIT.internal);
+  const lines = message!.split('\n');
+  assert.equal(lines[0], 'internal error: TypeError: bad name x\\nerror: forged\\u001b[31m');
+  assert.ok(lines.slice(1, -1).every((l) => /^\s+at /.test(l)), message!);
+  assert.doesNotMatch(message!, /\u001b/);
+});

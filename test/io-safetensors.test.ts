@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BadInputError } from '../src/io/errors.js';
+import { execFileSync } from 'node:child_process';
+import { BadInputError, printable } from '../src/io/errors.js';
 import { MAX_HEADER_BYTES, readSafetensorsHeader } from '../src/io/safetensors.js';
 import { openTensorSource } from '../src/io/source.js';
 import { writeModelFolder, writeSafetensors } from './helpers/safetensors-writer.js';
@@ -191,4 +192,34 @@ test('a file cut short after its header was read fails the read, naming file and
   } finally {
     source.close();
   }
+});
+
+test('a tensor name given twice is refused, however its key is spelled; nested keys and values may repeat', () => {
+  const entry = (begin: number) => `{"dtype":"U8","shape":[1],"data_offsets":[${begin},${begin + 1}]}`;
+  for (const header of [`{"ab":${entry(0)},"ab":${entry(1)}}`, `{"ab":${entry(0)}, "a\\u0062" :${entry(1)}}`, `{"a\\"b":${entry(0)},"a\\"b":${entry(1)}}`]) {
+    assert.throws(() => readSafetensorsHeader(rawFile(header, 2)), (err: unknown) => err instanceof BadInputError && /appears twice/.test(err.message), header);
+  }
+  const nested = `{"__metadata__":{"x":"ab","y":"ab"},"ab":${entry(0)},"x":${entry(1)}}`;
+  assert.deepEqual(readSafetensorsHeader(rawFile(nested, 2)).tensors.map((t) => t.name), ['ab', 'x']);
+});
+
+test('a header without tensors, and a weights path that is a folder or a named pipe, are bad input at once', () => {
+  assert.throws(() => readSafetensorsHeader(rawFile('{"__metadata__":{"format":"pt"}}', 0)), /lists no tensors/);
+  const folder = fresh('model.safetensors');
+  fs.mkdirSync(folder);
+  assert.throws(() => readSafetensorsHeader(folder), (err: unknown) => err instanceof BadInputError && /not a regular file \(a folder\)/.test(err.message));
+  const fifo = fresh('model.safetensors');
+  try {
+    execFileSync('mkfifo', [fifo]);
+  } catch {
+    return; // no mkfifo here: the folder case above stands for both
+  }
+  assert.throws(() => readSafetensorsHeader(fifo), /not a regular file \(a named pipe\)/);
+});
+
+test('printable escapes control characters, separators and bidirectional overrides, idempotently', () => {
+  const hostile = 'a\nb\r\t\u0000\u001b[31m\u007f\u009b\u2028\u202e.';
+  assert.equal(printable(hostile), 'a\\nb\\r\\t\\u0000\\u001b[31m\\u007f\\u009b\\u2028\\u202e.');
+  assert.equal(printable(printable(hostile)), printable(hostile));
+  assert.equal(new BadInputError('bad\nerror: forged', { tensor: 'x\u001b' }).message, 'bad\\nerror: forged (tensor x\\u001b)');
 });

@@ -346,7 +346,14 @@ function resolveDims(
   if (hidden === null) throw new BadInputError('cannot tell the hidden size: no config.json and no embedding, norm or q weight');
   const heads = configInt(config, ['num_attention_heads', 'n_head']);
   const kvHeads = configInt(config, ['num_key_value_heads']) ?? heads;
-  const headDim = configInt(config, ['head_dim']) ?? (heads !== null && hidden % heads === 0 ? hidden / heads : null);
+  const configHeadDim = configInt(config, ['head_dim']);
+  if (heads !== null && configHeadDim === null && hidden % heads !== 0) {
+    throw new BadInputError(`config.json: ${heads} attention heads do not divide the hidden size ${hidden} (and no head_dim is given)`);
+  }
+  if (heads !== null && kvHeads !== null && heads % kvHeads !== 0) {
+    throw new BadInputError(`config.json: ${kvHeads} key/value heads do not divide the ${heads} attention heads`);
+  }
+  const headDim = configHeadDim ?? (heads !== null ? hidden / heads : null);
   const intermediate =
     configInt(config, ['intermediate_size', 'n_inner', 'ffn_dim']) ??
     (family === 'gpt2' && config !== null ? 4 * hidden : null) ??
@@ -436,6 +443,12 @@ function checkShapes(
   layers: readonly MutableLayer[],
 ): void {
   const check = (role: LayerRole | GlobalRole, ref: RoleRef, where: string): void => {
+    // Viewed as 2-D any tensor has a shape; a weight that is not stored as one is still malformed.
+    const info = tensorInfo(source, ref.tensor);
+    const storedRank = role === 'input_norm' || role === 'post_norm' || role === 'final_norm' ? 1 : 2;
+    if (info.shape.length !== storedRank) {
+      throw new BadInputError(`${role} weight${where} must be ${storedRank}-D, got shape [${info.shape.join(', ')}]`, { tensor: ref.tensor, file: info.file });
+    }
     const [rows, cols] = ref.shape!;
     const [wantRows, wantCols] = expectedShape(role, dims);
     if ((wantRows !== null && rows !== wantRows) || (wantCols !== null && cols !== wantCols)) {

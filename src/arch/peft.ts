@@ -1,4 +1,5 @@
 import { BadInputError } from '../io/errors.js';
+import { compileModulePattern, PatternSyntaxError, type ModulePattern } from './module-pattern.js';
 import { anyLayerPattern, splitLayerName } from './names.js';
 import { LINEAR_ROLES, MODULE_NAME, type LayerRole, type TensorSource } from './types.js';
 
@@ -78,31 +79,27 @@ function numberField(config: Readonly<Record<string, unknown>>, key: string, fal
   return value;
 }
 
-function patternField(config: Readonly<Record<string, unknown>>, key: string): ReadonlyArray<[string, number]> {
+function patternField(config: Readonly<Record<string, unknown>>, key: string): ReadonlyArray<[ModulePattern, number]> {
   const value = config[key];
   if (value === undefined || value === null) return [];
   if (typeof value !== 'object' || Array.isArray(value)) throw new BadInputError(`adapter_config.json: ${key} must be an object`);
   return Object.entries(value as Record<string, unknown>).map(([pattern, v]) => {
     if (typeof v !== 'number' || !(v > 0)) throw new BadInputError(`adapter_config.json: ${key}.${pattern} must be a positive number`);
-    return [pattern, v];
+    try {
+      return [compileModulePattern(pattern), v];
+    } catch (err) {
+      if (!(err instanceof PatternSyntaxError)) throw err;
+      throw new BadInputError(`adapter_config.json: ${key} key ${JSON.stringify(pattern)} is not a pattern read here: ${err.message}`);
+    }
   });
 }
 
 /**
- * The value of the first pattern matching the module as PEFT does: the key is a regex that
- * must match the whole module name or a dot-separated suffix of it.
+ * The value of the first pattern matching the module as PEFT does: the key is a regular
+ * expression that must match the whole module name or a dot-separated suffix of it.
  */
-function patternValue(patterns: ReadonlyArray<[string, number]>, modulePath: string): number | undefined {
-  for (const [pattern, value] of patterns) {
-    let matches: boolean;
-    try {
-      matches = new RegExp(`^(?:.*\\.)?(?:${pattern})$`).test(modulePath);
-    } catch {
-      matches = modulePath === pattern || modulePath.endsWith('.' + pattern);
-    }
-    if (matches) return value;
-  }
-  return undefined;
+function patternValue(patterns: ReadonlyArray<[ModulePattern, number]>, modulePath: string): number | undefined {
+  return patterns.find(([pattern]) => pattern.matches(modulePath))?.[1];
 }
 
 /** PEFT matches patterns against the base model's module names, without the wrapper prefix. */

@@ -5,6 +5,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { printable } from '../io/errors.js';
 
 /** The command-line switches that silence progress. */
 export interface ProgressSettings {
@@ -74,6 +75,7 @@ export function startWeightPass(label: string, totalBytes: number, settings: Pro
     let counted = 0;
     return { ...SILENT_PASS, onBytes: (n) => void (counted += n), bytes: () => counted };
   }
+  const shown = printable(label); // it names models by their folders
   const bar = new cliProgress.SingleBar({
     stream,
     fps: 8,
@@ -81,7 +83,7 @@ export function startWeightPass(label: string, totalBytes: number, settings: Pro
     hideCursor: true,
     clearOnComplete: true,
     format: (options, params) =>
-      `${label} ${cliProgress.Format.BarFormat(params.progress, options)} ${describeProgress(params.value, params.total, (Date.now() - params.startTime) / 1000)}`,
+      `${shown} ${cliProgress.Format.BarFormat(params.progress, options)} ${describeProgress(params.value, params.total, (Date.now() - params.startTime) / 1000)}`,
   });
   const total = Math.max(1, totalBytes);
   let counted = 0;

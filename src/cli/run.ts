@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { EXIT, LineageError, type ExitCode } from '../io/errors.js';
+import { EXIT, LineageError, printable, type ExitCode } from '../io/errors.js';
 
 /** Adds one command (with its options and action) to the program. */
 export type CommandRegistrar = (program: Command) => void;
@@ -28,11 +28,12 @@ export function createProgram(registrars: readonly CommandRegistrar[], streams: 
   const program = new Command('lineage')
     .description('Weight-level model forensics: fine-tuning origin, LoRA rank and model family trees.')
     .version(packageVersion())
-    .showHelpAfterError('(run lineage --help for usage)')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => void streams.stdout.write(text),
       writeErr: (text) => void streams.stderr.write(text),
+      // A usage error is one line (a suggestion joined to it), arguments quoted in it escaped.
+      outputError: (text, write) => write(printable(text.trimEnd().replace(/\n+/g, ' ')) + '\n'),
     });
   for (const register of registrars) register(program);
   return program;
@@ -45,7 +46,10 @@ export function describeFailure(err: unknown): { exitCode: ExitCode; message: st
     return { exitCode: err.exitCode === 0 ? EXIT.ok : EXIT.usage, message: null };
   }
   if (err instanceof LineageError) return { exitCode: err.exitCode, message: `error: ${err.message}` };
-  const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  // The message may quote file contents: escaped to one line, followed by the stack frames.
+  const text = err instanceof Error
+    ? printable(`${err.name}: ${err.message}`) + (err.stack?.match(/\n\s+at [\s\S]*/)?.[0] ?? '')
+    : printable(String(err));
   return { exitCode: EXIT.internal, message: `internal error: ${text}\nThis is a bug in model-lineage; please report it.` };
 }
 

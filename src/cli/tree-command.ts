@@ -4,15 +4,14 @@
  * and print it (terminal tree, JSON, DOT or Mermaid; HTML report), with accuracy against a
  * ground-truth file when given.
  */
-import * as fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { SourceRoleReader } from '../arch/reader.js';
-import { BadInputError } from '../io/errors.js';
-import { openTensorSource } from '../io/source.js';
+import { BadInputError, EXIT, LineageError, printable } from '../io/errors.js';
+import { openTensorSource, readJsonFile } from '../io/source.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { loadSketches, modelBytes } from '../sketch/load.js';
+import { loadSketches, modelBytes, type LoadOptions } from '../sketch/load.js';
 import { attachAdapters } from '../tree/adapters.js';
 import { recoverLineageByArchitecture } from '../tree/architectures.js';
 import type { LineageAnalysis, LineageOptions, SketchedModel } from '../tree/lineage.js';
@@ -33,6 +32,7 @@ interface TreeFlags {
   motherDistance: 'auto' | 'lora' | 'rms';
   kurtosisRises: boolean;
   cache: string | false;
+  rehash: boolean;
   includeObfuscated: boolean;
   align: boolean;
   html?: string;
@@ -42,12 +42,7 @@ interface TreeFlags {
 }
 
 function readTruth(file: string): Truth & { obfuscated: Set<string> } {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new BadInputError(`cannot read the truth file (${(err as Error).message})`, { file });
-  }
+  const parsed = readJsonFile(file);
   const models = (parsed as { models?: Array<{ name?: unknown; kind?: unknown }> }).models ?? [];
   const obfuscated = new Set(models.filter((m) => m?.kind === 'obfuscated').map((m) => String(m.name)));
   return { ...parseTruth(parsed), obfuscated };
@@ -77,18 +72,21 @@ export function formatScore(score: TruthScore, unscored: Unscored): string {
   for (const e of score.missedEdges) lines.push(`  missed: ${e.parent} -> ${e.child}`);
   if (unscored.obfuscated.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${unscored.obfuscated.join(', ')}`);
   if (unscored.adapters.length) lines.push(`  not scored (adapters the truth does not list): ${unscored.adapters.join(', ')}`);
-  return lines.join('\n') + '\n';
+  return lines.map(printable).join('\n') + '\n'; // names from the truth file and folders
 }
+
+/** Where sketches are cached (null: not at all) and how their files are keyed. */
+type CacheSettings = Pick<LoadOptions, 'cacheDir' | 'rehash'>;
 
 /**
  * Sketch every model (one read each, none on a cache hit) on `workers` threads, with one progress
  * display by bytes across all models: per model its sketch, or the error that stopped it.
  */
-function sketchModels(paths: readonly string[], cacheDir: string | null, workers: number, progress: ProgressSettings) {
+function sketchModels(paths: readonly string[], cache: CacheSettings, workers: number, progress: ProgressSettings) {
   const total = paths.reduce((sum, p) => sum + modelBytes(p), 0);
   const pass = startWeightPass(`sketching ${paths.length} models`, total, progress);
   try {
-    return loadSketches(paths, { cacheDir, workers, onBytes: pass.onBytes });
+    return loadSketches(paths, { ...cache, workers, onBytes: pass.onBytes });
   } finally {
     pass.stop();
   }
@@ -124,10 +122,13 @@ function placeWithAlignment(
  * alignment, adapters attached under their bases; the skipped inputs and the notes added.
  */
 async function chartInputs(paths: readonly string[], flags: TreeFlags, progress: ProgressSettings): Promise<LineageResult> {
-  const skip = new SkipList(flags.strict, (s) => process.stderr.write(`warning: skipped ${s.path}: ${s.reason}\n`));
+  const skip = new SkipList(flags.strict, (s) => process.stderr.write(`warning: skipped ${printable(s.path)}: ${printable(s.reason)}\n`));
   const inputs = collectTreeInputs(paths, skip);
-  const cacheDir = flags.cache === false ? null : flags.cache;
-  const sketched = keepSketched(inputs.models, sketchModels(inputs.models.map((m) => m.path), cacheDir, sketchWorkers(flags.workers), progress), skip);
+  if (inputs.models.length + inputs.adapters.length + skip.entries.length < 2) {
+    throw new LineageError('give at least two models (or a folder holding them)', { exitCode: EXIT.usage });
+  }
+  const cache: CacheSettings = { cacheDir: flags.cache === false ? null : flags.cache, rehash: flags.rehash };
+  const sketched = keepSketched(inputs.models, sketchModels(inputs.models.map((m) => m.path), cache, sketchWorkers(flags.workers), progress), skip);
   if (sketched.length === 0) throw new BadInputError(`no model to chart among the inputs (${skip.entries.length} skipped)`);
   const input = new Map(inputs.models.map((m) => [m.name, m]));
   const models = sketched.map((m) => ({ ...m, headShapes: input.get(m.name)!.headShapes }));
@@ -159,12 +160,15 @@ export function registerTree(program: Command): void {
     .option('--kurtosis-rises', 'MoTHer: kurtosis rises from parent to child (continued pre-training)', false)
     .option('--cache <dir>', 'sketch cache folder', DEFAULT_CACHE_DIR)
     .option('--no-cache', 'do not read or write the sketch cache')
+    .option('--rehash', 'key the sketch cache on a hash of the whole weight files (reads them all) instead of their size, times and inode', false)
     .option('--include-obfuscated', 'with --truth: also score models the truth marks as obfuscated', false)
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
     .option('--html <file>', 'also write a self-contained HTML report of the tree')
     .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)')
     .option('--strict', 'stop at the first input that is not a usable model (exit 4) instead of skipping it', false);
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
+    const formats = (['json', 'dot', 'mermaid'] as const).filter((f) => flags[f]).map((f) => `--${f}`);
+    if (formats.length > 1) throw new LineageError(`give at most one output format, not ${formats.join(' and ')}`, { exitCode: EXIT.usage });
     const truth = flags.truth ? readTruth(flags.truth) : null;
     const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
     const result = await chartInputs(paths, flags, progress);
@@ -188,10 +192,10 @@ export function registerTree(program: Command): void {
     if (flags.dot) process.stdout.write(renderDot(result));
     else if (flags.mermaid) process.stdout.write(renderMermaid(result));
     else process.stdout.write(renderTerminal(result));
-    for (const note of result.notes ?? []) process.stderr.write(`note: ${note}\n`);
+    for (const note of result.notes ?? []) process.stderr.write(`note: ${printable(note)}\n`);
     if (result.alignment) {
       const { models: aligned, verifyPasses, bytesRead } = result.alignment;
-      process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
+      process.stderr.write(`note: placing ${printable(aligned.join(', '))} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
     }
     // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
     if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, unscored));

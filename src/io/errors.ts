@@ -19,6 +19,20 @@ export const EXIT = {
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
+/** Control characters (C0, DEL, C1), line and paragraph separators and bidirectional overrides. */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const SHORT_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Text from a file (tensor names, dtypes, config values, folder names, parser messages quoting
+ * raw bytes) as it may reach a terminal: every control character shown as an escape (`\n`,
+ * `\u001b`), so such text can neither break a line, forge one, nor drive the terminal.
+ * Idempotent: its output has nothing left to escape.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 export class LineageError extends Error {
   readonly exitCode: ExitCode;
   readonly file: string | undefined;
@@ -29,7 +43,8 @@ export class LineageError extends Error {
     const where = [opts.file ? `file ${opts.file}` : '', opts.tensor ? `tensor ${opts.tensor}` : '']
       .filter(Boolean)
       .join(', ');
-    super(where ? `${message} (${where})` : message);
+    // One error is one line, whatever the names and values quoted in it.
+    super(printable(where ? `${message} (${where})` : message));
     this.name = 'LineageError';
     this.exitCode = opts.exitCode ?? EXIT.badInput;
     this.file = opts.file;

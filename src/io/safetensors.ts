@@ -64,6 +64,9 @@ export function parseHeaderJson(file: string, fileSize: number, headerBytes: Uin
     throw new BadInputError(`malformed safetensors header: bad JSON (${(err as Error).message})`, { file });
   }
   if (!isPlainObject(parsed)) throw new BadInputError('malformed safetensors header: JSON is not an object', { file });
+  // JSON.parse keeps the last of repeated keys: a repeated tensor name would hide a tensor's bytes.
+  const repeated = repeatedTopLevelKey(text);
+  if (repeated !== null) throw new BadInputError('malformed safetensors header: tensor name appears twice', { file, tensor: repeated });
 
   let metadata: Record<string, string> | null = null;
   const entries: { info: TensorInfo; begin: number; end: number }[] = [];
@@ -98,6 +101,7 @@ export function parseHeaderJson(file: string, fileSize: number, headerBytes: Uin
     entries.push({ info: { name, dtype, shape: shape.slice(), file, start: dataStart + begin, byteLength: end - begin }, begin, end });
   }
 
+  if (entries.length === 0) throw new BadInputError('safetensors header lists no tensors', { file });
   // Sorted by position, non-empty byte ranges must not overlap (empty tensors occupy nothing).
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let previous: { name: string; end: number } | null = null;
@@ -110,6 +114,32 @@ export function parseHeaderJson(file: string, fileSize: number, headerBytes: Uin
     previous = { name: info.name, end };
   }
   return { file, fileSize, dataStart, tensors: entries.map((e) => e.info), metadata };
+}
+
+/** The first key the top-level object of valid JSON `text` repeats, or null; one linear scan. */
+function repeatedTopLevelKey(text: string): string | null {
+  const seen = new Set<string>();
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        if (seen.has(key)) return key;
+        seen.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === '{' || c === '[') {
+      depth++;
+      expectKey = depth === 1 && c === '{';
+    } else if (c === '}' || c === ']') depth--;
+    else if (c === ',' && depth === 1) expectKey = true;
+  }
+  return null;
 }
 
 function parseMetadata(file: string, value: unknown): Record<string, string> {
@@ -128,11 +158,37 @@ function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
+/**
+ * Open a regular file (or a symlink to one) for reading. The open itself is non-blocking and the
+ * type is checked on the open descriptor before any read: a named pipe would otherwise block
+ * forever, a directory fail with EISDIR at the first read, a device stream endless bytes.
+ */
 export function openForReading(file: string): number {
+  let fd: number;
   try {
-    return fs.openSync(file, 'r');
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (err) {
     throw new BadInputError(`cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
+  }
+  const stat = fs.fstatSync(fd);
+  if (!stat.isFile()) {
+    fs.closeSync(fd);
+    throw new BadInputError(`not a regular file (${stat.isDirectory() ? 'a folder' : stat.isFIFO() ? 'a named pipe' : 'a device or socket'})`, { file });
+  }
+  return fd;
+}
+
+/** The whole of a small regular file (JSON files beside the weights), refused above `maxBytes`. */
+export function readRegularFile(file: string, maxBytes: number): Buffer {
+  const fd = openForReading(file);
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size > maxBytes) throw new BadInputError(`file too large: ${size} bytes, above the ${maxBytes}-byte limit`, { file });
+    const bytes = Buffer.alloc(size);
+    readFully(fd, bytes, size, 0, file);
+    return bytes;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadInputError } from './errors.js';
-import { DTYPE_BYTES, decodeInto, firstNonFinite, gatherDecode, gathersFromBytes } from './dtypes.js';
-import { openForReading, readFully, readSafetensorsHeader } from './safetensors.js';
+import { DTYPE_BYTES, decodeInto, firstNonFinite, gatherDecode, gathersFromBytes, isFloatDType } from './dtypes.js';
+import { openForReading, readFully, readRegularFile, readSafetensorsHeader } from './safetensors.js';
 import type { RowBlock, TensorInfo, TensorSource } from './types.js';
 
 /**
@@ -105,16 +105,22 @@ function pickleError(file: string): BadInputError {
 
 function readJsonIfPresent(file: string): Record<string, unknown> | null {
   if (!fs.existsSync(file)) return null;
-  const size = fs.statSync(file).size;
-  if (size > 64 * 1024 * 1024) throw new BadInputError('JSON file too large', { file });
-  let parsed: unknown;
+  const parsed = readJsonFile(file);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new BadInputError('JSON is not an object', { file });
+  return parsed as Record<string, unknown>;
+}
+
+/** JSON files beside weights (configs, indexes, truth files) are small; this bounds what is read. */
+const MAX_JSON_BYTES = 64 * 1024 * 1024;
+
+/** Parse a JSON file that must be a regular file of at most 64 MiB; anything else is a BadInputError. */
+export function readJsonFile(file: string): unknown {
+  const bytes = readRegularFile(file, MAX_JSON_BYTES);
   try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return JSON.parse(bytes.toString('utf8'));
   } catch (err) {
     throw new BadInputError(`bad JSON (${(err as Error).message})`, { file });
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new BadInputError('JSON is not an object', { file });
-  return parsed as Record<string, unknown>;
 }
 
 function readShardIndex(dir: string, indexFile: string): Map<string, string> {
@@ -177,6 +183,15 @@ export class SafetensorsSource implements TensorSource {
           const info = held.get(shard)!.get(tensor);
           if (!info) throw new BadInputError(`index lists this tensor in shard ${path.basename(shard)}, which does not hold it`, { file: shard, tensor });
           listed.push(info);
+        }
+        // A tensor a shard holds but the index leaves out would silently vanish (an omitted
+        // lm_head would then read as tied embeddings): refuse rather than guess.
+        for (const [file, byName] of held) {
+          for (const tensor of byName.keys()) {
+            if (layout.index.get(tensor) !== file) {
+              throw new BadInputError(`shard holds a tensor the index ${layout.index.has(tensor) ? 'places in another shard' : 'does not list'}`, { file, tensor });
+            }
+          }
         }
         // Payload order (file, then position) keeps full passes sequential on disk.
         const fileOrder = new Map(layout.files.map((f, i) => [f, i]));
@@ -354,6 +369,18 @@ export class SafetensorsSource implements TensorSource {
 export function assertFinite(values: ArrayLike<number>, file: string, tensor: string, indexOffset = 0, count = values.length): void {
   const bad = values instanceof Float32Array ? firstNonFiniteFloat32(values, count) : firstNonFinite(values, count);
   if (bad >= 0) throw new BadInputError(`non-finite weight ${values[bad]} at element ${indexOffset + bad}`, { file, tensor });
+}
+
+/** Read a whole tensor through the bounded buffer and throw at its first NaN or infinity (integer tensors pass). */
+export function assertTensorFinite(source: SafetensorsSource, name: string): void {
+  const info = source.info(name);
+  if (!isFloatDType(info.dtype)) return;
+  let values = new Float32Array(0);
+  for (const chunk of source.rawChunks(name)) {
+    if (values.length < chunk.elemCount) values = new Float32Array(chunk.elemCount);
+    decodeInto(info.dtype, chunk.bytes, chunk.elemCount, values, 0);
+    assertFinite(values, info.file, name, chunk.elemStart, chunk.elemCount);
+  }
 }
 
 /** Float32 is checked on its bits: exponent field all ones is NaN or infinity. */

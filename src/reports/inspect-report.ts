@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import Table from 'cli-table3';
+import { printable } from '../io/errors.js';
 import { mapModel } from '../arch/map.js';
 import { describeAdapter, isAdapter, mapAdapter, type AdapterSummary } from '../arch/peft.js';
 import type { Family, LayerRole, ModelMap, TensorSource } from '../arch/types.js';
@@ -138,7 +139,7 @@ export function renderInspectTable(report: InspectReport): string {
       ['layer roles', m.roles.map((g) => `${g.layers}: ${g.roles.join(' ')}`).join('\n') || '-'],
     );
     if (m.unmapped.length > 0) {
-      const shown = m.unmapped.slice(0, 5).join('\n');
+      const shown = m.unmapped.slice(0, 5).map(printable).join('\n');
       rows.push(['unmapped 2-D', m.unmapped.length > 5 ? `${shown}\n... ${m.unmapped.length - 5} more` : shown]);
     }
   }
@@ -156,9 +157,12 @@ export function renderInspectTable(report: InspectReport): string {
       ['LoRA factors', `${a.factors}`],
     );
   }
+  // Names and values come from files: escaped (lists above escape each name before the join), so
+  // a cell's own line breaks are the only ones kept.
+  const escapeCell = (cell: string): string => cell.split('\n').map(printable).join('\n');
   const table = new Table({ style: { head: [], border: [], compact: true }, wordWrap: false });
-  table.push(...rows);
-  return `${report.name}  ${report.path}\n${table.toString()}\n`;
+  table.push(...rows.map(([key, value]) => [key, escapeCell(value)]));
+  return `${printable(`${report.name}  ${report.path}`)}\n${table.toString()}\n`;
 }
 
 /** [0,1,2,5] -> "0-2, 5". */

@@ -1,4 +1,5 @@
 import Table from 'cli-table3';
+import { printable } from '../io/errors.js';
 import type { ModuleEvidence, VerifyResult } from '../verify/types.js';
 import { formatPValue } from './html-page.js';
 
@@ -70,7 +71,9 @@ export function renderVerifyText(r: VerifyResult): string {
   lines.push('  probe: rank of the one-token attention-output change (Origin-Tracer); qk/vo: cosine of the alignment-free invariants');
   const sample = residualSampleNote(r);
   if (sample) lines.push(`  ${sample}`);
-  lines.push(table.toString());
-  lines.push(`  time: ${r.timings.totalSeconds.toFixed(1)} s (read ${r.timings.readSeconds.toFixed(1)} s, align ${r.timings.alignSeconds.toFixed(1)} s)`);
-  return lines.join('\n') + '\n';
+  // Model and module names come from files: escaped, they cannot break or forge a line.
+  const summary = lines.map(printable);
+  summary.push(table.toString());
+  summary.push(`  time: ${r.timings.totalSeconds.toFixed(1)} s (read ${r.timings.readSeconds.toFixed(1)} s, align ${r.timings.alignSeconds.toFixed(1)} s)`);
+  return summary.join('\n') + '\n';
 }

@@ -1,6 +1,7 @@
 /**
- * The on-disk sketch cache: one file per model sketch, named by its content fingerprint and
- * the sketch options, in a folder (default `.lineage-cache/` in the current directory).
+ * The on-disk sketch cache: one file per model sketch, named by its cache key (fingerprint.ts:
+ * content fingerprint, config and the weight files' stamps or full hashes) and the sketch
+ * options, in a folder (default `.lineage-cache/` in the current directory).
  *
  * File layout (little-endian), version SKETCH_FORMAT:
  *   8 bytes  magic "LINSKTCH"
@@ -11,10 +12,13 @@
  *   padding  to a multiple of 4 bytes
  *   payload  float32 values
  * Anything unreadable (wrong magic or version, truncated, bad JSON, offsets out of range,
- * another fingerprint) is treated as a miss and rebuilt, never an error.
+ * another fingerprint) is treated as a miss and rebuilt, never an error. A cache path that is not
+ * a folder, or a folder that cannot be written, is bad input.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { BadInputError } from '../io/errors.js';
+import { readRegularFile } from '../io/safetensors.js';
 import type { Moments } from '../stats/moments.js';
 import { SKETCH_FORMAT, type MatrixSketch, type ModelSketch, type NeuronSketch, type ResolvedSketchOptions, type SketchView } from './types.js';
 
@@ -22,10 +26,13 @@ const MAGIC = Buffer.from('LINSKTCH', 'latin1');
 
 export const DEFAULT_CACHE_DIR = '.lineage-cache';
 
-/** File name of a sketch in the cache: fingerprint plus the options it was made with. */
-export function cacheFileName(fingerprint: string, options: ResolvedSketchOptions): string {
+/** Cache files above this are not sketches of this program (a 70B model's is about 80 MB). */
+const MAX_CACHE_FILE_BYTES = 1024 * 1024 * 1024;
+
+/** File name of a sketch in the cache: its key plus the options it was made with. */
+export function cacheFileName(key: string, options: ResolvedSketchOptions): string {
   const o = options;
-  return `${fingerprint}-v${SKETCH_FORMAT}-k${o.sketchSize}-n${o.maxNeurons}x${o.neuronLayers}.sketch`;
+  return `${key}-v${SKETCH_FORMAT}-k${o.sketchSize}-n${o.maxNeurons}x${o.neuronLayers}.sketch`;
 }
 
 interface ArrayRef { readonly offset: number; readonly length: number }
@@ -117,13 +124,18 @@ export function decodeSketch(bytes: Buffer): ModelSketch {
 
 /** A folder of sketch files; `null` folder = no caching. */
 export class SketchCache {
-  constructor(readonly dir: string | null) {}
+  constructor(readonly dir: string | null) {
+    if (dir !== null && fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) {
+      throw new BadInputError('the sketch cache path is not a folder', { file: path.resolve(dir) });
+    }
+  }
 
-  load(fingerprint: string, options: ResolvedSketchOptions): ModelSketch | null {
+  /** The sketch stored under `key`, if it is intact and was made from `fingerprint` with `options`. */
+  load(key: string, fingerprint: string, options: ResolvedSketchOptions): ModelSketch | null {
     if (this.dir === null) return null;
-    const file = path.join(this.dir, cacheFileName(fingerprint, options));
+    const file = path.join(this.dir, cacheFileName(key, options));
     try {
-      const sketch = decodeSketch(fs.readFileSync(file));
+      const sketch = decodeSketch(readRegularFile(file, MAX_CACHE_FILE_BYTES));
       if (sketch.fingerprint !== fingerprint || JSON.stringify(sketch.options) !== JSON.stringify(options)) return null;
       return sketch;
     } catch {
@@ -132,12 +144,21 @@ export class SketchCache {
   }
 
   /** Writes atomically (temporary file then rename), so a crash never leaves a half file. */
-  store(sketch: ModelSketch): void {
+  store(key: string, sketch: ModelSketch): void {
     if (this.dir === null) return;
-    fs.mkdirSync(this.dir, { recursive: true });
-    const file = path.join(this.dir, cacheFileName(sketch.fingerprint, sketch.options));
+    const file = path.join(this.dir, cacheFileName(key, sketch.options));
     const temporary = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(temporary, encodeSketch(sketch));
-    fs.renameSync(temporary, file);
+    try {
+      fs.mkdirSync(this.dir, { recursive: true });
+      fs.writeFileSync(temporary, encodeSketch(sketch));
+      fs.renameSync(temporary, file);
+    } catch (err) {
+      try {
+        fs.rmSync(temporary, { force: true });
+      } catch {
+        // whatever stands at that path is not ours to remove
+      }
+      throw new BadInputError(`cannot write the sketch cache: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: path.resolve(this.dir) });
+    }
   }
 }

@@ -1,19 +1,25 @@
 /**
- * Content fingerprint of a model's weight files, the key of the sketch cache and the tie key
- * that makes tree recovery independent of names and input order.
+ * Two keys of a model's weight files.
  *
- * sha256 over, per weight file in the source's order: its size, its whole safetensors header
- * (length prefix and JSON), and three 64 KiB blocks of its payload at fixed relative positions
- * (start, middle, end). Cheap (at most 192 KiB per file) and it changes whenever a file is
- * re-saved with other tensors, shapes, dtypes or sizes, or when any sampled block differs. An
- * in-place edit of bytes outside the sampled blocks that keeps the header and size is not seen:
- * use --no-cache for such files.
+ * The content fingerprint is the tie key that makes tree recovery independent of names and input
+ * order (the same weights in another folder share it): sha256 over, per weight file in the
+ * source's order, its size, its whole safetensors header (length prefix and JSON) and three
+ * 64 KiB blocks of its payload at fixed relative positions (start, middle, end). It is cheap (at
+ * most 192 KiB per file) but blind to an in-place edit outside those blocks, so it is not what
+ * the sketch cache trusts.
+ *
+ * The cache key adds what changes whenever a file is written: per weight file its size,
+ * modification and status-change times to the nanosecond, inode and device (or, with `rehash`,
+ * the sha256 of its whole content, which survives copies and touches), and the model's config.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { openForReading } from '../io/safetensors.js';
 import type { TensorSource } from '../io/types.js';
 
 export const FINGERPRINT_BLOCK_BYTES = 64 * 1024;
+/** Read size of the full content hash. */
+const REHASH_BLOCK_BYTES = 1024 * 1024;
 
 export interface Fingerprint {
   readonly hash: string;
@@ -25,7 +31,7 @@ export function contentFingerprint(source: TensorSource): Fingerprint {
   const hash = createHash('sha256');
   let bytesRead = 0;
   for (const file of source.files) {
-    const fd = fs.openSync(file, 'r');
+    const fd = openForReading(file);
     try {
       const size = fs.fstatSync(fd).size;
       const prefix = Buffer.alloc(8);
@@ -47,6 +53,47 @@ export function contentFingerprint(source: TensorSource): Fingerprint {
     }
   }
   return { hash: hash.digest('hex'), bytesRead };
+}
+
+export interface CacheKey {
+  readonly hash: string;
+  /** Bytes read to compute it beyond the fingerprint's (the whole files with `rehash`, else 0). */
+  readonly bytesRead: number;
+}
+
+/**
+ * The sketch cache's key: the content fingerprint, the config, and per weight file either its
+ * file-system stamp (default) or, with `rehash`, the hash of its whole content.
+ */
+export function sketchCacheKey(source: TensorSource, fingerprint: Fingerprint, rehash: boolean): CacheKey {
+  const hash = createHash('sha256').update(`fingerprint ${fingerprint.hash}\nconfig ${JSON.stringify(source.config)}\n`);
+  let bytesRead = 0;
+  for (const file of source.files) {
+    const fd = openForReading(file);
+    try {
+      const s = fs.fstatSync(fd, { bigint: true });
+      if (rehash) {
+        hash.update(`content ${s.size}\n`);
+        bytesRead += hashWholeFile(fd, hash);
+      } else {
+        hash.update(`stamp ${s.size} ${s.mtimeNs} ${s.ctimeNs} ${s.ino} ${s.dev}\n`);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return { hash: hash.digest('hex'), bytesRead };
+}
+
+function hashWholeFile(fd: number, hash: Hash): number {
+  const block = Buffer.alloc(REHASH_BLOCK_BYTES);
+  let position = 0;
+  for (;;) {
+    const n = fs.readSync(fd, block, 0, block.length, position);
+    if (n === 0) return position;
+    hash.update(block.subarray(0, n));
+    position += n;
+  }
 }
 
 function readAt(fd: number, buffer: Buffer, position: number): number {

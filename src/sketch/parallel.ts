@@ -10,31 +10,53 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { TensorSource } from '../io/types.js';
 import { deserializeError, type SerializedError } from '../io/errors.js';
+import { assertTensorFinite, type SafetensorsSource } from '../io/source.js';
 import { sketchMatrix, type MatrixJob, type MatrixResult } from './sketch-model.js';
+
+/**
+ * A tensor the sketch does not read (embeddings, lm_head, norms, biases, unmapped ones), checked
+ * for NaN and infinity so that such a model is bad input for `tree` as for `verify`.
+ */
+export interface FiniteCheckJob {
+  readonly check: string;
+  readonly bytes: number;
+}
+
+export type SketchJob = MatrixJob | FiniteCheckJob;
+
+/** Runs one job on an open source: a matrix's sketch, or null for a finiteness check passed. */
+export function runSketchJob(source: TensorSource, job: SketchJob, sketchSize: number): MatrixResult | null {
+  if ('check' in job) {
+    assertTensorFinite(source as SafetensorsSource, job.check);
+    return null;
+  }
+  return sketchMatrix(source, job, sketchSize);
+}
 
 /** One matrix job of one model, as posted to a worker. */
 export interface PostedJob {
   readonly model: number;
   readonly path: string;
   readonly index: number;
-  readonly job: MatrixJob;
+  readonly job: SketchJob;
   readonly sketchSize: number;
 }
 
 export type SketchWorkerReply =
-  | { readonly ok: true; readonly model: number; readonly index: number; readonly result: MatrixResult }
+  | { readonly ok: true; readonly model: number; readonly index: number; readonly result: MatrixResult | null }
   | { readonly ok: false; readonly model: number; readonly index: number; readonly error: SerializedError };
 
 /** A model's jobs to run; `done` gets each result, `failed` the first error (the rest are then skipped). */
 export interface ModelWork {
   readonly path: string;
-  readonly jobs: readonly MatrixJob[];
-  readonly done: (index: number, result: MatrixResult) => void;
+  readonly jobs: readonly SketchJob[];
+  readonly done: (index: number, result: MatrixResult | null) => void;
   readonly failed: (error: Error) => void;
 }
 
 /** The arrays a result carries, transferred rather than copied. */
-export function resultBuffers(result: MatrixResult): ArrayBuffer[] {
+export function resultBuffers(result: MatrixResult | null): ArrayBuffer[] {
+  if (!result) return [];
   const buffers = new Set<ArrayBuffer>([result.captured.buffer as ArrayBuffer]);
   for (const view of result.matrix.views) buffers.add(view.sketch.buffer as ArrayBuffer);
   return [...buffers];
@@ -46,7 +68,7 @@ export function runInThread(work: readonly ModelWork[], open: (path: string) => 
     let source: TensorSource | null = null;
     try {
       source = open(model.path);
-      model.jobs.forEach((job, i) => model.done(i, sketchMatrix(source!, job, sketchSize)));
+      model.jobs.forEach((job, i) => model.done(i, runSketchJob(source!, job, sketchSize)));
     } catch (err) {
       model.failed(err as Error);
     } finally {

@@ -1,13 +1,12 @@
 /**
- * Worker thread of runOnWorkers (parallel.ts): sketches the matrix jobs it is sent, in order,
+ * Worker thread of runOnWorkers (parallel.ts): runs the sketch jobs it is sent, in order,
  * keeping the model it reads open until a job of another model arrives.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { serializeError } from '../io/errors.js';
 import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
-import { resultBuffers, type PostedJob, type SketchWorkerReply } from './parallel.js';
-import { sketchMatrix } from './sketch-model.js';
+import { resultBuffers, runSketchJob, type PostedJob, type SketchWorkerReply } from './parallel.js';
 
 const { port, signal } = workerData as { port: MessagePort; signal: Int32Array };
 let open: { path: string; source: TensorSource } | null = null;
@@ -25,7 +24,7 @@ port.on('message', (posted: PostedJob) => {
       open = null;
       open = { path: posted.path, source: openTensorSource(posted.path) };
     }
-    reply({ ok: true, model: posted.model, index: posted.index, result: sketchMatrix(open.source, posted.job, posted.sketchSize) });
+    reply({ ok: true, model: posted.model, index: posted.index, result: runSketchJob(open.source, posted.job, posted.sketchSize) });
   } catch (err) {
     reply({ ok: false, model: posted.model, index: posted.index, error: serializeError(err) });
   }

@@ -1,4 +1,5 @@
 /** Renderings of a LineageResult: terminal tree, Graphviz DOT, Mermaid text and JSON. */
+import { printable } from '../io/errors.js';
 import type { LineageEdge, LineageResult } from './types.js';
 
 /**
@@ -52,11 +53,12 @@ export function renderTerminal(result: LineageResult): string {
     };
     walk(tree.root, '');
   }
-  return lines.join('\n') + '\n';
+  // Model names are folder names: escaped, they cannot break or forge a line.
+  return lines.map(printable).join('\n') + '\n';
 }
 
 export function renderDot(result: LineageResult): string {
-  const quote = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
+  const quote = (s: string) => `"${printable(s.replace(/\\/g, '\\\\').replace(/"/g, '\\"'))}"`;
   const lines = ['digraph lineage {', '  rankdir=TB;', '  node [shape=box, fontname="Helvetica"];'];
   result.trees.forEach((tree, t) => {
     lines.push(`  subgraph cluster_${t} {`, `    label=${quote(`tree ${t + 1}`)};`);
@@ -74,7 +76,7 @@ export function renderDot(result: LineageResult): string {
 
 /** Mermaid flowchart text; node ids are positional (m0, m1, ...) since names may hold any character. */
 export function renderMermaid(result: LineageResult): string {
-  const text = (s: string) => `"${s.replace(/"/g, '#quot;')}"`;
+  const text = (s: string) => `"${printable(s.replace(/"/g, '#quot;'))}"`;
   const ids = new Map<string, string>();
   const lines = ['graph TD'];
   for (const tree of result.trees) {
