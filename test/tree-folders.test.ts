@@ -11,6 +11,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadInputError, EXIT } from '../src/io/errors.js';
+import { openTensorSource } from '../src/io/source.js';
+import { contentFingerprint } from '../src/sketch/fingerprint.js';
 import { SkipList, keepSketched, lastPathComponent, loraDeltaSquaredNorm, type ModelInput } from '../src/cli/model-inputs.js';
 import type { LineageEdge, LineageResult } from '../src/tree/types.js';
 import { Rng } from '../src/linalg/rng.js';
@@ -208,4 +210,37 @@ test('the test zoo as one folder: its files skipped, its adapters under the pare
     result.edges.filter((e) => e.adapter).map(edgeText).sort(),
     withAdapters.map((m) => `${m.parent}->${m.name}-adapter lora r=${m.rank} ${[...m.targets!].sort().join(',')} adapter`).sort(),
   );
+});
+
+test('a copy in another folder is counted once by its sketch; a change the sampled fingerprint cannot see keeps two models', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-copies-'));
+  try {
+    const p0 = path.join(REPO_ROOT, 'samples', 'p0');
+    for (const name of ['copy', 'edited']) fs.cpSync(p0, path.join(dir, name), { recursive: true });
+    // Layer 2's q_proj nudged in place: header, size and the three sampled blocks stay the same.
+    const edited = openTensorSource(path.join(dir, 'edited'));
+    const info = edited.tensors.get('model.layers.2.self_attn.q_proj.weight')!;
+    edited.close();
+    const bytes = fs.readFileSync(info.file);
+    for (let i = info.start; i < info.start + info.byteLength; i += 2 * 64) bytes[i] ^= 0x01; // the lowest mantissa bit of some values
+    fs.writeFileSync(info.file, bytes);
+    const fingerprint = (p: string) => {
+      const source = openTensorSource(p);
+      try {
+        return contentFingerprint(source).hash;
+      } finally {
+        source.close();
+      }
+    };
+    assert.equal(fingerprint(path.join(dir, 'edited')), fingerprint(p0), 'the edit lies outside the sampled blocks');
+    const run = await runLineage(['tree', '--json', '--no-cache', '--quiet', p0, path.join(dir, 'copy'), path.join(dir, 'edited')]);
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as TreeJson;
+    const members = result.trees.flatMap((t) => t.members).sort();
+    assert.equal(members.length, 2, members.join(', '));
+    assert.ok(members.includes('edited'));
+    assert.ok((result.notes ?? []).some((n) => /given 2 times .*counted once/.test(n)), (result.notes ?? []).join('\n'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
 import { mapModel } from '../arch/map.js';
 import { isAdapter, mapAdapter } from '../arch/peft.js';
 import type { TensorSource } from '../arch/types.js';
@@ -15,6 +16,7 @@ import { BadInputError, EXIT, LineageError } from '../io/errors.js';
 import { isWeightsFileName, openTensorSource } from '../io/source.js';
 import { contentFingerprint } from '../sketch/fingerprint.js';
 import type { AdapterFactor, AdapterMember } from '../tree/adapters.js';
+import { sketchIdentity } from '../sketch/identity.js';
 import type { ModelSketch } from '../sketch/types.js';
 import type { SketchedModel } from '../tree/lineage.js';
 import type { SkippedInput } from '../tree/types.js';
@@ -115,18 +117,36 @@ export function loraDeltaSquaredNorm(a: Float32Array, b: Float32Array, rank: num
   return scale * scale * sum;
 }
 
-function adapterFactors(source: TensorSource): { factors: AdapterFactor[]; baseModel: string | null } {
+/** The adapter's factors, read whole, and a hash of their values and its config (its exact identity). */
+function adapterFactors(source: TensorSource): { factors: AdapterFactor[]; baseModel: string | null; contentHash: string } {
   const adapter = mapAdapter(source);
-  const factors = adapter.factors.map((f) => ({
-    moduleName: f.moduleName,
-    layer: f.layer,
-    role: f.role,
-    rank: f.rank,
-    rows: f.outFeatures,
-    cols: f.inFeatures,
-    deltaSquared: loraDeltaSquaredNorm(source.read(f.A), source.read(f.B), f.rank, f.inFeatures, f.outFeatures, f.scale),
-  }));
-  return { factors, baseModel: adapter.baseModel };
+  const hash = createHash('sha256').update(`config ${JSON.stringify(source.config)}\n`);
+  const factors = adapter.factors.map((f) => {
+    const a = source.read(f.A), b = source.read(f.B);
+    hash.update(`${f.moduleName} ${f.layer} ${f.A} ${f.B}\n`).update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).update(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+    return {
+      moduleName: f.moduleName,
+      layer: f.layer,
+      role: f.role,
+      rank: f.rank,
+      rows: f.outFeatures,
+      cols: f.inFeatures,
+      deltaSquared: loraDeltaSquaredNorm(a, b, f.rank, f.inFeatures, f.outFeatures, f.scale),
+    };
+  });
+  return { factors, baseModel: adapter.baseModel, contentHash: hash.digest('hex') };
+}
+
+/**
+ * The same files: every weight file's device, inode, size and modification time, and the config.
+ * A copy elsewhere has other files; it is found to be the same after sketching (sameSketch).
+ */
+function fileIdentity(source: TensorSource): string {
+  const stamps = source.files.map((f) => {
+    const s = fs.statSync(f, { bigint: true });
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}`;
+  });
+  return `files ${stamps.join(' ')} config ${JSON.stringify(source.config)}`;
 }
 
 /** `org/name` -> `name` (trailing separators ignored): the part that can name a folder given. */
@@ -139,7 +159,7 @@ interface Opened {
   readonly given: string;
   readonly path: string;
   readonly fingerprint: string;
-  /** What makes two inputs the same: the weights' content fingerprint, and an adapter's config. */
+  /** What makes two inputs the same before sketching: the same files (a model), the same factors and config (an adapter). */
   readonly identity: string;
   readonly model?: { headShapes: Record<string, number[]> };
   readonly adapter?: { factors: AdapterFactor[]; baseModel: string | null };
@@ -160,11 +180,11 @@ function openInput(given: string, skip: SkipList): Opened | null {
   try {
     const fingerprint = contentFingerprint(source).hash;
     if (isAdapter(source)) {
-      const identity = `${fingerprint} ${JSON.stringify(source.config)}`;
-      return { given, path: source.path, fingerprint, identity, adapter: adapterFactors(source) };
+      const adapter = adapterFactors(source);
+      return { given, path: source.path, fingerprint, identity: adapter.contentHash, adapter };
     }
     const map = mapModel(source);
-    return { given, path: source.path, fingerprint, identity: fingerprint, model: { headShapes: headShapes(source, map.layerPrefix) } };
+    return { given, path: source.path, fingerprint, identity: fileIdentity(source), model: { headShapes: headShapes(source, map.layerPrefix) } };
   } catch (err) {
     if (!(err instanceof LineageError)) throw err;
     skip.add(given, err.message);
@@ -175,9 +195,9 @@ function openInput(given: string, skip: SkipList): Opened | null {
 }
 
 /**
- * Same content given twice (the same folder twice, or a copy) is kept once, under the path that
- * sorts first, so the result does not depend on input order. An adapter's identity includes its
- * adapter_config.json (its base and scales), which its weights' fingerprint does not cover.
+ * The same input given twice (the same folder twice, through a link, or an adapter's copy) is kept
+ * once, under the path that sorts first, so the result does not depend on input order. An
+ * adapter's identity includes its adapter_config.json (its base and scales).
  */
 function countOnce(opened: readonly Opened[]): Array<{ kept: Opened; copies: readonly Opened[] }> {
   const byContent = new Map<string, Opened[]>();
@@ -244,4 +264,29 @@ export function keepSketched(
     else throw result.error;
   });
   return sketched;
+}
+
+/**
+ * Models whose sketches are identical (the same header and sampled blocks, and bit for bit the
+ * same sketch of every linear weight: a copy of the same weights in another folder) are kept once,
+ * under the path that sorts first, with a note.
+ */
+export function countSketchedOnce(models: readonly SketchedModel[], pathOf: ReadonlyMap<string, string>): { models: SketchedModel[]; notes: string[] } {
+  const groups = new Map<string, SketchedModel[]>();
+  for (const m of models) {
+    const id = sketchIdentity(m.sketch);
+    groups.set(id, [...(groups.get(id) ?? []), m]);
+  }
+  const byPath = (a: SketchedModel, b: SketchedModel) => (pathOf.get(a.name)! < pathOf.get(b.name)! ? -1 : pathOf.get(a.name)! > pathOf.get(b.name)! ? 1 : 0);
+  const kept: SketchedModel[] = [];
+  const notes: string[] = [];
+  for (const group of groups.values()) {
+    const sorted = [...group].sort(byPath);
+    kept.push(sorted[0]!);
+    if (sorted.length > 1) {
+      notes.push(`${sorted[0]!.name} was given ${sorted.length} times (${sorted.map((m) => m.name).join(', ')}; the same header and linear weights): counted once`);
+    }
+  }
+  const keep = new Set(kept);
+  return { models: models.filter((m) => keep.has(m)), notes };
 }

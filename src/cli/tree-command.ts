@@ -19,7 +19,7 @@ import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
-import { SkipList, collectTreeInputs, keepSketched } from './model-inputs.js';
+import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched } from './model-inputs.js';
 import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
 import { defaultWorkers, sketchWorkers } from './workers.js';
 
@@ -131,8 +131,9 @@ async function chartInputs(paths: readonly string[], flags: TreeFlags, progress:
   const sketched = keepSketched(inputs.models, sketchModels(inputs.models.map((m) => m.path), cache, sketchWorkers(flags.workers), progress), skip);
   if (sketched.length === 0) throw new BadInputError(`no model to chart among the inputs (${skip.entries.length} skipped)`);
   const input = new Map(inputs.models.map((m) => [m.name, m]));
-  const models = sketched.map((m) => ({ ...m, headShapes: input.get(m.name)!.headShapes }));
   const pathOf = new Map(inputs.models.map((m) => [m.name, m.path]));
+  const once = countSketchedOnce(sketched, pathOf);
+  const models = once.models.map((m) => ({ ...m, headShapes: input.get(m.name)!.headShapes }));
   const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
   const forest = recoverLineageByArchitecture(
     models, options, flags.align ? (group, analysis) => placeWithAlignment(pathOf, group, analysis, progress) : undefined,
@@ -140,7 +141,7 @@ async function chartInputs(paths: readonly string[], flags: TreeFlags, progress:
   const { result, refused } = attachAdapters(forest, models, inputs.adapters);
   const adapterGiven = new Map(inputs.adapters.map((a) => [a.name, a.given]));
   for (const r of refused) skip.add(adapterGiven.get(r.name)!, r.reason);
-  const notes = [...(result.notes ?? []), ...inputs.notes];
+  const notes = [...(result.notes ?? []), ...inputs.notes, ...once.notes];
   // In path order, like everything else in the output independent of the inputs' order.
   const skipped = [...skip.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { ...result, ...(notes.length ? { notes } : {}), skipped };

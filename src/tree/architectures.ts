@@ -10,6 +10,7 @@ import { assembleResult, type EdgeLabel } from './result.js';
 import { sketchSignature } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
 import type { ModelSketch } from '../sketch/types.js';
+import { sketchIdentity } from '../sketch/identity.js';
 
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -25,7 +26,7 @@ export function groupByArchitecture<T extends SketchedModel>(models: readonly T[
     if (group) group.push(m);
     else groups.set(signature, [m]);
   }
-  const smallestKey = (group: readonly T[]) => group.map((m) => m.sketch.fingerprint).sort(byText)[0]!;
+  const smallestKey = (group: readonly T[]) => group.map((m) => sketchIdentity(m.sketch)).sort(byText)[0]!;
   return [...groups.values()].sort((a, b) => byText(smallestKey(a), smallestKey(b)));
 }
 

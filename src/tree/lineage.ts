@@ -9,6 +9,7 @@ import { recoverMother } from './mother.js';
 import { compareSketches, type SketchComparison } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
 import type { ModelSketch } from '../sketch/types.js';
+import { sketchIdentity } from '../sketch/identity.js';
 
 export interface SketchedModel {
   readonly name: string;
@@ -86,7 +87,7 @@ export function forestEvidence(models: readonly SketchedModel[], comparisons: Sk
     }
   }
   return {
-    models: models.map((m) => ({ name: m.name, key: m.sketch.fingerprint, kurtosis: outputProjectionKurtosis(m.sketch) })),
+    models: models.map((m) => ({ name: m.name, key: sketchIdentity(m.sketch), kurtosis: outputProjectionKurtosis(m.sketch) })),
     pairs,
   };
 }
@@ -99,7 +100,7 @@ export function recoverLineage(
 ): LineageAnalysis {
   const pairOf = (i: number, j: number) => (i < j ? comparisons[i]![j]! : comparisons[j]![i]!);
   const n = models.length;
-  const keys = models.map((m) => m.sketch.fingerprint);
+  const keys = models.map((m) => sketchIdentity(m.sketch));
   let result: LineageResult;
   if ((options.method ?? 'default') === 'default') {
     result = recoverForest(forestEvidence(models, comparisons), { alpha: options.alpha, direction: 'norm-growth' });

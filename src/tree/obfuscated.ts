@@ -19,6 +19,7 @@ import type { LineageAnalysis, SketchedModel } from './lineage.js';
 import { assembleResult, type EdgeLabel } from './result.js';
 import type { SketchComparison } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
+import { sketchIdentity } from '../sketch/identity.js';
 
 export interface PlacementOptions {
   /** Opens a model, by the name it has in the result, for one verify pass; placement closes it. */
@@ -126,7 +127,7 @@ export function placeUnplacedMembers(models: readonly SketchedModel[], analysis:
   const { result, comparisons } = analysis;
   const names = models.map((m) => m.name);
   const index = new Map(names.map((n, i) => [n, i]));
-  const key = (i: number) => models[i]!.sketch.fingerprint;
+  const key = (i: number) => sketchIdentity(models[i]!.sketch);
   const parent = names.map(() => -1);
   const labels = new Map<number, EdgeLabel>();
   for (const { parent: p, child, ...label } of result.edges) {
