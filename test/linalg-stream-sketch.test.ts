@@ -8,10 +8,12 @@ import { compileSketch } from '../scripts/build-gemm-wasm.js';
 import { SKETCH_WASM_BASE64 } from '../src/linalg/sketch-wasm.js';
 import { signMasks, StreamSketcher, type SketchKernelMode, type StreamedView } from '../src/linalg/stream-sketch.js';
 import { Rng } from '../src/linalg/rng.js';
-import { roundingVarianceTable } from '../src/io/dtypes.js';
+import { decodeInto, roundingVarianceTable } from '../src/io/dtypes.js';
+import { encodeValues } from '../src/io/writer.js';
 
 const BF16_GRID = { precision: 8, minExponent: -126 };
 const F32_GRID = { precision: 24, minExponent: -126 };
+const F16_GRID = { precision: 11, minExponent: -14 };
 
 test('stream sketch: the committed WebAssembly is compiled from the current text', async () => {
   assert.equal(Buffer.from(await compileSketch()).toString('base64'), SKETCH_WASM_BASE64);
@@ -40,7 +42,7 @@ function bf16Values(bytes: Uint8Array): Float32Array {
 }
 
 function sketchOf(bytes: Uint8Array, rows: number, cols: number, k: number, mode: SketchKernelMode, capture: number[], wasm: boolean) {
-  const grid = mode === 'f32' ? F32_GRID : BF16_GRID;
+  const grid = mode === 'f32' ? F32_GRID : mode === 'f16' ? F16_GRID : BF16_GRID;
   const sketcher = new StreamSketcher(rows, cols, k, [{ mode, grid }], capture, wasm);
   const rowBytes = bytes.length / rows;
   // Blocks of uneven size, as a reader at the end of a tensor gives them.
@@ -57,6 +59,7 @@ test('stream sketch: WebAssembly and JavaScript paths agree bit for bit in every
   const values = randomValues(rows * cols, 7);
   const inputs: Array<[SketchKernelMode, Uint8Array]> = [
     ['bf16', bf16Bytes(values)], ['f32', new Uint8Array(values.buffer)], ['f32_bf16', new Uint8Array(values.buffer)],
+    ['f16', encodeValues('F16', values)], ['f16_bf16', encodeValues('F16', values)],
   ];
   for (const [mode, bytes] of inputs) {
     const a = sketchOf(bytes, rows, cols, k, mode, [0, 150, 300], true);
@@ -161,5 +164,25 @@ test('stream sketch: NaN and infinity make the sums non-finite; capture keeps th
     const expected = new Float64Array(128);
     for (let j = 0; j < cols; j++) expected[j % 128]! += (colSign[j] ? -1 : 1) * values[row * cols + j]!;
     assertClose(captured.subarray(slot * 128, (slot + 1) * 128), expected, 1e-6, `row ${row}`);
+  }
+});
+
+test('stream sketch: f16 storage decodes as the io decoder does (subnormals included), its bf16 view rounds that, NaN and infinity are caught', () => {
+  const rows = 16, cols = 64;
+  const values = randomValues(rows * cols, 12);
+  values[3] = 3e-6; values[4] = -5.96e-8; values[5] = 65504; values[6] = -0; // f16 subnormals, the largest normal, a signed zero
+  const bytes = encodeValues('F16', values);
+  const decoded = new Float32Array(rows * cols);
+  decodeInto('F16', bytes, rows * cols, decoded, 0);
+  const { views } = sketchOf(bytes, rows, cols, 128, 'f16', [], true);
+  // The fold adds into zeros, so -0 comes out as +0.
+  assert.deepEqual(Array.from(views[0]!.sketch), Array.from(decoded, (x) => x + 0));
+  const rounded = sketchOf(bytes, rows, cols, 128, 'f16_bf16', [], true).views[0]!;
+  const expected = sketchOf(new Uint8Array(decoded.buffer), rows, cols, 128, 'f32_bf16', [], true).views[0]!;
+  assert.deepEqual(Array.from(rounded.sketch), Array.from(expected.sketch));
+  for (const bad of [0x7c00, 0xfc00, 0x7e01]) {
+    const poisoned = Uint8Array.from(bytes);
+    new Uint16Array(poisoned.buffer)[77] = bad;
+    for (const wasm of [true, false]) assert.ok(!Number.isFinite(sketchOf(poisoned, rows, cols, 128, 'f16', [], wasm).views[0]!.roundingVariance));
   }
 });

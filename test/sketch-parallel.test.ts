@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadSketches, modelBytes, type LoadedSketch } from '../src/sketch/load.js';
 import { openTensorSource } from '../src/io/source.js';
+import { compareSketches } from '../src/tree/sketch-evidence.js';
 import { writeFamily } from './helpers/synthetic-llama.js';
 
 const DIMS = { hidden: 256, intermediate: 384, layers: 3, heads: 4 };
@@ -21,6 +22,7 @@ test('sketches on 0, 1 and 3 worker threads are bit-identical; a truncated model
       { name: 'a', kind: 'root' },
       { name: 'b', kind: 'lora', parent: 'a', rank: 4, modules: ['q_proj', 'v_proj'] },
       { name: 'c', kind: 'root', dtype: 'F32' },
+      { name: 'd', kind: 'full', parent: 'a', dtype: 'F16', scale: 0.01 },
     ], DIMS, 3);
     const broken = path.join(dir, 'broken');
     fs.cpSync(folders.get('a')!, broken, { recursive: true });
@@ -35,13 +37,13 @@ test('sketches on 0, 1 and 3 worker threads are bit-identical; a truncated model
     const fd = fs.openSync(info.file, 'r+');
     fs.writeSync(fd, Buffer.from([0xc0, 0x7f]), 0, 2, info.start + 64);
     fs.closeSync(fd);
-    const paths = [folders.get('a')!, broken, folders.get('b')!, folders.get('c')!, poisoned];
+    const paths = [folders.get('a')!, broken, folders.get('b')!, folders.get('c')!, poisoned, folders.get('d')!];
     const runs = [0, 1, 3].map((workers) => {
       let counted = 0;
       const loaded = loadSketches(paths, { cacheDir: null, workers, onBytes: (n) => void (counted += n) });
       return { loaded, counted };
     });
-    const good = [0, 2, 3];
+    const good = [0, 2, 3, 5];
     for (const { loaded, counted } of runs) {
       assert.ok('error' in loaded[1]!, 'the truncated model is reported as failed');
       assert.match((loaded[1] as { error: Error }).error.message, /truncated/);
@@ -73,6 +75,12 @@ test('sketches on 0, 1 and 3 worker threads are bit-identical; a truncated model
     const c = (reference[3] as LoadedSketch).sketch;
     assert.deepEqual(c.matrices[0]!.views.map((v) => v.dtype), ['F32', 'BF16']);
     assert.ok(c.neurons.length > 0 && c.neurons.every((n) => n.dim === 128 && n.count === 256));
+    // The F16 model too (decoded by the kernel); against its bf16 parent it is compared in bf16.
+    const d = (reference[5] as LoadedSketch).sketch;
+    assert.deepEqual(d.matrices[0]!.views.map((v) => v.dtype), ['F16', 'BF16']);
+    const parent = (reference[0] as LoadedSketch).sketch;
+    const comparison = compareSketches(parent, d);
+    assert.ok(comparison.lowRank === null && comparison.normGrowth! > 0.5, `dense change, growing: ${comparison.normGrowth}`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -5,8 +5,8 @@
  * sketch_rows_<mode>(in, rows, cols, k2, signs, fold, colVar, rowVar, sums, rowStart, k1, rowSigns,
  * sketch, minNormal, ulpScale) takes `rows` stored rows of `cols` values at `in` and, in one pass
  * over each value (4 lanes at a time):
- * - decodes it: bf16 by a 16-bit shift, f32 as is, or f32 rounded to the nearest bf16 (ties to
- *   even), the bf16 view of a finer model;
+ * - decodes it: bf16 by a 16-bit shift, f32 as is, f16 by moving and scaling its bits, or f32 or
+ *   f16 rounded to the nearest bf16 (ties to even), the bf16 view of a finer model;
  * - adds its rounding variance (max(2^e, minNormal) * ulpScale)^2, the exponent taken from the
  *   bits, into the row's sum and into its column bucket j mod k2 (colVar, float32, flushed by the
  *   caller every block);
@@ -19,19 +19,41 @@
  * Pointers are byte offsets; signs and rowSigns are uint32 masks (0 or 0x80000000).
  */
 
-export type SketchKernelMode = 'bf16' | 'f32' | 'f32_bf16';
+export type SketchKernelMode = 'bf16' | 'f32' | 'f32_bf16' | 'f16' | 'f16_bf16';
+
+export const SKETCH_KERNEL_MODES: readonly SketchKernelMode[] = ['bf16', 'f32', 'f32_bf16', 'f16', 'f16_bf16'];
 
 /** Bytes one stored value takes in each mode. */
-export const SKETCH_MODE_BYTES: Readonly<Record<SketchKernelMode, number>> = { bf16: 2, f32: 4, f32_bf16: 4 };
+export const SKETCH_MODE_BYTES: Readonly<Record<SketchKernelMode, number>> = { bf16: 2, f32: 4, f32_bf16: 4, f16: 2, f16_bf16: 2 };
+
+/** f32 bits rounded to the nearest bf16 (ties to even) on the upper 16 bits; NaN and infinity keep an all-ones exponent. */
+function roundToBf16(bits: string): string {
+  return `(v128.and
+      (i32x4.add (i32x4.add ${bits} (i32x4.splat (i32.const 0x7fff)))
+        (v128.and (i32x4.shr_u ${bits} (i32.const 16)) (i32x4.splat (i32.const 1))))
+      (i32x4.splat (i32.const 0xffff0000)))`;
+}
+
+/**
+ * f16 (in $h, zero-extended) to f32 bits: magnitude bits moved to f32's places and scaled by
+ * 2^112, which is exact for normal and subnormal values alike; an all-ones exponent (NaN,
+ * infinity) becomes infinity, so the sums turn non-finite as for the other modes; the sign last.
+ */
+const F16_TO_F32 = `(v128.or
+      (v128.bitselect
+        (i32x4.splat (i32.const 0x7f800000))
+        (f32x4.mul (i32x4.shl (v128.and (local.get $h) (i32x4.splat (i32.const 0x7fff))) (i32.const 13)) (f32x4.splat (f32.const 0x1p112)))
+        (i32x4.eq (v128.and (local.get $h) (i32x4.splat (i32.const 0x7c00))) (i32x4.splat (i32.const 0x7c00))))
+      (i32x4.shl (v128.and (local.get $h) (i32x4.splat (i32.const 0x8000))) (i32.const 16)))`;
 
 function loadBits(mode: SketchKernelMode): string {
-  if (mode === 'bf16') return '(i32x4.shl (v128.load16x4_u (local.get $p)) (i32.const 16))';
-  if (mode === 'f32') return '(v128.load (local.get $p))';
-  // Round to nearest even on the upper 16 bits; NaN and infinity keep an all-ones exponent.
-  return `(v128.and
-      (i32x4.add (i32x4.add (v128.load (local.get $p)) (i32x4.splat (i32.const 0x7fff)))
-        (v128.and (i32x4.shr_u (v128.load (local.get $p)) (i32.const 16)) (i32x4.splat (i32.const 1))))
-      (i32x4.splat (i32.const 0xffff0000)))`;
+  switch (mode) {
+    case 'bf16': return '(i32x4.shl (v128.load16x4_u (local.get $p)) (i32.const 16))';
+    case 'f32': return '(v128.load (local.get $p))';
+    case 'f32_bf16': return `(block (result v128) (local.set $b (v128.load (local.get $p))) ${roundToBf16('(local.get $b)')})`;
+    case 'f16': return `(block (result v128) (local.set $h (v128.load16x4_u (local.get $p))) ${F16_TO_F32})`;
+    case 'f16_bf16': return `(block (result v128) (local.set $h (v128.load16x4_u (local.get $p))) (local.set $b ${F16_TO_F32}) ${roundToBf16('(local.get $b)')})`;
+  }
 }
 
 /** Horizontal sum of an f32x4 in float64. */
@@ -56,7 +78,7 @@ function kernel(mode: SketchKernelMode): string {
   (local $s i32) (local $bucket i32) (local $at i32) (local $end i32) (local $mask v128)
   (local $bits v128) (local $x v128) (local $x2 v128) (local $u v128) (local $var v128) (local $f v128)
   (local $vr v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128)
-  (local $minN v128) (local $scale v128) (local $expMask v128)
+  (local $minN v128) (local $scale v128) (local $expMask v128) (local $h v128) (local $b v128)
   (local.set $minN (f32x4.splat (local.get $minNormal)))
   (local.set $scale (f32x4.splat (local.get $ulpScale)))
   (local.set $expMask (i32x4.splat (i32.const 0x7f800000)))
@@ -138,8 +160,6 @@ function kernel(mode: SketchKernelMode): string {
 export function sketchWat(): string {
   return `(module
 (memory (export "memory") 1)
-${kernel('bf16')}
-${kernel('f32')}
-${kernel('f32_bf16')}
+${SKETCH_KERNEL_MODES.map(kernel).join('\n')}
 )`;
 }

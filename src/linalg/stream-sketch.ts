@@ -273,6 +273,10 @@ function sketchRowsJs(
     bitsView[0] = bits;
     return floatView[0]!;
   };
+  const floatBits = (value: number) => {
+    floatView[0] = value;
+    return bitsView[0]!;
+  };
   const fr = Math.fround;
   const lanes = () => new Float64Array(4);
   let bucket = rowStart % k1;
@@ -284,10 +288,12 @@ function sketchRowsJs(
       const e = r * cols + j;
       let bits: number;
       if (mode === 'bf16') bits = (u16[input / 2 + e]! << 16) >>> 0;
-      else {
-        bits = u32[input / 4 + e]!;
-        if (mode === 'f32_bf16') bits = ((bits + 0x7fff + ((bits >>> 16) & 1)) & 0xffff0000) >>> 0;
-      }
+      else if (mode === 'f16' || mode === 'f16_bf16') {
+        const h = u16[input / 2 + e]!;
+        bits = (h & 0x7c00) === 0x7c00 ? 0x7f800000 : floatBits(fr(asFloat((h & 0x7fff) << 13) * 2 ** 112));
+        bits = (bits | ((h & 0x8000) << 16)) >>> 0;
+      } else bits = u32[input / 4 + e]!;
+      if (mode === 'f32_bf16' || mode === 'f16_bf16') bits = ((bits + 0x7fff + ((bits >>> 16) & 1)) & 0xffff0000) >>> 0;
       const lane = j & 3, c = j % k2;
       const u = fr(fr(Math.max(asFloat(bits & 0x7f800000), minNormal)) * ulpScale);
       const variance = fr(u * u);

@@ -86,9 +86,11 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
   // bf16 is the coarsest common grid hub models share; finer models also keep their bf16 view.
   const finer = stored === 'F32' || stored === 'F64' || stored === 'F16';
   const plain = !ref.rows && !ref.rowRanges && !ref.transposed && cols % 4 === 0 && source.readStoredRowsInto !== undefined;
-  const raw = plain && (stored === 'BF16' || stored === 'F32');
-  const views: ViewSpec[] = [{ mode: raw && stored === 'BF16' ? 'bf16' : 'f32', grid: gridGeometry(stored) }];
-  if (finer) views.push({ mode: 'f32_bf16', grid: gridGeometry('BF16') });
+  // The kernel decodes bf16, f16 and f32 storage itself; other storage comes decoded to f32.
+  const raw = plain && (stored === 'BF16' || stored === 'F32' || stored === 'F16');
+  const input = raw && stored === 'BF16' ? 'bf16' : raw && stored === 'F16' ? 'f16' : 'f32';
+  const views: ViewSpec[] = [{ mode: input, grid: gridGeometry(stored) }];
+  if (finer) views.push({ mode: input === 'f16' ? 'f16_bf16' : 'f32_bf16', grid: gridGeometry('BF16') });
   // Decoded rows are padded to a multiple of 4 columns with zeros, which change no sum or rank.
   const paddedCols = Math.ceil(cols / 4) * 4;
   const sketcher = new StreamSketcher(rows, paddedCols, k, views, job.capture);

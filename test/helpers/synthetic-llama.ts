@@ -30,11 +30,11 @@ export const MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up
 export type Module = (typeof MODULES)[number];
 
 export type FamilySpec =
-  | { readonly name: string; readonly kind: 'root'; readonly dtype?: 'BF16' | 'F32' }
-  | { readonly name: string; readonly kind: 'full'; readonly parent: string; readonly scale?: number; readonly dtype?: 'BF16' | 'F32' }
+  | { readonly name: string; readonly kind: 'root'; readonly dtype?: 'BF16' | 'F16' | 'F32' }
+  | { readonly name: string; readonly kind: 'full'; readonly parent: string; readonly scale?: number; readonly dtype?: 'BF16' | 'F16' | 'F32' }
   | {
       readonly name: string; readonly kind: 'lora'; readonly parent: string; readonly rank: number | ((layer: number, module: Module) => number);
-      readonly modules: readonly Module[]; readonly dtype?: 'BF16' | 'F32';
+      readonly modules: readonly Module[]; readonly dtype?: 'BF16' | 'F16' | 'F32';
     };
 
 type Weights = Map<string, { shape: [number, number]; data: Float32Array }>;
