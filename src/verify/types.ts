@@ -19,12 +19,21 @@ export interface ModelSummary {
 /** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
 export interface IndependenceTest {
   readonly method: string;
-  /** Per layer: Spearman correlation of the neuron matchings from gate and from up rows, and its z. */
-  readonly perLayer: ReadonlyArray<{ readonly layer: number; readonly spearman: number; readonly z: number }>;
-  /** Fisher's chi-square over layers. */
+  /**
+   * Per layer: Spearman correlation of the neuron matchings from gate and from up rows, and its z,
+   * over the `rowsUsed` of `rows` neurons whose rows are informative (not zero, constant or tied).
+   */
+  readonly perLayer: ReadonlyArray<{ readonly layer: number; readonly spearman: number; readonly z: number; readonly rowsUsed: number; readonly rows: number }>;
+  /** Fisher's chi-square over the layers tested. */
   readonly statistic: number;
+  /** 1 when no layer was tested. */
   readonly pValue: number;
   readonly log10PValue: number;
+  /** Informative neurons in the layers tested, and neurons in all layers. */
+  readonly rowsUsed: number;
+  readonly rows: number;
+  /** Layers with enough informative neurons to enter the test (0: the weights carry no evidence either way). */
+  readonly layersTested: number;
 }
 
 export interface ModuleEvidence {
@@ -55,6 +64,11 @@ export interface LayerEvidence {
    * residual-sample.ts), or null when on all of them.
    */
   readonly residualSample: number | null;
+  /**
+   * MLP neurons zeroed (gate and up rows all zero) in one model only, per side. They are left out
+   * of the module ranks and the norm growth; zeroed neurons in the candidate only are pruning.
+   */
+  readonly prunedNeurons: { readonly base: number; readonly candidate: number };
 }
 
 export interface TransformFound {
