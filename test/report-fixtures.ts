@@ -46,6 +46,7 @@ export function sampleVerifyResult(overrides: Partial<VerifyResult> = {}): Verif
     base: { name: 'p0', path: 'samples/p0', dtypes: ['BF16'], parameters: 803968, adapter: null },
     candidate: { name: 'o1', path: 'samples/o1', dtypes: ['BF16'], parameters: 803968, adapter: null },
     relation: 'derived',
+    adapterBase: null,
     reason: 'After undoing permutations and scalings, the delta is rank 8 on q_proj and v_proj in every layer, far above storage noise.',
     pValue: 0,
     log10PValue: -412.37,

@@ -12,8 +12,22 @@ export interface ModelSummary {
   readonly path: string;
   readonly dtypes: readonly string[];
   readonly parameters: number;
-  /** Set when the model was given as a PEFT adapter merged lazily onto BASE. */
-  readonly adapter: { readonly rank: number | null; readonly targets: readonly string[] } | null;
+  /**
+   * Set when the model was given as a PEFT adapter merged lazily onto BASE; `declaredBase` is its
+   * adapter_config.json's base_model_name_or_path (null when absent).
+   */
+  readonly adapter: { readonly rank: number | null; readonly targets: readonly string[]; readonly declaredBase?: string | null } | null;
+}
+
+/**
+ * What an adapter candidate says of its base. Its relation to BASE is read from the adapter merged
+ * onto BASE, so it assumes the adapter is applied to BASE: LoRA factors carry little trace of the
+ * base they were trained on. `matchesBase`: the declared name's last path component equals BASE's
+ * name (case-insensitive); null when nothing is declared.
+ */
+export interface AdapterBase {
+  readonly declared: string | null;
+  readonly matchesBase: boolean | null;
 }
 
 /** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
@@ -96,6 +110,8 @@ export interface VerifyResult {
   readonly base: ModelSummary;
   readonly candidate: ModelSummary;
   readonly relation: Relation;
+  /** Null unless CANDIDATE is a PEFT adapter merged onto BASE. */
+  readonly adapterBase: AdapterBase | null;
   /** One sentence saying why. */
   readonly reason: string;
   readonly pValue: number;

@@ -14,7 +14,7 @@ import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutc
 import { BufferPool } from './buffer-pool.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import { onCommonGrid, type Job, type ReadLayer } from './jobs.js';
-import type { IndependenceTest, LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
+import type { AdapterBase, IndependenceTest, LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
 export const UNRELATED_P = 0.01;
@@ -335,12 +335,14 @@ export function verifyModels(
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
   const evidence = judge(test, normGrowth, layers);
+  const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
     base: summarize(base, adapters.base ?? null),
     candidate: summarize(candidate, adapters.candidate ?? null),
     relation: evidence.relation,
-    reason: evidence.reason,
+    adapterBase,
+    reason: adapterBase ? `${evidence.reason}; ${adapterCaveat(adapterBase)}` : evidence.reason,
     pValue: test.pValue,
     log10PValue: test.log10PValue,
     independence: test,
@@ -352,6 +354,21 @@ export function verifyModels(
     layers,
     timings: { readSeconds, alignSeconds, analyseSeconds, totalSeconds: (performance.now() - started) / 1000 },
   };
+}
+
+/** The declared base of an adapter against BASE's name: the declared name's last path component (a hub id's model name, a folder's name). */
+export function declaredAdapterBase(declared: string | null, baseName: string): AdapterBase {
+  if (declared === null || declared.trim() === '') return { declared: null, matchesBase: null };
+  const last = declared.trim().replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? '';
+  return { declared, matchesBase: last.toLowerCase() === baseName.toLowerCase() };
+}
+
+/** What an adapter verdict rests on, for its reason line. */
+function adapterCaveat(adapterBase: AdapterBase): string {
+  const declared = adapterBase.declared === null
+    ? 'it declares no base'
+    : `it declares base "${adapterBase.declared}", ${adapterBase.matchesBase ? 'which is' : 'which is not'} BASE`;
+  return `this assumes the adapter is applied to BASE (it was merged onto BASE; LoRA factors carry little trace of the base they were trained on); ${declared}`;
 }
 
 function formatP(log10P: number): string {
