@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { BadInputError, EXIT } from '../src/io/errors.js';
 import { Rng } from '../src/linalg/rng.js';
 import { timedVerify as verify } from './helpers/timed-verify.js';
 import { cloneState, randomLlama, tensorName, writeLlama, type LlamaConfig, type LlamaState } from './helpers/synthetic-llama.js';
@@ -111,5 +112,24 @@ describe('verify: degenerate weights carry no evidence of a shared origin', () =
     const result = verify('pruned vs p', prunedDir, parentDir);
     assert.equal(result.relation, 'related', result.reason);
     assert.match(result.reason, /BASE looks derived from CANDIDATE/);
+  });
+});
+
+describe('verify: huge finite weights are refused, never read as unchanged', () => {
+  test('a q_proj filled with the largest bf16 value: BadInputError (exit 2) naming file and tensor, in either role', () => {
+    const huge = cloneState(parent);
+    const name = tensorName(1, 'q_proj');
+    huge.get(name)!.data.fill(3.3895313892515355e38);
+    const hugeDir = write(huge, 'huge');
+    for (const [a, b] of [[parentDir, hugeDir], [hugeDir, parentDir]] as const) {
+      assert.throws(() => verify('huge q_proj', a, b), (err: unknown) => {
+        assert.ok(err instanceof BadInputError, String(err));
+        assert.equal(err.exitCode, EXIT.badInput);
+        assert.equal(err.tensor, name);
+        assert.equal(err.file, path.join(hugeDir, 'model.safetensors'));
+        assert.match(err.message, /weight too large/);
+        return true;
+      });
+    }
   });
 });
