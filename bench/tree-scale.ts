@@ -13,7 +13,9 @@
  * RSS and whether the forest is the true one. Then (unless --no-mother, or when the models do not
  * fit in memory) the published MoTHer algorithm as its code runs it: load every model whole as
  * float32, excess kurtosis of o_proj per layer, RMS distance over the square attention matrices,
- * minimum directed spanning tree, timed from an emptied page cache in a child process.
+ * minimum directed spanning tree, timed from an emptied page cache: in Python with torch, scipy
+ * and networkx (bench/mother.py, where Debian's python3-torch is installed) and the same steps
+ * in TypeScript.
  * Emptying the page cache needs Linux and root.
  */
 import { spawnSync } from 'node:child_process';
@@ -252,6 +254,14 @@ function trueEdges(specs: readonly ModelSpec[], edges: ReadonlyArray<{ parent: s
   return specs.filter((s) => s.parent && edges.some((e) => e.parent === s.parent && e.child === s.name)).length;
 }
 
+/** A python3 that imports torch, scipy and networkx (the system one first: Debian's packages live there), or null. */
+function pythonWithTorch(): string | null {
+  for (const python of ['/usr/bin/python3', 'python3']) {
+    if (spawnSync(python, ['-c', 'import torch, scipy, networkx'], { stdio: 'ignore' }).status === 0) return python;
+  }
+  return null;
+}
+
 export function treeScaleMain(args: readonly string[]): void {
   const phase = argument(args, '--phase');
   const shapeName = argument(args, '--shape') ?? '1b';
@@ -264,6 +274,10 @@ export function treeScaleMain(args: readonly string[]): void {
     return;
   }
   const count = Number(argument(args, '--models') ?? 2);
+  const report = (label: string, mother: MotherPhase, tree: TreePhase | null = lastTree) =>
+    console.log(`${label}: ${mother.seconds.toFixed(2)} s (loading ${mother.loadSeconds.toFixed(2)} s); peak RSS ${(mother.maxRssKiB / 1024).toFixed(0)} MiB; `
+      + `edges ${trueEdges(specs, mother.edges)}/${count - 1} true${tree ? `; our tree is ${(mother.seconds / tree.seconds).toFixed(1)}x faster` : ''}`);
+  let lastTree: TreePhase | null = null;
   const rounds = Number(argument(args, '--rounds') ?? 2);
   const workers = Number(argument(args, '--workers') ?? Math.min(os.availableParallelism(), 4));
   const specs = familySpecs(count);
@@ -286,6 +300,7 @@ export function treeScaleMain(args: readonly string[]): void {
       const cat = catSeconds(files);
       dropPageCache();
       const tree = runPhase<TreePhase>(['--phase', 'tree', '--shape', shapeName, '--folders', folders.join(','), '--workers', String(workers)]);
+      lastTree = tree;
       const lora = tree.edges.map((e) => `${e.parent}->${e.child} ${e.kind}${e.rank ? ` r${e.rank}` : ''}`).join(', ');
       console.log(`round ${round}: cold cat ${cat.toFixed(2)} s (${(bytes / 1e9 / cat).toFixed(2)} GB/s); tree ${tree.seconds.toFixed(2)} s `
         + `(sketch ${tree.sketchSeconds.toFixed(2)} s); tree / cat = ${(tree.seconds / cat).toFixed(2)}; peak RSS ${(tree.maxRssKiB / 1024).toFixed(0)} MiB; `
@@ -296,10 +311,18 @@ export function treeScaleMain(args: readonly string[]): void {
       console.log(`MoTHer (published steps): ${fits ? 'skipped (--no-mother)' : `skipped: its float32 copies (${(bytes * 2 / 1e9).toFixed(1)} GB) do not fit in free memory`}`);
       return;
     }
+    const python = pythonWithTorch();
+    if (python) {
+      dropPageCache();
+      const script = path.join(fileURLToPath(new URL('../../bench/', import.meta.url)), 'mother.py');
+      const run = spawnSync(python, [script, ...folders], { encoding: 'utf8', maxBuffer: 1 << 22, stdio: ['ignore', 'pipe', 'inherit'] });
+      if (run.status !== 0) throw new Error(`bench/mother.py failed (exit ${run.status})`);
+      report('MoTHer (published steps, Python + torch, float32 in memory)', JSON.parse(run.stdout.trim().split('\n').pop()!) as MotherPhase);
+    } else {
+      console.log('MoTHer in Python: skipped (no python3 with torch, scipy and networkx; Debian: python3-torch python3-scipy python3-networkx)');
+    }
     dropPageCache();
-    const mother = runPhase<MotherPhase>(['--phase', 'mother', '--shape', shapeName, '--folders', folders.join(',')]);
-    console.log(`MoTHer (published steps, float32 in memory): ${mother.seconds.toFixed(2)} s (loading ${mother.loadSeconds.toFixed(2)} s); `
-      + `peak RSS ${(mother.maxRssKiB / 1024).toFixed(0)} MiB; edges ${trueEdges(specs, mother.edges)}/${count - 1} true`);
+    report('MoTHer (the same steps in TypeScript)', runPhase<MotherPhase>(['--phase', 'mother', '--shape', shapeName, '--folders', folders.join(',')]));
   } finally {
     if (!keep) fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -155,11 +155,22 @@ test('tensors stored past 4 GiB are read at the right position (sparse file)', (
 });
 
 test('assertFinite names file, tensor and element', () => {
-  assert.doesNotThrow(() => assertFinite(new Float32Array([0, -1, 3.4e38]), 'f', 't'));
+  assert.doesNotThrow(() => assertFinite(new Float32Array([0, -1, 1e19, -1e19]), 'f', 't'));
   for (const bad of [NaN, Infinity, -Infinity]) {
     assert.throws(() => assertFinite(new Float32Array([1, 2, bad]), 'm.safetensors', 'layers.0.w', 100),
       (err: unknown) => err instanceof BadInputError
         && new RegExp(`non-finite weight ${bad} at element 102 \\(file m\\.safetensors, tensor layers\\.0\\.w\\)`).test(err.message));
+  }
+});
+
+test('assertFinite refuses magnitudes of 2^64 and more (their squares overflow the analysis), float32 and float64 alike', () => {
+  const below = 2 ** 64 * (1 - 2 ** -24); // the largest float32 below 2^64
+  for (const values of [new Float32Array([1, below, -below]), new Float64Array([1, below, -below])]) assert.doesNotThrow(() => assertFinite(values, 'f', 't'));
+  for (const huge of [2 ** 64, -(2 ** 64), 3.3895313892515355e38]) {
+    for (const values of [new Float32Array([0.5, huge]), new Float64Array([0.5, huge])]) {
+      assert.throws(() => assertFinite(values, 'm.safetensors', 'q', 10), (err: unknown) => err instanceof BadInputError
+        && /^weight too large: .* at element 11 .*\(file m\.safetensors, tensor q\)$/.test(err.message), String(huge));
+    }
   }
 });
 

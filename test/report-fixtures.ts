@@ -38,6 +38,7 @@ export function sampleVerifyResult(overrides: Partial<VerifyResult> = {}): Verif
     modules: MODULES.map((m) => moduleEvidence(layer, m)),
     probeRank: LORA_RANK,
     invariants: { qk: 0.9991 - layer * 1e-4, vo: 0.9987 - layer * 1e-4 },
+    prunedNeurons: { base: 0, candidate: 0 },
     residualSample: null,
   }));
   return {
@@ -45,15 +46,19 @@ export function sampleVerifyResult(overrides: Partial<VerifyResult> = {}): Verif
     base: { name: 'p0', path: 'samples/p0', dtypes: ['BF16'], parameters: 803968, adapter: null },
     candidate: { name: 'o1', path: 'samples/o1', dtypes: ['BF16'], parameters: 803968, adapter: null },
     relation: 'derived',
+    adapterBase: null,
     reason: 'After undoing permutations and scalings, the delta is rank 8 on q_proj and v_proj in every layer, far above storage noise.',
     pValue: 0,
     log10PValue: -412.37,
     independence: {
       method: 'matched-neuron Spearman test (gate vs up matchings)',
-      perLayer: Array.from({ length: LAYERS }, (_, layer) => ({ layer, spearman: 0.998 - 0.001 * layer, z: 23.1 - 0.2 * layer })),
+      perLayer: Array.from({ length: LAYERS }, (_, layer) => ({ layer, spearman: 0.998 - 0.001 * layer, z: 23.1 - 0.2 * layer, rowsUsed: 534, rows: 534 })),
       statistic: 1899.2,
       pValue: 0,
       log10PValue: -412.37,
+      rowsUsed: 534 * LAYERS,
+      rows: 534 * LAYERS,
+      layersTested: LAYERS,
     },
     alignmentQuality: 0.9996,
     direction: { normGrowth: 0.97, kurtosisBase: 3.42, kurtosisCandidate: 3.38 },

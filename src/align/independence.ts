@@ -14,9 +14,20 @@ export interface NeuronRows {
 
 export interface LayerIndependence {
   readonly layer: number;
+  /** 0 (and z 0) when fewer than MIN_ROWS_USED rows carried evidence: the layer is then left out of the test. */
   readonly spearman: number;
   readonly z: number;
+  /** Neurons the statistic was computed on: those whose rows tell matches apart in both matchings. */
+  readonly rowsUsed: number;
+  /** Neurons of the layer. */
+  readonly rows: number;
 }
+
+/**
+ * Fewest informative neurons a layer needs to enter the test: below it the normal approximation
+ * of rho * sqrt(m - 1) is poor and the layer could say little anyway.
+ */
+export const MIN_ROWS_USED = 8;
 
 /**
  * Matched-neuron independence test in the spirit of Zhu et al. (ICML 2025): per layer, match the
@@ -46,25 +57,94 @@ export interface NeuronSources {
  * The test from ready sources (verify shares them with the neuron alignment). Each matching gets
  * its own seed, so where matchSources completes unmatched rows at random the completions are
  * independent, as the null requires.
+ *
+ * Only neurons whose rows carry evidence count: a zero, constant (zero once standardized) or
+ * duplicated row ties with others, and an assignment breaks ties the same way in both matchings,
+ * so tied rows would agree by construction (an all-zero model would look like a copy of anything).
+ * A neuron is used when its base rows are informative in both sources and each matching paired it
+ * with an informative candidate row; where the optimum is unique (no ties among those rows) which
+ * neurons these are is decided by the informative rows alone, and the null is kept.
  */
 export function independenceFromSources(layer: number, sources: NeuronSources, seed: number, options: { denseLimit?: number } = {}): LayerIndependence {
   const n = sources.gate.base.rows;
   const fromGate = matchSources([sources.gate], { seed, ...options }).permutation;
   const fromUp = matchSources([sources.up], { seed: seed + 1, ...options }).permutation;
-  const rho = n > 2 ? spearman(fromGate, fromUp) : NaN;
-  if (!Number.isFinite(rho)) return { layer, spearman: 0, z: 0 };
-  return { layer, spearman: rho, z: rho * Math.sqrt(n - 1) };
+  const gate = informativeSides(sources.gate), up = informativeSides(sources.up);
+  const used: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (gate.base[i] && up.base[i] && gate.candidate[fromGate[i]!] && up.candidate[fromUp[i]!]) used.push(i);
+  }
+  const m = used.length;
+  if (m < MIN_ROWS_USED) return { layer, spearman: 0, z: 0, rowsUsed: m, rows: n };
+  const rho = spearman(used.map((i) => fromGate[i]!), used.map((i) => fromUp[i]!));
+  if (!Number.isFinite(rho)) return { layer, spearman: 0, z: 0, rowsUsed: m, rows: n };
+  return { layer, spearman: rho, z: rho * Math.sqrt(m - 1), rowsUsed: m, rows: n };
 }
 
-/** Layers combined with Fisher's method on one-sided p-values of z = rho * sqrt(n - 1). */
+function informativeSides(s: SimilaritySource): { base: Uint8Array; candidate: Uint8Array } {
+  return { base: informativeRows(s.base, s.absolute), candidate: informativeRows(s.candidate, s.absolute) };
+}
+
+/** Leading coordinates a row's grouping key is read from, and their rounding step (unit rows). */
+const KEY_COORDS = 8;
+const KEY_STEP = 1e-2;
+/** Unit rows closer than this in |cos| (cos when signed) are the same row: float32 storage and sketching errors stay far below. */
+const TIED_COS = 1 - 1e-6;
+
+/**
+ * Rows of a matrix of unit (or zero) rows that can tell matches apart: 1 for a nonzero row that no
+ * other row repeats (up to sign when `absolute`: such a source cannot tell x from -x). Rows are
+ * grouped by their leading coordinates, rounded, and compared only within a group, so the cost
+ * stays linear when nothing repeats and when everything does.
+ */
+export function informativeRows(m: Matrix, absolute: boolean): Uint8Array {
+  const keep = new Uint8Array(m.rows);
+  const w = m.cols, x = m.data;
+  const groups = new Map<string, number[]>();
+  for (let i = 0; i < m.rows; i++) {
+    let ss = 0;
+    for (let q = i * w, end = q + w; q < end; q++) ss += x[q]! * x[q]!;
+    if (!(ss > 0.5)) continue;
+    keep[i] = 1;
+    const key = Array.from({ length: Math.min(KEY_COORDS, w) }, (_, q) => Math.round((absolute ? Math.abs(x[i * w + q]!) : x[i * w + q]!) / KEY_STEP)).join(',');
+    const group = groups.get(key);
+    if (group) group.push(i);
+    else groups.set(key, [i]);
+  }
+  for (const group of groups.values()) {
+    if (group.length < 2) continue;
+    // Each row against the distinct rows met so far in its group (few, unless rows repeat).
+    const distinct: number[] = [];
+    for (const i of group) {
+      const same = distinct.find((k) => {
+        let dot = 0;
+        for (let q = 0; q < w; q++) dot += x[i * w + q]! * x[k * w + q]!;
+        return (absolute ? Math.abs(dot) : dot) > TIED_COS;
+      });
+      if (same === undefined) distinct.push(i);
+      else keep[i] = keep[same] = 0;
+    }
+  }
+  return keep;
+}
+
+/**
+ * Layers combined with Fisher's method on one-sided p-values of z = rho * sqrt(m - 1), over the
+ * layers with at least MIN_ROWS_USED informative neurons. With none, nothing is tested: p = 1,
+ * and `layersTested` = 0 tells a caller the weights carried no evidence either way.
+ */
 export function combineIndependence(perLayer: readonly LayerIndependence[]): IndependenceTest {
-  const combined = fisherCombineLogP(perLayer.map((l) => normalLogSf(l.z)));
+  const tested = perLayer.filter((l) => l.rowsUsed >= MIN_ROWS_USED);
+  const combined = tested.length > 0 ? fisherCombineLogP(tested.map((l) => normalLogSf(l.z))) : { statistic: 0, p: 1, log10P: 0 };
   return {
-    method: 'matched-neuron Spearman (gate vs up matchings), Fisher-combined over layers',
+    method: 'matched-neuron Spearman (gate vs up matchings) over neurons with informative rows, Fisher-combined over layers',
     perLayer,
     statistic: combined.statistic,
     pValue: combined.p,
     log10PValue: combined.log10P,
+    rowsUsed: tested.reduce((sum, l) => sum + l.rowsUsed, 0),
+    rows: perLayer.reduce((sum, l) => sum + l.rows, 0),
+    layersTested: tested.length,
   };
 }
 

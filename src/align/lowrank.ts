@@ -457,6 +457,10 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   const rounds = options.rounds ?? MAX_ROUNDS;
   const ones = (len: number) => new Float64Array(len).fill(1);
   const finish = (spectrum: Spectrum | null, a: Float64Array, b: Float64Array): LowRankResult => {
+    // A NaN compares false with the threshold and would count as no change: never let it through.
+    if (spectrum && spectrum.s.some((v) => !Number.isFinite(v))) {
+      throw new RangeError(`lowRankDelta: non-finite singular values of a ${m}x${n} delta (an overflow), not a rank`);
+    }
     const rank = spectrum ? spectrum.count : 0;
     return {
       rank, lowRank: rank <= maxRank, spectrum: spectrum ? spectrum.s.slice(0, keep) : new Float64Array(0),

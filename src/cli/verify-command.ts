@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { isAdapter } from '../arch/peft.js';
 import { SourceRoleReader, type RoleReader } from '../arch/reader.js';
-import { LineageError, EXIT } from '../io/errors.js';
+import { BadInputError, LineageError, EXIT, printable } from '../io/errors.js';
 import { openTensorSource } from '../io/source.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderVerifyHtml } from '../reports/html-verify.js';
@@ -53,10 +53,23 @@ export function registerVerify(program: Command): void {
     const base = new SourceRoleReader(baseSource);
     let candidate: RoleReader;
     let adapterSummary = null;
-    if (flags.adapter || isAdapter(candidateSource)) {
-      const merged = new MergedAdapterReader(base, candidateSource);
+    const adapter = isAdapter(candidateSource);
+    if (flags.adapter && !adapter) {
+      base.close();
+      candidateSource.close();
+      throw new BadInputError(`--adapter ${candidateSource.name} is not a PEFT adapter (no adapter_config.json peft_type, no lora_A/lora_B tensors): give a full model as CANDIDATE`, { file: candidateSource.path });
+    }
+    if (adapter) {
+      let merged: MergedAdapterReader;
+      try {
+        merged = new MergedAdapterReader(base, candidateSource);
+      } catch (err) {
+        base.close();
+        candidateSource.close();
+        throw err;
+      }
       const summary = merged.summary();
-      adapterSummary = { rank: summary.ranks.length === 1 ? summary.ranks[0]! : null, targets: summary.targets };
+      adapterSummary = { rank: summary.ranks.length === 1 ? summary.ranks[0]! : null, targets: summary.targets, declaredBase: summary.baseModel };
       candidate = merged;
     } else {
       candidate = new SourceRoleReader(candidateSource);
@@ -67,6 +80,10 @@ export function registerVerify(program: Command): void {
       pass = startWeightPass(`verify ${base.name} -> ${candidate.name}`, total, { json: flags.json, quiet: flags.quiet });
       const result = verifyModels(base, candidate, { seed, workers: defaultWorkers(base, flags.workers) }, { candidate: adapterSummary });
       pass.stop();
+      if (result.adapterBase?.matchesBase === false) {
+        // Names and the declared base come from files: escaped, so they cannot forge a line.
+        process.stderr.write(`${printable(`warning: adapter ${candidate.name} declares base "${result.adapterBase.declared}", not ${base.name}: the verdict is about the adapter applied to ${base.name}`)}\n`);
+      }
       if (flags.html) writeReportFile(flags.html, renderVerifyHtml(result));
       writeResult(result, flags.json, renderVerifyText);
     } finally {

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadInputError } from './errors.js';
-import { DTYPE_BYTES, decodeInto, firstNonFinite, gatherDecode, gathersFromBytes, isFloatDType } from './dtypes.js';
+import { DTYPE_BYTES, decodeInto, gatherDecode, gathersFromBytes, isFloatDType } from './dtypes.js';
 import { openForReading, readFully, readRegularFile, readSafetensorsHeader } from './safetensors.js';
 import type { RowBlock, TensorInfo, TensorSource } from './types.js';
 
@@ -363,15 +363,26 @@ export class SafetensorsSource implements TensorSource {
 }
 
 /**
- * Throw BadInputError "non-finite weight" at the first NaN or infinity among values[0..count);
- * `indexOffset` is added to the reported element index (for chunks of a larger tensor).
+ * Magnitude from which a weight is refused: no trained weight comes near 2^64, and beyond it the
+ * analyses' squares (a bf16 value's rounding variance ulp^2 / 12 reaches float32's range at about
+ * 2^74) would overflow and read as no change at all.
+ */
+export const LARGEST_WEIGHT = 2 ** 64;
+
+/**
+ * Throw BadInputError "non-finite weight" at the first NaN or infinity among values[0..count),
+ * or "weight too large" at the first of magnitude LARGEST_WEIGHT or more; `indexOffset` is added
+ * to the reported element index (for chunks of a larger tensor).
  */
 export function assertFinite(values: ArrayLike<number>, file: string, tensor: string, indexOffset = 0, count = values.length): void {
-  const bad = values instanceof Float32Array ? firstNonFiniteFloat32(values, count) : firstNonFinite(values, count);
-  if (bad >= 0) throw new BadInputError(`non-finite weight ${values[bad]} at element ${indexOffset + bad}`, { file, tensor });
+  const bad = values instanceof Float32Array ? firstUnusableFloat32(values, count) : firstUnusable(values, count);
+  if (bad < 0) return;
+  const v = values[bad]!;
+  if (v - v !== 0) throw new BadInputError(`non-finite weight ${v} at element ${indexOffset + bad}`, { file, tensor });
+  throw new BadInputError(`weight too large: ${v} at element ${indexOffset + bad} (magnitudes of 2^64 and more are refused: no trained weight is near, and the analysis would overflow)`, { file, tensor });
 }
 
-/** Read a whole tensor through the bounded buffer and throw at its first NaN or infinity (integer tensors pass). */
+/** Read a whole tensor through the bounded buffer and throw at its first unusable value (integer tensors pass). */
 export function assertTensorFinite(source: SafetensorsSource, name: string): void {
   const info = source.info(name);
   if (!isFloatDType(info.dtype)) return;
@@ -383,12 +394,24 @@ export function assertTensorFinite(source: SafetensorsSource, name: string): voi
   }
 }
 
-/** Float32 is checked on its bits: exponent field all ones is NaN or infinity. */
-function firstNonFiniteFloat32(values: Float32Array, count: number): number {
+/** Index of the first NaN, infinity or value of magnitude LARGEST_WEIGHT or more, or -1. */
+function firstUnusable(values: ArrayLike<number>, count: number): number {
+  for (let i = 0; i < count; i++) {
+    const v = values[i]!;
+    if (!(Math.abs(v) < LARGEST_WEIGHT)) return i;
+  }
+  return -1;
+}
+
+/** Exponent field from which a float32 is at least LARGEST_WEIGHT (2^64: 127 + 64); 255 is NaN or infinity. */
+const UNUSABLE_EXPONENT = 127 + 64;
+
+/** Float32 is checked on its bits: bit 8 of exponent + (256 - UNUSABLE_EXPONENT) is set exactly from UNUSABLE_EXPONENT up. */
+function firstUnusableFloat32(values: Float32Array, count: number): number {
   const bits = new Uint32Array(values.buffer, values.byteOffset, count);
   let seen = 0;
-  for (let i = 0; i < count; i++) seen |= ((bits[i]! >>> 23) & 0xff) + 1; // bit 8: exponent 255
-  return (seen & 0x100) === 0 ? -1 : firstNonFinite(values, count);
+  for (let i = 0; i < count; i++) seen |= ((bits[i]! >>> 23) & 0xff) + (256 - UNUSABLE_EXPONENT);
+  return (seen & 0x100) === 0 ? -1 : firstUnusable(values, count);
 }
 
 /** Every index (if any) is a whole number in 0..limit-1; else a RangeError naming `what` and `tensor`. */

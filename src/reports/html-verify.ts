@@ -80,10 +80,10 @@ function transformSection(result: VerifyResult): string {
 
 function independenceSection(result: VerifyResult): string {
   const test = result.independence;
-  const rows = test.perLayer.map((l) => `<tr><td class="num">${l.layer}</td><td class="num">${formatNumber(l.spearman)}</td><td class="num">${formatNumber(l.z)}</td></tr>`).join('\n');
+  const rows = test.perLayer.map((l) => `<tr><td class="num">${l.layer}</td><td class="num">${formatNumber(l.spearman)}</td><td class="num">${formatNumber(l.z)}</td><td class="num">${l.rowsUsed} of ${l.rows}</td></tr>`).join('\n');
   return `<h2>Shared-initialisation test</h2>
-<p>${escapeHtml(test.method)}: statistic ${formatNumber(test.statistic)}, p = ${formatPValue(test.log10PValue)}.</p>
-<table><thead><tr><th>layer</th><th>Spearman</th><th>z</th></tr></thead><tbody>${rows}</tbody></table>`;
+<p>${escapeHtml(test.method)}: statistic ${formatNumber(test.statistic)}, p = ${formatPValue(test.log10PValue)}, on ${test.rowsUsed} of ${test.rows} neurons (zero, constant or repeated rows carry no evidence).</p>
+<table><thead><tr><th>layer</th><th>Spearman</th><th>z</th><th>neurons used</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 /** One plot per module: the data the page script hands to uPlot. */

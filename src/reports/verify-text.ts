@@ -45,7 +45,7 @@ export function renderVerifyText(r: VerifyResult): string {
   const adapter = r.candidate.adapter ? ' (PEFT adapter merged onto BASE)' : '';
   lines.push(`${r.base.name} -> ${r.candidate.name}${adapter}: ${r.relation.toUpperCase()}`);
   lines.push(`  ${r.reason}`);
-  lines.push(`  independence test: p = ${formatPValue(r.log10PValue)} (${r.independence.method}; z per layer ${r.independence.perLayer.map((l) => l.z.toFixed(1)).join(' ')})`);
+  lines.push(`  independence test: p = ${formatPValue(r.log10PValue)} (${r.independence.method}; z per layer ${r.independence.perLayer.map((l) => l.z.toFixed(1)).join(' ')}; ${r.independence.rowsUsed} of ${r.independence.rows} neurons informative)`);
   if (r.relation !== 'unrelated') {
     lines.push(`  LoRA: ${r.lora ? `rank ${r.lora.rank} on ${r.lora.targets.join(', ')} (layers ${layerList(r.lora.layers)})` : 'none'}; full fine-tune: ${r.fullFineTune ? 'yes' : 'no'}`);
     lines.push(`  direction: norm growth ${r.direction.normGrowth.toFixed(3)} (~1 derived, ~0 siblings, ~-1 reversed); weight kurtosis ${r.direction.kurtosisBase.toFixed(3)} -> ${r.direction.kurtosisCandidate.toFixed(3)}`);

@@ -118,7 +118,11 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
   }
   const result = sketcher.finish();
   const sketchViews = result.views.map((v, i): SketchView => {
-    if (!(Number.isFinite(v.sums.s2) && Number.isFinite(v.roundingVariance))) throw new BadInputError('non-finite weight', where);
+    // A NaN or infinity makes both sums non-finite; a magnitude of 2^64 or more overflows the float32
+    // squares: the same refusal as verify's (io's LARGEST_WEIGHT).
+    if (!(Number.isFinite(v.sums.s2) && Number.isFinite(v.roundingVariance))) {
+      throw new BadInputError('non-finite weight, or a weight of magnitude 2^64 or more (refused: no trained weight is near)', where);
+    }
     const sketch = Float32Array.from(v.sketch);
     return {
       dtype: i === 0 ? stored : 'BF16',

@@ -1,7 +1,7 @@
 import { describeAdapter, mapAdapter, type AdapterMap } from '../arch/peft.js';
 import type { RoleReader } from '../arch/reader.js';
 import type { GlobalRole, LayerRole, Weight, WeightPart } from '../arch/types.js';
-import { IncompatibleModelsError } from '../io/errors.js';
+import { BadInputError, IncompatibleModelsError } from '../io/errors.js';
 import type { TensorSource } from '../io/types.js';
 
 /**
@@ -12,6 +12,13 @@ export class MergedAdapterReader implements RoleReader {
   readonly adapter: AdapterMap;
   constructor(private readonly base: RoleReader, private readonly adapterSource: TensorSource) {
     this.adapter = mapAdapter(adapterSource);
+    // Merged, an adapter without factors is BASE itself: verify would call it a copy of BASE.
+    if (!this.adapter.factors.some((f) => f.layer !== null && f.role !== null)) {
+      throw new BadInputError(
+        `adapter ${adapterSource.name} has no LoRA factors on a decoder layer's linear modules (no lora_A/lora_B pair): there is no change to verify`,
+        { file: adapterSource.path },
+      );
+    }
     for (const f of this.adapter.factors) {
       if (f.layer === null || f.role === null) continue;
       if (f.layer >= base.map.layers.length) {

@@ -108,6 +108,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   foldNorms(c);
   const { independence, mlp } = matchNeurons(index, b, c, seed);
   c = applyMlp(c, mlp);
+  const pruned = setAsidePruning(b, c);
   const heads = alignHeads(b, c, layout, seed + 2000 + index);
   c = applyHeads(c, heads, layout);
   const alignSeconds = (performance.now() - t0) / 1000;
@@ -145,7 +146,9 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   const inv = attentionInvariants(b, c, layout, probesFor(view.probes, voRankBound));
   const analyseSeconds = (performance.now() - t0) / 1000 - alignSeconds;
   return {
-    evidence: { layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSample: sampled ? b.q.cols : null },
+    evidence: {
+      layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSample: sampled ? b.q.cols : null, prunedNeurons: pruned,
+    },
     independence,
     transform: {
       layer: index,
@@ -164,6 +167,39 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
     alignSeconds,
     analyseSeconds,
   };
+}
+
+/** True when neuron i's gate and up rows are all zero: the neuron is pruned (it adds nothing to the residual). */
+function zeroNeuron(layer: LayerWeights, i: number): boolean {
+  const w = layer.gate.cols;
+  for (let q = i * w; q < (i + 1) * w; q++) if (layer.gate.values[q] !== 0 || layer.up.values[q] !== 0) return false;
+  return true;
+}
+
+/**
+ * Neurons zeroed in one model and not in the other (MLP already aligned), counted per side, and
+ * set aside: the candidate's gate and up rows and down column of such a neuron are made the
+ * base's, so the rank analysis and the norm growth see only the change beside the pruning. A
+ * zeroed neuron gets no gradient through gate or up, so training never revives it: pruning is
+ * evidence of direction on its own (a model with neurons zeroed descends from one that has them).
+ */
+function setAsidePruning(b: LayerWeights, c: LayerWeights): { base: number; candidate: number } {
+  const counts = { base: 0, candidate: 0 };
+  const w = b.gate.cols, ff = b.down.cols;
+  for (let i = 0; i < b.gate.rows; i++) {
+    const zb = zeroNeuron(b, i), zc = zeroNeuron(c, i);
+    if (zb === zc) continue;
+    counts[zb ? 'base' : 'candidate']++;
+    for (const role of ['gate', 'up'] as const) {
+      c[role].values.set(b[role].values.subarray(i * w, (i + 1) * w), i * w);
+      c[role].variance.set(b[role].variance.subarray(i * w, (i + 1) * w), i * w);
+    }
+    for (let d = 0; d < b.down.rows; d++) {
+      c.down.values[d * ff + i] = b.down.values[d * ff + i]!;
+      c.down.variance[d * ff + i] = b.down.variance[d * ff + i]!;
+    }
+  }
+  return counts;
 }
 
 /** Weight moments of both models on the aligned, norm-folded matrices in the fitted gauge, so an

@@ -12,19 +12,42 @@ export interface ModelSummary {
   readonly path: string;
   readonly dtypes: readonly string[];
   readonly parameters: number;
-  /** Set when the model was given as a PEFT adapter merged lazily onto BASE. */
-  readonly adapter: { readonly rank: number | null; readonly targets: readonly string[] } | null;
+  /**
+   * Set when the model was given as a PEFT adapter merged lazily onto BASE; `declaredBase` is its
+   * adapter_config.json's base_model_name_or_path (null when absent).
+   */
+  readonly adapter: { readonly rank: number | null; readonly targets: readonly string[]; readonly declaredBase?: string | null } | null;
+}
+
+/**
+ * What an adapter candidate says of its base. Its relation to BASE is read from the adapter merged
+ * onto BASE, so it assumes the adapter is applied to BASE: LoRA factors carry little trace of the
+ * base they were trained on. `matchesBase`: the declared name's last path component equals BASE's
+ * name (case-insensitive); null when nothing is declared.
+ */
+export interface AdapterBase {
+  readonly declared: string | null;
+  readonly matchesBase: boolean | null;
 }
 
 /** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
 export interface IndependenceTest {
   readonly method: string;
-  /** Per layer: Spearman correlation of the neuron matchings from gate and from up rows, and its z. */
-  readonly perLayer: ReadonlyArray<{ readonly layer: number; readonly spearman: number; readonly z: number }>;
-  /** Fisher's chi-square over layers. */
+  /**
+   * Per layer: Spearman correlation of the neuron matchings from gate and from up rows, and its z,
+   * over the `rowsUsed` of `rows` neurons whose rows are informative (not zero, constant or tied).
+   */
+  readonly perLayer: ReadonlyArray<{ readonly layer: number; readonly spearman: number; readonly z: number; readonly rowsUsed: number; readonly rows: number }>;
+  /** Fisher's chi-square over the layers tested. */
   readonly statistic: number;
+  /** 1 when no layer was tested. */
   readonly pValue: number;
   readonly log10PValue: number;
+  /** Informative neurons in the layers tested, and neurons in all layers. */
+  readonly rowsUsed: number;
+  readonly rows: number;
+  /** Layers with enough informative neurons to enter the test (0: the weights carry no evidence either way). */
+  readonly layersTested: number;
 }
 
 export interface ModuleEvidence {
@@ -55,6 +78,11 @@ export interface LayerEvidence {
    * residual-sample.ts), or null when on all of them.
    */
   readonly residualSample: number | null;
+  /**
+   * MLP neurons zeroed (gate and up rows all zero) in one model only, per side. They are left out
+   * of the module ranks and the norm growth; zeroed neurons in the candidate only are pruning.
+   */
+  readonly prunedNeurons: { readonly base: number; readonly candidate: number };
 }
 
 export interface TransformFound {
@@ -82,6 +110,8 @@ export interface VerifyResult {
   readonly base: ModelSummary;
   readonly candidate: ModelSummary;
   readonly relation: Relation;
+  /** Null unless CANDIDATE is a PEFT adapter merged onto BASE. */
+  readonly adapterBase: AdapterBase | null;
   /** One sentence saying why. */
   readonly reason: string;
   readonly pValue: number;

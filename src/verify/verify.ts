@@ -14,7 +14,7 @@ import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutc
 import { BufferPool } from './buffer-pool.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import { onCommonGrid, type Job, type ReadLayer } from './jobs.js';
-import type { LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
+import type { AdapterBase, IndependenceTest, LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
 export const UNRELATED_P = 0.01;
@@ -334,13 +334,15 @@ export function verifyModels(
   const kurtosisCandidate = moments[1].result().excessKurtosis;
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
-  const evidence = judge(test.log10PValue, normGrowth, layers);
+  const evidence = judge(test, normGrowth, layers);
+  const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
     base: summarize(base, adapters.base ?? null),
     candidate: summarize(candidate, adapters.candidate ?? null),
     relation: evidence.relation,
-    reason: evidence.reason,
+    adapterBase,
+    reason: adapterBase ? `${evidence.reason}; ${adapterCaveat(adapterBase)}` : evidence.reason,
     pValue: test.pValue,
     log10PValue: test.log10PValue,
     independence: test,
@@ -352,6 +354,21 @@ export function verifyModels(
     layers,
     timings: { readSeconds, alignSeconds, analyseSeconds, totalSeconds: (performance.now() - started) / 1000 },
   };
+}
+
+/** The declared base of an adapter against BASE's name: the declared name's last path component (a hub id's model name, a folder's name). */
+export function declaredAdapterBase(declared: string | null, baseName: string): AdapterBase {
+  if (declared === null || declared.trim() === '') return { declared: null, matchesBase: null };
+  const last = declared.trim().replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? '';
+  return { declared, matchesBase: last.toLowerCase() === baseName.toLowerCase() };
+}
+
+/** What an adapter verdict rests on, for its reason line. */
+function adapterCaveat(adapterBase: AdapterBase): string {
+  const declared = adapterBase.declared === null
+    ? 'it declares no base'
+    : `it declares base "${adapterBase.declared}", ${adapterBase.matchesBase ? 'which is' : 'which is not'} BASE`;
+  return `this assumes the adapter is applied to BASE (it was merged onto BASE; LoRA factors carry little trace of the base they were trained on); ${declared}`;
 }
 
 function formatP(log10P: number): string {
@@ -393,24 +410,58 @@ interface Judgement {
   fullFineTune: boolean;
 }
 
-function judge(log10P: number, growth: number, layers: readonly LayerEvidence[]): Judgement {
+/**
+ * Fewest informative neurons (see independence.ts) the test must have used for its verdict to
+ * stand: with fewer, neither a shared origin nor independence is claimed.
+ */
+export const MIN_INFORMATIVE_NEURONS = 32;
+
+function judge(test: IndependenceTest, growth: number, layers: readonly LayerEvidence[]): Judgement {
+  const log10P = test.log10PValue;
   const p = formatP(log10P);
+  const used = `${test.rowsUsed} of ${test.rows} neurons informative`;
+  if (test.rowsUsed < MIN_INFORMATIVE_NEURONS) {
+    return {
+      relation: 'inconclusive',
+      reason: `too few informative MLP neurons to test a shared origin (${used}; zero, constant or repeated rows tell no match apart)`,
+      lora: null, fullFineTune: false,
+    };
+  }
   if (log10P > Math.log10(UNRELATED_P)) {
-    return { relation: 'unrelated', reason: `no sign of a shared initialisation (${p} under independence)`, lora: null, fullFineTune: false };
+    return { relation: 'unrelated', reason: `no sign of a shared initialisation (${p} under independence, ${used})`, lora: null, fullFineTune: false };
   }
   if (log10P > Math.log10(RELATED_P)) {
-    return { relation: 'inconclusive', reason: `weak evidence of a shared initialisation (${p}): neither independence nor kinship is clear`, lora: null, fullFineTune: false };
+    return { relation: 'inconclusive', reason: `weak evidence of a shared initialisation (${p}, ${used}): neither independence nor kinship is clear`, lora: null, fullFineTune: false };
   }
   const all = layers.flatMap((l) => l.modules.map((m) => ({ layer: l.layer, ...m })));
   const changed = all.filter((m) => m.status !== 'unchanged');
+  const pruned = { base: 0, candidate: 0, total: 0 };
+  for (const l of layers) {
+    pruned.base += l.prunedNeurons.base;
+    pruned.candidate += l.prunedNeurons.candidate;
+  }
+  const neurons = test.rows;
+  // Zeroed neurons never come back in training: the model that has them zeroed is the descendant.
+  const prunedNote = pruned.candidate > 0 ? `${pruned.candidate} of ${neurons} MLP neurons pruned (zeroed)` : '';
+  if (pruned.base > 0 && pruned.candidate === 0) {
+    return {
+      relation: 'related',
+      reason: `shared origin (${p}), but BASE looks derived from CANDIDATE: ${pruned.base} of ${neurons} MLP neurons are zeroed in BASE only (pruning is never undone by training)`,
+      lora: null, fullFineTune: changed.some((m) => m.status === 'full'),
+    };
+  }
   if (changed.length === 0) {
+    if (pruned.candidate > 0 && pruned.base === 0) {
+      return { relation: 'derived', reason: `CANDIDATE is BASE with ${prunedNote}, otherwise the same weights after alignment (${p})`, lora: null, fullFineTune: false };
+    }
     return { relation: 'derived', reason: `same weights as BASE after alignment (a copy; ${p})`, lora: null, fullFineTune: false };
   }
   const fullFineTune = changed.some((m) => m.status === 'full');
+  const prunedOnly = pruned.candidate > 0 && pruned.base === 0;
   if (growth < -DERIVED_GROWTH) {
     return { relation: 'related', reason: `shared origin (${p}), but BASE looks derived from CANDIDATE (norm growth ${growth.toFixed(2)})`, lora: null, fullFineTune };
   }
-  if (growth <= DERIVED_GROWTH) {
+  if (growth <= DERIVED_GROWTH && !prunedOnly) {
     return { relation: 'related', reason: `shared origin (${p}), but neither descends from the other: siblings or cousins (norm growth ${growth.toFixed(2)})`, lora: null, fullFineTune };
   }
   let lora: VerifyResult['lora'] = null;
@@ -423,5 +474,6 @@ function judge(log10P: number, growth: number, layers: readonly LayerEvidence[])
     lora = { rank: mode(ranks), targets, layers: loraLayers, stacked: false };
   }
   const what = lora ? `LoRA rank ${lora.rank} on ${lora.targets.join(', ')}` : 'a full fine-tune';
-  return { relation: 'derived', reason: `CANDIDATE is BASE plus ${what} (${p}, norm growth ${growth.toFixed(2)})`, lora, fullFineTune };
+  const direction = prunedOnly ? `${prunedNote}; norm growth ${growth.toFixed(2)}` : `norm growth ${growth.toFixed(2)}`;
+  return { relation: 'derived', reason: `CANDIDATE is BASE plus ${what}${prunedOnly ? `, with ${prunedNote}` : ''} (${p}, ${direction})`, lora, fullFineTune };
 }

@@ -263,6 +263,11 @@ export interface LoraSpec {
   readonly layers?: readonly number[];
   /** ||B A||_F / ||W||_F of every merged delta (e.g. 0.1). */
   readonly scale: number;
+  /**
+   * Trained adapters' spectra decay: B's column t is scaled by decay^(t / (rank - 1)), so the last
+   * direction is about `decay` times the first (default 1: all alike).
+   */
+  readonly decay?: number;
 }
 
 export interface LoraFactors {
@@ -312,7 +317,7 @@ export function addLora(state: LlamaState, spec: LoraSpec, seed: number): LoraAd
       const r = spec.rank;
       const a = Float32Array.from({ length: r * cols }, () => rng.gaussian() / Math.sqrt(cols));
       const b = new Float64Array(rows * r);
-      for (let i = 0; i < b.length; i++) b[i] = rng.gaussian();
+      for (let i = 0; i < b.length; i++) b[i] = rng.gaussian() * (spec.decay ?? 1) ** ((i % r) / Math.max(1, r - 1));
       const product = (bValues: ArrayLike<number>) => {
         const delta = new Float64Array(rows * cols);
         for (let i = 0; i < rows; i++) {
