@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
 import { SourceRoleReader } from '../arch/reader.js';
-import { BadInputError } from '../io/errors.js';
+import { BadInputError, EXIT, LineageError } from '../io/errors.js';
 import { openTensorSource } from '../io/source.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
@@ -21,6 +21,8 @@ import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../t
 import type { LineageResult } from '../tree/types.js';
 import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
 import { defaultWorkers, sketchWorkers } from './workers.js';
+import { REGISTRY_FLAG, REGISTRY_HELP } from './registry-commands.js';
+import { registryModels, saveRegistryTree } from './registry-tree.js';
 
 interface TreeFlags {
   json: boolean;
@@ -36,6 +38,7 @@ interface TreeFlags {
   html?: string;
   quiet?: boolean;
   workers?: string;
+  registry?: string;
 }
 
 /** Folder base names; names given twice get their parent folder as well ("a/p0", "b/p0"). */
@@ -130,7 +133,7 @@ export function registerTree(program: Command): void {
   const command = program
     .command('tree')
     .description('recover the family tree(s) of a set of models: who was fine-tuned from whom, LoRA or full, with which rank')
-    .argument('<models...>', 'model folders (or .safetensors files), at least two')
+    .argument('[models...]', 'model folders (or .safetensors files), at least two (none with --registry)')
     .option('--json', 'machine-readable output (contract in the README)', false)
     .option('--dot', 'Graphviz DOT output', false)
     .option('--mermaid', 'Mermaid flowchart output', false)
@@ -143,17 +146,25 @@ export function registerTree(program: Command): void {
     .option('--include-obfuscated', 'with --truth: also score models the truth marks as obfuscated', false)
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
     .option('--html <file>', 'also write a self-contained HTML report of the tree')
-    .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)');
+    .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)')
+    .option(REGISTRY_FLAG, `${REGISTRY_HELP}: the tree of every model sketched there, no weight read (no alignment)`);
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
+    // From a registry: its stored sketches stand in for the models (a separate input, no weights read).
+    const fromRegistry = flags.registry !== undefined ? await registryModels(flags.registry) : null;
+    if (fromRegistry && paths.length > 0) throw new LineageError('give models or --registry, not both', { exitCode: EXIT.usage });
+    if (fromRegistry) paths = fromRegistry.paths;
     if (paths.length < 2) throw new BadInputError('give at least two models');
     const truth = flags.truth ? readTruth(flags.truth) : null;
     const names = modelNames(paths);
     const cacheDir = flags.cache === false ? null : flags.cache;
     const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
-    const models = sketchModels(paths, names, cacheDir, sketchWorkers(flags.workers), progress);
+    const models = fromRegistry
+      ? fromRegistry.sketches.map((sketch, i) => ({ name: names[i]!, sketch }))
+      : sketchModels(paths, names, cacheDir, sketchWorkers(flags.workers), progress);
     const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
     const analysis = recoverLineage(models, options);
-    const result = flags.align ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
+    const result = flags.align && !fromRegistry ? placeWithAlignment(paths, models, analysis, progress) : analysis.result;
+    if (flags.registry !== undefined) await saveRegistryTree(flags.registry, result, models.length);
     if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
     let score: TruthScore | null = null;
     let excluded: string[] = [];
@@ -168,7 +179,7 @@ export function registerTree(program: Command): void {
     if (flags.dot) process.stdout.write(renderDot(result));
     else if (flags.mermaid) process.stdout.write(renderMermaid(result));
     else process.stdout.write(renderTerminal(result));
-    for (const note of result.notes ?? []) process.stderr.write(`note: ${note}\n`);
+    for (const note of [...(fromRegistry?.notes ?? []), ...(result.notes ?? [])]) process.stderr.write(`note: ${note}\n`);
     if (result.alignment) {
       const { models: aligned, verifyPasses, bytesRead } = result.alignment;
       process.stderr.write(`note: placing ${aligned.join(', ')} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);

@@ -11,6 +11,8 @@ export const EXIT = {
   badInput: 2,
   /** The models cannot be compared: different architectures or shapes. */
   incompatible: 3,
+  /** The sketch registry cannot be reached or used (connection, authentication, an embedded registry open elsewhere). */
+  registry: 4,
   /** Wrong command-line usage. */
   usage: 64,
 } as const;
