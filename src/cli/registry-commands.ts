@@ -5,8 +5,8 @@
  */
 import type { Command } from 'commander';
 import { EXIT, LineageError } from '../io/errors.js';
-import { expandModelPaths, enqueueModel, type EnqueueOutcome } from '../registry/enqueue.js';
-import { DEFAULT_JOB_POLICY, type JobPolicy } from '../registry/queue.js';
+import { expandModelPaths, enqueueModel, type EnqueueOptions, type EnqueueOutcome } from '../registry/enqueue.js';
+import { DEFAULT_JOB_POLICY } from '../registry/queue.js';
 import { registryStatus, settleAbandonedJobs, withRegistry, type RegistryStatus } from '../registry/registry.js';
 import { runWorker } from '../registry/worker.js';
 import { writeResult } from './run.js';
@@ -31,9 +31,11 @@ function registerEnqueue(program: Command): void {
     .requiredOption(REGISTRY_FLAG, REGISTRY_HELP)
     .option('--retries <n>', 'attempts after the first before a model is failed', String(DEFAULT_JOB_POLICY.retries))
     .option('--lease <seconds>', 'seconds a worker may hold a job before another takes it over', String(DEFAULT_JOB_POLICY.leaseSeconds))
+    .option('--retry-failed', 'queue again models that failed with the same content (they stay failed otherwise)', false)
     .option('--json', 'machine-readable output', false)
-    .action(async (paths: string[], flags: { registry: string; retries: string; lease: string; json: boolean }) => {
-      const policy: JobPolicy = {
+    .action(async (paths: string[], flags: { registry: string; retries: string; lease: string; retryFailed: boolean; json: boolean }) => {
+      const options: EnqueueOptions = {
+        retryFailed: flags.retryFailed,
         retries: wholeNumberFlag('--retries', flags.retries, 0, 100),
         leaseSeconds: wholeNumberFlag('--lease', flags.lease, 1, 7 * 24 * 3600),
       };
@@ -41,7 +43,7 @@ function registerEnqueue(program: Command): void {
       const outcomes = await withRegistry(flags.registry, async (registry) => {
         await settleAbandonedJobs(registry);
         const done: EnqueueOutcome[] = [];
-        for (const model of models) done.push(await enqueueModel(registry, model, policy));
+        for (const model of models) done.push(await enqueueModel(registry, model, options));
         return done;
       });
       const count = (o: EnqueueOutcome['outcome']) => outcomes.filter((x) => x.outcome === o).length;
@@ -50,7 +52,7 @@ function registerEnqueue(program: Command): void {
         outcomes.map((o) => ({ path: o.path, outcome: o.outcome, ...('error' in o ? { error: o.error.message } : {}) })),
         flags.json,
         () => `enqueued ${outcomes.length} models: ${count('queued')} new jobs, ${count('already-queued')} already queued, `
-          + `${count('already-sketched')} already sketched, ${count('skipped-adapter')} PEFT adapters skipped, ${unreadable.length} unreadable\n`,
+          + `${count('already-sketched')} already sketched, ${count('already-failed')} already failed, ${count('skipped-adapter')} PEFT adapters skipped, ${unreadable.length} unreadable\n`,
       );
       // Every unreadable model is recorded as failed; the first one's error sets the exit code.
       for (const o of unreadable.slice(1)) process.stderr.write(`error: ${o.error.message}\n`);
@@ -90,7 +92,7 @@ function renderStatus(status: RegistryStatus): string {
   const lines = [
     `models: ${c.sketched} sketched, ${c.queued} queued, ${c.sketching} sketching, ${c.failed} failed`,
     `sketches stored: ${status.sketches}; jobs unfinished: ${status.unfinishedJobs}`,
-    ...status.failures.map((f) => `failed: ${f.path}: ${f.error}`),
+    ...status.failures.map((f) => `failed: ${f.path} (${f.attempts} attempts): ${f.error}`),
   ];
   return lines.join('\n') + '\n';
 }

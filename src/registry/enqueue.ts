@@ -37,7 +37,7 @@ export function expandModelPaths(paths: readonly string[]): string[] {
 
 export type EnqueueOutcome =
   | { readonly path: string; readonly outcome: 'queued'; readonly jobId: string }
-  | { readonly path: string; readonly outcome: 'already-sketched' | 'already-queued' | 'skipped-adapter' }
+  | { readonly path: string; readonly outcome: 'already-sketched' | 'already-queued' | 'already-failed' | 'skipped-adapter' }
   | { readonly path: string; readonly outcome: 'unreadable'; readonly error: LineageError };
 
 /** The model's facts from its headers, or null for a PEFT adapter (not a model: never sketched). */
@@ -55,7 +55,12 @@ function readFacts(modelPath: string): ModelFacts | null {
   }
 }
 
-export async function enqueueModel(registry: Registry, modelPath: string, policy: JobPolicy): Promise<EnqueueOutcome> {
+export interface EnqueueOptions extends JobPolicy {
+  /** Queue a model again that failed with this same content (else it stays failed: it would fail again). */
+  readonly retryFailed: boolean;
+}
+
+export async function enqueueModel(registry: Registry, modelPath: string, options: EnqueueOptions): Promise<EnqueueOutcome> {
   let facts: ModelFacts | null;
   try {
     facts = readFacts(modelPath);
@@ -70,8 +75,10 @@ export async function enqueueModel(registry: Registry, modelPath: string, policy
     await store.putModel(facts, 'sketched', null);
     return { path: facts.path, outcome: 'already-sketched' };
   }
+  const known = await store.model(facts.path);
+  if (!options.retryFailed && known?.state === 'failed' && known.fingerprint === facts.fingerprint) return { path: facts.path, outcome: 'already-failed' };
   const pending = await store.pendingJob(facts.fingerprint);
-  const jobId = pending ?? (await queue.send({ fingerprint: facts.fingerprint, path: facts.path }, policy));
+  const jobId = pending ?? (await queue.send({ fingerprint: facts.fingerprint, path: facts.path }, options));
   if (jobId === null || pending !== null) {
     // Another record (or a concurrent enqueue) holds this content's job: this model rides on it.
     await store.putModel(facts, 'queued', jobId);

@@ -46,7 +46,7 @@ export interface RegistryStatus {
   readonly counts: Readonly<Record<ModelState, number>>;
   readonly sketches: number;
   readonly unfinishedJobs: number;
-  readonly failures: ReadonlyArray<{ path: string; error: string }>;
+  readonly failures: ReadonlyArray<{ path: string; error: string; attempts: number }>;
 }
 
 /**
@@ -71,6 +71,6 @@ export async function registryStatus(registry: Registry): Promise<RegistryStatus
     counts,
     sketches: await registry.store.sketchCount(),
     unfinishedJobs: await registry.queue.unfinished(),
-    failures: models.filter((m) => m.state === 'failed').map((m) => ({ path: m.path, error: m.error ?? 'unknown' })),
+    failures: models.filter((m) => m.state === 'failed').map((m) => ({ path: m.path, error: m.error ?? 'unknown', attempts: m.attempts })),
   };
 }

@@ -76,6 +76,12 @@ export class RegistryStore {
     );
   }
 
+  /** The model's record, if it has one. */
+  async model(modelPath: string): Promise<ModelRecord | null> {
+    const rows = await this.db.query<ModelRow>(`SELECT path, fingerprint, state, attempts, error, job_id FROM lineage.models WHERE path = $1`, [modelPath]);
+    return rows[0] ? toRecord(rows[0]) : null;
+  }
+
   /** The live job (queued or running) that already sketches this content, if any. */
   async pendingJob(fingerprint: string): Promise<string | null> {
     const rows = await this.db.query<{ job_id: string }>(

@@ -68,6 +68,7 @@ async function runBatch(
     todo.push(job);
   }
   if (todo.length === 0) return;
+  for (const job of todo) log(`sketching: ${job.data.path}`);
   const started = performance.now();
   const loaded = loadSketches(todo.map((j) => j.data.path), { cacheDir: null, workers: concurrency > 1 ? concurrency : 0 });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
