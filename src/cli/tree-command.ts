@@ -150,8 +150,8 @@ export function registerTree(program: Command): void {
     .option(REGISTRY_FLAG, `${REGISTRY_HELP}: the tree of every model sketched there, no weight read (no alignment)`);
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
     // From a registry: its stored sketches stand in for the models (a separate input, no weights read).
+    if (flags.registry !== undefined && paths.length > 0) throw new LineageError('give models or --registry, not both', { exitCode: EXIT.usage });
     const fromRegistry = flags.registry !== undefined ? await registryModels(flags.registry) : null;
-    if (fromRegistry && paths.length > 0) throw new LineageError('give models or --registry, not both', { exitCode: EXIT.usage });
     if (fromRegistry) paths = fromRegistry.paths;
     if (paths.length < 2) throw new BadInputError('give at least two models');
     const truth = flags.truth ? readTruth(flags.truth) : null;
