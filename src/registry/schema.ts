@@ -8,7 +8,10 @@ import { RegistryError, type Database } from './database.js';
 export const SCHEMA = 'lineage';
 export const JOB_SCHEMA = 'lineage_jobs';
 
-/** Append only: a released migration is never edited, a change is a new entry. */
+/**
+ * Append only: a released migration is never edited, a change is a new entry. Sketch bytes are
+ * float32 and do not compress: stored out of line without compression (STORAGE EXTERNAL).
+ */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE lineage.sketches (
      fingerprint text NOT NULL,
@@ -19,6 +22,7 @@ const MIGRATIONS: readonly string[] = [
      created_by text,
      PRIMARY KEY (fingerprint, variant)
    );
+   ALTER TABLE lineage.sketches ALTER COLUMN bytes SET STORAGE EXTERNAL;
    CREATE TABLE lineage.models (
      path text PRIMARY KEY,
      fingerprint text,
