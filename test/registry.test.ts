@@ -27,8 +27,9 @@ interface Worker {
   readonly exited: Promise<number | null>;
 }
 
-function startWorker(registry: string): Worker {
-  const child = spawn(process.execPath, [CLI, 'worker', '--registry', registry, '--until-idle', '--poll', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startWorker(registry: string, concurrency = 1): Worker {
+  const args = [CLI, 'worker', '--registry', registry, '--until-idle', '--poll', '1', '--concurrency', String(concurrency)];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const worker: Worker = {
     child, stderr: '', stdout: '',
     exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))),
@@ -93,7 +94,8 @@ async function acceptance(registry: string, dir: string, concurrentWorkers: numb
   fs.renameSync(weights, `${weights}.aside`);
   fs.rmSync(weights, { force: true });
   execFileSync('mkfifo', [weights]); // opening it for reading blocks: no writer ever comes
-  const workers = Array.from({ length: concurrentWorkers }, () => startWorker(registry));
+  // One of several holds two jobs at a time, their matrices on two threads.
+  const workers = Array.from({ length: concurrentWorkers }, (_, i) => startWorker(registry, i === 1 ? 2 : 1));
   try {
     const holder = await waitFor('a worker to take the held model', () => workers.find((w) => w.stderr.includes(`sketching: ${path.join(models, HELD)}\n`)), 120);
     holder.child.kill('SIGKILL');

@@ -14,9 +14,8 @@ export interface RegistryModels {
 export async function registryModels(location: string): Promise<RegistryModels> {
   return withRegistry(location, async ({ store }) => {
     const sketched = await store.sketchedModels();
-    const models = await store.models();
-    const waiting = models.filter((m) => m.state === 'queued' || m.state === 'sketching').length;
-    const failed = models.filter((m) => m.state === 'failed').length;
+    const counts = await store.stateCounts();
+    const waiting = counts.queued + counts.sketching, failed = counts.failed;
     if (sketched.length < 2) {
       throw new BadInputError(`the registry holds ${sketched.length} sketched models, a tree needs two (run lineage worker, or see lineage registry status)`);
     }

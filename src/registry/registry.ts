@@ -2,7 +2,7 @@
 import { openDatabase, type Database } from './database.js';
 import { SketchQueue, type QueueOptions } from './queue.js';
 import { migrate } from './schema.js';
-import { RegistryStore, type ModelRecord, type ModelState, MODEL_STATES } from './store.js';
+import { RegistryStore, type ModelState } from './store.js';
 
 export interface Registry {
   readonly db: Database;
@@ -51,10 +51,12 @@ export interface RegistryStatus {
 
 /**
  * Models whose job the queue failed without a worker saying so (the last attempt's worker died
- * and its lease ran out) are marked failed with the queue's reason.
+ * and its lease ran out) are marked failed with the queue's reason. Only models in `sketching`
+ * can be in that case (a worker marks them so when it takes their job), so this asks the queue
+ * about as many jobs as workers hold, not about every queued model.
  */
 export async function settleAbandonedJobs(registry: Registry): Promise<void> {
-  const open = (await registry.store.models()).filter((m) => (m.state === 'queued' || m.state === 'sketching') && m.jobId && m.fingerprint);
+  const open = (await registry.store.models('sketching')).filter((m) => m.jobId && m.fingerprint);
   for (const m of open) {
     const job = await registry.queue.jobState(m.jobId!);
     if (job?.state === 'failed') {
@@ -65,12 +67,10 @@ export async function settleAbandonedJobs(registry: Registry): Promise<void> {
 
 export async function registryStatus(registry: Registry): Promise<RegistryStatus> {
   await settleAbandonedJobs(registry);
-  const models: ModelRecord[] = await registry.store.models();
-  const counts = Object.fromEntries(MODEL_STATES.map((s) => [s, models.filter((m) => m.state === s).length])) as Record<ModelState, number>;
   return {
-    counts,
+    counts: await registry.store.stateCounts(),
     sketches: await registry.store.sketchCount(),
     unfinishedJobs: await registry.queue.unfinished(),
-    failures: models.filter((m) => m.state === 'failed').map((m) => ({ path: m.path, error: m.error ?? 'unknown', attempts: m.attempts })),
+    failures: (await registry.store.models('failed')).map((m) => ({ path: m.path, error: m.error ?? 'unknown', attempts: m.attempts })),
   };
 }

@@ -126,8 +126,16 @@ export class RegistryStore {
       [fingerprint, final ? 'failed' : 'queued', reason]);
   }
 
-  async models(): Promise<ModelRecord[]> {
-    return (await this.db.query<ModelRow>(`SELECT path, fingerprint, state, attempts, error, job_id FROM lineage.models ORDER BY path`)).map(toRecord);
+  /** The models' records by path, all or those in one state. */
+  async models(state?: ModelState): Promise<ModelRecord[]> {
+    const rows = await this.db.query<ModelRow>(
+      `SELECT path, fingerprint, state, attempts, error, job_id FROM lineage.models WHERE $1::text IS NULL OR state = $1 ORDER BY path`, [state ?? null]);
+    return rows.map(toRecord);
+  }
+
+  async stateCounts(): Promise<Record<ModelState, number>> {
+    const rows = await this.db.query<{ state: ModelState; n: number }>(`SELECT state, count(*)::int AS n FROM lineage.models GROUP BY state`);
+    return Object.fromEntries(MODEL_STATES.map((s) => [s, rows.find((r) => r.state === s)?.n ?? 0])) as Record<ModelState, number>;
   }
 
   /** Every sketched model with its sketch, decoded; models sharing content share one stored sketch. */
