@@ -19,9 +19,11 @@ import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
-import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched } from './model-inputs.js';
+import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched, modelNames } from './model-inputs.js';
 import { addQuietOption, formatBytes, startWeightPass, type ProgressSettings, type WeightPass } from './progress.js';
 import { defaultWorkers, sketchWorkers } from './workers.js';
+import { REGISTRY_FLAG, REGISTRY_HELP } from './registry-commands.js';
+import { registryModels, saveRegistryTree } from './registry-tree.js';
 
 interface TreeFlags {
   json: boolean;
@@ -39,6 +41,7 @@ interface TreeFlags {
   quiet?: boolean;
   workers?: string;
   strict: boolean;
+  registry?: string;
 }
 
 function readTruth(file: string): Truth & { obfuscated: Set<string> } {
@@ -147,11 +150,27 @@ async function chartInputs(paths: readonly string[], flags: TreeFlags, progress:
   return { ...result, ...(notes.length ? { notes } : {}), skipped };
 }
 
+/**
+ * The forest of every model a registry holds sketched: its stored sketches stand in for the
+ * models (no weight is read, so nothing is placed by alignment); the result is stored back.
+ */
+async function chartRegistry(location: string, flags: TreeFlags): Promise<LineageResult> {
+  const stored = await registryModels(location);
+  const names = modelNames(stored.paths);
+  const models = stored.sketches.map((sketch, i) => ({ name: names[i]!, sketch }));
+  const options: LineageOptions = { method: flags.method, motherDistance: flags.motherDistance, kurtosisRises: flags.kurtosisRises };
+  const forest = recoverLineageByArchitecture(models, options, undefined);
+  const notes = [...stored.notes, ...(forest.notes ?? [])];
+  const result: LineageResult = { ...forest, ...(notes.length ? { notes } : {}) };
+  await saveRegistryTree(location, result, models.length);
+  return result;
+}
+
 export function registerTree(program: Command): void {
   const command = program
     .command('tree')
     .description('recover the family tree(s) of a set of models: who was fine-tuned from whom, LoRA or full, with which rank')
-    .argument('<models...>', 'model folders, .safetensors files, PEFT adapter folders, or folders holding them')
+    .argument('[models...]', 'model folders, .safetensors files, PEFT adapter folders, or folders holding them (none with --registry)')
     .option('--json', 'machine-readable output (contract in the README)', false)
     .option('--dot', 'Graphviz DOT output', false)
     .option('--mermaid', 'Mermaid flowchart output', false)
@@ -166,13 +185,15 @@ export function registerTree(program: Command): void {
     .option('--no-align', 'do not place models the sketches leave unplaced (obfuscated copies) by aligning them (extra reads)')
     .option('--html <file>', 'also write a self-contained HTML report of the tree')
     .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)')
-    .option('--strict', 'stop at the first input that is not a usable model (exit 4) instead of skipping it', false);
+    .option('--strict', 'stop at the first input that is not a usable model (exit 4) instead of skipping it', false)
+    .option(REGISTRY_FLAG, `${REGISTRY_HELP}: the tree of every model sketched there, no weight read (no alignment)`);
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
     const formats = (['json', 'dot', 'mermaid'] as const).filter((f) => flags[f]).map((f) => `--${f}`);
     if (formats.length > 1) throw new LineageError(`give at most one output format, not ${formats.join(' and ')}`, { exitCode: EXIT.usage });
+    if (flags.registry !== undefined && paths.length > 0) throw new LineageError('give models or --registry, not both', { exitCode: EXIT.usage });
     const truth = flags.truth ? readTruth(flags.truth) : null;
     const progress: ProgressSettings = { json: flags.json, quiet: flags.quiet };
-    const result = await chartInputs(paths, flags, progress);
+    const result = flags.registry !== undefined ? await chartRegistry(flags.registry, flags) : await chartInputs(paths, flags, progress);
     const names = result.trees.flatMap((t) => t.members);
     if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
     let score: TruthScore | null = null;

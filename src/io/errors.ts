@@ -13,6 +13,8 @@ export const EXIT = {
   incompatible: 3,
   /** With --strict: an input that would be skipped (not a model, unreadable, an adapter without its base). */
   strictSkip: 4,
+  /** The sketch registry cannot be reached or used (connection, authentication, an embedded registry open elsewhere). */
+  registry: 5,
   /** Wrong command-line usage. */
   usage: 64,
 } as const;

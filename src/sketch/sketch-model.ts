@@ -121,7 +121,7 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
     // A NaN or infinity makes both sums non-finite; a magnitude of 2^64 or more overflows the float32
     // squares: the same refusal as verify's (io's LARGEST_WEIGHT).
     if (!(Number.isFinite(v.sums.s2) && Number.isFinite(v.roundingVariance))) {
-      throw new BadInputError('non-finite weight, or a weight of magnitude 2^64 or more (refused: no trained weight is near)', where);
+      throw new BadInputError('non-finite weight (NaN or infinity) or one of magnitude 2^64 or more (refused: no trained weight is near)', where);
     }
     const sketch = Float32Array.from(v.sketch);
     return {
