@@ -1,4 +1,5 @@
 import { BadInputError } from '../io/errors.js';
+import { isQuantType } from '../io/gguf-quants.js';
 import { checkIndices } from '../io/source.js';
 import type { TensorInfo } from '../io/types.js';
 import { ggufConfig, unpermutedQkRows } from './gguf.js';
@@ -67,12 +68,15 @@ export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array
   if (into && into.length !== rows * cols) throw new RangeError(`${ref.tensor}: ${rows}x${cols} role read into ${into.length} values`);
   // Every element is written below, so a reused buffer needs no clearing.
   const data = into ?? new Float32Array(rows * cols);
+  const variance = quantizedVariance(source, info, ref, rows * cols);
   if (!ref.transposed) {
     let offset = 0;
     for (const [start, end] of roleRanges(ref, storedRows)) {
       checkRange(ref, start, end, storedRows);
-      source.readRowsInto(ref.tensor, start, end, data.subarray(offset, offset + (end - start) * cols));
-      offset += (end - start) * cols;
+      const at = offset, to = offset + (end - start) * cols;
+      if (variance) source.readRowsWithVarianceInto!(ref.tensor, start, end, data.subarray(at, to), variance.subarray(at, to));
+      else source.readRowsInto(ref.tensor, start, end, data.subarray(at, to));
+      offset = to;
     }
   } else {
     // Logical row j is stored column j: walk stored rows (= logical columns) in blocks.
@@ -91,7 +95,17 @@ export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array
       }
     }
   }
-  return { rows, cols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file };
+  return { rows, cols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file, ...(variance ? { variance } : {}) };
+}
+
+/**
+ * A role's rounding variances, for block-quantized storage read from a source that gives them
+ * (null otherwise: float storage's noise floor is its dtype's grid). A transposed role is never
+ * quantized (GGUF stores every weight (out, in)).
+ */
+function quantizedVariance(source: TensorSource, info: TensorInfo, ref: RoleRef, length: number): Float32Array | null {
+  return isQuantType(info.dtype) && !ref.transposed && source.readRowsWithVarianceInto && source.readSelectionWithVarianceInto
+    ? new Float32Array(length) : null;
 }
 
 /**
@@ -123,8 +137,10 @@ export function readRolePart(source: TensorSource, ref: RoleRef, part: WeightPar
   // Logical rows of a fused tensor's slices are stored rows of its ranges.
   const whole = ranges.length === 1 && ranges[0]![0] === 0 && ranges[0]![1] === rows;
   const storedRows = whole ? part.rows : storedRowsOf(ranges, part.rows ?? Int32Array.from({ length: rows }, (_, i) => i));
-  source.readSelectionInto(ref.tensor, storedRows, part.cols, data);
-  return { rows: keptRows, cols: keptCols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file };
+  const variance = quantizedVariance(source, info, ref, data.length);
+  if (variance) source.readSelectionWithVarianceInto!(ref.tensor, storedRows, part.cols, data, variance);
+  else source.readSelectionInto(ref.tensor, storedRows, part.cols, data);
+  return { rows: keptRows, cols: keptCols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file, ...(variance ? { variance } : {}) };
 }
 
 /** The stored row of each logical row, for a role made of the row ranges of a tensor. */

@@ -52,21 +52,26 @@ export class GgufSource extends FileTensorSource<GgufTensor> {
 
   /**
    * readRowsInto, and each element's rounding variance on its storage grid into `variance` (the
-   * quantization noise floor: step^2 / 12 of its block's grid; ulp^2 / 12 for float types).
+   * quantization noise floor: step^2 / 12 of its block's grid; ulp^2 / 12 for float types, as
+   * their dtype's grid gives).
    */
-  rowsWithVarianceInto(name: string, rowStart: number, rowEnd: number, out: Float32Array, variance: Float32Array | null): void {
+  readRowsWithVarianceInto(name: string, rowStart: number, rowEnd: number, out: Float32Array, variance: Float32Array): void {
     const info = this.info(name);
     const { cols } = this.checkRows(info, rowStart, rowEnd, out.length);
-    if (variance && variance.length !== out.length) throw new RangeError(`${out.length} values of ${name} with ${variance.length} variances`);
+    if (variance.length !== out.length) throw new RangeError(`${out.length} values of ${name} with ${variance.length} variances`);
     this.decodeWithVariance(info, rowStart * cols, out.length, out, 0, variance);
   }
 
   readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void {
-    this.selectionWithVarianceInto(name, rows, cols, out, null);
+    this.selection(name, rows, cols, out, null);
   }
 
-  /** readSelectionInto, with the selected elements' rounding variances (as rowsWithVarianceInto). */
-  selectionWithVarianceInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array, variance: Float32Array | null): void {
+  readSelectionWithVarianceInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array, variance: Float32Array): void {
+    this.selection(name, rows, cols, out, variance);
+  }
+
+  /** The selected rows and columns, whole rows decoded (a block is the unit of decoding) a bounded number at a time, then picked. */
+  private selection(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array, variance: Float32Array | null): void {
     const info = this.info(name);
     const shape = matrixShape(info);
     const rowCount = rows ? rows.length : shape.rows, colCount = cols ? cols.length : shape.cols;
@@ -75,7 +80,6 @@ export class GgufSource extends FileTensorSource<GgufTensor> {
     if (out.length !== rowCount * colCount || (variance && variance.length !== out.length)) {
       throw new RangeError(`${rowCount}x${colCount} selection of ${name} read into ${out.length} values`);
     }
-    // Whole rows are decoded (a block is the unit of decoding), a bounded number at a time, then picked.
     const perDecode = Math.max(1, Math.floor(this.bufferBytes / Math.max(1, this.storedRowBytes(info))));
     const scratch = new Float32Array(Math.min(perDecode, shape.rows) * shape.cols);
     const scratchVariance = variance ? new Float32Array(scratch.length) : null;

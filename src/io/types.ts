@@ -43,8 +43,8 @@ export interface RowBlock {
 }
 
 /**
- * A set of tensors read lazily from safetensors files: a bare file, a sharded model,
- * a Hugging Face model folder, or the weights file of an adapter folder.
+ * A set of tensors read lazily from safetensors files (a bare file, a sharded model, a Hugging
+ * Face model folder, or the weights file of an adapter folder) or from a GGUF model.
  * Nothing is read until asked for; reads go through one bounded buffer.
  */
 export interface TensorSource {
@@ -75,6 +75,13 @@ export interface TensorSource {
    * selected columns decoded: a sample of a wide matrix's columns costs its bytes' read, not a decode.
    */
   readSelectionInto(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array): void;
+  /**
+   * Block-quantized storage (GGUF): readRowsInto, and into `variance` each element's rounding
+   * variance on its block's grid (step^2 / 12): the noise floor quantization put on the weight.
+   */
+  readRowsWithVarianceInto?(name: string, rowStart: number, rowEnd: number, out: Float32Array, variance: Float32Array): void;
+  /** readSelectionInto with the selected elements' rounding variances, as readRowsWithVarianceInto. */
+  readSelectionWithVarianceInto?(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array, variance: Float32Array): void;
   /** Walk a tensor in row blocks whose raw bytes fit `maxBytes` (default DEFAULT_BUFFER_BYTES, 1 MiB). */
   rowBlocks(name: string, maxBytes?: number): Iterable<RowBlock>;
   /** Release file descriptors. */
