@@ -3,7 +3,9 @@
  * model map reads dims one way for both formats), and the undoing of llama.cpp's q/k row order.
  */
 import { BadInputError } from '../io/errors.js';
-import type { GgufValue } from '../io/types.js';
+import { ggufFileTypeName } from '../io/gguf.js';
+import { isQuantType } from '../io/gguf-quants.js';
+import type { GgufValue, TensorSource } from '../io/types.js';
 
 /** `{arch}.*` keys (llama-arch.cpp) -> the config.json key mapModel reads. */
 const DIM_KEYS: ReadonlyArray<readonly [ggufSuffix: string, configKey: string]> = [
@@ -64,4 +66,28 @@ export function unpermutedQkRows(rows: number, heads: number, tensor: string): A
     const stored = h * headDim + 2 * (within % half) + Math.floor(within / half);
     return [stored, stored + 1] as const;
   });
+}
+
+/** How a GGUF model is stored: its nominal file type and how many tensors each storage type holds. */
+export interface StorageQuantization {
+  /** `general.file_type` by name (e.g. "Q4_K_M"), or null when the file does not say. */
+  readonly fileType: string | null;
+  /** Tensors per storage type (e.g. { Q4_K: 12, Q6_K: 2, F32: 5 }). */
+  readonly tensorTypes: Readonly<Record<string, number>>;
+  /** Whether any tensor is block-quantized (else the model is stored on float grids only). */
+  readonly quantized: boolean;
+}
+
+/** The storage quantization of a GGUF source; null for safetensors. */
+export function storageQuantization(source: TensorSource): StorageQuantization | null {
+  if (!source.ggufMetadata) return null;
+  const tensorTypes: Record<string, number> = {};
+  for (const info of [...source.tensors.values()].sort((a, b) => (a.dtype < b.dtype ? -1 : a.dtype > b.dtype ? 1 : 0))) {
+    tensorTypes[info.dtype] = (tensorTypes[info.dtype] ?? 0) + 1;
+  }
+  return {
+    fileType: ggufFileTypeName(source.ggufMetadata.get('general.file_type')),
+    tensorTypes,
+    quantized: Object.keys(tensorTypes).some(isQuantType),
+  };
 }
