@@ -6,6 +6,7 @@ import { BadInputError } from '../io/errors.js';
 import { ggufFileTypeName } from '../io/gguf.js';
 import { isQuantType } from '../io/gguf-quants.js';
 import type { GgufValue, TensorSource } from '../io/types.js';
+import { GGUF_PERMUTED_QK_ARCHITECTURES } from './names.js';
 
 /** `{arch}.*` keys (llama-arch.cpp) -> the config.json key mapModel reads. */
 const DIM_KEYS: ReadonlyArray<readonly [ggufSuffix: string, configKey: string]> = [
@@ -89,5 +90,32 @@ export function storageQuantization(source: TensorSource): StorageQuantization |
     fileType: ggufFileTypeName(source.ggufMetadata.get('general.file_type')),
     tensorTypes,
     quantized: Object.keys(tensorTypes).some(isQuantType),
+  };
+}
+
+/** What `inspect` shows of a GGUF model beyond its dims and tensor types. */
+export interface GgufDescription {
+  /** `general.name`, or null. */
+  readonly name: string | null;
+  readonly architecture: string | null;
+  readonly fileType: string | null;
+  /** Tokens in `tokenizer.ggml.tokens` (the vocabulary the file carries), or null. */
+  readonly tokenizerTokens: number | null;
+  /** Whether q/k rows are read back from llama.cpp's rotary order (Llama-style architectures). */
+  readonly qkRowsUnpermuted: boolean;
+}
+
+export function describeGguf(source: TensorSource): GgufDescription | null {
+  const metadata = source.ggufMetadata;
+  if (!metadata) return null;
+  const name = metadata.get('general.name');
+  const tokens = metadata.get('tokenizer.ggml.tokens');
+  const architecture = ggufArchitecture(metadata);
+  return {
+    name: typeof name === 'string' ? name : null,
+    architecture,
+    fileType: ggufFileTypeName(metadata.get('general.file_type')),
+    tokenizerTokens: Array.isArray(tokens) ? tokens.length : null,
+    qkRowsUnpermuted: architecture !== null && GGUF_PERMUTED_QK_ARCHITECTURES.has(architecture),
   };
 }
