@@ -302,3 +302,41 @@ describe('llama.cpp names and q/k order mapped back to the roles', () => {
     assert.equal(openTensorSource(folder).ggufMetadata, undefined);
   });
 });
+
+test('tree names a GGUF member by its file name without .gguf (parent folder added when two names clash)', async () => {
+  const { modelNames } = await import('../src/cli/tree-command.js');
+  assert.deepEqual(modelNames(['z/p0', 'g/p0.Q8_0.gguf', 'g/p2.Q4_K_M.GGUF']), ['p0', 'p0.Q8_0', 'p2.Q4_K_M']);
+  assert.deepEqual(modelNames(['a/m.gguf', 'b/m.gguf']), ['a/m', 'b/m']);
+});
+
+test('phi3: fused attn_qkv and ffn_up split into q, k, v and gate, up (no q/k reordering)', () => {
+  const file = fresh('phi3.gguf');
+  const hidden = 32, heads = 4, kvHeads = 2, headDim = 8, ff = 64;
+  const qkv = gaussian((heads + 2 * kvHeads) * headDim * hidden, 31), gateUp = gaussian(2 * ff * hidden, 32);
+  const u32 = (v: number): GgufMeta => ({ t: 'u32', v });
+  writeGguf(file, {
+    metadata: [
+      ['general.architecture', { t: 'str', v: 'phi3' }], ['phi3.embedding_length', u32(hidden)], ['phi3.block_count', u32(1)],
+      ['phi3.feed_forward_length', u32(ff)], ['phi3.attention.head_count', u32(heads)], ['phi3.attention.head_count_kv', u32(kvHeads)],
+    ],
+    tensors: [
+      { name: 'blk.0.attn_qkv.weight', type: 'F32', shape: [(heads + 2 * kvHeads) * headDim, hidden], data: qkv },
+      { name: 'blk.0.attn_output.weight', type: 'F32', shape: [hidden, heads * headDim], data: gaussian(hidden * heads * headDim, 33) },
+      { name: 'blk.0.ffn_up.weight', type: 'F32', shape: [2 * ff, hidden], data: gateUp },
+      { name: 'blk.0.ffn_down.weight', type: 'F32', shape: [hidden, ff], data: gaussian(hidden * ff, 34) },
+      { name: 'blk.0.attn_norm.weight', type: 'F32', shape: [hidden], data: gaussian(hidden, 35) },
+    ],
+  });
+  const reader = SourceRoleReader.open(file);
+  try {
+    assert.equal(reader.map.family, 'phi3');
+    const q = heads * headDim * hidden, kv = kvHeads * headDim * hidden;
+    assert.deepEqual(reader.layer(0, 'q').data, qkv.subarray(0, q));
+    assert.deepEqual(reader.layer(0, 'k').data, qkv.subarray(q, q + kv));
+    assert.deepEqual(reader.layer(0, 'v').data, qkv.subarray(q + kv));
+    assert.deepEqual(reader.layer(0, 'gate').data, gateUp.subarray(0, ff * hidden));
+    assert.deepEqual(reader.layer(0, 'up').data, gateUp.subarray(ff * hidden));
+  } finally {
+    reader.close();
+  }
+});
