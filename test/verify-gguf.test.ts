@@ -41,16 +41,15 @@ describe('verify through GGUF quantization (synthetic)', () => {
     assert.deepEqual(result.quantization?.candidate, { fileType: 'Q8_0', tensorTypes: { F32: 7, Q8_0: 23 }, quantized: true });
   });
 
-  // A 4-bit grid's clipping pulls the norm-growth direction measure toward zero: a LoRA as weak as
-  // the Q8_0 case's (0.1 of the weight's norm) reads as a sibling through Q4_0 (growth -0.02), so
-  // the 4-bit case takes a stronger one (a known limit, reported beside the issue).
-  for (const [type, scale] of [['Q8_0', 0.1], ['Q4_0', 0.3]] as const) {
+  // The LoRA (0.1 of each weight's norm) is weaker than Q4_0's rounding noise: without the gauge
+  // fit's noise correction its direction read as siblings (norm growth -0.02).
+  for (const type of ['Q8_0', 'Q4_0']) {
     test(`a LoRA child stored as ${type}: the rank where it stands above the floor, never more`, () => {
       const file = path.join(root, `lora.${type}.gguf`);
-      const child = scale === 0.1 ? lora : addLora(base, { rank: 4, targets: ['q_proj', 'v_proj'], scale }, 5);
-      writeLlamaGguf(file, config, child.state, type);
+      writeLlamaGguf(file, config, lora.state, type);
       const result = timedVerify(`lora ${type}`, baseDir, file);
       assert.equal(result.relation, 'derived', result.reason);
+      assert.ok(result.direction.normGrowth > 0.5, `norm growth ${result.direction.normGrowth}`);
       assert.equal(result.fullFineTune, false, describeModules(result));
       assert.ok(result.lora, describeModules(result));
       assert.deepEqual(result.lora.targets, ['q_proj', 'v_proj'], describeModules(result));
