@@ -15,7 +15,7 @@ import { GgufSource } from '../src/io/gguf-source.js';
 import { dequantizeBlocks } from '../src/io/gguf-quants.js';
 import { openTensorSource } from '../src/io/source.js';
 import { runLineage } from './cli-child-process.js';
-import { encodeGguf, encodeTensor, writeGguf, writeLlamaGguf, type GgufMeta, type GgufSpec } from './helpers/gguf-writer.js';
+import { encodeGguf, encodeTensor, writeGguf, writeGgufStreaming, writeLlamaGguf, type GgufMeta, type GgufSpec } from './helpers/gguf-writer.js';
 import { randomLlama, tensorName, writeLlama, type LlamaConfig } from './helpers/synthetic-llama.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-gguf-'));
@@ -339,4 +339,22 @@ test('phi3: fused attn_qkv and ffn_up split into q, k, v and gate, up (no q/k re
   } finally {
     reader.close();
   }
+});
+
+test('the test writer: Q4_K and Q6_K within their grids, the streaming writer byte for byte as the whole one', () => {
+  const data = gaussian(4 * 256, 41);
+  for (const [type, bound] of [['Q4_K', 0.12], ['Q6_K', 0.03]] as const) {
+    const back = new Float32Array(data.length);
+    dequantizeBlocks(type, encodeTensor(type, data), 0, 4, back, 0, null);
+    let err = 0, norm = 0;
+    for (let i = 0; i < data.length; i++) {
+      err += (back[i]! - data[i]!) ** 2;
+      norm += data[i]! ** 2;
+    }
+    assert.ok(Math.sqrt(err / norm) < bound, `${type}: relative error ${Math.sqrt(err / norm)}`);
+  }
+  const spec: GgufSpec = { metadata: EVERY_TYPE, tensors: [{ name: 'a', type: 'Q4_K', shape: [2, 256], data: data.subarray(0, 512) }, { name: 'b', type: 'F32', shape: [3], data: [1, 2, 3] }] };
+  const streamed = fresh();
+  writeGgufStreaming(streamed, spec, (t) => encodeTensor(t.type, t.data!));
+  assert.deepEqual(fs.readFileSync(streamed), encodeGguf(spec));
 });

@@ -82,6 +82,38 @@ describe('verify through GGUF quantization (synthetic)', () => {
   });
 });
 
+describe('verify through a Q4_K_M mix (synthetic, K blocks of 256)', () => {
+  const config: LlamaConfig = { hidden: 256, intermediate: 512, layers: 2, heads: 8, kvHeads: 4, headDim: 32, vocab: 64 };
+  const base = randomLlama(config, 31);
+  const baseDir = path.join(root, 'k-base');
+  writeLlama(baseDir, config, base, 'BF16');
+  // As llama-quantize's Q4_K_M: Q6_K for attn_v and output, Q4_K for the rest.
+  const mix = (name: string) => (/attn_v|^output\./.test(name) ? 'Q6_K' : 'Q4_K');
+
+  test('a Q4_K_M copy is a quantized copy', () => {
+    const file = path.join(root, 'k-copy.Q4_K_M.gguf');
+    writeLlamaGguf(file, config, base, mix);
+    const result = timedVerify('copy Q4_K_M', baseDir, file);
+    assert.equal(result.relation, 'derived', result.reason);
+    assert.equal(result.lora, null, describeModules(result));
+    assert.equal(result.fullFineTune, false, describeModules(result));
+    assert.match(result.reason, /a quantized copy \(Q4_K_M\)/);
+    assert.deepEqual(result.quantization?.candidate?.tensorTypes, { F32: 5, Q4_K: 13, Q6_K: 3 });
+  });
+
+  test('a LoRA rank 8 child as Q4_K_M: derived, q and v, the rank never above 8', () => {
+    const child = addLora(base, { rank: 8, targets: ['q_proj', 'v_proj'], scale: 0.1 }, 13);
+    const file = path.join(root, 'k-lora.Q4_K_M.gguf');
+    writeLlamaGguf(file, config, child.state, mix);
+    const result = timedVerify('lora Q4_K_M', baseDir, file);
+    assert.equal(result.relation, 'derived', result.reason);
+    assert.equal(result.fullFineTune, false, describeModules(result));
+    assert.deepEqual(result.lora?.targets, ['q_proj', 'v_proj'], describeModules(result));
+    assert.ok(result.lora!.rank <= 8, describeModules(result));
+    if (result.lora!.rank < 8) assert.equal(result.lora!.rankIsLowerBound, true, describeModules(result));
+  });
+});
+
 const ZOO_GGUF = path.resolve(REPO_ROOT, '..', 'shared', 'zoo-gguf');
 
 interface GgufPair {

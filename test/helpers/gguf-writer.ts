@@ -83,7 +83,7 @@ class ByteWriter {
   }
 }
 
-/** The stored bytes of `data` as `type` (F32, F16, BF16, Q8_0, Q4_0). */
+/** The stored bytes of `data` as `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K). */
 export function encodeTensor(type: string, data: ArrayLike<number>): Uint8Array {
   const n = data.length;
   switch (type) {
@@ -92,6 +92,8 @@ export function encodeTensor(type: string, data: ArrayLike<number>): Uint8Array 
     case 'BF16': return new Uint8Array(Uint16Array.from({ length: n }, (_, i) => float32ToBf16Bits(data[i]!)).buffer);
     case 'Q8_0': return quantizeQ8_0(data);
     case 'Q4_0': return quantizeQ4_0(data);
+    case 'Q4_K': return quantizeQ4K(data);
+    case 'Q6_K': return quantizeQ6K(data);
     default: throw new Error(`the test writer does not encode ${type}`);
   }
 }
@@ -126,17 +128,93 @@ function quantizeQ4_0(x: ArrayLike<number>): Uint8Array {
   return out;
 }
 
+/**
+ * Q4_K by a plain min/max quantizer (as the GGUF test set's; llama.cpp's searches scales, the
+ * layout is the same): per 32-element sub-block scale (max - min) / 15 and min -min(0, min), both
+ * as 6-bit multiples of the block's f16 d and dmin.
+ */
+function quantizeQ4K(x: ArrayLike<number>): Uint8Array {
+  const out = Buffer.alloc((x.length / 256) * 144);
+  const scale = new Float64Array(8), min = new Float64Array(8), sc = new Uint8Array(8), m = new Uint8Array(8);
+  for (let b = 0; b < x.length / 256; b++) {
+    const at = b * 144, from = b * 256;
+    for (let j = 0; j < 8; j++) {
+      let lo = 0, hi = -Infinity;
+      for (let l = 0; l < 32; l++) {
+        const v = x[from + j * 32 + l]!;
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
+      scale[j] = (hi - lo) / 15;
+      min[j] = -lo;
+    }
+    const d = halfValue(float32ToF16Bits(Math.max(...scale) / 63)), dmin = halfValue(float32ToF16Bits(Math.max(...min) / 63));
+    out.writeUInt16LE(float32ToF16Bits(d), at);
+    out.writeUInt16LE(float32ToF16Bits(dmin), at + 2);
+    for (let j = 0; j < 8; j++) {
+      sc[j] = d > 0 ? Math.min(63, Math.round(scale[j]! / d)) : 0;
+      m[j] = dmin > 0 ? Math.min(63, Math.round(min[j]! / dmin)) : 0;
+    }
+    for (let j = 0; j < 4; j++) {
+      out[at + 4 + j] = sc[j]! | ((sc[j + 4]! >> 4) << 6);
+      out[at + 8 + j] = m[j]! | ((m[j + 4]! >> 4) << 6);
+      out[at + 12 + j] = (sc[j + 4]! & 0xf) | ((m[j + 4]! & 0xf) << 4);
+    }
+    for (let j = 0; j < 8; j++) {
+      const step = d * sc[j]!, offset = dmin * m[j]!;
+      for (let l = 0; l < 32; l++) {
+        const q = step > 0 ? Math.max(0, Math.min(15, Math.round((x[from + j * 32 + l]! + offset) / step))) : 0;
+        out[at + 16 + (j >> 1) * 32 + l]! |= q << (4 * (j & 1));
+      }
+    }
+  }
+  return out;
+}
+
+/** Q6_K by max-magnitude scales: per 16 elements an int8 multiple of the block's f16 d, q in -32..31. */
+function quantizeQ6K(x: ArrayLike<number>): Uint8Array {
+  const out = Buffer.alloc((x.length / 256) * 210);
+  const scale = new Float64Array(16);
+  for (let b = 0; b < x.length / 256; b++) {
+    const at = b * 210, from = b * 256;
+    for (let g = 0; g < 16; g++) {
+      let amax = 0;
+      for (let l = 0; l < 16; l++) amax = Math.max(amax, Math.abs(x[from + g * 16 + l]!));
+      scale[g] = amax / 31.5;
+    }
+    const d = halfValue(float32ToF16Bits(Math.max(...scale) / 127));
+    out.writeUInt16LE(float32ToF16Bits(d), at + 208);
+    for (let g = 0; g < 16; g++) {
+      const sc = d > 0 ? Math.min(127, Math.round(scale[g]! / d)) : 0;
+      out.writeInt8(sc, at + 192 + g);
+      for (let l = 0; l < 16; l++) {
+        const e = g * 16 + l, step = d * sc;
+        const q = (step > 0 ? Math.max(-32, Math.min(31, Math.round(x[from + e]! / step))) : 0) + 32;
+        const h = e >> 7, r = e & 127;
+        out[at + h * 64 + (r & 63)]! |= (q & 0xf) << (4 * (r >> 6));
+        out[at + 128 + h * 32 + (r & 31)]! |= (q >> 4) << (2 * (r >> 5));
+      }
+    }
+  }
+  return out;
+}
+
 /** Values of a half-precision bit pattern (for expected values in tests). */
 export function halfValue(bits: number): number {
   return f16Table()[bits]!;
 }
 
-/** A GGUF file's bytes. */
-export function encodeGguf(spec: GgufSpec): Buffer {
+/** Stored bytes of a tensor of `type` and `shape`, from the type's block geometry. */
+function storedBytes(type: string, shape: readonly number[]): number {
+  const t = ggmlTypeByName(type)!;
+  return (shape.reduce((p, d) => p * d, 1) / t.blockElements) * t.blockBytes;
+}
+
+/** The header (padded to the alignment) of a GGUF file whose tensors take `sizes` bytes each. */
+function encodeHeader(spec: GgufSpec, sizes: readonly number[]): Buffer {
   const alignment = spec.alignment ?? 32;
   const metadata = [...(spec.metadata ?? [])];
   if (alignment !== 32) metadata.push(['general.alignment', { t: 'u32', v: alignment }]);
-  const payloads = spec.tensors.map((t) => t.bytes ?? encodeTensor(t.type, t.data ?? []));
   const w = new ByteWriter();
   w.push(Buffer.from('GGUF', 'latin1'));
   w.u32(spec.version ?? 3);
@@ -154,18 +232,40 @@ export function encodeGguf(spec: GgufSpec): Buffer {
     for (const d of [...t.shape].reverse()) w.u64(BigInt(d));
     w.u32(t.typeId ?? ggmlTypeByName(t.type)!.id);
     w.u64(t.offset ?? BigInt(offset));
-    offset += Math.ceil(payloads[i]!.length / alignment) * alignment;
+    offset += Math.ceil(sizes[i]! / alignment) * alignment;
   });
   const header = w.concat();
-  const dataStart = Math.ceil(header.length / alignment) * alignment;
-  const out = Buffer.alloc(dataStart + offset);
-  header.copy(out, 0);
-  let at = dataStart;
-  for (const p of payloads) {
-    out.set(p, at);
-    at += Math.ceil(p.length / alignment) * alignment;
+  return Buffer.concat([header, Buffer.alloc(Math.ceil(header.length / alignment) * alignment - header.length)]);
+}
+
+/** A GGUF file's bytes. */
+export function encodeGguf(spec: GgufSpec): Buffer {
+  const alignment = spec.alignment ?? 32;
+  const payloads = spec.tensors.map((t) => t.bytes ?? encodeTensor(t.type, t.data ?? []));
+  const parts: Buffer[] = [encodeHeader(spec, payloads.map((p) => p.length))];
+  for (const p of payloads) parts.push(Buffer.from(p), Buffer.alloc(Math.ceil(p.length / alignment) * alignment - p.length));
+  return Buffer.concat(parts);
+}
+
+/**
+ * Write a GGUF file tensor by tensor, each one's bytes made by `produce` only when written (for
+ * models too large to hold): memory is one tensor's.
+ */
+export function writeGgufStreaming(file: string, spec: GgufSpec, produce: (tensor: GgufTensorSpec, index: number) => Uint8Array): void {
+  const alignment = spec.alignment ?? 32;
+  const sizes = spec.tensors.map((t) => storedBytes(t.type, t.shape));
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, encodeHeader(spec, sizes));
+    spec.tensors.forEach((t, i) => {
+      const bytes = produce(t, i);
+      if (bytes.length !== sizes[i]) throw new Error(`${t.name}: ${bytes.length} bytes for [${t.shape}] of ${t.type}`);
+      fs.writeSync(fd, bytes);
+      fs.writeSync(fd, Buffer.alloc(Math.ceil(bytes.length / alignment) * alignment - bytes.length));
+    });
+  } finally {
+    fs.closeSync(fd);
   }
-  return out;
 }
 
 export function writeGguf(file: string, spec: GgufSpec): void {
@@ -187,6 +287,9 @@ export function permuteQkRows(data: Float32Array, rows: number, cols: number, he
   return out;
 }
 
+/** `general.file_type` of the files written here (llama.h LLAMA_FTYPE_*). */
+const FILE_TYPE_IDS: Readonly<Record<string, number>> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, Q4_K_M: 15, Q6_K: 18 };
+
 const GGUF_NAMES: ReadonlyArray<readonly [hf: string, gguf: string]> = [
   ['self_attn.q_proj.weight', 'attn_q.weight'], ['self_attn.k_proj.weight', 'attn_k.weight'],
   ['self_attn.v_proj.weight', 'attn_v.weight'], ['self_attn.o_proj.weight', 'attn_output.weight'],
@@ -207,10 +310,13 @@ export function ggufName(hf: string): string {
 }
 
 /**
- * A synthetic Llama as llama.cpp's converter writes it: 2-D weights as `type`, norms F32, q/k rows
- * permuted unless `arch` is not Llama-style (e.g. "qwen2"), `llama.*`-style metadata, a tokenizer.
+ * A synthetic Llama as llama.cpp's converter writes it: 2-D weights as `type` (or the type a
+ * function gives each GGUF name, for mixes such as Q4_K_M), norms F32, q/k rows permuted unless
+ * `arch` is not Llama-style (e.g. "qwen2"), `llama.*`-style metadata, a tokenizer.
  */
-export function writeLlamaGguf(file: string, config: LlamaConfig, state: LlamaState, type: string, arch = 'llama', version = 3): void {
+export function writeLlamaGguf(file: string, config: LlamaConfig, state: LlamaState, type: string | ((name: string) => string), arch = 'llama', version = 3): void {
+  const typeOf = typeof type === 'string' ? () => type : type;
+  const fileType = typeof type === 'string' ? type : 'Q4_K_M';
   const permuted = arch === 'llama';
   const tensors: GgufTensorSpec[] = [...state.keys()].sort().map((name) => {
     const t = state.get(name)!;
@@ -219,7 +325,7 @@ export function writeLlamaGguf(file: string, config: LlamaConfig, state: LlamaSt
       const heads = name.includes('q_proj') ? config.heads : config.kvHeads;
       data = permuteQkRows(data, t.shape[0]!, t.shape[1]!, heads);
     }
-    return { name: ggufName(name), type: t.shape.length === 1 ? 'F32' : type, shape: t.shape, data };
+    return { name: ggufName(name), type: t.shape.length === 1 ? 'F32' : typeOf(ggufName(name)), shape: t.shape, data };
   });
   const u32 = (v: number): GgufMeta => ({ t: 'u32', v });
   writeGguf(file, {
@@ -233,7 +339,7 @@ export function writeLlamaGguf(file: string, config: LlamaConfig, state: LlamaSt
       [`${arch}.attention.head_count`, u32(config.heads)],
       [`${arch}.attention.head_count_kv`, u32(config.kvHeads)],
       [`${arch}.attention.layer_norm_rms_epsilon`, { t: 'f32', v: 1e-5 }],
-      ['general.file_type', u32(type === 'Q8_0' ? 7 : type === 'Q4_0' ? 2 : type === 'F16' ? 1 : 0)],
+      ['general.file_type', u32(FILE_TYPE_IDS[fileType] ?? 0)],
       ['tokenizer.ggml.model', { t: 'str', v: 'llama' }],
       ['tokenizer.ggml.tokens', { t: 'arr', of: 'str', v: Array.from({ length: config.vocab }, (_, i) => `tok${i}`) }],
     ],
