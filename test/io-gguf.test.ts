@@ -358,3 +358,13 @@ test('the test writer: Q4_K and Q6_K within their grids, the streaming writer by
   writeGgufStreaming(streamed, spec, (t) => encodeTensor(t.type, t.data!));
   assert.deepEqual(fs.readFileSync(streamed), encodeGguf(spec));
 });
+
+test('a metadata string longer than the header buffer (2 MiB) is read whole', () => {
+  const file = fresh();
+  const long = 'x'.repeat(2 * 1024 * 1024 + 3);
+  writeGguf(file, { metadata: [['a.long', { t: 'str', v: long }], ['a.after', { t: 'u32', v: 7 }]], tensors: [{ name: 'w', type: 'F32', shape: [4], data: [1, 2, 3, 4] }] });
+  const header = readGgufHeader(file);
+  assert.equal(header.metadata.get('a.long'), long);
+  assert.equal(header.metadata.get('a.after'), 7);
+  assert.equal(header.tensors[0]!.name, 'w');
+});

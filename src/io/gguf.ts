@@ -92,9 +92,18 @@ class HeaderCursor {
   string(what: string): string {
     const n = this.count(`${what} length`, 1);
     if (n > MAX_STRING_BYTES) throw new BadInputError(`bad GGUF header: ${what} length ${n} exceeds ${MAX_STRING_BYTES} bytes`, { file: this.file });
-    const at = this.need(n, what);
+    let bytes: Uint8Array;
+    if (n <= this.buffer.length) {
+      const at = this.need(n, what);
+      bytes = this.buffer.subarray(at, at + n);
+    } else {
+      // Longer than the header buffer (count() checked it fits the file): read it on its own.
+      bytes = Buffer.allocUnsafe(n);
+      readFully(this.fd, bytes, n, this.position, this.file);
+      this.position += n;
+    }
     try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(this.buffer.subarray(at, at + n));
+      return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {
       throw new BadInputError(`bad GGUF header: ${what} is not valid UTF-8`, { file: this.file });
     }
