@@ -203,6 +203,21 @@ describe('hostile GGUF files: one BadInputError each', () => {
     ['duplicate tensor', { tensors: [{ name: 'w', type: 'F32', shape: [8], data: gaussian(8, 1) }, { name: 'w', type: 'F32', shape: [8], data: gaussian(8, 1) }] }, /tensor appears twice/],
     ['alignment not a power of two', { alignment: 48, tensors: [{ name: 'w', type: 'F32', shape: [8], data: gaussian(8, 1) }] }, /general\.alignment 48 is not a power of two/],
   ];
+  test('a metadata array too long to hold (5 Mi one-byte entries)', () => {
+    const head = Buffer.alloc(24 + 8 + 7 + 4 + 4 + 8);
+    head.write('GGUF', 0, 'latin1');
+    head.writeUInt32LE(3, 4);
+    head.writeBigUInt64LE(0n, 8);
+    head.writeBigUInt64LE(1n, 16);
+    head.writeBigUInt64LE(7n, 24);
+    head.write('a.bytes', 32, 'latin1');
+    head.writeUInt32LE(9, 39);
+    head.writeUInt32LE(0, 43);
+    head.writeBigUInt64LE(5n << 20n, 47);
+    const target = fresh();
+    fs.writeFileSync(target, Buffer.concat([head, Buffer.alloc(5 << 20)]));
+    assertBad(() => openTensorSource(target), /metadata a\.bytes has 5242880 elements, more than the 4194304 read/);
+  });
   for (const [name, spec, pattern] of specs) {
     test(name, () => {
       const target = fresh();

@@ -40,6 +40,12 @@ const MAGIC = 0x46554747; // "GGUF" read little-endian
 const DEFAULT_ALIGNMENT = 32;
 /** One key or string value above this is refused (a tokenizer's longest token is far shorter). */
 const MAX_STRING_BYTES = 16 * 1024 * 1024;
+/**
+ * Elements of one metadata array held in memory at most (tokenizer vocabularies and merges run to
+ * a few hundred thousand): a file of many small entries would otherwise cost far more memory than
+ * its size.
+ */
+const MAX_ARRAY_ELEMENTS = 1 << 22;
 /** Tensor rank GGML supports. */
 const MAX_DIMS = 4;
 const HEADER_BUFFER_BYTES = 1024 * 1024;
@@ -129,6 +135,7 @@ class HeaderCursor {
         if (elementType >= VALUE_TYPES.length) throw new BadInputError(`bad GGUF header: ${what} has unknown element type ${elementType}`, { file: this.file });
         if (elementType === 9) throw new BadInputError(`bad GGUF header: ${what} is an array of arrays`, { file: this.file });
         const n = this.count(`${what} element count`, VALUE_TYPES[elementType]![1]);
+        if (n > MAX_ARRAY_ELEMENTS) throw new BadInputError(`bad GGUF header: ${what} has ${n} elements, more than the ${MAX_ARRAY_ELEMENTS} read`, { file: this.file });
         const values: GgufValue[] = new Array(n);
         for (let i = 0; i < n; i++) values[i] = this.value(elementType, what);
         return values;
