@@ -41,9 +41,9 @@ const DEFAULT_ALIGNMENT = 32;
 /** One key or string value above this is refused (a tokenizer's longest token is far shorter). */
 const MAX_STRING_BYTES = 16 * 1024 * 1024;
 /**
- * Elements of one metadata array held in memory at most (tokenizer vocabularies and merges run to
- * a few hundred thousand): a file of many small entries would otherwise cost far more memory than
- * its size.
+ * Elements of one metadata array, and tensors, held in memory at most (tokenizer vocabularies and
+ * merges run to a few hundred thousand, tensors to tens of thousands): a file of many small
+ * entries would otherwise cost far more memory than its size.
  */
 const MAX_ARRAY_ELEMENTS = 1 << 22;
 /** Tensor rank GGML supports. */
@@ -170,6 +170,7 @@ export function readGgufHeader(file: string, fd?: number): GgufHeader {
     }
     // Smallest tensor info: name length, rank, one dim, type, offset; smallest key-value: key length, type, one byte.
     const tensorCount = cursor.count('tensor count', 8 + 4 + 8 + 4 + 8);
+    if (tensorCount > MAX_ARRAY_ELEMENTS) throw new BadInputError(`bad GGUF header: ${tensorCount} tensors, more than the ${MAX_ARRAY_ELEMENTS} read`, { file });
     const metadataCount = cursor.count('metadata count', 8 + 4 + 1);
     const metadata = new Map<string, GgufValue>();
     for (let i = 0; i < metadataCount; i++) {
