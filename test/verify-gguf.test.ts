@@ -59,6 +59,20 @@ describe('verify through GGUF quantization (synthetic)', () => {
     });
   }
 
+  test('on a residual sample (as wide models are read): the Q8_0 LoRA child and the Q8_0 copy', () => {
+    const child = path.join(root, 'lora.Q8_0.sampled.gguf'), copy = path.join(root, 'copy.Q8_0.sampled.gguf');
+    writeLlamaGguf(child, config, lora.state, 'Q8_0');
+    writeLlamaGguf(copy, config, base, 'Q8_0');
+    const derived = timedVerify('lora Q8_0 sampled', baseDir, child, { residualSampleWidth: 32 });
+    assert.equal(derived.layers[0]!.residualSample, 32);
+    assert.equal(derived.relation, 'derived', derived.reason);
+    assert.equal(derived.lora?.rank, 4, describeModules(derived));
+    assert.deepEqual(derived.lora?.targets, ['q_proj', 'v_proj']);
+    const same = timedVerify('copy Q8_0 sampled', baseDir, copy, { residualSampleWidth: 32 });
+    assert.equal(same.lora, null, describeModules(same));
+    assert.match(same.reason, /a quantized copy \(Q8_0\)/);
+  });
+
   test('a quantized BASE against a safetensors CANDIDATE', () => {
     const file = path.join(root, 'base.Q8_0.gguf');
     writeLlamaGguf(file, config, base, 'Q8_0');
