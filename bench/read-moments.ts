@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
 import { float32ToBf16Bits } from '../src/io/dtypes.js';
-import { openTensorSource } from '../src/io/source.js';
+import { openSafetensorsSource } from '../src/io/source.js';
 import { encodeHeader, writeSafetensorsStreaming, type TensorSpec } from '../src/io/writer.js';
 import { scanMoments } from '../src/stats/scan-model.js';
 
@@ -161,7 +161,7 @@ interface PhaseResult {
 /** Plain read: every tensor's bytes through the same bounded buffer, no decode. */
 function plainRead(dir: string): PhaseResult {
   const started = performance.now();
-  const source = openTensorSource(dir);
+  const source = openSafetensorsSource(dir);
   try {
     let touched = 0;
     for (const name of source.tensors.keys()) {

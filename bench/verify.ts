@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Table from 'cli-table3';
 import { SourceRoleReader } from '../src/arch/reader.js';
-import { openTensorSource } from '../src/io/source.js';
+import { openSafetensorsSource } from '../src/io/source.js';
 import { encodeValues, writeSafetensorsStreaming, type TensorSpec } from '../src/io/writer.js';
 import { Rng } from '../src/linalg/rng.js';
 import { verifyModels } from '../src/verify/verify.js';
@@ -132,7 +132,7 @@ function plainRead(dir: string): ReadPhase {
   let bytes = 0;
   let touched = 0;
   for (const side of ['base', 'candidate']) {
-    const source = openTensorSource(path.join(dir, side));
+    const source = openSafetensorsSource(path.join(dir, side));
     try {
       for (const name of source.tensors.keys()) {
         for (const chunk of source.rawChunks(name)) touched += chunk.bytes[0]!;

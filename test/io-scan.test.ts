@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadInputError } from '../src/io/errors.js';
-import { openTensorSource } from '../src/io/source.js';
+import { openSafetensorsSource } from '../src/io/source.js';
 import { planScanUnits, scanMoments } from '../src/stats/scan-model.js';
 import type { Moments } from '../src/stats/moments.js';
 import { writeModelFolder, type FixtureTensor } from './helpers/safetensors-writer.js';
@@ -76,7 +76,7 @@ const UNIT_BYTES = 512 * 1024;
 const floatNames = Object.keys(tensors).filter((n) => n !== 'position_ids');
 
 test('scan units cover every float tensor exactly once, in order', () => {
-  const source = openTensorSource(modelDir);
+  const source = openSafetensorsSource(modelDir);
   try {
     const units = planScanUnits(source.tensors.values(), undefined, UNIT_BYTES);
     assert.deepEqual([...new Set(units.map((u) => u.tensor))].sort(), [...floatNames].sort());
@@ -94,7 +94,7 @@ test('scan units cover every float tensor exactly once, in order', () => {
 });
 
 test('scanMoments equals a two-pass float64 computation to 1e-12, per tensor and overall', async () => {
-  const source = openTensorSource(modelDir);
+  const source = openSafetensorsSource(modelDir);
   const all: number[] = [];
   const expected = new Map<string, Moments>();
   try {
@@ -117,7 +117,7 @@ test('scanMoments equals a two-pass float64 computation to 1e-12, per tensor and
 });
 
 function openBytes(name: string): number {
-  const source = openTensorSource(modelDir);
+  const source = openSafetensorsSource(modelDir);
   try {
     return source.tensors.get(name)!.byteLength;
   } finally {

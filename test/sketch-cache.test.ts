@@ -131,7 +131,7 @@ test('sketch cache: an in-place edit the content fingerprint cannot see (same si
   const target = [...source.tensors.values()].find((t) => /layers\.[1-4]\.self_attn\.q_proj/.test(t.name)
     && sampled.every(([s, e]) => t.start + t.byteLength <= s! || t.start >= e!))!;
   assert.ok(target, 'a q_proj outside the sampled blocks');
-  const bytes = fs.readFileSync(path.join(folders.get('b')!, 'model.safetensors')).subarray(donor.info(target.name).start).subarray(0, target.byteLength);
+  const bytes = fs.readFileSync(path.join(folders.get('b')!, 'model.safetensors')).subarray(donor.tensors.get(target.name)!.start).subarray(0, target.byteLength);
   const fd = fs.openSync(weights, 'r+');
   fs.writeSync(fd, bytes, 0, bytes.length, target.start);
   fs.closeSync(fd);

@@ -298,8 +298,8 @@ const CONVERGED = 1e-5;
  */
 function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, spectrum: Spectrum, k: number): void {
   const values = (m: NoisyMatrix): Matrix => ({ rows: m.rows, cols: m.cols, data: m.values });
-  const rows = gauge.rows ? new ScaleFit(values(x), values(y), 'rows', spectrum.c, spectrum.v, k) : null;
-  const cols = gauge.cols ? new ScaleFit(values(x), values(y), 'cols', spectrum.r, spectrum.u, k) : null;
+  const rows = gauge.rows ? new ScaleFit(values(x), values(y), y.variance, 'rows', spectrum.c, spectrum.v, k) : null;
+  const cols = gauge.cols ? new ScaleFit(values(x), values(y), y.variance, 'cols', spectrum.r, spectrum.u, k) : null;
   const alternations = rows && cols ? ALTERNATIONS : 1;
   const before = new Float64Array(a.length + b.length);
   for (let it = 0; it < alternations; it++) {
@@ -320,7 +320,10 @@ function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Arr
  * units (the other side's entries divided by `unit`), both with the trial subspace projected out
  * (P = I - W W^T, W the first k singular vectors on the other side):
  *   s_t = <P y_t, P x_t> / |P y_t|^2 = (<y_t, x_t> - <W^T y_t, W^T x_t>) / (|y_t|^2 - |W^T y_t|^2),
- * with y_t already carrying the other side's current scales. The projections W^T x_t (fixed) and
+ * with y_t already carrying the other side's current scales. |P y_t|^2 counts the candidate's
+ * rounding noise besides its signal; its expected energy (the variances, weighted as y_t) is taken
+ * out, or a coarse grid (4-bit) would shrink every fitted scale toward zero by the noise's share
+ * (regression dilution) and read as a norm loss. The projections W^T x_t (fixed) and
  * W^T y_t (per fit) are thin products of the lines with weighted copies of W, and the inner
  * products one pass over both matrices; a column fit transposes the matrices once (the product
  * kernel reads lines as rows), not once a fit: at most one m x n array beside the inputs, as when
@@ -335,7 +338,10 @@ class ScaleFit {
   /** The candidate's lines as rows (its transpose when fitting columns), made once for every fit. */
   private readonly candidateLines: Matrix | null;
 
-  constructor(private readonly x: Matrix, private readonly y: Matrix, private readonly side: 'rows' | 'cols', unit: Float64Array, vectors: Matrix, k: number) {
+  constructor(
+    private readonly x: Matrix, private readonly y: Matrix, private readonly yVariance: Float32Array,
+    private readonly side: 'rows' | 'cols', unit: Float64Array, vectors: Matrix, k: number,
+  ) {
     const other = vectors.rows;
     const basis = new Float64Array(other * k);
     for (let e = 0; e < other; e++) for (let q = 0; q < k; q++) basis[e * k + q] = vectors.data[e * vectors.cols + q]!;
@@ -355,6 +361,25 @@ class ScaleFit {
     const weighted = new Float64Array(k * other);
     for (let e = 0; e < other; e++) for (let q = 0; q < k; q++) weighted[q * other + e] = this.basis.data[e * k + q]! * weight[e]!;
     return matmulTransB(lines, { rows: k, cols: other, data: weighted });
+  }
+
+  /** Expected rounding energy of each candidate line as the fit weighs it: sum over e of (weight_e)^2 var(line, e). */
+  private noiseEnergy(weight: Float64Array, lines: number): Float64Array {
+    const noise = new Float64Array(lines);
+    const { rows: m, cols: n } = this.y, variance = this.yVariance;
+    const w2 = Float64Array.from(weight, (w) => w * w);
+    for (let i = 0; i < m; i++) {
+      const row = i * n;
+      if (this.side === 'rows') {
+        let sum = 0;
+        for (let j = 0; j < n; j++) sum += w2[j]! * variance[row + j]!;
+        noise[i] = sum;
+      } else {
+        const wi = w2[i]!;
+        for (let j = 0; j < n; j++) noise[j]! += wi * variance[row + j]!;
+      }
+    }
+    return noise;
   }
 
   /** Writes the scale of every line into `out`, given the other side's scales. */
@@ -404,6 +429,7 @@ class ScaleFit {
         }
       }
     }
+    const noise = this.noiseEnergy(weight, lines);
     const k = this.basis.cols;
     const inside = this.candidateLines ? this.project(this.candidateLines, weight).data : null;
     const baseInside = this.baseInside?.data;
@@ -416,6 +442,8 @@ class ScaleFit {
           den -= w * w;
         }
       }
+      // Noise that is most of a line's energy leaves no signal to fit: then it is not taken out.
+      if (den - noise[t]! > 0.5 * den) den -= noise[t]!;
       out[t] = den > square[t]! * 1e-12 ? num / den : 1;
     }
   }

@@ -1,5 +1,5 @@
 import type { Weight } from '../arch/types.js';
-import { isFloatDType, roundToDtypeInto, widenWithVariance, type FloatDType } from '../io/dtypes.js';
+import { firstNonFinite, isFloatDType, roundToDtypeInto, widenWithVariance, type FloatDType } from '../io/dtypes.js';
 import { BadInputError } from '../io/errors.js';
 
 /**
@@ -52,7 +52,12 @@ export function noisyFromWeight(w: Weight, roundTo: FloatDType | null = null, ar
   const variance = arrays.float32(n);
   const grid = roundTo ?? (isFloatDType(w.dtype) ? w.dtype : null);
   const rounding = roundTo === 'BF16' || roundTo === 'F16' ? roundTo : null;
-  if (!rounding) {
+  if (w.variance && !rounding) {
+    // Block-quantized storage: the reader gave each element's variance on its block's grid.
+    values.set(w.data);
+    variance.set(w.variance);
+    requireFinite(firstNonFinite(w.data, n), 0, w.data, w, null);
+  } else if (!rounding) {
     requireFinite(widenWithVariance(w.data, values, variance, 0, grid), 0, w.data, w, null);
   } else {
     const scratch = new Float32Array(Math.min(n, ROUNDING_BLOCK));

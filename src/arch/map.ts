@@ -1,7 +1,11 @@
 import { BadInputError } from '../io/errors.js';
+import { isQuantType } from '../io/gguf-quants.js';
 import { checkIndices } from '../io/source.js';
 import type { TensorInfo } from '../io/types.js';
+import { ggufConfig, unpermutedQkRows } from './gguf.js';
 import {
+  GGUF_PERMUTED_QK_ARCHITECTURES,
+  ggufNamingTable,
   NAMING_TABLES,
   llamaLikeFamily,
   splitLayerName,
@@ -64,12 +68,15 @@ export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array
   if (into && into.length !== rows * cols) throw new RangeError(`${ref.tensor}: ${rows}x${cols} role read into ${into.length} values`);
   // Every element is written below, so a reused buffer needs no clearing.
   const data = into ?? new Float32Array(rows * cols);
+  const variance = quantizedVariance(source, info, ref, rows * cols);
   if (!ref.transposed) {
     let offset = 0;
     for (const [start, end] of roleRanges(ref, storedRows)) {
       checkRange(ref, start, end, storedRows);
-      source.readRowsInto(ref.tensor, start, end, data.subarray(offset, offset + (end - start) * cols));
-      offset += (end - start) * cols;
+      const at = offset, to = offset + (end - start) * cols;
+      if (variance) source.readRowsWithVarianceInto!(ref.tensor, start, end, data.subarray(at, to), variance.subarray(at, to));
+      else source.readRowsInto(ref.tensor, start, end, data.subarray(at, to));
+      offset = to;
     }
   } else {
     // Logical row j is stored column j: walk stored rows (= logical columns) in blocks.
@@ -88,7 +95,17 @@ export function readRole(source: TensorSource, ref: RoleRef, into?: Float32Array
       }
     }
   }
-  return { rows, cols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file };
+  return { rows, cols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file, ...(variance ? { variance } : {}) };
+}
+
+/**
+ * A role's rounding variances, for block-quantized storage read from a source that gives them
+ * (null otherwise: float storage's noise floor is its dtype's grid). A transposed role is never
+ * quantized (GGUF stores every weight (out, in)).
+ */
+function quantizedVariance(source: TensorSource, info: TensorInfo, ref: RoleRef, length: number): Float32Array | null {
+  return isQuantType(info.dtype) && !ref.transposed && source.readRowsWithVarianceInto && source.readSelectionWithVarianceInto
+    ? new Float32Array(length) : null;
 }
 
 /**
@@ -120,8 +137,10 @@ export function readRolePart(source: TensorSource, ref: RoleRef, part: WeightPar
   // Logical rows of a fused tensor's slices are stored rows of its ranges.
   const whole = ranges.length === 1 && ranges[0]![0] === 0 && ranges[0]![1] === rows;
   const storedRows = whole ? part.rows : storedRowsOf(ranges, part.rows ?? Int32Array.from({ length: rows }, (_, i) => i));
-  source.readSelectionInto(ref.tensor, storedRows, part.cols, data);
-  return { rows: keptRows, cols: keptCols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file };
+  const variance = quantizedVariance(source, info, ref, data.length);
+  if (variance) source.readSelectionWithVarianceInto!(ref.tensor, storedRows, part.cols, data, variance);
+  else source.readSelectionInto(ref.tensor, storedRows, part.cols, data);
+  return { rows: keptRows, cols: keptCols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file, ...(variance ? { variance } : {}) };
 }
 
 /** The stored row of each logical row, for a role made of the row ranges of a tensor. */
@@ -132,10 +151,15 @@ function storedRowsOf(ranges: ReadonlyArray<readonly [number, number]>, logical:
     starts.push(total);
     total += end - start;
   }
+  // Binary search: a role made of one-row ranges (GGUF q/k) has as many ranges as rows.
   return Int32Array.from(logical, (l) => {
-    let r = ranges.length - 1;
-    while (starts[r]! > l) r--;
-    return ranges[r]![0] + (l - starts[r]!);
+    let lo = 0, hi = ranges.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= l) lo = mid;
+      else hi = mid - 1;
+    }
+    return ranges[lo]![0] + (l - starts[lo]!);
   });
 }
 
@@ -201,9 +225,9 @@ interface TableMatch {
 }
 
 /** The naming table and layer stack matching most tensors (ties: earlier table, first stack). */
-function bestMatch(names: readonly string[]): TableMatch | null {
+function bestMatch(names: readonly string[], tables: readonly NamingTable[] = NAMING_TABLES): TableMatch | null {
   let best: TableMatch | null = null;
-  for (const table of NAMING_TABLES) {
+  for (const table of tables) {
     const byPrefix = new Map<string, LayerTensor[]>();
     for (const name of names) {
       const split = splitLayerName(name);
@@ -242,10 +266,13 @@ function findGlobal(names: readonly string[], suffix: string, stackParent: strin
 /** Map tensor names to canonical roles and dims; checks config.json against the shapes. */
 export function mapModel(source: TensorSource): ModelMap {
   const names = [...source.tensors.keys()];
-  const config = configSection(source.config);
+  // A GGUF model's metadata stands in for config.json, and its architecture picks the names table.
+  const gguf = source.ggufMetadata ?? null;
+  const rawConfig = gguf ? ggufConfig(gguf, source.path) : source.config;
+  const config = configSection(rawConfig);
   const modelType = configString(config, 'model_type');
-  const architecture = configString(source.config, 'architectures') ?? modelType;
-  const match = bestMatch(names);
+  const architecture = configString(rawConfig, 'architectures') ?? modelType;
+  const match = gguf ? bestMatch(names, [ggufNamingTable(modelType)]) : bestMatch(names);
   if (!match) return genericMap(source, config, architecture, modelType);
 
   const { table, prefix } = match;
@@ -271,6 +298,7 @@ export function mapModel(source: TensorSource): ModelMap {
     if (t.pattern.fused) Object.assign(layer, splitFused(source, t, t.pattern.fused, dims));
     else layer[t.pattern.role!] = { tensor: t.name, ...(t.pattern.transposed ? { transposed: true } : {}) };
   }
+  if (gguf && modelType !== null && GGUF_PERMUTED_QK_ARCHITECTURES.has(modelType)) unpermuteQk(source, layers, dims);
 
   const tieFlag = config?.['tie_word_embeddings'];
   let tiedEmbeddings = false;
@@ -290,6 +318,18 @@ export function mapModel(source: TensorSource): ModelMap {
   const unmapped = names.filter((n) => !used.has(n) && source.tensors.get(n)!.shape.length === 2).sort();
 
   return { family, dims, tiedEmbeddings, global, layers, unmapped, layerPrefix: prefix, architecture, modelType };
+}
+
+/** q and k of a GGUF Llama-style model read in the trained row order (see unpermutedQkRows). */
+function unpermuteQk(source: TensorSource, layers: MutableLayer[], dims: ModelDims): void {
+  for (const layer of layers) {
+    for (const [role, heads] of [['q', dims.heads], ['k', dims.kvHeads]] as const) {
+      const ref = layer[role];
+      if (!ref || ref.rows || ref.rowRanges || ref.transposed) continue;
+      if (heads === null) throw new BadInputError(`undoing llama.cpp's q/k row order needs the head counts (attention.head_count metadata)`, { tensor: ref.tensor });
+      layer[role] = { tensor: ref.tensor, rowRanges: unpermutedQkRows(storedShape(tensorInfo(source, ref.tensor))[0], heads, ref.tensor) };
+    }
+  }
 }
 
 function genericMap(source: TensorSource, config: Config | null, architecture: string | null, modelType: string | null): ModelMap {

@@ -120,6 +120,38 @@ export const NAMING_TABLES: readonly NamingTable[] = [
   },
 ];
 
+/**
+ * llama.cpp's names in GGUF files (`blk.N.` layers, llama-arch.cpp). Not among NAMING_TABLES: a
+ * GGUF model is mapped with the table of its `general.architecture` (ggufNamingTable), since the
+ * same `ffn_up` is a plain up projection in Llama and the fused gate + up of Phi-3.
+ */
+const GGUF_LAYER: Record<string, LayerPattern> = {
+  'attn_q.weight': { role: 'q' },
+  'attn_k.weight': { role: 'k' },
+  'attn_v.weight': { role: 'v' },
+  'attn_qkv.weight': { fused: 'qkv' },
+  'attn_output.weight': { role: 'o' },
+  'ffn_gate.weight': { role: 'gate' },
+  'ffn_up.weight': { role: 'up' },
+  'ffn_down.weight': { role: 'down' },
+  'attn_norm.weight': { role: 'input_norm' },
+  'ffn_norm.weight': { role: 'post_norm' },
+};
+
+const GGUF_GLOBAL = { embed: 'token_embd.weight', lm_head: 'output.weight', final_norm: 'output_norm.weight' } as const;
+
+/** The naming table of a GGUF model of llama.cpp architecture `arch`. */
+export function ggufNamingTable(arch: string | null): NamingTable {
+  if (arch === 'phi3') return { family: 'phi3', decoder: true, layer: { ...GGUF_LAYER, 'ffn_up.weight': { fused: 'gate_up' } }, global: GGUF_GLOBAL };
+  return { family: 'llama', decoder: true, layer: GGUF_LAYER, global: GGUF_GLOBAL };
+}
+
+/**
+ * llama.cpp architectures whose converter (convert_hf_to_gguf.py, LlamaModel and its kin) permutes
+ * the rows of q and k for its rotary layout; Qwen2, Phi-3, Gemma and the rest are stored as trained.
+ */
+export const GGUF_PERMUTED_QK_ARCHITECTURES: ReadonlySet<string> = new Set(['llama', 'mistral', 'granite', 'granitemoe', 'deci', 'llama4']);
+
 /** Llama-style names are shared by several families; config.json's model_type tells them apart. */
 export function llamaLikeFamily(modelType: string | null): Family {
   if (!modelType) return 'llama';
@@ -136,9 +168,9 @@ export interface LayerName {
   readonly suffix: string;
 }
 
-// The first `layers.N.` / `h.N.` / `layer.N.` / `blocks.N.` in the name; any prefix before it
+// The first `layers.N.` / `h.N.` / `layer.N.` / `blocks.N.` / `blk.N.` (GGUF) in the name; any prefix before it
 // (`base_model.model.`, `model.language_model.`, ...) is kept as the stack's prefix.
-const LAYER_NAME = /^((?:.*?\.)?(?:layers|layer|h|blocks))\.(\d+)\.(.+)$/;
+const LAYER_NAME = /^((?:.*?\.)?(?:layers|layer|h|blocks|blk))\.(\d+)\.(.+)$/;
 
 export function splitLayerName(name: string): LayerName | null {
   const m = LAYER_NAME.exec(name);

@@ -1,6 +1,7 @@
 import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';
+import { storageQuantization, type StorageQuantization } from './gguf.js';
 import { layerRoleRef, mapModel, readRole, readRolePart } from './map.js';
 import type { GlobalRole, LayerRole, ModelMap, RoleRef, Weight, WeightPart } from './types.js';
 import { BadInputError } from '../io/errors.js';
@@ -13,8 +14,10 @@ export interface RoleReader {
   readonly name: string;
   readonly path: string;
   readonly map: ModelMap;
-  /** Storage dtypes present (e.g. ["BF16"]). */
+  /** Storage dtypes present (e.g. ["BF16"]; GGUF: also quantized types such as "Q4_K"). */
   readonly dtypes: readonly string[];
+  /** A GGUF model's storage: file type and tensors per type (null or absent: safetensors). */
+  readonly quantization?: StorageQuantization | null;
   readonly parameters: number;
   /**
    * `into`, when given, is a buffer of the role's size (`map` shape) that may be decoded into
@@ -44,8 +47,10 @@ export interface RoleReader {
 /** A RoleReader over a safetensors model; every weight read is checked for NaN/Inf. */
 export class SourceRoleReader implements RoleReader {
   readonly map: ModelMap;
+  readonly quantization: StorageQuantization | null;
   constructor(readonly source: TensorSource) {
     this.map = mapModel(source);
+    this.quantization = storageQuantization(source);
   }
   static open(path: string): SourceRoleReader {
     return new SourceRoleReader(openTensorSource(path));

@@ -86,6 +86,11 @@ export interface Weight {
   readonly dtype: string;
   readonly tensor: string;
   readonly file: string;
+  /**
+   * Block-quantized storage only: each element's rounding variance on its block's grid (step^2 /
+   * 12), the noise floor the analyses whiten with; float storage's comes from `dtype`'s grid.
+   */
+  readonly variance?: Float32Array;
 }
 
 export type { TensorSource };

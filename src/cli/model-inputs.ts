@@ -206,14 +206,18 @@ function countOnce(opened: readonly Opened[]): Array<{ kept: Opened; copies: rea
   return [...byContent.values()].map((copies) => ({ kept: [...copies].sort(byPath)[0]!, copies }));
 }
 
-/** Folder base names; names given twice get their parent folder as well ("a/p0", "b/p0"). */
+/**
+ * Folder base names (a GGUF file's name without `.gguf`); names given twice get their parent
+ * folder as well ("a/p0", "b/p0").
+ */
 export function modelNames(paths: readonly string[]): string[] {
   const resolved = paths.map((p) => path.resolve(p));
-  const base = resolved.map((p) => path.basename(p));
+  const baseName = (p: string) => path.basename(p).replace(/\.gguf$/i, '');
+  const base = resolved.map(baseName);
   return resolved.map((p, i) => {
     if (base.filter((b) => b === base[i]).length === 1) return base[i]!;
     const long = `${path.basename(path.dirname(p))}/${base[i]}`;
-    return resolved.filter((q) => `${path.basename(path.dirname(q))}/${path.basename(q)}` === long).length === 1 ? long : p;
+    return resolved.filter((q) => `${path.basename(path.dirname(q))}/${baseName(q)}` === long).length === 1 ? long : p;
   });
 }
 

@@ -23,6 +23,13 @@ export function isFloatDType(dtype: string): dtype is FloatDType {
   return FLOAT_DTYPES.has(dtype);
 }
 
+const INTEGER_DTYPES: ReadonlySet<string> = new Set<DType>(['I64', 'I32', 'I16', 'I8', 'U64', 'U32', 'U16', 'U8', 'BOOL']);
+
+/** Integer and boolean storage (token ids, masks): no NaN to look for. */
+export function isIntegerDType(dtype: string): boolean {
+  return INTEGER_DTYPES.has(dtype);
+}
+
 /** Bytes per element; BadInputError "unsupported dtype X" for anything unknown. */
 export function dtypeBytes(dtype: string, where: { file?: string; tensor?: string } = {}): number {
   if (!isDType(dtype)) throw new BadInputError(`unsupported dtype ${String(dtype)}`, where);

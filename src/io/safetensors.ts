@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { BadInputError } from './errors.js';
 import { DTYPE_BYTES, isDType } from './dtypes.js';
-import type { TensorInfo } from './types.js';
+import type { SafetensorsTensorInfo } from './types.js';
 
 /** Headers above this are refused before allocating (the Rust reference uses the same bound). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
@@ -19,7 +19,7 @@ export interface SafetensorsHeader {
   /** Absolute position of the payload (8 + header length). */
   readonly dataStart: number;
   /** Tensors in payload order. */
-  readonly tensors: readonly TensorInfo[];
+  readonly tensors: readonly SafetensorsTensorInfo[];
   readonly metadata: Readonly<Record<string, string>> | null;
 }
 
@@ -69,7 +69,7 @@ export function parseHeaderJson(file: string, fileSize: number, headerBytes: Uin
   if (repeated !== null) throw new BadInputError('malformed safetensors header: tensor name appears twice', { file, tensor: repeated });
 
   let metadata: Record<string, string> | null = null;
-  const entries: { info: TensorInfo; begin: number; end: number }[] = [];
+  const entries: { info: SafetensorsTensorInfo; begin: number; end: number }[] = [];
   for (const [name, entry] of Object.entries(parsed)) {
     if (name === '__metadata__') {
       metadata = parseMetadata(file, entry);

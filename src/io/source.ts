@@ -6,23 +6,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadInputError } from './errors.js';
-import { DTYPE_BYTES, decodeInto, gatherDecode, gathersFromBytes, isFloatDType } from './dtypes.js';
-import { openForReading, readFully, readRegularFile, readSafetensorsHeader } from './safetensors.js';
-import type { RowBlock, TensorInfo, TensorSource } from './types.js';
+import { DTYPE_BYTES, decodeInto, gatherDecode, gathersFromBytes, isIntegerDType } from './dtypes.js';
+import { readRegularFile, readSafetensorsHeader } from './safetensors.js';
+import { DEFAULT_BUFFER_BYTES, FileTensorSource, matrixShape, elementCount, type OpenOptions } from './file-source.js';
+import { GgufSource } from './gguf-source.js';
+import type { RowBlock, SafetensorsTensorInfo, TensorInfo, TensorSource } from './types.js';
 
-/**
- * The read buffer: small enough to stay in cache while its bytes are decoded or gathered (a
- * 16 MiB buffer took twice the CPU time for the same bytes: the copy out of the page cache and the
- * decode each went to memory), large enough that a read costs far more than its system call.
- */
-export const DEFAULT_BUFFER_BYTES = 1024 * 1024;
-
-export interface OpenOptions {
-  /** Size of the one reusable read buffer (default DEFAULT_BUFFER_BYTES, 1 MiB; rounded up to 8 bytes). */
-  readonly bufferBytes?: number;
-  /** Called after every read from disk with the bytes just read (e.g. to drive a progress display). */
-  readonly onBytes?: (byteCount: number) => void;
-}
+export { DEFAULT_BUFFER_BYTES, elementCount, matrixShape, type OpenOptions } from './file-source.js';
 
 /** A chunk of a tensor's stored bytes, holding whole elements; valid until the next chunk. */
 export interface RawChunk {
@@ -34,16 +24,33 @@ export interface RawChunk {
 }
 
 const PICKLE_PATTERN = /\.(bin|pt|pth|pkl|pickle|ckpt)$/i;
+const GGUF_PATTERN = /\.gguf$/i;
 
 /**
- * A file name that marks its folder as one model's (safetensors weights or shards, or pickle
- * weights, which opening refuses): such a folder is opened as a model, never searched for models.
+ * A file name that marks its folder as one model's (safetensors or GGUF weights or shards, or
+ * pickle weights, which opening refuses): such a folder is opened as a model, never searched for models.
  */
 export function isWeightsFileName(name: string): boolean {
-  return name.endsWith('.safetensors') || PICKLE_PATTERN.test(name);
+  return name.endsWith('.safetensors') || GGUF_PATTERN.test(name) || PICKLE_PATTERN.test(name);
 }
 
-export function openTensorSource(inputPath: string, options: OpenOptions = {}): SafetensorsSource {
+/** Open a model, adapter or weights file: a `.gguf` file (or any part of a split) as GGUF, the rest as safetensors. */
+export function openTensorSource(inputPath: string, options: OpenOptions = {}): TensorSource {
+  const resolved = path.resolve(inputPath);
+  if (GGUF_PATTERN.test(resolved) && isFile(resolved)) return new GgufSource(resolved, options);
+  return openSafetensorsSource(resolved, options);
+}
+
+function isFile(file: string): boolean {
+  try {
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Open safetensors weights only (a GGUF file is refused as not safetensors). */
+export function openSafetensorsSource(inputPath: string, options: OpenOptions = {}): SafetensorsSource {
   const resolved = path.resolve(inputPath);
   let stat: fs.Stats;
   try {
@@ -65,7 +72,7 @@ interface Layout {
 
 function resolveFile(file: string): Layout {
   if (PICKLE_PATTERN.test(file)) throw pickleError(file);
-  if (!file.endsWith('.safetensors')) throw new BadInputError('not a .safetensors file or a model folder', { file });
+  if (!file.endsWith('.safetensors')) throw new BadInputError('not a .safetensors file, .gguf file or model folder', { file });
   return { files: [file], config: null, index: null, indexFile: null };
 }
 
@@ -91,6 +98,10 @@ function resolveFolder(dir: string): Layout {
   const others = names.filter((n) => n.endsWith('.safetensors')).map((n) => path.join(dir, n));
   if (others.length > 0) {
     return { files: others, config: readJsonIfPresent(path.join(dir, 'config.json')), index: null, indexFile: null };
+  }
+  const gguf = names.filter((n) => GGUF_PATTERN.test(n));
+  if (gguf.length > 0) {
+    throw new BadInputError(`no safetensors weights in folder; it holds GGUF files: give one of them (${gguf.slice(0, 3).join(', ')}) as the model`, { file: dir });
   }
   const pickle = names.find((n) => PICKLE_PATTERN.test(n));
   if (pickle) throw pickleError(path.join(dir, pickle));
@@ -140,45 +151,20 @@ function readShardIndex(dir: string, indexFile: string): Map<string, string> {
   return index;
 }
 
-/** Rows x cols view of a tensor: shape[0] x product(rest); a scalar is 1 x 1. */
-export function matrixShape(info: TensorInfo): { rows: number; cols: number } {
-  if (info.shape.length === 0) return { rows: 1, cols: 1 };
-  const cols = info.shape.slice(1).reduce((p, d) => p * d, 1);
-  return { rows: info.shape[0]!, cols };
-}
-
-export function elementCount(info: TensorInfo): number {
-  return info.shape.reduce((p, d) => p * d, 1);
-}
-
-export class SafetensorsSource implements TensorSource {
-  readonly path: string;
-  readonly name: string;
-  readonly files: readonly string[];
+export class SafetensorsSource extends FileTensorSource<SafetensorsTensorInfo> {
   readonly config: Readonly<Record<string, unknown>> | null;
-  readonly tensors: ReadonlyMap<string, TensorInfo>;
-  readonly totalBytes: number;
-  private readBytes = 0;
-  private readonly fds = new Map<string, number>();
-  private readonly bufferBytes: number;
-  private buffer: Buffer | null = null;
-  private readonly onBytes: ((byteCount: number) => void) | undefined;
 
   constructor(resolvedPath: string, layout: Layout, bufferBytes: number, onBytes?: (byteCount: number) => void) {
-    this.onBytes = onBytes;
-    this.path = resolvedPath;
-    this.name = path.basename(resolvedPath);
-    this.files = layout.files;
+    super(resolvedPath, path.basename(resolvedPath), layout.files, bufferBytes, onBytes);
     this.config = layout.config;
-    this.bufferBytes = Math.max(8, Math.ceil(bufferBytes / 8) * 8);
-    const tensors = new Map<string, TensorInfo>();
+    const tensors = new Map<string, SafetensorsTensorInfo>();
     try {
-      const perFile = new Map<string, readonly TensorInfo[]>();
+      const perFile = new Map<string, readonly SafetensorsTensorInfo[]>();
       for (const file of layout.files) perFile.set(file, readSafetensorsHeader(file, this.fd(file)).tensors);
       if (layout.index) {
-        const held = new Map<string, Map<string, TensorInfo>>();
+        const held = new Map<string, Map<string, SafetensorsTensorInfo>>();
         for (const [file, list] of perFile) held.set(file, new Map(list.map((t) => [t.name, t])));
-        const listed: TensorInfo[] = [];
+        const listed: SafetensorsTensorInfo[] = [];
         for (const [tensor, shard] of layout.index) {
           const info = held.get(shard)!.get(tensor);
           if (!info) throw new BadInputError(`index lists this tensor in shard ${path.basename(shard)}, which does not hold it`, { file: shard, tensor });
@@ -210,69 +196,23 @@ export class SafetensorsSource implements TensorSource {
       this.close();
       throw err;
     }
-    this.tensors = tensors;
-    let total = 0;
-    for (const info of tensors.values()) total += info.byteLength;
-    this.totalBytes = total;
+    this.setTensors(tensors);
   }
 
-  get bytesRead(): number {
-    return this.readBytes;
+  protected storedRowBytes(info: SafetensorsTensorInfo): number {
+    return matrixShape(info).cols * DTYPE_BYTES[info.dtype];
   }
 
-  info(name: string): TensorInfo {
-    const info = this.tensors.get(name);
-    if (!info) throw new BadInputError('no such tensor', { file: this.path, tensor: name });
-    return info;
-  }
-
-  read(name: string): Float32Array {
-    const info = this.info(name);
-    const out = new Float32Array(elementCount(info));
-    this.readInto(name, 0, out);
-    return out;
-  }
-
-  readRows(name: string, rowStart: number, rowEnd: number): Float32Array {
-    const out = new Float32Array(Math.max(0, rowEnd - rowStart) * matrixShape(this.info(name)).cols);
-    this.readRowsInto(name, rowStart, rowEnd, out);
-    return out;
-  }
-
-  readRowsInto(name: string, rowStart: number, rowEnd: number, out: Float32Array): void {
-    const { rows, cols } = matrixShape(this.info(name));
-    if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && 0 <= rowStart && rowStart <= rowEnd && rowEnd <= rows)) {
-      throw new RangeError(`rows [${rowStart}, ${rowEnd}) outside 0..${rows} of ${name}`);
-    }
-    if (out.length !== (rowEnd - rowStart) * cols) throw new RangeError(`rows [${rowStart}, ${rowEnd}) of ${name} need ${(rowEnd - rowStart) * cols} values, not ${out.length}`);
-    this.readInto(name, rowStart * cols, out);
+  protected decodeElements(info: SafetensorsTensorInfo, elemStart: number, out: Float32Array): void {
+    this.readInto(info.name, elemStart, out);
   }
 
   readStoredRowsInto(name: string, rowStart: number, rowEnd: number, out: Uint8Array): void {
     const info = this.info(name);
-    const { rows, cols } = matrixShape(info);
-    const rowBytes = cols * DTYPE_BYTES[info.dtype];
-    if (!(Number.isInteger(rowStart) && Number.isInteger(rowEnd) && 0 <= rowStart && rowStart <= rowEnd && rowEnd <= rows)) {
-      throw new RangeError(`rows [${rowStart}, ${rowEnd}) outside 0..${rows} of ${name}`);
-    }
+    const rowBytes = this.storedRowBytes(info);
+    this.checkRows(info, rowStart, rowEnd, (rowEnd - rowStart) * matrixShape(info).cols);
     if (out.length !== (rowEnd - rowStart) * rowBytes) throw new RangeError(`rows [${rowStart}, ${rowEnd}) of ${name} take ${(rowEnd - rowStart) * rowBytes} bytes, not ${out.length}`);
-    readFully(this.fd(info.file), out, out.length, info.start + rowStart * rowBytes, info.file, name);
-    this.readBytes += out.length;
-    this.onBytes?.(out.length);
-  }
-
-  *rowBlocks(name: string, maxBytes = DEFAULT_BUFFER_BYTES): Iterable<RowBlock> {
-    const info = this.info(name);
-    const { rows, cols } = matrixShape(info);
-    const rowBytes = Math.max(1, cols * DTYPE_BYTES[info.dtype]);
-    const rowsPerBlock = Math.max(1, Math.floor(maxBytes / rowBytes));
-    const scratch = new Float32Array(Math.min(rows, rowsPerBlock) * cols);
-    for (let rowStart = 0; rowStart < rows; rowStart += rowsPerBlock) {
-      const rowEnd = Math.min(rows, rowStart + rowsPerBlock);
-      const data = rowEnd - rowStart === rowsPerBlock ? scratch : scratch.subarray(0, (rowEnd - rowStart) * cols);
-      this.readInto(name, rowStart * cols, data);
-      yield { rowStart, rowEnd, cols, data };
-    }
+    this.readStored(info, info.start + rowStart * rowBytes, out.length, out);
   }
 
   /** Decode out.length elements starting at flat element `elemStart` into `out`. */
@@ -293,17 +233,14 @@ export class SafetensorsSource implements TensorSource {
     const size = DTYPE_BYTES[info.dtype], rowBytes = shape.cols * size;
     const columns = cols ? Int32Array.from(cols) : null;
     const rowScratch = columns && !gathersFromBytes(info.dtype) ? new Float32Array(shape.cols) : null;
-    const fd = this.fd(info.file);
-    const buffer = this.buffer ??= Buffer.allocUnsafeSlow(this.bufferBytes);
+    const buffer = this.buffer();
     const perRead = Math.max(1, Math.floor(this.bufferBytes / Math.max(1, rowBytes)));
     // Runs of consecutive stored rows, read in ascending order a bounded buffer at a time.
     for (const run of rowRuns(rows, shape.rows)) {
       for (let done = 0; done < run.length; done += perRead) {
         const count = Math.min(perRead, run.length - done), first = run.start + done;
-        const bytes = count * rowBytes <= buffer.length ? buffer.subarray(0, count * rowBytes) : Buffer.allocUnsafeSlow(count * rowBytes);
-        readFully(fd, bytes, bytes.length, info.start + first * rowBytes, info.file, name);
-        this.readBytes += bytes.length;
-        this.onBytes?.(bytes.length);
+        const bytes = this.readStored(info, info.start + first * rowBytes, count * rowBytes,
+          count * rowBytes <= buffer.length ? buffer : Buffer.allocUnsafeSlow(count * rowBytes));
         const outRows = run.outRows.subarray(done, done + count);
         if (columns && !rowScratch) {
           gatherDecode(info.dtype, bytes, shape.cols, columns, out, outRows);
@@ -334,31 +271,11 @@ export class SafetensorsSource implements TensorSource {
     }
     const size = DTYPE_BYTES[info.dtype];
     const perChunk = Math.floor(this.bufferBytes / size);
-    const fd = this.fd(info.file);
-    const buffer = this.buffer ??= Buffer.allocUnsafeSlow(this.bufferBytes);
     for (let done = 0; done < n; done += perChunk) {
       const elemCount = Math.min(perChunk, n - done);
-      const byteLength = elemCount * size;
-      readFully(fd, buffer, byteLength, info.start + (elemStart + done) * size, info.file, name);
-      this.readBytes += byteLength;
-      this.onBytes?.(byteLength);
-      yield { bytes: buffer.subarray(0, byteLength), elemStart: elemStart + done, elemCount };
+      const bytes = this.readStored(info, info.start + (elemStart + done) * size, elemCount * size);
+      yield { bytes, elemStart: elemStart + done, elemCount };
     }
-  }
-
-  close(): void {
-    for (const fd of this.fds.values()) fs.closeSync(fd);
-    this.fds.clear();
-    this.buffer = null;
-  }
-
-  private fd(file: string): number {
-    let fd = this.fds.get(file);
-    if (fd === undefined) {
-      fd = openForReading(file);
-      this.fds.set(file, fd);
-    }
-    return fd;
   }
 }
 
@@ -383,15 +300,11 @@ export function assertFinite(values: ArrayLike<number>, file: string, tensor: st
 }
 
 /** Read a whole tensor through the bounded buffer and throw at its first unusable value (integer tensors pass). */
-export function assertTensorFinite(source: SafetensorsSource, name: string): void {
-  const info = source.info(name);
-  if (!isFloatDType(info.dtype)) return;
-  let values = new Float32Array(0);
-  for (const chunk of source.rawChunks(name)) {
-    if (values.length < chunk.elemCount) values = new Float32Array(chunk.elemCount);
-    decodeInto(info.dtype, chunk.bytes, chunk.elemCount, values, 0);
-    assertFinite(values, info.file, name, chunk.elemStart, chunk.elemCount);
-  }
+export function assertTensorFinite(source: TensorSource, name: string): void {
+  const info = source.tensors.get(name);
+  if (!info || isIntegerDType(info.dtype)) return;
+  // Row blocks decode any float or quantized storage through the source's bounded buffer.
+  for (const block of source.rowBlocks(name)) assertFinite(block.data, info.file, name, block.rowStart * block.cols, block.data.length);
 }
 
 /** Index of the first NaN, infinity or value of magnitude LARGEST_WEIGHT or more, or -1. */
@@ -424,14 +337,14 @@ export function checkIndices(indices: ArrayLike<number> | null, limit: number, w
 }
 
 /** A run of consecutive stored rows [start, start + length), and where each lands in the selection. */
-interface RowRun {
+export interface RowRun {
   readonly start: number;
   readonly length: number;
   readonly outRows: Int32Array;
 }
 
 /** The selected rows (null: all) as ascending runs of consecutive stored rows; a row selected twice is read twice. */
-function rowRuns(rows: ArrayLike<number> | null, total: number): RowRun[] {
+export function rowRuns(rows: ArrayLike<number> | null, total: number): RowRun[] {
   if (!rows) return total > 0 ? [{ start: 0, length: total, outRows: Int32Array.from({ length: total }, (_, i) => i) }] : [];
   const order = Int32Array.from({ length: rows.length }, (_, i) => i).sort((a, b) => rows[a]! - rows[b]! || a - b);
   const runs: RowRun[] = [];

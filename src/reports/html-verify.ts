@@ -3,7 +3,7 @@
  * layer and module the singular-value spectrum of the aligned delta on a log scale with the noise
  * threshold drawn, so a reader sees the low-rank gap. Plots are uPlot, inlined from node_modules.
  */
-import type { ModuleEvidence, Relation, VerifyResult } from '../verify/types.js';
+import type { ModuleEvidence, Relation, StorageQuantization, VerifyResult } from '../verify/types.js';
 import { escapeHtml, formatNumber, formatPValue, htmlPage, libraryScript, readPackageAsset } from './html-page.js';
 import { residualSampleNote } from './verify-text.js';
 
@@ -34,7 +34,7 @@ function row(label: string, value: string): string {
   return `<tr><th>${escapeHtml(label)}</th><td>${value}</td></tr>`;
 }
 
-function modelCard(role: string, model: VerifyResult['base']): string {
+function modelCard(role: string, model: VerifyResult['base'], storage: StorageQuantization | null | undefined): string {
   const adapter = model.adapter
     ? row('adapter', escapeHtml(`PEFT, rank ${model.adapter.rank ?? '?'} on ${model.adapter.targets.join(', ') || '-'}`))
     : '';
@@ -42,14 +42,16 @@ function modelCard(role: string, model: VerifyResult['base']): string {
 ${row('path', `<span class="mono">${escapeHtml(model.path)}</span>`)}
 ${row('parameters', escapeHtml(model.parameters.toLocaleString('en-US')))}
 ${row('dtypes', escapeHtml(model.dtypes.join(', ')))}
+${storage ? row('GGUF file type', escapeHtml(storage.fileType ?? '-')) : ''}
 ${adapter}</table></div>`;
 }
 
 function changeCard(result: VerifyResult): string {
   const lines: string[] = [];
   if (result.lora) {
-    const { rank, targets, layers, stacked } = result.lora;
-    lines.push(row('LoRA rank', `<strong>${rank}</strong>${stacked ? ' (stacked adapters)' : ''}`));
+    const { rank, targets, layers, stacked, rankIsLowerBound } = result.lora;
+    const bound = rankIsLowerBound ? ' <span class="muted">(at least: weaker directions may lie below the quantization floor)</span>' : '';
+    lines.push(row('LoRA rank', `<strong>${rankIsLowerBound ? '≥ ' : ''}${rank}</strong>${stacked ? ' (stacked adapters)' : ''}${bound}`));
     lines.push(row('targets', escapeHtml(targets.join(', '))));
     lines.push(row('layers', escapeHtml(layers.join(', '))));
   } else {
@@ -206,7 +208,7 @@ export function renderVerifyHtml(result: VerifyResult): string {
 <p class="reason">${escapeHtml(result.reason)}</p>
 </header>
 <main>
-<div class="cards">${modelCard('base', result.base)}${modelCard('candidate', result.candidate)}${changeCard(result)}</div>
+<div class="cards">${modelCard('base', result.base, result.quantization?.base)}${modelCard('candidate', result.candidate, result.quantization?.candidate)}${changeCard(result)}</div>
 ${transformSection(result)}
 ${spectraSection(result)}
 ${independenceSection(result)}

@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import Table from 'cli-table3';
 import { printable } from '../io/errors.js';
+import { describeGguf, type GgufDescription } from '../arch/gguf.js';
 import { mapModel } from '../arch/map.js';
 import { describeAdapter, isAdapter, mapAdapter, type AdapterSummary } from '../arch/peft.js';
 import type { Family, LayerRole, ModelMap, TensorSource } from '../arch/types.js';
@@ -50,6 +51,8 @@ export interface InspectReport {
   readonly dtypes: Record<string, DTypeCount>;
   readonly model: ModelSection | null;
   readonly adapter: AdapterSummary | null;
+  /** GGUF files only (absent for safetensors): general.name, file type, tokenizer size; tensors per type are in `dtypes`. */
+  readonly gguf?: GgufDescription;
 }
 
 const ROLE_ORDER: readonly LayerRole[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc_in', 'fc_out', 'input_norm', 'post_norm'];
@@ -90,6 +93,7 @@ export function buildInspectReport(source: TensorSource): InspectReport {
     entry.parameters += count;
   }
   const adapter = isAdapter(source);
+  const gguf = describeGguf(source);
   return {
     kind: adapter ? 'adapter' : 'model',
     name: source.name,
@@ -102,6 +106,7 @@ export function buildInspectReport(source: TensorSource): InspectReport {
     dtypes: Object.fromEntries(Object.entries(dtypes).sort(([a], [b]) => (a < b ? -1 : 1))),
     model: adapter ? null : modelSection(mapModel(source)),
     adapter: adapter ? describeAdapter(mapAdapter(source)) : null,
+    ...(gguf ? { gguf } : {}),
   };
 }
 
@@ -125,6 +130,13 @@ export function renderInspectTable(report: InspectReport): string {
     ['parameters', `${humanCount(report.parameters)} (${report.parameters})`],
     ['dtypes', Object.entries(report.dtypes).map(([dtype, c]) => `${dtype}: ${c.tensors} tensors, ${humanCount(c.parameters)} params`).join('\n')],
   ];
+  const g = report.gguf;
+  if (g) {
+    rows.push(
+      ['GGUF', `${g.name ?? '-'}, file type ${g.fileType ?? '-'}, tokenizer ${g.tokenizerTokens ?? '-'} tokens`
+        + (g.qkRowsUnpermuted ? ', q/k rows read back from llama.cpp\'s rotary order' : '')],
+    );
+  }
   const m = report.model;
   if (m) {
     rows.push(

@@ -46,8 +46,11 @@ export function renderVerifyText(r: VerifyResult): string {
   lines.push(`${r.base.name} -> ${r.candidate.name}${adapter}: ${r.relation.toUpperCase()}`);
   lines.push(`  ${r.reason}`);
   lines.push(`  independence test: p = ${formatPValue(r.log10PValue)} (${r.independence.method}; z per layer ${r.independence.perLayer.map((l) => l.z.toFixed(1)).join(' ')}; ${r.independence.rowsUsed} of ${r.independence.rows} neurons informative)`);
+  const storage = [['BASE', r.quantization?.base], ['CANDIDATE', r.quantization?.candidate]] as const;
+  const gguf = storage.filter(([, q]) => q).map(([side, q]) => `${side} ${q!.fileType ?? 'GGUF'} (${Object.entries(q!.tensorTypes).map(([t, n]) => `${n} ${t}`).join(', ')})`);
+  if (gguf.length > 0) lines.push(`  GGUF storage: ${gguf.join('; ')}`);
   if (r.relation !== 'unrelated') {
-    lines.push(`  LoRA: ${r.lora ? `rank ${r.lora.rank} on ${r.lora.targets.join(', ')} (layers ${layerList(r.lora.layers)})` : 'none'}; full fine-tune: ${r.fullFineTune ? 'yes' : 'no'}`);
+    lines.push(`  LoRA: ${r.lora ? `rank ${r.lora.rankIsLowerBound ? '>= ' : ''}${r.lora.rank}${r.lora.rankIsLowerBound ? ' (weaker directions may lie below the quantization floor)' : ''} on ${r.lora.targets.join(', ')} (layers ${layerList(r.lora.layers)})` : 'none'}; full fine-tune: ${r.fullFineTune ? 'yes' : 'no'}`);
     lines.push(`  direction: norm growth ${r.direction.normGrowth.toFixed(3)} (~1 derived, ~0 siblings, ~-1 reversed); weight kurtosis ${r.direction.kurtosisBase.toFixed(3)} -> ${r.direction.kurtosisCandidate.toFixed(3)}`);
     lines.push(`  transform found: ${r.transform.summary.join('; ')}`);
     lines.push(`  alignment quality: ${r.alignmentQuality.toFixed(3)} (mean matched correlation)`);

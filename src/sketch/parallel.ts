@@ -10,7 +10,7 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { TensorSource } from '../io/types.js';
 import { deserializeError, type SerializedError } from '../io/errors.js';
-import { assertTensorFinite, type SafetensorsSource } from '../io/source.js';
+import { assertTensorFinite } from '../io/source.js';
 import { sketchMatrix, type MatrixJob, type MatrixResult } from './sketch-model.js';
 
 /**
@@ -27,7 +27,7 @@ export type SketchJob = MatrixJob | FiniteCheckJob;
 /** Runs one job on an open source: a matrix's sketch, or null for a finiteness check passed. */
 export function runSketchJob(source: TensorSource, job: SketchJob, sketchSize: number): MatrixResult | null {
   if ('check' in job) {
-    assertTensorFinite(source as SafetensorsSource, job.check);
+    assertTensorFinite(source, job.check);
     return null;
   }
   return sketchMatrix(source, job, sketchSize);

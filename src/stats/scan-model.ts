@@ -13,8 +13,8 @@ import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { deserializeError, serializeError, type SerializedError } from '../io/errors.js';
 import { decodeInto, decodeTable, DTYPE_BYTES, isFloatDType } from '../io/dtypes.js';
-import { assertFinite, elementCount, openTensorSource, type SafetensorsSource } from '../io/source.js';
-import type { TensorInfo } from '../io/types.js';
+import { assertFinite, elementCount, openSafetensorsSource, type SafetensorsSource } from '../io/source.js';
+import type { SafetensorsTensorInfo, TensorInfo } from '../io/types.js';
 import { MomentAccumulator, type Moments, type MomentSums } from './moments.js';
 
 export interface ScanOptions {
@@ -47,7 +47,7 @@ export interface ScanUnit {
 export const SCAN_UNIT_BYTES = 16 * 1024 * 1024;
 
 /** Cut the selected floating-point tensors into units of at most SCAN_UNIT_BYTES, in tensor order. */
-export function planScanUnits(tensors: Iterable<TensorInfo>, filter?: (info: TensorInfo) => boolean, unitBytes = SCAN_UNIT_BYTES): ScanUnit[] {
+export function planScanUnits(tensors: Iterable<SafetensorsTensorInfo>, filter?: (info: SafetensorsTensorInfo) => boolean, unitBytes = SCAN_UNIT_BYTES): ScanUnit[] {
   const selected = [...tensors].filter((t) => isFloatDType(t.dtype) && (filter ? filter(t) : true));
   const target = unitBytes;
   const units: ScanUnit[] = [];
@@ -184,7 +184,7 @@ export interface ScanWorkerData {
 
 export async function scanMoments(modelPath: string, options: ScanOptions = {}): Promise<ScanResult> {
   const started = performance.now();
-  const source = openTensorSource(modelPath, { bufferBytes: options.bufferBytes });
+  const source = openSafetensorsSource(modelPath, { bufferBytes: options.bufferBytes });
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   const requested = options.workers ?? cores;
   const units = planScanUnits(source.tensors.values(), options.tensorFilter, options.unitBytes);

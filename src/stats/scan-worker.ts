@@ -1,6 +1,6 @@
 /** Worker thread of scanMoments: opens the model itself and scans the units it is handed. */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openTensorSource, type SafetensorsSource } from '../io/source.js';
+import { openSafetensorsSource, type SafetensorsSource } from '../io/source.js';
 import { errorReply, scanUnit, type ScanWorkerData, type WorkerReply, type WorkerRequest } from './scan-model.js';
 
 const port = parentPort!;
@@ -9,7 +9,7 @@ const reply = (message: WorkerReply) => port.postMessage(message);
 
 let source: SafetensorsSource | null = null;
 try {
-  source = openTensorSource(data.path, { bufferBytes: data.bufferBytes });
+  source = openSafetensorsSource(data.path, { bufferBytes: data.bufferBytes });
   const opened = source;
   port.on('message', (request: WorkerRequest) => {
     try {

@@ -38,7 +38,10 @@ export interface JobResult {
 
 /** The decode buffers a job carries (to transfer them, and to get them back). */
 export function jobBuffers(job: Job): ArrayBuffer[] {
-  return [job.base, job.candidate].flatMap((layer) => MODULES.map(([role]) => layer.modules[role].data.buffer as ArrayBuffer));
+  return [job.base, job.candidate].flatMap((layer) => MODULES.flatMap(([role]) => {
+    const w = layer.modules[role];
+    return w.variance ? [w.data.buffer as ArrayBuffer, w.variance.buffer as ArrayBuffer] : [w.data.buffer as ArrayBuffer];
+  }));
 }
 
 /** Both weights in the analysis form on the grid they are compared on: a model stored finer than the other (f32 vs bf16) is rounded onto the coarser grid. */

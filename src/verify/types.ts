@@ -2,6 +2,10 @@
  * The JSON contract of `lineage verify --json` (schema "model-lineage/verify@1").
  * Fields are only ever added; existing ones keep their meaning.
  */
+import type { StorageQuantization } from '../arch/gguf.js';
+
+export type { StorageQuantization };
+
 export type Relation = 'derived' | 'related' | 'unrelated' | 'inconclusive';
 
 /** PEFT module names used for LoRA targets. */
@@ -125,8 +129,21 @@ export interface VerifyResult {
     readonly kurtosisBase: number;
     readonly kurtosisCandidate: number;
   };
-  readonly lora: null | { readonly rank: number; readonly targets: readonly ModuleName[]; readonly layers: readonly number[]; readonly stacked: boolean };
+  readonly lora: null | {
+    readonly rank: number;
+    readonly targets: readonly ModuleName[];
+    readonly layers: readonly number[];
+    readonly stacked: boolean;
+    /**
+     * Present (true) when a side is block-quantized and the weakest directions counted stand at the
+     * quantization floor: weaker LoRA directions may lie below it, so `rank` is what the weights
+     * show, a lower bound of the adapter's rank.
+     */
+    readonly rankIsLowerBound?: true;
+  };
   readonly fullFineTune: boolean;
+  /** Each side's GGUF storage (file type, tensors per type), null for safetensors; absent in results of versions before GGUF. */
+  readonly quantization?: { readonly base: StorageQuantization | null; readonly candidate: StorageQuantization | null };
   readonly transform: TransformFound;
   readonly layers: readonly LayerEvidence[];
   /**

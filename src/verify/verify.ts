@@ -334,7 +334,8 @@ export function verifyModels(
   const kurtosisCandidate = moments[1].result().excessKurtosis;
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
-  const evidence = judge(test, normGrowth, layers);
+  const quantization = { base: base.quantization ?? null, candidate: candidate.quantization ?? null };
+  const evidence = judge(test, normGrowth, layers, quantization);
   const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
@@ -350,6 +351,7 @@ export function verifyModels(
     direction: { normGrowth, kurtosisBase, kurtosisCandidate },
     lora: evidence.lora,
     fullFineTune: evidence.fullFineTune,
+    quantization,
     transform,
     layers,
     timings: { readSeconds, alignSeconds, analyseSeconds, totalSeconds: (performance.now() - started) / 1000 },
@@ -416,7 +418,14 @@ interface Judgement {
  */
 export const MIN_INFORMATIVE_NEURONS = 32;
 
-function judge(test: IndependenceTest, growth: number, layers: readonly LayerEvidence[]): Judgement {
+/**
+ * A LoRA rank read through quantization is a lower bound when, in at least half the changed
+ * modules, the weakest direction counted stands within this factor of the noise threshold: the
+ * spectrum runs into the floor instead of ending above it (a rank read whole keeps a clear gap).
+ */
+const FLOOR_GAP = 2;
+
+function judge(test: IndependenceTest, growth: number, layers: readonly LayerEvidence[], quantization: NonNullable<VerifyResult['quantization']>): Judgement {
   const log10P = test.log10PValue;
   const p = formatP(log10P);
   const used = `${test.rowsUsed} of ${test.rows} neurons informative`;
@@ -454,7 +463,8 @@ function judge(test: IndependenceTest, growth: number, layers: readonly LayerEvi
     if (pruned.candidate > 0 && pruned.base === 0) {
       return { relation: 'derived', reason: `CANDIDATE is BASE with ${prunedNote}, otherwise the same weights after alignment (${p})`, lora: null, fullFineTune: false };
     }
-    return { relation: 'derived', reason: `same weights as BASE after alignment (a copy; ${p})`, lora: null, fullFineTune: false };
+    const copy = quantizedCopy(quantization);
+    return { relation: 'derived', reason: copy ? `same weights as BASE beyond the quantization floor: ${copy} (${p})` : `same weights as BASE after alignment (a copy; ${p})`, lora: null, fullFineTune: false };
   }
   const fullFineTune = changed.some((m) => m.status === 'full');
   const prunedOnly = pruned.candidate > 0 && pruned.base === 0;
@@ -471,9 +481,19 @@ function judge(test: IndependenceTest, growth: number, layers: readonly LayerEvi
     const targets = MODULES.map(([, name]) => name).filter((name) => changed.some((m) => m.module === name));
     const ranks = changed.filter((m) => targets.includes(m.module)).map((m) => m.rank);
     const loraLayers = [...new Set(changed.map((m) => m.layer))].sort((a, b) => a - b);
-    lora = { rank: mode(ranks), targets, layers: loraLayers, stacked: false };
+    const atFloor = changed.filter((m) => (m.singularValues[m.rank - 1] ?? 0) < FLOOR_GAP).length;
+    const quantized = quantization.base?.quantized || quantization.candidate?.quantized;
+    lora = { rank: mode(ranks), targets, layers: loraLayers, stacked: false, ...(quantized && 2 * atFloor >= changed.length ? { rankIsLowerBound: true as const } : {}) };
   }
-  const what = lora ? `LoRA rank ${lora.rank} on ${lora.targets.join(', ')}` : 'a full fine-tune';
+  const what = lora ? `LoRA rank ${lora.rankIsLowerBound ? 'at least ' : ''}${lora.rank} on ${lora.targets.join(', ')}` : 'a full fine-tune';
   const direction = prunedOnly ? `${prunedNote}; norm growth ${growth.toFixed(2)}` : `norm growth ${growth.toFixed(2)}`;
   return { relation: 'derived', reason: `CANDIDATE is BASE plus ${what}${prunedOnly ? `, with ${prunedNote}` : ''} (${p}, ${direction})`, lora, fullFineTune };
+}
+
+/** "a quantized copy (Q8_0)" naming the quantized side (the candidate first), or null when neither is quantized. */
+function quantizedCopy(quantization: NonNullable<VerifyResult['quantization']>): string | null {
+  const { base, candidate } = quantization;
+  if (candidate?.quantized) return `CANDIDATE is a quantized copy (${candidate.fileType ?? Object.keys(candidate.tensorTypes).join(', ')})`;
+  if (base?.quantized) return `BASE is a quantized copy (${base.fileType ?? Object.keys(base.tensorTypes).join(', ')})`;
+  return null;
 }
