@@ -99,8 +99,8 @@ test('a folder of downloads: each architecture its forest, adapters placed or sk
 
   const reasons = new Map(result.skipped.map((s) => [path.basename(s.path), s.reason]));
   assert.deepEqual([...reasons.keys()].sort(), ['README.md', 'broken', 'misfit-adapter', 'nan-model', 'notes.json', 'orphan-adapter']);
-  assert.match(reasons.get('README.md')!, /not a \.safetensors file or a model folder/);
-  assert.match(reasons.get('notes.json')!, /not a \.safetensors file or a model folder/);
+  assert.match(reasons.get('README.md')!, /not a \.safetensors file, \.gguf file or model folder/);
+  assert.match(reasons.get('notes.json')!, /not a \.safetensors file, \.gguf file or model folder/);
   assert.match(reasons.get('broken')!, /truncated/);
   assert.match(reasons.get('nan-model')!, /non-finite weight.*tensor model\.layers\.1\.self_attn\.q_proj\.weight/);
   assert.match(reasons.get('orphan-adapter')!, /PEFT adapter of "someone\/not-given".*not among the models given/);

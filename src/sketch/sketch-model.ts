@@ -14,7 +14,7 @@
  * canonical layer and role order.
  */
 import type { TensorSource } from '../io/types.js';
-import { gridGeometry, roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
+import { gridGeometry, isFloatDType, isIntegerDType, roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
 import { readRole } from '../arch/map.js';
 import { LINEAR_ROLES, type LayerRole, type ModelMap, type RoleRef } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
@@ -71,9 +71,14 @@ export function matrixJobs(source: TensorSource, map: ModelMap, options: Resolve
     .map((x) => x.job);
 }
 
-function storedGrid(dtype: string, where: { file: string; tensor: string }): FloatDType {
-  if (dtype === 'BF16' || dtype === 'F16' || dtype === 'F32' || dtype === 'F64' || dtype === 'F8_E4M3' || dtype === 'F8_E5M2') return dtype;
-  throw new BadInputError(`linear weight stored as ${dtype}, expected a float dtype`, where);
+/**
+ * The float grid a stored tensor's values lie on; block-quantized storage (GGUF) decodes to
+ * float32 values whose noise is its blocks' steps, added per element (sourceVariance).
+ */
+function storedGrid(dtype: string, source: TensorSource, where: { file: string; tensor: string }): { grid: FloatDType; quantized: boolean } {
+  if (isFloatDType(dtype)) return { grid: dtype, quantized: false };
+  if (source.readRowsWithVarianceInto && !isIntegerDType(dtype)) return { grid: 'F32', quantized: true };
+  throw new BadInputError(`linear weight stored as ${dtype}, expected a float or quantized type`, where);
 }
 
 /** Sketch one matrix from the source: the plain stored bytes straight into the kernel where it can decode them. */
@@ -82,10 +87,10 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
   const [rows, cols] = ref.shape!;
   const info = source.tensors.get(ref.tensor)!;
   const where = { file: info.file, tensor: ref.tensor };
-  const stored = storedGrid(info.dtype, where);
-  // bf16 is the coarsest common grid hub models share; finer models also keep their bf16 view.
+  const { grid: stored, quantized } = storedGrid(info.dtype, source, where);
+  // bf16 is the coarsest common grid hub models share; finer (and quantized) models also keep their bf16 view.
   const finer = stored === 'F32' || stored === 'F64' || stored === 'F16';
-  const plain = !ref.rows && !ref.rowRanges && !ref.transposed && cols % 4 === 0 && source.readStoredRowsInto !== undefined;
+  const plain = !quantized && !ref.rows && !ref.rowRanges && !ref.transposed && cols % 4 === 0 && source.readStoredRowsInto !== undefined;
   // The kernel decodes bf16, f16 and f32 storage itself; other storage comes decoded to f32.
   const raw = plain && (stored === 'BF16' || stored === 'F32' || stored === 'F16');
   const input = raw && stored === 'BF16' ? 'bf16' : raw && stored === 'F16' ? 'f16' : 'f32';
@@ -94,6 +99,7 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
   // Decoded rows are padded to a multiple of 4 columns with zeros, which change no sum or rank.
   const paddedCols = Math.ceil(cols / 4) * 4;
   const sketcher = new StreamSketcher(rows, paddedCols, k, views, job.capture);
+  const noise = quantized ? new QuantizationNoise(cols, sketcher.sketchRows, sketcher.sketchCols) : null;
   try {
     if (raw) {
       for (let start = 0; start < rows; start += sketcher.rowsPerBlock) {
@@ -102,7 +108,7 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
         sketcher.process(start, count);
       }
     } else {
-      forEachDecodedRowBlock(source, ref, (rowStart, rowEnd, data) => {
+      forEachDecodedRowBlock(source, ref, noise, (rowStart, rowEnd, data) => {
         for (let start = rowStart; start < rowEnd; start += sketcher.rowsPerBlock) {
           const count = Math.min(sketcher.rowsPerBlock, rowEnd - start);
           const bytes = sketcher.input(count);
@@ -128,9 +134,9 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
       dtype: i === 0 ? stored : 'BF16',
       sketch,
       squaredNorm: v.sums.s2,
-      roundingVariance: v.roundingVariance,
-      rowVariance: Array.from(v.rowVariance),
-      columnVariance: Array.from(v.columnVariance),
+      roundingVariance: v.roundingVariance + (noise?.total ?? 0),
+      rowVariance: Array.from(v.rowVariance, (x, r) => x + (noise?.rows[r] ?? 0)),
+      columnVariance: Array.from(v.columnVariance, (x, c) => x + (noise?.columns[c] ?? 0)),
       sketchRounding: float32StorageVariance(sketch),
     };
   });
@@ -154,8 +160,61 @@ function float32StorageVariance(sketch: Float32Array): number {
   return bits.length ? total / bits.length : 0;
 }
 
-/** Decoded rows of a role: plain tensors block by block, fused or transposed roles whole. */
-function forEachDecodedRowBlock(source: TensorSource, ref: RoleRef, visit: (rowStart: number, rowEnd: number, data: Float32Array) => void): void {
+/**
+ * Block-quantized storage's rounding noise (each element's step² / 12, as the source decodes it)
+ * summed into the sketch's row and column buckets, as the kernel sums a float grid's.
+ */
+class QuantizationNoise {
+  readonly rows: Float64Array;
+  readonly columns: Float64Array;
+  total = 0;
+
+  constructor(private readonly matrixCols: number, k1: number, k2: number) {
+    this.rows = new Float64Array(k1);
+    this.columns = new Float64Array(k2);
+  }
+
+  add(rowStart: number, variance: Float32Array): void {
+    const cols = this.matrixCols, k1 = this.rows.length, k2 = this.columns.length;
+    for (let r = 0; r * cols < variance.length; r++) {
+      let sum = 0;
+      for (let j = 0; j < cols; j++) {
+        const v = variance[r * cols + j]!;
+        sum += v;
+        this.columns[j % k2]! += v;
+      }
+      this.rows[(rowStart + r) % k1]! += sum;
+      this.total += sum;
+    }
+  }
+}
+
+/**
+ * Decoded rows of a role: plain tensors block by block (with their quantization noise when
+ * `noise` is given), fused or transposed roles whole.
+ */
+function forEachDecodedRowBlock(
+  source: TensorSource, ref: RoleRef, noise: QuantizationNoise | null, visit: (rowStart: number, rowEnd: number, data: Float32Array) => void,
+): void {
+  if (noise && !ref.rows && !ref.transposed) {
+    const [rows, cols] = ref.shape!;
+    const stored = source.tensors.get(ref.tensor)!;
+    // Row ranges (GGUF's q/k read back in trained order) are read range by range.
+    const ranges = ref.rowRanges ?? [[0, rows] as const];
+    const perBlock = Math.max(1, Math.floor((1 << 20) / (cols * 4)));
+    let at = 0;
+    for (const [start, end] of ranges) {
+      for (let r = start; r < end; r += perBlock) {
+        const count = Math.min(perBlock, end - r);
+        const data = new Float32Array(count * cols), variance = new Float32Array(count * cols);
+        source.readRowsWithVarianceInto!(stored.name, r, r + count, data, variance);
+        noise.add(at, variance);
+        visit(at, at + count, data);
+        at += count;
+      }
+    }
+    return;
+  }
   if (!ref.rows && !ref.rowRanges && !ref.transposed) {
     for (const block of source.rowBlocks(ref.tensor)) visit(block.rowStart, block.rowEnd, block.data);
     return;

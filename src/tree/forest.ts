@@ -32,6 +32,12 @@ export interface ModelEvidence {
   readonly key: string;
   /** Excess kurtosis summed over the chosen layers. */
   readonly kurtosis: number;
+  /**
+   * Stored block-quantized (GGUF): such a model is a leaf, never a parent. Quantization is the last
+   * step of a release (fine-tunes train on float weights), and its noise floor is so high that
+   * any dense relative reads as low rank against it, which would make it everyone's cheapest parent.
+   */
+  readonly quantized?: boolean;
 }
 
 export interface LowRankEvidence {
@@ -41,6 +47,11 @@ export interface LowRankEvidence {
   readonly modules: readonly string[];
   /** Sum of the delta's ranks over all compared matrices (MoTHer's LoRA distance). */
   readonly rankSum: number;
+  /**
+   * Set when weights changed, but every change lies within the block-quantization noise of a
+   * quantized member (GGUF): the same weights quantized, not a fine-tune.
+   */
+  readonly quantizedCopy?: boolean;
 }
 
 export interface PairEvidence {
@@ -110,7 +121,7 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
 
   const parent = new Array<number>(n).fill(-1);
   for (const members of clusters) {
-    const costs = clusterCosts(members, pairOf, margin, options.lambda ?? MOTHER_LAMBDA);
+    const costs = clusterCosts(members, pairOf, margin, options.lambda ?? MOTHER_LAMBDA, (v) => models[v]!.quantized === true);
     const result = minimumArborescence(costs, { tieKeys: members.map((v) => keys[v]!) });
     result.parent.forEach((p, c) => {
       if (p >= 0) parent[members[c]!] = members[p]!;
@@ -123,7 +134,7 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
     (p, c) => {
       const pair = pairOf(p, c)!;
       return {
-        kind: pair.lowRank ? 'lora' : 'full',
+        kind: pair.lowRank?.quantizedCopy ? 'quantized' : pair.lowRank ? 'lora' : 'full',
         rank: pair.lowRank ? pair.lowRank.rank : null,
         modules: pair.lowRank ? [...pair.lowRank.modules] : [],
         distance: pair.distance,
@@ -154,7 +165,10 @@ function clusterCosts(
   pairOf: PairLookup,
   margin: (parent: number, child: number) => number,
   lambda: number,
+  leafOnly: (model: number) => boolean,
 ): number[][] {
+  // A family of quantized models only still gets its edges.
+  const anyParent = members.some((v) => !leafOnly(v));
   let maxRankSum = 0, maxDense = 0;
   for (const a of members) {
     for (const b of members) {
@@ -167,7 +181,7 @@ function clusterCosts(
   const base = members.map((a) =>
     members.map((b) => {
       const pair = a === b ? undefined : pairOf(a, b);
-      if (!pair) return Infinity;
+      if (!pair || (leafOnly(a) && anyParent)) return Infinity;
       if (pair.lowRank) return maxRankSum > 0 ? pair.lowRank.rankSum / maxRankSum : 0;
       return 1 + (maxDense > 0 ? pair.distance / maxDense : 0);
     }),

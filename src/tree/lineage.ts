@@ -6,7 +6,7 @@
 import { singleLinkage } from './cluster.js';
 import { recoverForest, relatednessThreshold, type ForestEvidence, type PairEvidence } from './forest.js';
 import { recoverMother } from './mother.js';
-import { compareSketches, type SketchComparison } from './sketch-evidence.js';
+import { compareSketches, isQuantized, type SketchComparison } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
 import type { ModelSketch } from '../sketch/types.js';
 import { sketchIdentity } from '../sketch/identity.js';
@@ -87,7 +87,7 @@ export function forestEvidence(models: readonly SketchedModel[], comparisons: Sk
     }
   }
   return {
-    models: models.map((m) => ({ name: m.name, key: sketchIdentity(m.sketch), kurtosis: outputProjectionKurtosis(m.sketch) })),
+    models: models.map((m) => ({ name: m.name, key: sketchIdentity(m.sketch), kurtosis: outputProjectionKurtosis(m.sketch), quantized: isQuantized(m.sketch) })),
     pairs,
   };
 }

@@ -12,6 +12,7 @@ export function edgeLabel(edge: LineageEdge): string {
   if (edge.adapter) return `PEFT adapter LoRA r=${edge.rank}${edge.modules.length ? ` ${edge.modules.join(',')}` : ''}`;
   const aligned = edge.aligned ? ' (aligned)' : '';
   if (edge.kind === 'full') return `full FT${aligned}`;
+  if (edge.kind === 'quantized') return 'quantized copy';
   if (edge.rank === 0) return `identical weights${aligned}`;
   const modules = edge.modules.length ? ` ${edge.modules.join(',')}` : '';
   return `LoRA r=${edge.rank ?? '?'}${modules}${aligned}`;

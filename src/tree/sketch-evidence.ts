@@ -7,6 +7,7 @@
  */
 import { independenceTest, type NeuronRows } from '../align/independence.js';
 import { MODULE_NAME, type LayerRole } from '../arch/types.js';
+import { isFloatDType } from '../io/dtypes.js';
 import { IncompatibleModelsError } from '../io/errors.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { symmetricEigenvalues } from '../linalg/eig.js';
@@ -192,15 +193,22 @@ export function compareSketches(a: ModelSketch, b: ModelSketch, options: Compare
       modules.add(MODULE_NAME[m.role] ?? m.role);
     }
   }
+  const changed = matrices.some((m) => m.changed);
+  const quantizedCopy = !dense && changed && ranks.length === 0 && (isQuantized(a) || isQuantized(b));
   return {
     matrices,
-    lowRank: dense ? null : { rank: mostCommon(ranks), modules: [...modules].sort(), rankSum },
+    lowRank: dense ? null : { rank: mostCommon(ranks), modules: [...modules].sort(), rankSum, ...(quantizedCopy ? { quantizedCopy } : {}) },
     relativeDistance: norms > 0 ? Math.sqrt(delta / norms) : 0,
     normGrowth: changedDelta > 0 ? growth / changedDelta : undefined,
     attentionRms: rmsCount ? rmsSum / rmsCount : 0,
     rankSum,
     log10PValue,
   };
+}
+
+/** Block-quantized storage (GGUF types: not a float dtype) in any matrix of the sketch. */
+export function isQuantized(sketch: ModelSketch): boolean {
+  return sketch.matrices.some((m) => !isFloatDType(m.storedDtype));
 }
 
 function isSquareAttention(m: MatrixComparison): boolean {

@@ -3,7 +3,8 @@
  * Model names are whatever the caller gave; nothing here depends on input order.
  */
 
-export type EdgeKind = 'lora' | 'full';
+/** A low-rank (LoRA) change, a dense one (full fine-tune), or the same weights block-quantized (GGUF). */
+export type EdgeKind = 'lora' | 'full' | 'quantized';
 
 export interface LineageEdge {
   readonly parent: string;
