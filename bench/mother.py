@@ -41,14 +41,10 @@ def load_safetensors(path):
                 continue
             begin, end = info["data_offsets"]
             f.seek(start + begin)
-            raw = f.read(end - begin)
-            if info["dtype"] == "BF16":
-                values = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-            elif info["dtype"] == "F16":
-                values = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
-            else:
-                values = np.frombuffer(raw, dtype=np.float32).copy()
-            state[name] = torch.from_numpy(values.reshape(info["shape"]))
+            raw = bytearray(f.read(end - begin))
+            # As safetensors' torch loader does: the stored dtype viewed in place, then float32.
+            dtype = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}[info["dtype"]]
+            state[name] = torch.frombuffer(raw, dtype=dtype).reshape(info["shape"]).float()
     return state
 
 
