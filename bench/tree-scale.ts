@@ -8,7 +8,8 @@
  * Writes N synthetic bf16 Llama models of the shape (default 2: a base and its LoRA r16 on q, v;
  * more models extend the family with LoRA and full fine-tunes, see familySpecs), generated layer
  * by layer so memory stays bounded, then per round: empty the page cache, `cat` every weight
- * file to /dev/null; empty it again, run the tree (sketch every model with no cache, recover the
+ * file to /dev/null, then read them again with dd's direct 16 MiB reads (which bypass the page
+ * cache: the disk's own speed); empty it again, run the tree (sketch every model with no cache, recover the
  * forest) in a child process. Prints each round's times, the ratio tree / cat, the tree's peak
  * RSS and whether the forest is the true one. Then (unless --no-mother, or when the models do not
  * fit in memory) the published MoTHer algorithm as its code runs it: load every model whole as
@@ -141,10 +142,21 @@ function catSeconds(files: readonly string[]): number {
   return (performance.now() - started) / 1000;
 }
 
+/** The files read with large direct reads (GNU dd, 16 MiB, O_DIRECT): the disk's own speed; null where unavailable. */
+function directReadSeconds(files: readonly string[]): number | null {
+  const started = performance.now();
+  for (const file of files) {
+    if (spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=16M', 'iflag=direct'], { stdio: 'ignore' }).status !== 0) return null;
+  }
+  return (performance.now() - started) / 1000;
+}
+
 interface TreePhase {
   readonly seconds: number;
   readonly sketchSeconds: number;
   readonly maxRssKiB: number;
+  /** Tensor payload bytes the sketch pass read (every weight once: the linear ones sketched, the rest checked finite). */
+  readonly bytesRead: number;
   readonly edges: ReadonlyArray<{ parent: string; child: string; kind: string; rank: number | null }>;
 }
 
@@ -156,9 +168,10 @@ function treePhase(folders: readonly string[], workers: number): TreePhase {
     return { name: path.basename(folders[i]!), sketch: l.sketch };
   });
   const sketchSeconds = (performance.now() - started) / 1000;
+  const bytesRead = loaded.reduce((sum, l) => sum + ('error' in l ? 0 : l.tensorBytesRead), 0);
   const { result } = recoverLineage(models);
   return {
-    seconds: (performance.now() - started) / 1000, sketchSeconds, maxRssKiB: process.resourceUsage().maxRSS,
+    seconds: (performance.now() - started) / 1000, sketchSeconds, maxRssKiB: process.resourceUsage().maxRSS, bytesRead,
     edges: result.edges.map((e) => ({ parent: e.parent, child: e.child, kind: e.kind, rank: e.rank })),
   };
 }
@@ -298,12 +311,14 @@ export function treeScaleMain(args: readonly string[]): void {
     for (let round = 1; round <= rounds; round++) {
       dropPageCache();
       const cat = catSeconds(files);
+      const direct = directReadSeconds(files);
       dropPageCache();
       const tree = runPhase<TreePhase>(['--phase', 'tree', '--shape', shapeName, '--folders', folders.join(','), '--workers', String(workers)]);
       lastTree = tree;
       const lora = tree.edges.map((e) => `${e.parent}->${e.child} ${e.kind}${e.rank ? ` r${e.rank}` : ''}`).join(', ');
-      console.log(`round ${round}: cold cat ${cat.toFixed(2)} s (${(bytes / 1e9 / cat).toFixed(2)} GB/s); tree ${tree.seconds.toFixed(2)} s `
-        + `(sketch ${tree.sketchSeconds.toFixed(2)} s); tree / cat = ${(tree.seconds / cat).toFixed(2)}; peak RSS ${(tree.maxRssKiB / 1024).toFixed(0)} MiB; `
+      const directText = direct === null ? '' : `, dd O_DIRECT ${direct.toFixed(2)} s (${(bytes / 1e9 / direct).toFixed(2)} GB/s, tree / dd = ${(tree.seconds / direct).toFixed(2)})`;
+      console.log(`round ${round}: cold cat ${cat.toFixed(2)} s (${(bytes / 1e9 / cat).toFixed(2)} GB/s)${directText}; tree ${tree.seconds.toFixed(2)} s `
+        + `(sketch ${tree.sketchSeconds.toFixed(2)} s, read ${(tree.bytesRead / 1e9).toFixed(2)} GB); tree / cat = ${(tree.seconds / cat).toFixed(2)}; peak RSS ${(tree.maxRssKiB / 1024).toFixed(0)} MiB; `
         + `edges ${trueEdges(specs, tree.edges)}/${count - 1} true: ${lora}`);
     }
     const fits = bytes * 2 < os.freemem() * 0.8; // bf16 on disk is float32 twice over in memory
