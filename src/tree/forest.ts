@@ -160,15 +160,16 @@ function indexPairs(evidence: ForestEvidence): PairLookup {
   return (i, j) => table.get(Math.min(i, j) * n + Math.max(i, j));
 }
 
+/** Added to a quantized parent's edge: decides ties only (costs are ranks and distances of order 0.01-2). */
+const QUANTIZED_PARENT_TIE = 1e-9;
+
 function clusterCosts(
   members: readonly number[],
   pairOf: PairLookup,
   margin: (parent: number, child: number) => number,
   lambda: number,
-  leafOnly: (model: number) => boolean,
+  quantized: (model: number) => boolean,
 ): number[][] {
-  // A family of quantized models only still gets its edges.
-  const anyParent = members.some((v) => !leafOnly(v));
   let maxRankSum = 0, maxDense = 0;
   for (const a of members) {
     for (const b of members) {
@@ -181,7 +182,7 @@ function clusterCosts(
   const base = members.map((a) =>
     members.map((b) => {
       const pair = a === b ? undefined : pairOf(a, b);
-      if (!pair || (leafOnly(a) && anyParent)) return Infinity;
+      if (!pair || (quantized(a) && !quantized(b))) return Infinity;
       if (pair.lowRank) return maxRankSum > 0 ? pair.lowRank.rankSum / maxRankSum : 0;
       return 1 + (maxDense > 0 ? pair.distance / maxDense : 0);
     }),
@@ -191,7 +192,8 @@ function clusterCosts(
     row.map((c, j) => {
       if (!Number.isFinite(c)) return c;
       const m = margin(members[i]!, members[j]!);
-      return c + (m < 0 ? penalty : m === 0 ? penalty / 2 : 0);
+      // Between equal costs a quantized parent yields to the float one: it only stands in for its float source.
+      return c + (m < 0 ? penalty : m === 0 ? penalty / 2 : 0) + (quantized(members[i]!) ? QUANTIZED_PARENT_TIE : 0);
     }),
   );
 }
