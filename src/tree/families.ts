@@ -1,0 +1,281 @@
+/**
+ * The default method's families as they really are: a forest of fine-tunes, merges with one edge
+ * per parent, and virtual nodes for absent common parents.
+ *
+ * 1. Relatedness clusters (as the forest's); in each, merges are read off the sketches (merges.ts).
+ * 2. The forest of the other members (recoverForest, unchanged): with no merge and no absent base
+ *    this is the whole answer, exactly as before.
+ * 3. Each merge gets an edge from each parent; a member whose change from a merge is cheaper than
+ *    from its forest parent (by the forest's order: low rank before dense, then size) and grows
+ *    the norm is a fine-tune of that merge and moves under it.
+ * 4. Siblings of an absent base (siblings.ts) lose their forest parents to a virtual node.
+ */
+import { singleLinkage } from './cluster.js';
+import { recoverForest, relatednessThreshold, DEFAULT_ALPHA, type ForestEvidence } from './forest.js';
+import { detectMerges, sketchGram, type MergeReading } from './merges.js';
+import { detectMissingBases } from './siblings.js';
+import type { SketchComparison } from './sketch-evidence.js';
+import type { EdgeLabel } from './result.js';
+import type { LineageEdge, LineageResult, LineageTree, MergeEntry, VirtualNode } from './types.js';
+import type { ModelSketch } from '../sketch/types.js';
+
+/** A merge weight below this (in absolute value) is reported as doubtful. */
+export const SMALL_MERGE_WEIGHT = 0.1;
+/** Two parents closer than this share of the merge's distance to them are reported as near-identical. */
+export const NEAR_IDENTICAL_PARENTS = 0.2;
+
+interface Input {
+  readonly names: readonly string[];
+  readonly sketches: readonly ModelSketch[];
+  readonly evidence: ForestEvidence;
+  readonly pairOf: (i: number, j: number) => SketchComparison;
+  readonly alpha?: number;
+}
+
+export function recoverFamilies(input: Input): LineageResult {
+  const { names, sketches, evidence, pairOf } = input;
+  const n = names.length;
+  const keys = sketches.map((s) => s.fingerprint);
+  const threshold = relatednessThreshold(n, input.alpha);
+  const clusters = singleLinkage(n, (i, j) => pairOf(i, j).log10PValue <= threshold, keys);
+  const merges = clusters.some((c) => c.length >= 3) ? detectMerges(sketchGram(sketches), clusters, keys) : [];
+  const mergeOf = new Map(merges.map((m) => [m.target, m]));
+
+  // The forest of the other members, at the same relatedness threshold as over all models.
+  const core = names.map((_, i) => i).filter((i) => !mergeOf.has(i));
+  const forest = merges.length === 0 ? recoverForest(evidence, { alpha: input.alpha, direction: 'norm-growth' }) : recoverForest(
+    restrictEvidence(evidence, core),
+    { alpha: sameThresholdAlpha(input.alpha ?? DEFAULT_ALPHA, n, core.length), direction: 'norm-growth' },
+  );
+  const index = new Map(names.map((name, i) => [name, i]));
+  const parent = names.map(() => -1);
+  const labels = new Map<number, EdgeLabel>();
+  for (const { parent: p, child, ...label } of forest.edges) {
+    parent[index.get(child)!] = index.get(p)!;
+    labels.set(index.get(child)!, label);
+  }
+
+  moveFineTunesOfMerges(parent, labels, merges, pairOf, core);
+
+  const missing = clusters.flatMap((c) => detectMissingBases(c.filter((i) => !mergeOf.has(i)), pairOf));
+  if (merges.length === 0 && missing.length === 0) return forest;
+
+  const allNames = [...names];
+  const virtualNodes: VirtualNode[] = [];
+  for (const group of missing) {
+    const children = group.children.map((c) => names[c.index]!).sort();
+    const v = allNames.length;
+    allNames.push(`base(${children.join(',')})`);
+    parent.push(-1);
+    for (const child of group.children) {
+      parent[child.index] = v;
+      labels.set(child.index, { kind: 'lora', rank: child.rank, modules: child.modules, distance: child.distance, directionMargin: 0 });
+    }
+    virtualNodes.push({ name: allNames[v]!, virtual: true, children });
+  }
+
+  const mergeEdges: Array<{ parent: number; child: number; label: EdgeLabel }> = [];
+  for (const m of merges) {
+    for (const [k, p] of m.parents.entries()) {
+      const c = pairOf(p, m.target);
+      mergeEdges.push({
+        parent: p, child: m.target,
+        label: { kind: 'merge', rank: null, modules: [], distance: c.relativeDistance, directionMargin: growth(c, p, m.target), weight: m.weights[k]! },
+      });
+    }
+  }
+  const assembled = assembleFamilies(allNames, parent, labels, mergeEdges);
+  const entries = merges.map((m) => mergeEntry(m, names));
+  const notes = merges.flatMap((m) => mergeNotes(m, names, parent, pairOf));
+  for (const v of virtualNodes) {
+    notes.push(`${v.children.join(', ')} are siblings whose common parent is not among the inputs (pairwise changes add their ranks, `
+      + `none is the others' parent): shown as ${v.name}`);
+  }
+  return {
+    ...assembled,
+    method: 'lineage',
+    merges: entries.sort((a, b) => (a.child < b.child ? -1 : 1)),
+    ...(virtualNodes.length ? { virtualNodes } : {}),
+    ...(notes.length ? { notes } : {}),
+  };
+}
+
+/** alpha giving over `count` models the Bonferroni threshold that `alpha` gives over `total`. */
+function sameThresholdAlpha(alpha: number, total: number, count: number): number {
+  const pairs = (k: number) => Math.max(1, (k * (k - 1)) / 2);
+  return (alpha * pairs(count)) / pairs(total);
+}
+
+function restrictEvidence(evidence: ForestEvidence, keep: readonly number[]): ForestEvidence {
+  const position = new Map(keep.map((v, i) => [v, i]));
+  return {
+    models: keep.map((v) => evidence.models[v]!),
+    pairs: evidence.pairs.flatMap((p) => (position.has(p.a) && position.has(p.b) ? [{ ...p, a: position.get(p.a)!, b: position.get(p.b)! }] : [])),
+  };
+}
+
+/** Norm growth g(parent -> child) of the pair. */
+function growth(c: SketchComparison, parent: number, child: number): number {
+  const g = c.normGrowth ?? 0;
+  return parent < child ? g : -g;
+}
+
+/** The forest's order of edges: low rank before dense, then the rank sum or the distance. */
+function cheaper(x: SketchComparison, y: SketchComparison): boolean {
+  if ((x.lowRank === null) !== (y.lowRank === null)) return x.lowRank !== null;
+  return x.lowRank && y.lowRank ? x.lowRank.rankSum < y.lowRank.rankSum : x.relativeDistance < y.relativeDistance;
+}
+
+function edgeLabel(c: SketchComparison, parent: number, child: number): EdgeLabel {
+  return {
+    kind: c.lowRank ? 'lora' : 'full',
+    rank: c.lowRank ? c.lowRank.rank : null,
+    modules: c.lowRank ? [...c.lowRank.modules] : [],
+    distance: c.relativeDistance,
+    directionMargin: growth(c, parent, child),
+  };
+}
+
+/**
+ * A member (not a forest root) whose change from a merge is cheaper than from its forest parent,
+ * and grows the norm, is a fine-tune of that merge. A merge's own sources (and theirs) never move
+ * under it.
+ */
+function moveFineTunesOfMerges(
+  parent: number[], labels: Map<number, EdgeLabel>, merges: readonly MergeReading[],
+  pairOf: (i: number, j: number) => SketchComparison, core: readonly number[],
+): void {
+  const mergeOf = new Map(merges.map((m) => [m.target, m]));
+  const ancestors = (v: number, seen = new Set<number>()): Set<number> => {
+    const merge = mergeOf.get(v);
+    const up = merge ? [...merge.parents, ...(merge.base === null ? [] : [merge.base])] : parent[v]! >= 0 ? [parent[v]!] : [];
+    for (const u of up) {
+      if (seen.has(u)) continue;
+      seen.add(u);
+      ancestors(u, seen);
+    }
+    return seen;
+  };
+  for (const child of core) {
+    if (parent[child]! < 0) continue;
+    let best = { pair: pairOf(parent[child]!, child), merge: -1 };
+    for (const m of merges) {
+      const c = pairOf(m.target, child);
+      if (cheaper(c, best.pair) && growth(c, m.target, child) > 0 && !ancestors(m.target).has(child)) best = { pair: c, merge: m.target };
+    }
+    if (best.merge >= 0) {
+      parent[child] = best.merge;
+      labels.set(child, edgeLabel(pairOf(best.merge, child), best.merge, child));
+    }
+  }
+}
+
+function mergeEntry(m: MergeReading, names: readonly string[]): MergeEntry {
+  const order = m.parents.map((p, k) => ({ name: names[p]!, weight: m.weights[k]! })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return {
+    child: names[m.target]!,
+    parents: order.map((o) => o.name),
+    method: m.method,
+    weights: order.map((o) => o.weight),
+    base: m.base === null ? null : names[m.base]!,
+    ...(m.density !== null ? { density: m.density } : {}),
+    residual: m.residualShare,
+    residualOverRounding: m.residualOverRounding,
+  };
+}
+
+/** What the weights leave open about a merge: an equivalent reading, a doubtful parent. */
+function mergeNotes(m: MergeReading, names: readonly string[], parent: readonly number[], pairOf: (i: number, j: number) => SketchComparison): string[] {
+  const notes: string[] = [];
+  const child = names[m.target]!;
+  const order = m.parents.map((p, k) => ({ p, k })).sort((x, y) => (names[x.p]! < names[y.p]! ? -1 : 1));
+  const terms = order.map(({ p, k }) => `${m.weights[k]!.toFixed(2)} ${names[p]}`).join(' + ');
+  const commonParent = parent[m.parents[0]!]!;
+  if (m.method === 'linear' && commonParent >= 0 && m.parents.every((p) => parent[p] === commonParent)) {
+    notes.push(`${child} = ${terms} exactly: a linear merge, or the same as task arithmetic over their common parent `
+      + `${names[commonParent]} with these weights (the weights cannot tell them apart)`);
+  }
+  m.parents.forEach((p, k) => {
+    if (Math.abs(m.weights[k]!) < SMALL_MERGE_WEIGHT) {
+      notes.push(`${child}: the weight of ${names[p]} is near 0 (${m.weights[k]!.toFixed(3)}): it may not be a parent`);
+    }
+  });
+  for (let a = 0; a < m.parents.length; a++) {
+    for (let b = a + 1; b < m.parents.length; b++) {
+      const [pa, pb] = [m.parents[a]!, m.parents[b]!];
+      const apart = pairOf(pa, pb).relativeDistance;
+      const reach = Math.max(pairOf(pa, m.target).relativeDistance, pairOf(pb, m.target).relativeDistance);
+      if (apart < NEAR_IDENTICAL_PARENTS * reach) {
+        notes.push(`${child}: parents ${names[pa]} and ${names[pb]} are nearly identical (distance ${apart.toFixed(3)}): their weights are uncertain`);
+      }
+    }
+  }
+  if (!m.exact) {
+    notes.push(`${child}: not an exact combination of ${order.map(({ p }) => names[p]).join(', ')} over ${names[m.base!]}: entries trimmed or `
+      + `dropped; read as ${m.method.toUpperCase()} from the kept entries' scale (${m.residualShare.toFixed(2)} of the nearest single member's residual left)`);
+  }
+  return notes;
+}
+
+/**
+ * The JSON shape for a DAG: `parent` is each node's tree parent (-1: a root), `extra` the merge
+ * edges. A merge hangs in the tree under its first parent by name; the others reach it by extra
+ * edges. Families are the connected components; each lists its roots by name.
+ */
+export function assembleFamilies(
+  names: readonly string[], treeParent: readonly number[], labels: ReadonlyMap<number, EdgeLabel>,
+  mergeEdges: ReadonlyArray<{ parent: number; child: number; label: EdgeLabel }>,
+): Pick<LineageResult, 'trees' | 'edges'> {
+  const byName = (a: number, b: number) => (names[a]! < names[b]! ? -1 : names[a]! > names[b]! ? 1 : a - b);
+  const parent = [...treeParent];
+  const incoming = new Map<number, Array<{ parent: number; label: EdgeLabel }>>();
+  for (const e of mergeEdges) incoming.set(e.child, [...(incoming.get(e.child) ?? []), { parent: e.parent, label: e.label }]);
+  for (const [child, list] of incoming) {
+    list.sort((x, y) => byName(x.parent, y.parent));
+    parent[child] = list[0]!.parent;
+  }
+  const children = names.map(() => [] as number[]);
+  parent.forEach((p, c) => {
+    if (p >= 0) children[p]!.push(c);
+  });
+  for (const list of children) list.sort(byName);
+  const otherMergeChildren = names.map(() => [] as number[]);
+  for (const [child, list] of incoming) for (const { parent: p } of list.slice(1)) otherMergeChildren[p]!.push(child);
+  for (const list of otherMergeChildren) list.sort(byName);
+
+  // Families: connected components over tree and merge edges.
+  const family = names.map((_, i) => i);
+  const find = (v: number): number => (family[v] === v ? v : (family[v] = find(family[v]!)));
+  parent.forEach((p, c) => { if (p >= 0) family[find(c)] = find(p); });
+  for (const e of mergeEdges) family[find(e.child)] = find(e.parent);
+  const roots = parent.flatMap((p, i) => (p < 0 ? [i] : [])).sort(byName);
+  const rootsOf = new Map<number, number[]>();
+  for (const r of roots) rootsOf.set(find(r), [...(rootsOf.get(find(r)) ?? []), r]);
+
+  const edgeOf = (p: number, c: number): LineageEdge => {
+    const merge = incoming.get(c)?.find((x) => x.parent === p);
+    return { parent: names[p]!, child: names[c]!, ...(merge ? merge.label : labels.get(c)!) };
+  };
+  const trees: LineageTree[] = [];
+  const edges: LineageEdge[] = [];
+  const done = new Set<number>();
+  for (const r of roots) {
+    const id = find(r);
+    if (done.has(id)) continue;
+    done.add(id);
+    const familyRoots = rootsOf.get(id)!;
+    const members: string[] = [];
+    const visit = (v: number): void => {
+      members.push(names[v]!);
+      const next = [...children[v]!.map((c) => ({ c, tree: true })), ...otherMergeChildren[v]!.map((c) => ({ c, tree: false }))]
+        .sort((x, y) => byName(x.c, y.c));
+      for (const { c, tree } of next) {
+        edges.push(edgeOf(v, c));
+        if (tree) visit(c);
+      }
+    };
+    for (const root of familyRoots) visit(root);
+    trees.push({ root: names[familyRoots[0]!]!, ...(familyRoots.length > 1 ? { roots: familyRoots.map((x) => names[x]!) } : {}), members });
+  }
+  return { trees, edges };
+}
