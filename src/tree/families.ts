@@ -3,15 +3,14 @@
  * per parent, and virtual nodes for absent common parents.
  *
  * 1. Relatedness clusters (as the forest's); in each, merges are read off the sketches (merges.ts).
- * 2. The forest of the other members (recoverForest, unchanged): with no merge and no absent base
- *    this is the whole answer, exactly as before.
- * 3. Each merge gets an edge from each parent; a member whose change from a merge is cheaper than
- *    from its forest parent (by the forest's order: low rank before dense, then size) and grows
- *    the norm is a fine-tune of that merge and moves under it.
+ * 2. The forest (recoverForest) with each merge's only allowed incoming edge from one of its
+ *    parents and no edge from a merge to its own sources: fine-tunes of a merge find it as their
+ *    parent like any other. With no merge and no absent base this is the whole answer, as before.
+ * 3. Each merge gets an edge from each parent.
  * 4. Siblings of an absent base (siblings.ts) lose their forest parents to a virtual node.
  */
 import { singleLinkage } from './cluster.js';
-import { recoverForest, relatednessThreshold, DEFAULT_ALPHA, type ForestEvidence } from './forest.js';
+import { recoverForest, relatednessThreshold, type ForestEvidence } from './forest.js';
 import { detectMerges, sketchGram, type MergeReading } from './merges.js';
 import { detectMissingBases } from './siblings.js';
 import type { SketchComparison } from './sketch-evidence.js';
@@ -39,14 +38,8 @@ export function recoverFamilies(input: Input): LineageResult {
   const threshold = relatednessThreshold(n, input.alpha);
   const clusters = singleLinkage(n, (i, j) => pairOf(i, j).log10PValue <= threshold, keys);
   const merges = clusters.some((c) => c.length >= 3) ? detectMerges(sketchGram(sketches), clusters, keys) : [];
-  const mergeOf = new Map(merges.map((m) => [m.target, m]));
 
-  // The forest of the other members, at the same relatedness threshold as over all models.
-  const core = names.map((_, i) => i).filter((i) => !mergeOf.has(i));
-  const forest = merges.length === 0 ? recoverForest(evidence, { alpha: input.alpha, direction: 'norm-growth' }) : recoverForest(
-    restrictEvidence(evidence, core),
-    { alpha: sameThresholdAlpha(input.alpha ?? DEFAULT_ALPHA, n, core.length), direction: 'norm-growth' },
-  );
+  const forest = mergeAwareForest(evidence, merges, keys, pairOf, input.alpha);
   const index = new Map(names.map((name, i) => [name, i]));
   const parent = names.map(() => -1);
   const labels = new Map<number, EdgeLabel>();
@@ -55,10 +48,9 @@ export function recoverFamilies(input: Input): LineageResult {
     labels.set(index.get(child)!, label);
   }
 
-  moveFineTunesOfMerges(parent, labels, merges, pairOf, core);
-
-  const missing = clusters.flatMap((c) => detectMissingBases(c.filter((i) => !mergeOf.has(i)), pairOf));
-  if (merges.length === 0 && missing.length === 0) return forest;
+  const merged = new Set(merges.map((m) => m.target));
+  const missing = clusters.flatMap((c) => detectMissingBases(c.filter((i) => !merged.has(i)), pairOf));
+  if (merges.length === 0 && missing.length === 0) return { ...forest, merges: [] };
 
   const allNames = [...names];
   const virtualNodes: VirtualNode[] = [];
@@ -100,24 +92,57 @@ export function recoverFamilies(input: Input): LineageResult {
   };
 }
 
-/** alpha giving over `count` models the Bonferroni threshold that `alpha` gives over `total`. */
-function sameThresholdAlpha(alpha: number, total: number, count: number): number {
-  const pairs = (k: number) => Math.max(1, (k * (k - 1)) / 2);
-  return (alpha * pairs(count)) / pairs(total);
+/**
+ * The forest with each merge hung under one parent (the first by key), never above its own
+ * sources, and its children only fine-tunes of it (norm growth > 0). A descendant of a merge
+ * carries the merge's mixture and can still look like a parent of the merge's sources (it sits
+ * between them); while some source of a merge lies in the merge's subtree, the costliest edge on
+ * the path down to it is forbidden and the forest recomputed.
+ */
+function mergeAwareForest(
+  evidence: ForestEvidence, merges: readonly MergeReading[], keys: readonly string[],
+  pairOf: (i: number, j: number) => SketchComparison, alpha: number | undefined,
+): LineageResult {
+  const base = { ...(alpha !== undefined ? { alpha } : {}), direction: 'norm-growth' as const };
+  if (merges.length === 0) return recoverForest(evidence, base);
+  const n = evidence.models.length;
+  const ancestors = mergeAncestors(merges);
+  const isMerge = new Set(merges.map((m) => m.target));
+  const fixedParents = new Map(merges.map((m) => [m.target, [...m.parents].sort((a, b) => (keys[a]! < keys[b]! ? -1 : 1))[0]!]));
+  const banned = new Set<number>();
+  const forbidden = (p: number, c: number) =>
+    banned.has(p * n + c) || (ancestors.get(p)?.has(c) ?? false) || (isMerge.has(p) && !isMerge.has(c) && growth(pairOf(p, c), p, c) <= 0);
+  const index = new Map(evidence.models.map((m, i) => [m.name, i]));
+  for (;;) {
+    const forest = recoverForest(evidence, { ...base, fixedParents, forbidden });
+    const parent = new Array<number>(n).fill(-1);
+    for (const e of forest.edges) parent[index.get(e.child)!] = index.get(e.parent)!;
+    const path = mergeCycle(merges, parent);
+    if (!path) return forest;
+    // The costliest edge on the path (ties: the lowest one), never a merge's fixed edge.
+    let worst: [number, number] | null = null;
+    for (let k = 1; k < path.length; k++) {
+      const [p, c] = [path[k - 1]!, path[k]!];
+      if (fixedParents.get(c) === p) continue;
+      if (!worst || !cheaper(pairOf(p, c), pairOf(worst[0], worst[1]))) worst = [p, c];
+    }
+    if (!worst) return forest;
+    banned.add(worst[0] * n + worst[1]);
+  }
 }
 
-function restrictEvidence(evidence: ForestEvidence, keep: readonly number[]): ForestEvidence {
-  const position = new Map(keep.map((v, i) => [v, i]));
-  return {
-    models: keep.map((v) => evidence.models[v]!),
-    pairs: evidence.pairs.flatMap((p) => (position.has(p.a) && position.has(p.b) ? [{ ...p, a: position.get(p.a)!, b: position.get(p.b)! }] : [])),
-  };
-}
-
-/** Norm growth g(parent -> child) of the pair. */
-function growth(c: SketchComparison, parent: number, child: number): number {
-  const g = c.normGrowth ?? 0;
-  return parent < child ? g : -g;
+/** A path (merge, ..., source) down the forest from a merge to one of its own sources, or null. */
+function mergeCycle(merges: readonly MergeReading[], parent: readonly number[]): number[] | null {
+  for (const m of merges) {
+    for (const source of m.base === null ? m.parents : [...m.parents, m.base]) {
+      const up = [source];
+      for (let v = parent[source]!; v >= 0 && up.length <= parent.length; v = parent[v]!) {
+        up.push(v);
+        if (v === m.target) return up.reverse();
+      }
+    }
+  }
+  return null;
 }
 
 /** The forest's order of edges: low rank before dense, then the rank sum or the distance. */
@@ -126,48 +151,32 @@ function cheaper(x: SketchComparison, y: SketchComparison): boolean {
   return x.lowRank && y.lowRank ? x.lowRank.rankSum < y.lowRank.rankSum : x.relativeDistance < y.relativeDistance;
 }
 
-function edgeLabel(c: SketchComparison, parent: number, child: number): EdgeLabel {
-  return {
-    kind: c.lowRank ? 'lora' : 'full',
-    rank: c.lowRank ? c.lowRank.rank : null,
-    modules: c.lowRank ? [...c.lowRank.modules] : [],
-    distance: c.relativeDistance,
-    directionMargin: growth(c, parent, child),
-  };
+/** Norm growth g(parent -> child) of the pair. */
+function growth(c: SketchComparison, parent: number, child: number): number {
+  const g = c.normGrowth ?? 0;
+  return parent < child ? g : -g;
 }
 
-/**
- * A member (not a forest root) whose change from a merge is cheaper than from its forest parent,
- * and grows the norm, is a fine-tune of that merge. A merge's own sources (and theirs) never move
- * under it.
- */
-function moveFineTunesOfMerges(
-  parent: number[], labels: Map<number, EdgeLabel>, merges: readonly MergeReading[],
-  pairOf: (i: number, j: number) => SketchComparison, core: readonly number[],
-): void {
-  const mergeOf = new Map(merges.map((m) => [m.target, m]));
-  const ancestors = (v: number, seen = new Set<number>()): Set<number> => {
-    const merge = mergeOf.get(v);
-    const up = merge ? [...merge.parents, ...(merge.base === null ? [] : [merge.base])] : parent[v]! >= 0 ? [parent[v]!] : [];
-    for (const u of up) {
-      if (seen.has(u)) continue;
-      seen.add(u);
-      ancestors(u, seen);
+/** Each merge's sources (parents and base), and theirs through other merges, transitively. */
+function mergeAncestors(merges: readonly MergeReading[]): Map<number, Set<number>> {
+  const byTarget = new Map(merges.map((m) => [m.target, m]));
+  const result = new Map<number, Set<number>>();
+  for (const m of merges) {
+    const seen = new Set<number>();
+    const stack = [m.target];
+    while (stack.length) {
+      const merge = byTarget.get(stack.pop()!);
+      if (!merge) continue;
+      for (const s of merge.base === null ? merge.parents : [...merge.parents, merge.base]) {
+        if (!seen.has(s)) {
+          seen.add(s);
+          stack.push(s);
+        }
+      }
     }
-    return seen;
-  };
-  for (const child of core) {
-    if (parent[child]! < 0) continue;
-    let best = { pair: pairOf(parent[child]!, child), merge: -1 };
-    for (const m of merges) {
-      const c = pairOf(m.target, child);
-      if (cheaper(c, best.pair) && growth(c, m.target, child) > 0 && !ancestors(m.target).has(child)) best = { pair: c, merge: m.target };
-    }
-    if (best.merge >= 0) {
-      parent[child] = best.merge;
-      labels.set(child, edgeLabel(pairOf(best.merge, child), best.merge, child));
-    }
+    result.set(m.target, seen);
   }
+  return result;
 }
 
 function mergeEntry(m: MergeReading, names: readonly string[]): MergeEntry {

@@ -80,6 +80,13 @@ export interface ForestOptions {
   readonly kurtosisRises?: boolean;
   /** Direction evidence: norm growth where pairs carry it (default), or kurtosis only. */
   readonly direction?: 'norm-growth' | 'kurtosis';
+  /**
+   * Edges decided elsewhere (e.g. a merge hung under one of its parents): child -> its only
+   * allowed parent, which must be related to it.
+   */
+  readonly fixedParents?: ReadonlyMap<number, number>;
+  /** Edges that may not be used (e.g. from a merge to its own parents). */
+  readonly forbidden?: (parent: number, child: number) => boolean;
 }
 
 export const DEFAULT_ALPHA = 1e-3;
@@ -111,6 +118,7 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
   const parent = new Array<number>(n).fill(-1);
   for (const members of clusters) {
     const costs = clusterCosts(members, pairOf, margin, options.lambda ?? MOTHER_LAMBDA);
+    constrain(costs, members, options);
     const result = minimumArborescence(costs, { tieKeys: members.map((v) => keys[v]!) });
     result.parent.forEach((p, c) => {
       if (p >= 0) parent[members[c]!] = members[p]!;
@@ -131,6 +139,18 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
       };
     },
   );
+}
+
+/** Applies fixed parents (every other incoming edge removed) and forbidden edges to a cluster's costs. */
+function constrain(costs: number[][], members: readonly number[], options: ForestOptions): void {
+  const { fixedParents, forbidden } = options;
+  if (!fixedParents && !forbidden) return;
+  members.forEach((parent, i) => {
+    members.forEach((child, j) => {
+      const fixed = fixedParents?.get(child);
+      if ((fixed !== undefined && fixed !== parent) || forbidden?.(parent, child)) costs[i]![j] = Infinity;
+    });
+  });
 }
 
 type PairLookup = (i: number, j: number) => PairEvidence | undefined;

@@ -280,8 +280,12 @@ function sparseLaw(gram: SketchGram, target: number, base: number, parents: read
   return { ratio: mean, spread: mean > 0 ? Math.sqrt(variance) / mean : Infinity };
 }
 
-/** Relative tolerance on the scale of the kept entries when telling TIES from DARE. */
-export const SCALE_TOLERANCE = 0.2;
+/**
+ * Scales of kept entries read as TIES (entries at their own values). The pooled kept share
+ * reads a parent outvoted by sign election or averaged on overlaps below 1, so the range
+ * reaches down further than up.
+ */
+export const TIES_SCALES = { low: 0.6, high: 1.25 } as const;
 
 /**
  * A merge that keeps a share of each parent's entries at scale c_i and drops the rest leaves
@@ -295,8 +299,7 @@ export const SCALE_TOLERANCE = 0.2;
 function sparseMethod(weights: readonly number[], ratio: number): Pick<MergeReading, 'method' | 'weights' | 'density'> {
   const kept = 1 / (1 + ratio);
   const scales = weights.map((w) => w / kept);
-  const near = (values: readonly number[], target: number) => values.every((v) => Math.abs(v - target) <= SCALE_TOLERANCE * target);
-  if (scales.every((c) => Math.abs(c - 1) <= SCALE_TOLERANCE)) return { method: 'ties', weights: scales, density: null };
+  if (scales.every((c) => c >= TIES_SCALES.low && c <= TIES_SCALES.high)) return { method: 'ties', weights: scales, density: null };
   return { method: 'dare', weights, density: kept };
 }
 
@@ -325,12 +328,15 @@ function sparseReading(gram: SketchGram, target: number, candidates: readonly nu
   const singleResidual = Math.min(...others.map((c) => squaredDistance(gram, target, c)));
   let best: MergeReading | null = null;
   for (const base of candidates) {
-    if (norm2(gram, base) >= norm2(gram, target)) continue; // a merge adds its parents' updates to the base
+    // A merge adds its parents' updates to the base, and drops or trims less than it adds: its norm
+    // exceeds the base's and each parent's (fine-tunes grow norms; a model averaged from its own
+    // fine-tunes would be smaller than they are).
+    if (norm2(gram, base) >= norm2(gram, target)) continue;
     const fit = fitOverBase(gram, target, base, candidates);
     const parents = fit.members.slice(1);
     const weights = fit.coefficients.slice(1);
     if (parents.length < 2 || weights.some((w) => w <= 0)) continue;
-    if (parents.some((p) => norm2(gram, p) <= norm2(gram, base))) continue;
+    if (parents.some((p) => norm2(gram, p) <= norm2(gram, base) || norm2(gram, p) >= norm2(gram, target))) continue;
     const share = fit.residual / singleResidual;
     if (share > SPARSE_MERGE_RESIDUAL_SHARE || (best && fit.residual >= best.residualShare * singleResidual)) continue;
     let cleanest = 0;

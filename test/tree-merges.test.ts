@@ -1,0 +1,214 @@
+/**
+ * Merges and missing ancestors on the sketches: synthetic merges of known weights (linear, task
+ * arithmetic, TIES, DARE, a merge of LoRA children, a fine-tune of a merge), siblings of an
+ * absent base, and sets without either (today's forest, unchanged); then ../shared/zoo-merge.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadSketch } from '../src/sketch/load.js';
+import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
+import { recoverForest } from '../src/tree/forest.js';
+import { forestEvidence, compareAll } from '../src/tree/lineage.js';
+import { renderDot, renderMermaid, renderTerminal } from '../src/tree/render.js';
+import type { LineageResult } from '../src/tree/types.js';
+import { writeFamily, type FamilySpec, type MergeSpec, type Module } from './helpers/synthetic-llama.js';
+
+const DIMS = { hidden: 96, intermediate: 256, layers: 2, heads: 4 };
+const ATTENTION: Module[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj'];
+
+function sketchAll(specs: ReadonlyArray<FamilySpec | MergeSpec>, seed: number, leaveOut: readonly string[] = []): SketchedModel[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-merges-'));
+  try {
+    const folders = writeFamily(dir, specs, DIMS, seed);
+    return specs.filter((s) => !leaveOut.includes(s.name)).map((s) => ({ name: s.name, sketch: loadSketch(folders.get(s.name)!, { cacheDir: null }).sketch }));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every incoming edge of each model, as "parent>child:kind". */
+function edgeSet(result: LineageResult): string[] {
+  return result.edges.map((e) => `${e.parent}>${e.child}:${e.kind}`).sort();
+}
+
+function mergeOf(result: LineageResult, child: string) {
+  const m = result.merges?.find((x) => x.child === child);
+  assert.ok(m, `${child} should be a merge; merges: ${JSON.stringify(result.merges)}`);
+  return m;
+}
+
+const FAMILY: ReadonlyArray<FamilySpec | MergeSpec> = [
+  { name: 'r0', kind: 'root' },
+  { name: 'f1', kind: 'full', parent: 'r0' },
+  { name: 'f2', kind: 'full', parent: 'r0', scale: 0.12 },
+  { name: 'f3', kind: 'full', parent: 'r0', scale: 0.08 },
+  { name: 'f4', kind: 'full', parent: 'r0' },
+  { name: 'l1', kind: 'lora', parent: 'r0', rank: 4, modules: ['q_proj', 'v_proj'] },
+  { name: 'l2', kind: 'lora', parent: 'r0', rank: 8, modules: ATTENTION },
+  { name: 'mlin', kind: 'merge', method: 'linear', parents: ['f1', 'f2'], weights: [0.7, 0.3] },
+  { name: 'mtask', kind: 'merge', method: 'task_arithmetic', base: 'r0', parents: ['f1', 'f2', 'f3'], weights: [1, 1, 1], lambda: 0.7 },
+  { name: 'mties', kind: 'merge', method: 'ties', base: 'r0', parents: ['f2', 'f3', 'f4'], density: 0.3 },
+  { name: 'mdare', kind: 'merge', method: 'dare', base: 'r0', parents: ['f1', 'f4'], weights: [0.8, 1], density: 0.7 },
+  { name: 'mlora', kind: 'merge', method: 'linear', parents: ['l1', 'l2'], weights: [0.5, 0.5] },
+  { name: 'mlin_ft', kind: 'full', parent: 'mlin', scale: 0.05 },
+];
+
+test('synthetic merges: each method gets exactly its parents and its kind; a fine-tune of a merge is its ordinary child', () => {
+  const models = sketchAll(FAMILY, 31);
+  const { result } = recoverLineage(models);
+  assert.equal(result.trees.length, 1);
+  assert.deepEqual(result.merges!.map((m) => m.child).sort(), ['mdare', 'mlin', 'mlora', 'mtask', 'mties']);
+
+  const lin = mergeOf(result, 'mlin');
+  assert.deepEqual(lin.parents, ['f1', 'f2']);
+  assert.equal(lin.method, 'linear');
+  assert.ok(Math.abs(lin.weights[0]! - 0.7) < 0.01 && Math.abs(lin.weights[1]! - 0.3) < 0.01, `weights ${lin.weights}`);
+  assert.equal(lin.base, null);
+
+  const task = mergeOf(result, 'mtask');
+  assert.deepEqual(task.parents, ['f1', 'f2', 'f3']);
+  assert.equal(task.method, 'task_arithmetic');
+  assert.equal(task.base, 'r0');
+  for (const w of task.weights) assert.ok(Math.abs(w - 0.7) < 0.01, `task weights ${task.weights}`);
+
+  const ties = mergeOf(result, 'mties');
+  assert.deepEqual(ties.parents, ['f2', 'f3', 'f4']);
+  assert.equal(ties.base, 'r0');
+  assert.equal(ties.method, 'ties');
+
+  const dare = mergeOf(result, 'mdare');
+  assert.deepEqual(dare.parents, ['f1', 'f4']);
+  assert.equal(dare.base, 'r0');
+  assert.equal(dare.method, 'dare');
+  assert.ok(Math.abs(dare.density! - 0.7) < 0.05, `density ${dare.density}`);
+  assert.ok(Math.abs(dare.weights[0]! - 0.8) < 0.05 && Math.abs(dare.weights[1]! - 1) < 0.05, `dare weights ${dare.weights}`);
+
+  const lora = mergeOf(result, 'mlora');
+  assert.deepEqual(lora.parents, ['l1', 'l2']);
+  assert.equal(lora.method, 'linear');
+
+  // One edge per parent for every merge; every other model has its true single parent.
+  const expected = [
+    ...['f1', 'f2', 'f3', 'f4'].map((c) => `r0>${c}:full`), 'r0>l1:lora', 'r0>l2:lora',
+    ...FAMILY.filter((s): s is MergeSpec => s.kind === 'merge').flatMap((s) => s.parents.map((p) => `${p}>${s.name}:merge`)),
+    'mlin>mlin_ft:full',
+  ].sort();
+  assert.deepEqual(edgeSet(result), expected);
+  for (const e of result.edges) if (e.kind !== 'merge') assert.ok(e.directionMargin > 0.3, `${e.parent}->${e.child} margin ${e.directionMargin}`);
+  assert.equal(result.virtualNodes, undefined);
+
+  // Independent of input order and names.
+  const renamed = [...models].reverse().map((m) => ({ name: `x-${m.name}`, sketch: m.sketch }));
+  const again = recoverLineage(renamed).result;
+  assert.deepEqual(edgeSet(again).map((e) => e.replace(/x-/g, '')), expected);
+
+  // Renderers: several incoming edges, merge edges drawn apart.
+  const dot = renderDot(result);
+  assert.match(dot, /"f1" -> "mlin" \[label="merge linear w=0\.70\d*\\nd=[^"]*", style=bold\]/);
+  assert.match(renderMermaid(result), /==>\|"merge ties/);
+  const terminal = renderTerminal(result);
+  assert.match(terminal, /mlin_ft {2}full FT/);
+  assert.match(terminal, /\(merge: shown above\)/);
+});
+
+test('siblings of an absent base: one virtual parent with each child\'s own rank and modules; with the base present, today\'s tree', () => {
+  const ranks = [4, 6, 8, 12, 16, 8];
+  const moduleSets: Module[][] = [['q_proj', 'v_proj'], ['q_proj', 'v_proj'], ATTENTION, ['q_proj', 'v_proj'], ['v_proj', 'o_proj'], ['gate_proj', 'up_proj']];
+  const specs: FamilySpec[] = [
+    { name: 's0', kind: 'root' },
+    ...ranks.map((rank, i): FamilySpec => ({ name: `s${i + 1}`, kind: 'lora', parent: 's0', rank, modules: moduleSets[i]! })),
+  ];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-siblings-'));
+  try {
+    const folders = writeFamily(dir, specs, DIMS, 41);
+    const all = specs.map((s) => ({ name: s.name, sketch: loadSketch(folders.get(s.name)!, { cacheDir: null }).sketch }));
+    for (const count of [3, 6]) {
+      const children = all.slice(1, 1 + count);
+      const { result } = recoverLineage(children);
+      const names = children.map((m) => m.name);
+      const virtual = `base(${names.join(',')})`;
+      assert.deepEqual(result.virtualNodes, [{ name: virtual, virtual: true, children: names }]);
+      assert.equal(result.trees.length, 1);
+      assert.equal(result.trees[0]!.root, virtual);
+      assert.deepEqual(result.merges, []);
+      for (const [i, name] of names.entries()) {
+        const e = result.edges.find((x) => x.child === name)!;
+        assert.equal(e.parent, virtual);
+        assert.equal(e.kind, 'lora');
+        assert.equal(e.rank, ranks[i], `${name} rank`);
+        assert.deepEqual(e.modules, [...moduleSets[i]!].sort(), `${name} modules`);
+      }
+    }
+    // The base present: an ordinary star, exactly the forest of before, no virtual node.
+    const { result } = recoverLineage(all);
+    const plain = recoverForest(forestEvidence(all, compareAll(all)), { direction: 'norm-growth' });
+    assert.deepEqual(result.trees, plain.trees);
+    assert.deepEqual(result.edges, plain.edges);
+    assert.equal(result.virtualNodes, undefined);
+    assert.deepEqual(result.merges, []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a forest without merges or absent bases comes out exactly as the plain forest', () => {
+  const specs: FamilySpec[] = [
+    { name: 'a0', kind: 'root' },
+    { name: 'a1', kind: 'full', parent: 'a0' },
+    { name: 'a2', kind: 'full', parent: 'a0', scale: 0.15 },
+    { name: 'a3', kind: 'full', parent: 'a0', scale: 0.07 },
+    { name: 'a1a', kind: 'full', parent: 'a1' },
+    { name: 'a1b', kind: 'lora', parent: 'a1', rank: 8, modules: ['q_proj', 'v_proj'] },
+    { name: 'a2a', kind: 'lora', parent: 'a2', rank: 4, modules: ATTENTION },
+    { name: 'a2b', kind: 'lora', parent: 'a2', rank: 2, modules: ['o_proj'] },
+    { name: 'b0', kind: 'root' },
+    { name: 'b1', kind: 'lora', parent: 'b0', rank: 8, modules: ['q_proj', 'v_proj'] },
+    { name: 'b2', kind: 'lora', parent: 'b1', rank: 8, modules: ['q_proj', 'v_proj'] },
+    { name: 'b3', kind: 'lora', parent: 'b2', rank: 8, modules: ['q_proj', 'v_proj'] },
+  ];
+  const models = sketchAll(specs, 51);
+  const { result } = recoverLineage(models);
+  const plain = recoverForest(forestEvidence(models, compareAll(models)), { direction: 'norm-growth' });
+  assert.deepEqual(result.trees, plain.trees);
+  assert.deepEqual(result.edges, plain.edges);
+  assert.equal(result.virtualNodes, undefined);
+  assert.deepEqual(result.merges, []);
+  assert.deepEqual(edgeSet(result), specs.filter((s) => s.kind !== 'root').map((s) => `${(s as { parent: string }).parent}>${s.name}:${s.kind}`).sort());
+});
+
+const ZOO = path.resolve('..', 'shared', 'zoo-merge');
+
+test('zoo-merge: every merge gets exactly its parents, other edges right with direction; b1-b5 under one virtual base', (t) => {
+  if (!fs.existsSync(path.join(ZOO, 'zoo.json'))) {
+    t.skip(`no ${ZOO}: the merge test set is not here`);
+    return;
+  }
+  const truth = JSON.parse(fs.readFileSync(path.join(ZOO, 'zoo.json'), 'utf8')) as {
+    models: Array<{ name: string; kind: string; parent?: string; parents?: string[]; method?: string }>;
+  };
+  const names = truth.models.map((m) => m.name).filter((n) => n !== 'b0');
+  const models = names.map((name) => ({ name, sketch: loadSketch(path.join(ZOO, name), { cacheDir: null }).sketch }));
+  const { result } = recoverLineage(models);
+  const expected: string[] = [];
+  for (const m of truth.models) {
+    if (m.name === 'b0') continue;
+    if (m.kind === 'merge') for (const p of m.parents!) expected.push(`${p}>${m.name}:merge`);
+    else if (m.parent === 'b0') expected.push(`base(b1,b2,b3,b4,b5)>${m.name}:lora`);
+    else if (m.parent) expected.push(`${m.parent}>${m.name}:${m.kind === 'lora' ? 'lora' : 'full'}`);
+  }
+  assert.deepEqual(edgeSet(result), expected.sort());
+  for (const m of truth.models.filter((x) => x.kind === 'merge')) {
+    assert.deepEqual(mergeOf(result, m.name).parents, [...m.parents!].sort(), `${m.name} parents`);
+  }
+  assert.equal(mergeOf(result, 'm_ties').method, 'ties');
+  assert.equal(mergeOf(result, 'm_dare').method, 'dare');
+  for (const e of result.edges) if (e.kind !== 'merge' && !e.parent.startsWith('base(')) assert.ok(e.directionMargin > 0.3, `${e.parent}->${e.child}`);
+  for (const e of result.edges.filter((x) => x.parent.startsWith('base('))) {
+    assert.equal(e.rank, 8);
+    assert.deepEqual(e.modules, ['q_proj', 'v_proj']);
+  }
+  assert.deepEqual(result.trees.map((tr) => tr.root).sort(), ['a0', 'base(b1,b2,b3,b4,b5)']);
+});
