@@ -14,6 +14,7 @@ import { recoverForest } from '../src/tree/forest.js';
 import { forestEvidence, compareAll } from '../src/tree/lineage.js';
 import { renderDot, renderMermaid, renderTerminal } from '../src/tree/render.js';
 import type { LineageResult } from '../src/tree/types.js';
+import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
 import { writeFamily, type FamilySpec, type MergeSpec, type Module } from './helpers/synthetic-llama.js';
 
 const DIMS = { hidden: 96, intermediate: 256, layers: 2, heads: 4 };
@@ -211,4 +212,9 @@ test('zoo-merge: every merge gets exactly its parents, other edges right with di
     assert.deepEqual(e.modules, ['q_proj', 'v_proj']);
   }
   assert.deepEqual(result.trees.map((tr) => tr.root).sort(), ['a0', 'base(b1,b2,b3,b4,b5)']);
+  // Scored against the truth: a merge's parents are each a true edge, the absent b0 the virtual node's place.
+  const score = scoreAgainstTruth(result, parseTruth(truth));
+  assert.equal(score.trueEdges, 22);
+  assert.equal(score.edgeAccuracy, 1);
+  assert.equal(score.clusteringAccuracy, 1);
 });

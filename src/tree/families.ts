@@ -268,13 +268,18 @@ export function assembleFamilies(
   const trees: LineageTree[] = [];
   const edges: LineageEdge[] = [];
   const done = new Set<number>();
-  for (const r of roots) {
+  const seen = new Set<number>();
+  // A family without a root (a cycle, which the forest's constraints should prevent) starts at its first node by name.
+  const starts = [...roots, ...names.map((_, i) => i).sort(byName)];
+  for (const r of starts) {
     const id = find(r);
     if (done.has(id)) continue;
     done.add(id);
-    const familyRoots = rootsOf.get(id)!;
+    const familyRoots = rootsOf.get(id) ?? [r];
     const members: string[] = [];
     const visit = (v: number): void => {
+      if (seen.has(v)) return;
+      seen.add(v);
       members.push(names[v]!);
       const next = [...children[v]!.map((c) => ({ c, tree: true })), ...otherMergeChildren[v]!.map((c) => ({ c, tree: false }))]
         .sort((x, y) => byName(x.c, y.c));
@@ -287,4 +292,27 @@ export function assembleFamilies(
     trees.push({ root: names[familyRoots[0]!]!, ...(familyRoots.length > 1 ? { roots: familyRoots.map((x) => names[x]!) } : {}), members });
   }
   return { trees, edges };
+}
+
+/**
+ * Trees and edges again after the single-parent edges of the real models changed (e.g. members
+ * placed by alignment): `parent` and `labels` cover `names` (the real models); the virtual nodes
+ * and merge edges of `result` are put back as they were.
+ */
+export function reassembleFamilies(
+  result: LineageResult, names: readonly string[], parent: readonly number[], labels: ReadonlyMap<number, EdgeLabel>,
+): Pick<LineageResult, 'trees' | 'edges'> {
+  const allNames = [...names, ...(result.virtualNodes ?? []).map((v) => v.name)];
+  const index = new Map(allNames.map((name, i) => [name, i]));
+  const treeParent = [...parent, ...(result.virtualNodes ?? []).map(() => -1)];
+  const allLabels = new Map(labels);
+  const mergeEdges: Array<{ parent: number; child: number; label: EdgeLabel }> = [];
+  for (const { parent: p, child, ...label } of result.edges) {
+    if (label.kind === 'merge') mergeEdges.push({ parent: index.get(p)!, child: index.get(child)!, label });
+    else if (index.get(p)! >= names.length) {
+      treeParent[index.get(child)!] = index.get(p)!;
+      allLabels.set(index.get(child)!, label);
+    }
+  }
+  return assembleFamilies(allNames, treeParent, allLabels, mergeEdges);
 }
