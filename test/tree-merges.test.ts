@@ -115,6 +115,42 @@ test('synthetic merges: each method gets exactly its parents and its kind; a fin
   assert.match(terminal, /\(merge: shown above\)/);
 });
 
+test('synthetic merges of other shapes: 2-4 parents, other weights and densities, each method', () => {
+  const specs: ReadonlyArray<FamilySpec | MergeSpec> = [
+    { name: 'r0', kind: 'root' },
+    { name: 'f1', kind: 'full', parent: 'r0', scale: 0.06 },
+    { name: 'f2', kind: 'full', parent: 'r0', scale: 0.1 },
+    { name: 'f3', kind: 'full', parent: 'r0', scale: 0.14 },
+    { name: 'f4', kind: 'full', parent: 'r0', scale: 0.09 },
+    { name: 'l1', kind: 'lora', parent: 'r0', rank: 6, modules: ['q_proj', 'k_proj'] },
+    { name: 'l2', kind: 'lora', parent: 'r0', rank: 12, modules: ['v_proj', 'o_proj'] },
+    { name: 'l3', kind: 'lora', parent: 'r0', rank: 4, modules: ['gate_proj', 'up_proj'] },
+    { name: 'm4', kind: 'merge', method: 'linear', parents: ['f1', 'f2', 'f3', 'f4'], weights: [0.1, 0.2, 0.3, 0.4] },
+    { name: 'tsmall', kind: 'merge', method: 'task_arithmetic', base: 'r0', parents: ['f1', 'f3'], lambda: 0.3 },
+    { name: 'ties2', kind: 'merge', method: 'ties', base: 'r0', parents: ['f2', 'f4'], density: 0.5 },
+    { name: 'dare3', kind: 'merge', method: 'dare', base: 'r0', parents: ['f1', 'f2', 'f3'], density: 0.5 },
+    { name: 'lora3', kind: 'merge', method: 'linear', parents: ['l1', 'l2', 'l3'], weights: [0.3, 0.3, 0.4] },
+    { name: 'dare_lora', kind: 'merge', method: 'dare', base: 'r0', parents: ['l2', 'l3'], weights: [1, 1], density: 0.6 },
+  ];
+  const { result } = recoverLineage(sketchAll(specs, 61));
+  const merges = specs.filter((x): x is MergeSpec => x.kind === 'merge');
+  assert.deepEqual(result.merges!.map((m) => m.child).sort(), merges.map((m) => m.name).sort());
+  for (const spec of merges) {
+    const found = mergeOf(result, spec.name);
+    assert.deepEqual(found.parents, [...spec.parents].sort(), `${spec.name} parents`);
+    assert.equal(found.method, spec.method, `${spec.name} method`);
+    assert.equal(found.base, spec.base ?? null, `${spec.name} base`);
+  }
+  for (const [i, w] of [0.1, 0.2, 0.3, 0.4].entries()) assert.ok(Math.abs(mergeOf(result, 'm4').weights[i]! - w) < 0.01);
+  for (const w of mergeOf(result, 'tsmall').weights) assert.ok(Math.abs(w - 0.3) < 0.01);
+  assert.ok(Math.abs(mergeOf(result, 'dare3').density! - 0.5) < 0.05);
+  const expected = [
+    ...['f1', 'f2', 'f3', 'f4'].map((c) => `r0>${c}:full`), ...['l1', 'l2', 'l3'].map((c) => `r0>${c}:lora`),
+    ...merges.flatMap((m) => m.parents.map((p) => `${p}>${m.name}:merge`)),
+  ].sort();
+  assert.deepEqual(edgeSet(result), expected);
+});
+
 test('siblings of an absent base: one virtual parent with each child\'s own rank and modules; with the base present, today\'s tree', () => {
   const ranks = [4, 6, 8, 12, 16, 8];
   const moduleSets: Module[][] = [['q_proj', 'v_proj'], ['q_proj', 'v_proj'], ATTENTION, ['q_proj', 'v_proj'], ['v_proj', 'o_proj'], ['gate_proj', 'up_proj']];

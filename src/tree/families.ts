@@ -19,7 +19,7 @@ import type { LineageEdge, LineageResult, LineageTree, MergeEntry, VirtualNode }
 import type { ModelSketch } from '../sketch/types.js';
 
 /** A merge weight below this (in absolute value) is reported as doubtful. */
-export const SMALL_MERGE_WEIGHT = 0.1;
+export const SMALL_MERGE_WEIGHT = 0.05;
 /** Two parents closer than this share of the merge's distance to them are reported as near-identical. */
 export const NEAR_IDENTICAL_PARENTS = 0.2;
 
@@ -96,8 +96,8 @@ export function recoverFamilies(input: Input): LineageResult {
  * The forest with each merge hung under one parent (the first by key), never above its own
  * sources, and its children only fine-tunes of it (norm growth > 0). A descendant of a merge
  * carries the merge's mixture and can still look like a parent of the merge's sources (it sits
- * between them); while some source of a merge lies in the merge's subtree, the costliest edge on
- * the path down to it is forbidden and the forest recomputed.
+ * between them); while some source of a merge lies in the merge's subtree, the edge on the path
+ * down to it that goes most against norm growth is forbidden and the forest recomputed.
  */
 function mergeAwareForest(
   evidence: ForestEvidence, merges: readonly MergeReading[], keys: readonly string[],
@@ -119,12 +119,14 @@ function mergeAwareForest(
     for (const e of forest.edges) parent[index.get(e.child)!] = index.get(e.parent)!;
     const path = mergeCycle(merges, parent);
     if (!path) return forest;
-    // The costliest edge on the path (ties: the lowest one), never a merge's fixed edge.
+    // The edge on the path that goes most against norm growth (ties: the costliest, then the
+    // lowest), never a merge's fixed edge.
     let worst: [number, number] | null = null;
     for (let k = 1; k < path.length; k++) {
       const [p, c] = [path[k - 1]!, path[k]!];
       if (fixedParents.get(c) === p) continue;
-      if (!worst || !cheaper(pairOf(p, c), pairOf(worst[0], worst[1]))) worst = [p, c];
+      const [g, worstG] = [growth(pairOf(p, c), p, c), worst ? growth(pairOf(worst[0], worst[1]), worst[0], worst[1]) : Infinity];
+      if (g < worstG || (g === worstG && !cheaper(pairOf(p, c), pairOf(worst![0], worst![1])))) worst = [p, c];
     }
     if (!worst) return forest;
     banned.add(worst[0] * n + worst[1]);

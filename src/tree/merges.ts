@@ -19,6 +19,7 @@
  * several readings qualify the one whose base has the smallest norm (fine-tunes grow norms) wins.
  */
 import type { ModelSketch, SketchView, MatrixSketch } from '../sketch/types.js';
+import { countSingularValuesAbove, noiseThreshold } from './sketch-evidence.js';
 
 export type MergeMethod = 'linear' | 'task_arithmetic' | 'ties' | 'dare' | 'unknown';
 
@@ -32,6 +33,10 @@ export interface SketchGram {
   readonly total: Float64Array;
   /** Expected squared norm of each model's storage rounding in the sketch, summed over matrices. */
   readonly rounding: Float64Array;
+  /** views[m][model]: the views the inner products were taken on (for residuals' ranks). */
+  readonly views: ReadonlyArray<readonly SketchView[]>;
+  /** The matrices' layout (of the first model). */
+  readonly layout: readonly MatrixSketch[];
 }
 
 /** Per matrix the stored views when every model stores it on one grid, else every model's bf16 view. */
@@ -44,10 +49,12 @@ export function sketchGram(sketches: readonly ModelSketch[]): SketchGram {
   const n = sketches.length;
   const matrixCount = sketches[0]?.matrices.length ?? 0;
   const perMatrix: Float64Array[] = [];
+  const allViews: SketchView[][] = [];
   const total = new Float64Array(n * n);
   const rounding = new Float64Array(n);
   for (let m = 0; m < matrixCount; m++) {
     const views = commonView(sketches.map((s) => s.matrices[m]!));
+    allViews.push(views);
     const dot = new Float64Array(n * n);
     for (let a = 0; a < n; a++) {
       const va = views[a]!.sketch;
@@ -63,7 +70,7 @@ export function sketchGram(sketches: readonly ModelSketch[]): SketchGram {
     perMatrix.push(dot);
     for (let i = 0; i < dot.length; i++) total[i] += dot[i]!;
   }
-  return { models: n, matrices: matrixCount, perMatrix, total, rounding };
+  return { models: n, matrices: matrixCount, perMatrix, total, rounding, views: allViews, layout: sketches[0]?.matrices ?? [] };
 }
 
 /** ||sum_j w_j S_{idx_j}||^2 under the inner products `dot` (n x n). */
@@ -239,13 +246,20 @@ function exactReading(gram: SketchGram, fit: MergeFit): MergeReading | null {
   const negative = fit.members.filter((_, i) => fit.coefficients[i]! < 0);
   const positive = fit.members.filter((_, i) => fit.coefficients[i]! > 0);
   if (positive.length < 2 || negative.length > 1) return null;
-  const base = negative[0] ?? null;
+  let base = negative[0] ?? null;
   // A base is the parents' ancestor: fine-tunes grow norms, so it is the smallest of them.
   if (base !== null && positive.some((p) => norm2(gram, p) < norm2(gram, base))) return null;
+  // Task arithmetic with weights summing below 1 keeps the base at a positive coefficient: the
+  // smallest member is that base when the others' updates from it are independent.
+  if (base === null && positive.length >= 3) {
+    const smallest = positive.reduce((a, b) => (norm2(gram, b) < norm2(gram, a) ? b : a));
+    if (independentUpdates(gram, smallest, positive.filter((p) => p !== smallest))) base = smallest;
+  }
+  const parents = positive.filter((p) => p !== base);
   return {
     target: fit.target,
-    parents: positive,
-    weights: positive.map((p) => fit.coefficients[fit.members.indexOf(p)]!),
+    parents,
+    weights: parents.map((p) => fit.coefficients[fit.members.indexOf(p)]!),
     base,
     method: base === null ? 'linear' : 'task_arithmetic',
     density: null,
@@ -253,6 +267,22 @@ function exactReading(gram: SketchGram, fit: MergeFit): MergeReading | null {
     residualOverRounding: fit.residual / fit.roundingFloor,
     exact: true,
   };
+}
+
+/** Largest |cosine| between two members' updates from a common parent (independent fine-tunes: about 0). */
+export const INDEPENDENT_COSINE = 0.25;
+
+/** Are the changes from `base` to each of `members` pairwise nearly orthogonal (as fine-tunes of it are)? */
+function independentUpdates(gram: SketchGram, base: number, members: readonly number[]): boolean {
+  const n = gram.models, K = gram.total;
+  const dot = (a: number, b: number) => K[a * n + b]! - K[a * n + base]! - K[base * n + b]! + K[base * n + base]!;
+  for (let i = 0; i < members.length; i++) {
+    for (let j = i + 1; j < members.length; j++) {
+      const [a, b] = [members[i]!, members[j]!];
+      if (Math.abs(dot(a, b)) > INDEPENDENT_COSINE * Math.sqrt(dot(a, a) * dot(b, b))) return false;
+    }
+  }
+  return true;
 }
 
 /**
@@ -303,7 +333,41 @@ function sparseMethod(weights: readonly number[], ratio: number): Pick<MergeRead
   return { method: 'dare', weights, density: kept };
 }
 
-/** Forward selection of parents over a fixed base (never dropped), each adding MIN_MEMBER_GAIN. */
+/**
+ * Is the residual S(M) - sum c_j S(Q_j) dense (rank above half the sketch) in the matrix where it
+ * is largest? Dropping or trimming entries leaves per-entry noise of full rank even when the
+ * parents' changes are low rank; an update of the target's own that the fit cannot explain (a
+ * LoRA sibling read as a merge of its siblings) is low rank. The noise edge is that of the
+ * combination's rounding: the views' variance profiles summed with the squared coefficients.
+ */
+function denseResidual(gram: SketchGram, members: readonly number[], coefficients: readonly number[]): boolean {
+  let largest = -1, energy = 0;
+  gram.perMatrix.forEach((dot, m) => {
+    const e = combinationNorm(dot, gram.models, members, coefficients);
+    if (e > energy) [largest, energy] = [m, e];
+  });
+  if (largest < 0) return false;
+  const matrix = gram.layout[largest]!;
+  const views = members.map((v) => gram.views[largest]![v]!);
+  const residual = new Float64Array(views[0]!.sketch.length);
+  views.forEach((view, k) => { for (let i = 0; i < residual.length; i++) residual[i] += coefficients[k]! * view.sketch[i]!; });
+  const weighted = (pick: (v: SketchView) => readonly number[]) =>
+    pick(views[0]!).map((_, i) => views.reduce((s, v, k) => s + coefficients[k]! ** 2 * pick(v)[i]!, 0));
+  const combined: SketchView = {
+    ...views[0]!, rowVariance: weighted((v) => v.rowVariance), columnVariance: weighted((v) => v.columnVariance),
+    sketchRounding: views.reduce((s, v, k) => s + coefficients[k]! ** 2 * v.sketchRounding, 0),
+  };
+  const silent: SketchView = { ...combined, rowVariance: [], columnVariance: [], sketchRounding: 0 };
+  const rank = countSingularValuesAbove(residual, matrix.sketchRows, matrix.sketchCols, noiseThreshold(matrix, combined, silent));
+  return rank > Math.min(matrix.sketchRows, matrix.sketchCols) / 2;
+}
+
+/**
+ * Forward selection of parents over a fixed base (never dropped). A parent is added while it
+ * removes more than CLEAN_RESIDUAL_SHARE of the residual: a weak parent (small task vector, most
+ * entries dropped) still explains that much, and a reading that leaves it out would fail the
+ * cleanliness check anyway.
+ */
 function fitOverBase(gram: SketchGram, target: number, base: number, candidates: readonly number[]): AffineFit {
   let fit: AffineFit = { members: [base], coefficients: [1], residual: squaredDistance(gram, target, base) };
   for (;;) {
@@ -314,7 +378,7 @@ function fitOverBase(gram: SketchGram, target: number, base: number, candidates:
       const next = affineFit(gram, target, [...fit.members, c]);
       if (next && (!step || next.residual < step.residual)) step = next;
     }
-    if (!step || step.residual > (1 - MIN_MEMBER_GAIN) * fit.residual) return fit;
+    if (!step || step.residual > (1 - CLEAN_RESIDUAL_SHARE) * fit.residual) return fit;
     fit = step;
   }
 }
@@ -348,6 +412,7 @@ function sparseReading(gram: SketchGram, target: number, candidates: readonly nu
     if (cleanest > CLEAN_RESIDUAL_SHARE) continue;
     const law = sparseLaw(gram, target, base, parents, weights);
     if (law.spread > LAW_SPREAD) continue;
+    if (!denseResidual(gram, [target, ...fit.members], [1, ...fit.coefficients.map((c) => -c)])) continue;
     const floor = gram.rounding[target]! + fit.members.reduce((s, m, i) => s + fit.coefficients[i]! ** 2 * gram.rounding[m]!, 0);
     best = {
       target, parents, base, ...sparseMethod(weights, law.ratio),
