@@ -13,6 +13,7 @@ import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
 import { recoverForest } from '../src/tree/forest.js';
 import { forestEvidence, compareAll } from '../src/tree/lineage.js';
 import { renderDot, renderMermaid, renderTerminal } from '../src/tree/render.js';
+import { assembleFamilies, reassembleFamilies } from '../src/tree/families.js';
 import type { LineageResult } from '../src/tree/types.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
 import { writeFamily, type FamilySpec, type MergeSpec, type Module } from './helpers/synthetic-llama.js';
@@ -253,4 +254,29 @@ test('zoo-merge: every merge gets exactly its parents, other edges right with di
   assert.equal(score.trueEdges, 22);
   assert.equal(score.edgeAccuracy, 1);
   assert.equal(score.clusteringAccuracy, 1);
+});
+
+test('a family joined by a merge keeps every root; reassembly after placement keeps merge edges and virtual nodes', () => {
+  const label = (kind: 'full' | 'lora' | 'merge', weight?: number) => ({
+    kind, rank: kind === 'lora' ? 4 : null, modules: [], distance: 0.1, directionMargin: 1, ...(weight !== undefined ? { weight } : {}),
+  });
+  // a -> b; base(c1,c2) -> c1, c2 (virtual, index 5); m = merge of b and c1.
+  const names = ['a', 'b', 'c1', 'c2', 'm', 'base(c1,c2)'];
+  const parent = [-1, 0, 5, 5, -1, -1];
+  const labels = new Map([[1, label('full')], [2, label('lora')], [3, label('lora')]]);
+  const mergeEdges = [{ parent: 2, child: 4, label: label('merge', 0.5) }, { parent: 1, child: 4, label: label('merge', 0.5) }];
+  const assembled = assembleFamilies(names, parent, labels, mergeEdges);
+  assert.deepEqual(assembled.trees, [{ root: 'a', roots: ['a', 'base(c1,c2)'], members: ['a', 'b', 'm', 'base(c1,c2)', 'c1', 'c2'] }]);
+  assert.deepEqual(assembled.edges.map((e) => `${e.parent}>${e.child}:${e.kind}`), ['a>b:full', 'b>m:merge', 'base(c1,c2)>c1:lora', 'c1>m:merge', 'base(c1,c2)>c2:lora']);
+  const result: LineageResult = {
+    method: 'lineage', ...assembled,
+    merges: [{ child: 'm', parents: ['b', 'c1'], method: 'linear', weights: [0.5, 0.5], base: null, residual: 0, residualOverRounding: 0.5 }],
+    virtualNodes: [{ name: 'base(c1,c2)', virtual: true, children: ['c1', 'c2'] }],
+  };
+  const real = names.slice(0, 5);
+  const again = reassembleFamilies(result, real, [-1, 0, -1, -1, -1], new Map([[1, label('full')]]));
+  assert.deepEqual(again, assembled);
+  assert.match(renderTerminal(result), /base\(c1,c2\) {2}\(virtual: not among the inputs\)/);
+  assert.match(renderMermaid(result), /class m3 virtual;/);
+  assert.match(renderDot(result), /"base\(c1,c2\)" \[style=dashed\];/);
 });

@@ -37,7 +37,7 @@ export function recoverFamilies(input: Input): LineageResult {
   const keys = sketches.map((s) => s.fingerprint);
   const threshold = relatednessThreshold(n, input.alpha);
   const clusters = singleLinkage(n, (i, j) => pairOf(i, j).log10PValue <= threshold, keys);
-  const merges = clusters.some((c) => c.length >= 3) ? detectMerges(sketchGram(sketches), clusters, keys) : [];
+  const merges = clusters.flatMap((c) => (c.length >= 3 ? familyMerges(c, sketches, keys) : []));
 
   const forest = mergeAwareForest(evidence, merges, keys, pairOf, input.alpha);
   const index = new Map(names.map((name, i) => [name, i]));
@@ -151,6 +151,17 @@ function mergeCycle(merges: readonly MergeReading[], parent: readonly number[]):
 function cheaper(x: SketchComparison, y: SketchComparison): boolean {
   if ((x.lowRank === null) !== (y.lowRank === null)) return x.lowRank !== null;
   return x.lowRank && y.lowRank ? x.lowRank.rankSum < y.lowRank.rankSum : x.relativeDistance < y.relativeDistance;
+}
+
+/** The merges of one family, from the inner products of its members' sketches only. */
+function familyMerges(members: readonly number[], sketches: readonly ModelSketch[], keys: readonly string[]): MergeReading[] {
+  const local = members.map((_, i) => i);
+  return detectMerges(sketchGram(members.map((m) => sketches[m]!)), [local], members.map((m) => keys[m]!)).map((r) => ({
+    ...r,
+    target: members[r.target]!,
+    parents: r.parents.map((p) => members[p]!),
+    base: r.base === null ? null : members[r.base]!,
+  }));
 }
 
 /** Norm growth g(parent -> child) of the pair. */
