@@ -14,6 +14,9 @@ import { recoverForest } from '../src/tree/forest.js';
 import { forestEvidence, compareAll } from '../src/tree/lineage.js';
 import { renderDot, renderMermaid, renderTerminal } from '../src/tree/render.js';
 import { assembleFamilies, reassembleFamilies } from '../src/tree/families.js';
+import { detuneBase } from '../src/tree/detune.js';
+import { Rng } from '../src/linalg/rng.js';
+import type { Matrix } from '../src/linalg/matrix.js';
 import type { LineageResult } from '../src/tree/types.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
 import { writeFamily, type FamilySpec, type MergeSpec, type Module } from './helpers/synthetic-llama.js';
@@ -279,4 +282,25 @@ test('a family joined by a merge keeps every root; reassembly after placement ke
   assert.match(renderTerminal(result), /base\(c1,c2\) {2}\(virtual: not among the inputs\)/);
   assert.match(renderMermaid(result), /class m3 virtual;/);
   assert.match(renderDot(result), /"base\(c1,c2\)" \[style=dashed\];/);
+});
+
+test('Spectral DeTuning recovers an absent base from its LoRA children, matrix by matrix', () => {
+  const rng = new Rng(7);
+  const [rows, cols] = [64, 48];
+  const base: Matrix = { rows, cols, data: Float64Array.from({ length: rows * cols }, () => rng.gaussian() / Math.sqrt(cols)) };
+  const ranks = [2, 4, 3, 0, 4];
+  const children = ranks.map((r) => {
+    const data = base.data.slice();
+    for (let t = 0; t < r; t++) {
+      const u = Array.from({ length: rows }, () => rng.gaussian()), v = Array.from({ length: cols }, () => rng.gaussian());
+      for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) data[i * cols + j] += (0.2 / Math.sqrt(rows * cols)) * u[i]! * v[j]! * 6;
+    }
+    return { rows, cols, data };
+  });
+  const distance = (a: Float64Array) => Math.sqrt(a.reduce((s, x, k) => s + (x - base.data[k]!) ** 2, 0) / base.data.reduce((s, x) => s + x * x, 0));
+  const mean = children[0]!.data.map((_, k) => children.reduce((s, c) => s + c.data[k]!, 0) / children.length);
+  const recovered = detuneBase(children, ranks);
+  assert.ok(distance(mean) > 0.05, `the plain mean is off by ${distance(mean)}`);
+  assert.ok(distance(recovered.base.data) < 1e-6, `recovered base off by ${distance(recovered.base.data)} after ${recovered.rounds} rounds`);
+  assert.throws(() => detuneBase(children.slice(0, 1), [2]), RangeError);
 });
