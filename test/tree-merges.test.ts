@@ -15,6 +15,10 @@ import { forestEvidence, compareAll } from '../src/tree/lineage.js';
 import { renderDot, renderMermaid, renderTerminal } from '../src/tree/render.js';
 import { assembleFamilies, reassembleFamilies } from '../src/tree/families.js';
 import { detuneBase } from '../src/tree/detune.js';
+import { writeRecoveredBases } from '../src/cli/recover-base.js';
+import { SourceRoleReader } from '../src/arch/reader.js';
+import { openTensorSource } from '../src/io/source.js';
+import { verifyModels } from '../src/verify/verify.js';
 import { Rng } from '../src/linalg/rng.js';
 import type { Matrix } from '../src/linalg/matrix.js';
 import type { LineageResult } from '../src/tree/types.js';
@@ -303,4 +307,32 @@ test('Spectral DeTuning recovers an absent base from its LoRA children, matrix b
   assert.ok(distance(mean) > 0.05, `the plain mean is off by ${distance(mean)}`);
   assert.ok(distance(recovered.base.data) < 1e-6, `recovered base off by ${distance(recovered.base.data)} after ${recovered.rounds} rounds`);
   assert.throws(() => detuneBase(children.slice(0, 1), [2]), RangeError);
+});
+
+test('zoo-merge: the base recovered from b1-b5 is b0 unchanged in every module, as verify reads it', (t) => {
+  if (!fs.existsSync(path.join(ZOO, 'b0'))) {
+    t.skip(`no ${ZOO}: the merge test set is not here`);
+    return;
+  }
+  const names = ['b1', 'b2', 'b3', 'b4', 'b5'];
+  const paths = names.map((n) => path.join(ZOO, n));
+  const models = names.map((name, i) => ({ name, sketch: loadSketch(paths[i]!, { cacheDir: null }).sketch }));
+  const analysis = recoverLineage(models);
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-recovered-'));
+  try {
+    const [recovered] = writeRecoveredBases(out, models, paths, analysis);
+    assert.equal(recovered!.name, 'base(b1,b2,b3,b4,b5)');
+    assert.equal(recovered!.detuned, 8); // q and v of 4 layers
+    const readers = [path.join(ZOO, 'b0'), recovered!.folder].map((p) => new SourceRoleReader(openTensorSource(p)));
+    try {
+      const result = verifyModels(readers[0]!, readers[1]!);
+      const statuses = result.layers.flatMap((l) => l.modules.map((m) => m.status));
+      assert.ok(statuses.length > 0 && statuses.every((s) => s === 'unchanged'), `statuses ${statuses.join(',')}`);
+      assert.equal(result.fullFineTune, false);
+    } finally {
+      for (const r of readers) r.close();
+    }
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });

@@ -20,6 +20,8 @@ export interface VirtualChild {
   readonly modules: readonly string[];
   /** Relative Frobenius distance to the absent base, from the star model on the pairs' distances. */
   readonly distance: number;
+  /** Its own rank in each matrix, in the sketches' matrix order (what base recovery fits). */
+  readonly matrixRanks: readonly number[];
 }
 
 export interface MissingBase {
@@ -82,14 +84,15 @@ export function detectMissingBases(members: readonly number[], pairOf: PairLooku
       children: group.map((index, i) => {
         const ranks: number[] = [];
         const modules = new Set<string>();
-        perMatrix.forEach((r, m) => {
-          const rank = Math.round(r[i]!);
+        const matrixRanks = perMatrix.map((r) => Math.max(0, Math.round(r[i]!)));
+        perMatrix.forEach((_, m) => {
+          const rank = matrixRanks[m]!;
           if (rank < 1) return;
           ranks.push(rank);
           const role = pairOf(group[0]!, group[1]!).matrices[m]!.role;
           modules.add(MODULE_NAME[role] ?? role);
         });
-        return { index, rank: mostCommon(ranks), modules: [...modules].sort(), distance: Math.sqrt(Math.max(0, distance[i]!)) };
+        return { index, rank: mostCommon(ranks), modules: [...modules].sort(), distance: Math.sqrt(Math.max(0, distance[i]!)), matrixRanks };
       }),
     });
   }
