@@ -159,6 +159,22 @@ test('synthetic merges of other shapes: 2-4 parents, other weights and densities
   assert.deepEqual(edgeSet(result), expected);
 });
 
+test('a merge of two families\' members joins them into one family with both roots, each family its own tree', () => {
+  const specs: ReadonlyArray<FamilySpec | MergeSpec> = [
+    { name: 'r0', kind: 'root' },
+    { name: 'f1', kind: 'full', parent: 'r0' },
+    { name: 'f2', kind: 'full', parent: 'r0' },
+    { name: 's0', kind: 'root' },
+    { name: 'g1', kind: 'full', parent: 's0' },
+    { name: 'g2', kind: 'lora', parent: 's0', rank: 8, modules: ['q_proj', 'v_proj'] },
+    { name: 'm', kind: 'merge', method: 'linear', parents: ['f1', 'g1'], weights: [0.6, 0.4] },
+  ];
+  const { result } = recoverLineage(sketchAll(specs, 71));
+  assert.deepEqual(result.trees.map((t) => [t.root, t.roots]), [['r0', ['r0', 's0']]]);
+  assert.deepEqual(edgeSet(result), ['f1>m:merge', 'g1>m:merge', 'r0>f1:full', 'r0>f2:full', 's0>g1:full', 's0>g2:lora']);
+  assert.deepEqual(result.notes ?? [], []);
+});
+
 test('siblings of an absent base: one virtual parent with each child\'s own rank and modules; with the base present, today\'s tree', () => {
   const ranks = [4, 6, 8, 12, 16, 8];
   const moduleSets: Module[][] = [['q_proj', 'v_proj'], ['q_proj', 'v_proj'], ATTENTION, ['q_proj', 'v_proj'], ['v_proj', 'o_proj'], ['gate_proj', 'up_proj']];
