@@ -5,7 +5,7 @@
  */
 import { instance, type Viz } from '@viz-js/viz';
 import { edgeLabel, renderDot } from '../tree/render.js';
-import type { LineageResult } from '../tree/types.js';
+import type { LineageEdge, LineageResult } from '../tree/types.js';
 import { escapeHtml, formatNumber, htmlPage } from './html-page.js';
 
 /** What the page shows when a model is clicked: its name and (label, value) rows, formatted here. */
@@ -21,15 +21,24 @@ export function directionEvidence(method: LineageResult['method']): string {
 
 export function nodeDetails(result: LineageResult): Record<string, NodeDetails> {
   const evidence = directionEvidence(result.method);
-  const parentEdge = new Map(result.edges.map((e) => [e.child, e]));
+  const parentEdges = new Map<string, LineageEdge[]>();
+  for (const e of result.edges) parentEdges.set(e.child, [...(parentEdges.get(e.child) ?? []), e]);
+  const virtual = new Set((result.virtualNodes ?? []).map((v) => v.name));
   const children = new Map<string, string[]>();
   for (const e of result.edges) children.set(e.parent, [...(children.get(e.parent) ?? []), e.child]);
   const details: Record<string, NodeDetails> = {};
   result.trees.forEach((tree, t) => {
     for (const name of tree.members) {
-      const edge = parentEdge.get(name);
+      const incoming = parentEdges.get(name) ?? [];
+      const edge = incoming.length === 1 ? incoming[0] : undefined;
       const rows: Array<readonly [string, string]> = [['family', `${t + 1} (root ${tree.root})`]];
-      if (edge) {
+      const merge = result.merges?.find((m) => m.child === name);
+      if (virtual.has(name)) rows.push(['virtual', 'not among the inputs: the common parent of its children']);
+      if (merge) {
+        rows.push(['parents', merge.parents.map((p, i) => `${p} (weight ${formatNumber(merge.weights[i]!)})`).join(', ')]);
+        rows.push(['kind', `merge (${merge.method}${merge.base ? ` over ${merge.base}` : ''})`]);
+        rows.push(['residual', `${formatNumber(merge.residual)} of the nearest single member's`]);
+      } else if (edge) {
         rows.push(['parent', edge.parent], ['change', edgeLabel(edge)]);
         rows.push(['kind', edge.kind === 'lora' ? 'LoRA (low-rank delta)' : 'full fine-tune (dense delta)']);
         if (edge.rank !== null) rows.push(['LoRA rank', String(edge.rank)]);
@@ -123,7 +132,7 @@ function skippedList(result: LineageResult): string {
 
 function edgeTable(result: LineageResult): string {
   if (result.edges.length === 0) return '<p class="muted">No edges: every model is its own root.</p>';
-  const rows = result.edges.map((e) => `<tr><td>${escapeHtml(e.parent)}</td><td>${escapeHtml(e.child)}</td><td>${escapeHtml(edgeLabel(e))}</td>`
+  const rows = result.edges.map((e) => `<tr><td>${escapeHtml(e.parent)}</td><td>${escapeHtml(e.child)}</td><td>${escapeHtml(edgeLabel(e, result.merges))}</td>`
     + `<td class="num">${formatNumber(e.distance)}</td><td class="num">${e.adapter ? 'none read' : formatNumber(e.directionMargin)}</td></tr>`).join('\n');
   return `<table id="edges"><thead><tr><th>parent</th><th>child</th><th>change</th><th>distance</th><th>direction margin</th></tr></thead>
 <tbody>${rows}</tbody></table>`;

@@ -91,6 +91,13 @@ export interface ForestOptions {
   readonly kurtosisRises?: boolean;
   /** Direction evidence: norm growth where pairs carry it (default), or kurtosis only. */
   readonly direction?: 'norm-growth' | 'kurtosis';
+  /**
+   * Edges decided elsewhere (e.g. a merge hung under one of its parents): child -> its only
+   * allowed parent, which must be related to it.
+   */
+  readonly fixedParents?: ReadonlyMap<number, number>;
+  /** Edges that may not be used (e.g. from a merge to its own parents). */
+  readonly forbidden?: (parent: number, child: number) => boolean;
 }
 
 export const DEFAULT_ALPHA = 1e-3;
@@ -107,7 +114,11 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
   const pairOf = indexPairs(evidence);
   const threshold = relatednessThreshold(n, options.alpha);
   const keys = models.map((m) => m.key);
-  const clusters = singleLinkage(n, (i, j) => (pairOf(i, j)?.log10PValue ?? 0) <= threshold, keys);
+  // A node with a fixed parent (a merge) joins its parent's tree without linking others: a merge
+  // of two families' members keeps each family its own tree (the merge's edges join them later).
+  const fixed = options.fixedParents;
+  const linked = (i: number, j: number) => !fixed?.has(i) && !fixed?.has(j) && (pairOf(i, j)?.log10PValue ?? 0) <= threshold;
+  const clusters = attachFixed(singleLinkage(n, linked, keys), fixed);
 
   const margin = (parent: number, child: number): number => {
     const pair = pairOf(parent, child);
@@ -122,6 +133,7 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
   const parent = new Array<number>(n).fill(-1);
   for (const members of clusters) {
     const costs = clusterCosts(members, pairOf, margin, options.lambda ?? MOTHER_LAMBDA, (v) => models[v]!.quantized === true);
+    constrain(costs, members, options);
     const result = minimumArborescence(costs, { tieKeys: members.map((v) => keys[v]!) });
     result.parent.forEach((p, c) => {
       if (p >= 0) parent[members[c]!] = members[p]!;
@@ -142,6 +154,35 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
       };
     },
   );
+}
+
+/** Moves each node with a fixed parent (a singleton of the linkage) into its parent's cluster. */
+function attachFixed(clusters: number[][], fixed: ReadonlyMap<number, number> | undefined): number[][] {
+  if (!fixed?.size) return clusters;
+  const clusterOf = new Map<number, number>();
+  clusters.forEach((c, k) => c.forEach((v) => clusterOf.set(v, k)));
+  const root = (v: number, seen = new Set<number>()): number => {
+    const p = fixed.get(v);
+    return p === undefined || seen.has(p) ? v : (seen.add(v), root(p, seen));
+  };
+  const moved = clusters.map((c) => c.filter((v) => !fixed.has(v)));
+  for (const v of fixed.keys()) {
+    if (clusterOf.has(v)) moved[clusterOf.get(root(v))!]!.push(v);
+  }
+  for (const c of moved) c.sort((a, b) => a - b);
+  return moved.filter((c) => c.length > 0);
+}
+
+/** Applies fixed parents (every other incoming edge removed) and forbidden edges to a cluster's costs. */
+function constrain(costs: number[][], members: readonly number[], options: ForestOptions): void {
+  const { fixedParents, forbidden } = options;
+  if (!fixedParents && !forbidden) return;
+  members.forEach((parent, i) => {
+    members.forEach((child, j) => {
+      const fixed = fixedParents?.get(child);
+      if ((fixed !== undefined && fixed !== parent) || forbidden?.(parent, child)) costs[i]![j] = Infinity;
+    });
+  });
 }
 
 type PairLookup = (i: number, j: number) => PairEvidence | undefined;

@@ -4,7 +4,8 @@
  * Output depends only on the sketches: names label the output, fingerprints break ties.
  */
 import { singleLinkage } from './cluster.js';
-import { recoverForest, relatednessThreshold, type ForestEvidence, type PairEvidence } from './forest.js';
+import { recoverFamilies } from './families.js';
+import { relatednessThreshold, type ForestEvidence, type PairEvidence } from './forest.js';
 import { recoverMother } from './mother.js';
 import { compareSketches, isQuantized, type SketchComparison } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
@@ -103,7 +104,10 @@ export function recoverLineage(
   const keys = models.map((m) => sketchIdentity(m.sketch));
   let result: LineageResult;
   if ((options.method ?? 'default') === 'default') {
-    result = recoverForest(forestEvidence(models, comparisons), { alpha: options.alpha, direction: 'norm-growth' });
+    result = recoverFamilies({
+      names: models.map((m) => m.name), sketches: models.map((m) => m.sketch), evidence: forestEvidence(models, comparisons), pairOf,
+      ...(options.alpha !== undefined ? { alpha: options.alpha } : {}),
+    });
   } else {
     // The paper takes the number of trees K as given; we take it from the relatedness test.
     const threshold = relatednessThreshold(n, options.alpha);
@@ -126,7 +130,7 @@ export function recoverLineage(
     );
   }
   const suspects = suspectedObfuscations(models, result, pairOf);
-  const notes = suspects.map((s) => s.note);
+  const notes = [...(result.notes ?? []), ...suspects.map((s) => s.note)];
   return { result: notes.length ? { ...result, notes } : result, comparisons, suspects };
 }
 
@@ -147,6 +151,8 @@ function suspectedObfuscations(
   const index = new Map(models.map((m, i) => [m.name, i]));
   const suspects: SuspectedObfuscation[] = [];
   for (const edge of result.edges) {
+    // A merge's parents and a virtual node's children are not single fine-tune steps.
+    if (edge.kind === 'merge' || !index.has(edge.parent)) continue;
     const c = pairOf(index.get(edge.parent)!, index.get(edge.child)!);
     if (c.lowRank === null && c.relativeDistance > OBFUSCATION_DISTANCE) {
       suspects.push({

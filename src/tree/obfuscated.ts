@@ -16,6 +16,7 @@ import { LineageError } from '../io/errors.js';
 import { RELATED_P, verifyModels } from '../verify/verify.js';
 import type { VerifyResult } from '../verify/types.js';
 import type { LineageAnalysis, SketchedModel } from './lineage.js';
+import { reassembleFamilies } from './families.js';
 import { assembleResult, type EdgeLabel } from './result.js';
 import type { SketchComparison } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
@@ -131,6 +132,8 @@ export function placeUnplacedMembers(models: readonly SketchedModel[], analysis:
   const parent = names.map(() => -1);
   const labels = new Map<number, EdgeLabel>();
   for (const { parent: p, child, ...label } of result.edges) {
+    // A merge's edges and a virtual node's are put back after placement (reassembleFamilies).
+    if (label.kind === 'merge' || !index.has(p)) continue;
     parent[index.get(child)!] = index.get(p)!;
     labels.set(index.get(child)!, label);
   }
@@ -236,7 +239,9 @@ export function placeUnplacedMembers(models: readonly SketchedModel[], analysis:
     notes.set(m, `placed ${name} under ${names[best.x]!} after alignment: ${what} (undone: ${undone})`);
   }
 
-  const placed = assembleResult(result.method, names, parent, (_, child) => labels.get(child)!);
+  const placed = result.merges?.length || result.virtualNodes?.length
+    ? { ...result, ...reassembleFamilies(result, names, parent, labels) }
+    : { ...assembleResult(result.method, names, parent, (_, child) => labels.get(child)!), ...(result.merges ? { merges: result.merges } : {}) };
   const otherNotes = (result.notes ?? []).filter((n) => ![...originalNote.values()].includes(n));
   const allNotes = [...otherNotes, ...unplaced.map((m) => notes.get(m)!)];
   return {

@@ -5,9 +5,14 @@ import type { LineageEdge, LineageResult } from './types.js';
 /**
  * "LoRA r=8 q_proj,v_proj", "full FT", or "identical weights" for a zero delta; edges found by
  * alignment say so ("obfuscated copy", "LoRA r=8 q_proj,v_proj (aligned)"), and adapters too
- * ("PEFT adapter LoRA r=8 q_proj,v_proj").
+ * ("PEFT adapter LoRA r=8 q_proj,v_proj"); a merge's edges "merge ties w=0.9" (the method when the
+ * result's merges are given).
  */
-export function edgeLabel(edge: LineageEdge): string {
+export function edgeLabel(edge: LineageEdge, merges?: LineageResult['merges']): string {
+  if (edge.kind === 'merge') {
+    const method = merges?.find((m) => m.child === edge.child)?.method;
+    return `merge${method ? ` ${method}` : ''}${edge.weight !== undefined ? ` w=${formatNumber(edge.weight)}` : ''}`;
+  }
   if (edge.aligned?.copy) return 'obfuscated copy';
   if (edge.adapter) return `PEFT adapter LoRA r=${edge.rank}${edge.modules.length ? ` ${edge.modules.join(',')}` : ''}`;
   const aligned = edge.aligned ? ' (aligned)' : '';
@@ -34,50 +39,67 @@ function marginText(edge: LineageEdge, separator: string): string {
   return edge.adapter ? '' : `${separator}margin=${signed(edge.directionMargin)}`;
 }
 
-/** One block per tree, roots first; children indented with box-drawing characters. */
+/**
+ * One block per tree, each root in turn; children indented with box-drawing characters. A merge
+ * appears under each of its parents; its own children only under the first. Virtual nodes are
+ * marked "(virtual: not among the inputs)".
+ */
 export function renderTerminal(result: LineageResult): string {
-  const { children, edgeTo } = indexEdges(result);
+  const children = childrenOf(result);
+  const virtual = virtualNames(result);
+  const tag = (node: string) => (virtual.has(node) ? `${node}  (virtual: not among the inputs)` : node);
+  const shown = new Set<string>();
   const lines: string[] = [];
   for (const tree of result.trees) {
     if (lines.length) lines.push('');
-    lines.push(tree.root);
     const walk = (node: string, prefix: string): void => {
+      shown.add(node);
       const kids = children.get(node) ?? [];
-      kids.forEach((child, i) => {
+      kids.forEach((edge, i) => {
         const last = i === kids.length - 1;
-        const edge = edgeTo.get(child)!;
+        const again = shown.has(edge.child) ? '  (merge: shown above)' : '';
         lines.push(
-          `${prefix}${last ? '└── ' : '├── '}${child}  ${edgeLabel(edge)}  d=${formatNumber(edge.distance)}${marginText(edge, '  ')}`,
+          `${prefix}${last ? '└── ' : '├── '}${tag(edge.child)}  ${edgeLabel(edge, result.merges)}  d=${formatNumber(edge.distance)}`
+          + `${marginText(edge, '  ')}${again}`,
         );
-        walk(child, prefix + (last ? '    ' : '│   '));
+        if (!again) walk(edge.child, prefix + (last ? '    ' : '│   '));
       });
     };
-    walk(tree.root, '');
+    for (const root of tree.roots ?? [tree.root]) {
+      lines.push(tag(root));
+      walk(root, '');
+    }
   }
   // Model names are folder names: escaped, they cannot break or forge a line.
   return lines.map(printable).join('\n') + '\n';
 }
 
+/** Merge edges are bold; virtual nodes are dashed boxes. */
 export function renderDot(result: LineageResult): string {
   const quote = (s: string) => `"${printable(s.replace(/\\/g, '\\\\').replace(/"/g, '\\"'))}"`;
+  const virtual = virtualNames(result);
   const lines = ['digraph lineage {', '  rankdir=TB;', '  node [shape=box, fontname="Helvetica"];'];
   result.trees.forEach((tree, t) => {
     lines.push(`  subgraph cluster_${t} {`, `    label=${quote(`tree ${t + 1}`)};`);
-    for (const member of tree.members) lines.push(`    ${quote(member)};`);
+    for (const member of tree.members) lines.push(`    ${quote(member)}${virtual.has(member) ? ' [style=dashed]' : ''};`);
     lines.push('  }');
   });
   for (const edge of result.edges) {
-    const label = `${edgeLabel(edge)}\nd=${formatNumber(edge.distance)}${marginText(edge, ' ')}`;
-    const style = edge.kind === 'lora' ? 'dashed' : 'solid';
+    const label = `${edgeLabel(edge, result.merges)}\nd=${formatNumber(edge.distance)}${marginText(edge, ' ')}`;
+    const style = edge.kind === 'lora' ? 'dashed' : edge.kind === 'merge' ? 'bold' : 'solid';
     lines.push(`  ${quote(edge.parent)} -> ${quote(edge.child)} [label=${quote(label)}, style=${style}];`);
   }
   lines.push('}');
   return lines.join('\n') + '\n';
 }
 
-/** Mermaid flowchart text; node ids are positional (m0, m1, ...) since names may hold any character. */
+/**
+ * Mermaid flowchart text; node ids are positional (m0, m1, ...) since names may hold any
+ * character. Merge edges are thick (==>), virtual nodes dashed (class "virtual").
+ */
 export function renderMermaid(result: LineageResult): string {
   const text = (s: string) => `"${printable(s.replace(/"/g, '#quot;'))}"`;
+  const virtual = virtualNames(result);
   const ids = new Map<string, string>();
   const lines = ['graph TD'];
   for (const tree of result.trees) {
@@ -88,8 +110,12 @@ export function renderMermaid(result: LineageResult): string {
     }
   }
   for (const edge of result.edges) {
-    const arrow = edge.kind === 'lora' ? '-.->' : '-->';
-    lines.push(`  ${ids.get(edge.parent)} ${arrow}|${text(`${edgeLabel(edge)} d=${formatNumber(edge.distance)}`)}| ${ids.get(edge.child)}`);
+    const arrow = edge.kind === 'lora' ? '-.->' : edge.kind === 'merge' ? '==>' : '-->';
+    lines.push(`  ${ids.get(edge.parent)} ${arrow}|${text(`${edgeLabel(edge, result.merges)} d=${formatNumber(edge.distance)}`)}| ${ids.get(edge.child)}`);
+  }
+  if (virtual.size) {
+    lines.push('  classDef virtual stroke-dasharray: 5 5;');
+    for (const name of virtual) lines.push(`  class ${ids.get(name)} virtual;`);
   }
   return lines.join('\n') + '\n';
 }
@@ -99,14 +125,13 @@ export function renderJson(result: LineageResult & { readonly score?: unknown })
   return JSON.stringify(result, null, 2) + '\n';
 }
 
-function indexEdges(result: LineageResult) {
-  const children = new Map<string, string[]>();
-  const edgeTo = new Map<string, LineageEdge>();
-  for (const edge of result.edges) {
-    const list = children.get(edge.parent);
-    if (list) list.push(edge.child);
-    else children.set(edge.parent, [edge.child]);
-    edgeTo.set(edge.child, edge);
-  }
-  return { children, edgeTo };
+/** Each node's outgoing edges in the result's order (a merge has one incoming edge per parent). */
+function childrenOf(result: LineageResult): Map<string, LineageEdge[]> {
+  const children = new Map<string, LineageEdge[]>();
+  for (const edge of result.edges) children.set(edge.parent, [...(children.get(edge.parent) ?? []), edge]);
+  return children;
+}
+
+function virtualNames(result: LineageResult): Set<string> {
+  return new Set((result.virtualNodes ?? []).map((v) => v.name));
 }

@@ -14,6 +14,8 @@ import type { LineageResult } from './types.js';
 export interface TruthModel {
   readonly name: string;
   readonly parent?: string | null;
+  /** A merge's parents (zoo.json `parents`): each is a true edge. */
+  readonly parents?: readonly string[];
 }
 
 export interface Truth {
@@ -41,12 +43,15 @@ export function parseTruth(value: unknown): Truth {
   if (!Array.isArray(models)) throw new BadInputError('truth file has no "models" list');
   return {
     models: models.map((m, i) => {
-      const { name, parent } = (m ?? {}) as { name?: unknown; parent?: unknown };
+      const { name, parent, parents } = (m ?? {}) as { name?: unknown; parent?: unknown; parents?: unknown };
       if (typeof name !== 'string') throw new BadInputError(`truth model #${i} has no name`);
       if (parent !== undefined && parent !== null && typeof parent !== 'string') {
         throw new BadInputError(`truth model ${name}: parent must be a name`);
       }
-      return { name, parent: (parent as string | null | undefined) ?? null };
+      if (parents !== undefined && !(Array.isArray(parents) && parents.every((p) => typeof p === 'string'))) {
+        throw new BadInputError(`truth model ${name}: parents must be a list of names`);
+      }
+      return { name, parent: (parent as string | null | undefined) ?? null, ...(parents ? { parents: parents as string[] } : {}) };
     }),
   };
 }
@@ -71,34 +76,59 @@ export function restrictTruth(truth: Truth, present: readonly string[]): Map<str
   return restricted;
 }
 
+/**
+ * Merges (truth `parents`): one true edge per parent (each mapped to its nearest present
+ * ancestor). Virtual nodes (a result's absent bases): an edge from one to X is right when X's true
+ * parent is absent, and counts as one of the true edges then; they are not models to score.
+ */
 export function scoreAgainstTruth(result: LineageResult, truth: Truth): TruthScore {
-  const names = result.trees.flatMap((t) => t.members);
+  const virtual = new Set((result.virtualNodes ?? []).map((v) => v.name));
+  const names = result.trees.flatMap((t) => t.members).filter((m) => !virtual.has(m));
   const trueParent = restrictTruth(truth, names);
-  const predictedParent = new Map<string, string>();
-  for (const e of result.edges) predictedParent.set(e.child, e.parent);
+  const present = new Set(names);
+  const fullParent = new Map(truth.models.map((m) => [m.name, m.parent ?? m.parents?.[0] ?? null]));
+  const nearestPresent = (name: string): string | null => {
+    let p: string | null = name;
+    for (let steps = 0; p !== null && !present.has(p) && steps <= fullParent.size; steps++) p = fullParent.get(p) ?? null;
+    return p !== null && present.has(p) ? p : null;
+  };
+  const mergeParents = new Map(truth.models.flatMap((m) => (m.parents ? [[m.name, m.parents] as const] : [])));
+  const trueParents = (child: string): string[] => {
+    const listed = mergeParents.get(child);
+    if (!listed) return trueParent.get(child) ? [trueParent.get(child)!] : [];
+    return [...new Set(listed.flatMap((p) => nearestPresent(p) ?? []))];
+  };
+  const absentParent = (child: string) => !mergeParents.has(child) && trueParent.get(child) === null
+    && (truth.models.find((m) => m.name === child)?.parent ?? null) !== null;
+  const predicted = new Set(result.edges.map((e) => `${e.parent}\u0000${e.child}`));
 
   let correct = 0;
   const wrongEdges: { parent: string; child: string; problem: EdgeProblem; trueParent: string | null }[] = [];
   for (const e of result.edges) {
-    const truthParent = trueParent.get(e.child) ?? null;
-    if (truthParent === e.parent) correct++;
+    const right = virtual.has(e.parent) ? absentParent(e.child) : trueParents(e.child).includes(e.parent);
+    if (right) correct++;
     else {
-      const problem: EdgeProblem = trueParent.get(e.parent) === e.child ? 'reversed' : 'wrong-parent';
-      wrongEdges.push({ parent: e.parent, child: e.child, problem, trueParent: truthParent });
+      const problem: EdgeProblem = !virtual.has(e.parent) && trueParents(e.parent).includes(e.child) ? 'reversed' : 'wrong-parent';
+      wrongEdges.push({ parent: e.parent, child: e.child, problem, trueParent: trueParents(e.child)[0] ?? null });
     }
   }
   const missedEdges: { parent: string; child: string }[] = [];
   let trueEdges = 0;
   for (const name of names) {
-    const p = trueParent.get(name) ?? null;
-    if (p === null) continue;
-    trueEdges++;
-    if (predictedParent.get(name) !== p) missedEdges.push({ parent: p, child: name });
+    for (const p of trueParents(name)) {
+      trueEdges++;
+      if (!predicted.has(`${p}\u0000${name}`)) missedEdges.push({ parent: p, child: name });
+    }
+    if (absentParent(name)) {
+      trueEdges++;
+      if (!result.edges.some((e) => e.child === name && virtual.has(e.parent))) missedEdges.push({ parent: '(absent)', child: name });
+    }
   }
 
   const predictedTree = new Map<string, number>();
   result.trees.forEach((t, i) => t.members.forEach((m) => predictedTree.set(m, i)));
-  const trueTree = new Map(names.map((n) => [n, rootOf(n, trueParent)]));
+  // True families from the whole truth: siblings of an absent base are one family.
+  const trueTree = new Map(names.map((n) => [n, rootOf(n, fullParent)]));
   const { rand, adjusted } = randIndices(names, (n) => predictedTree.get(n)!, (n) => trueTree.get(n)!);
   return {
     edgeAccuracy: trueEdges ? correct / trueEdges : 1,
@@ -113,7 +143,8 @@ export function scoreAgainstTruth(result: LineageResult, truth: Truth): TruthSco
 
 function rootOf(name: string, parentOf: ReadonlyMap<string, string | null>): string {
   let v = name;
-  for (let p = parentOf.get(v); p; p = parentOf.get(v)) v = p;
+  // Bounded: a cycle through absent models is not checked by restrictTruth.
+  for (let p = parentOf.get(v), steps = 0; p && steps <= parentOf.size; p = parentOf.get(v), steps++) v = p;
   return v;
 }
 

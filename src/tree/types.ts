@@ -3,15 +3,18 @@
  * Model names are whatever the caller gave; nothing here depends on input order.
  */
 
-/** A low-rank (LoRA) change, a dense one (full fine-tune), or the same weights block-quantized (GGUF). */
-export type EdgeKind = 'lora' | 'full' | 'quantized';
+/**
+ * A low-rank (LoRA) change, a dense one (full fine-tune), the same weights block-quantized (GGUF),
+ * or one of a merge's parents (see LineageResult.merges).
+ */
+export type EdgeKind = 'lora' | 'full' | 'quantized' | 'merge';
 
 export interface LineageEdge {
   readonly parent: string;
   readonly child: string;
-  /** "lora": the weight delta is low rank; "full": a dense (full fine-tune) delta. */
+  /** "lora": the weight delta is low rank; "full": a dense (full fine-tune) delta; "merge": a parent of a merge. */
   readonly kind: EdgeKind;
-  /** LoRA rank read off the delta (the rank most adapted matrices agree on); null for full. */
+  /** LoRA rank read off the delta (the rank most adapted matrices agree on); null for full and merge. */
   readonly rank: number | null;
   /** Modules the low-rank delta touches (e.g. ["q_proj", "v_proj"]); empty for full. */
   readonly modules: readonly string[];
@@ -36,6 +39,8 @@ export interface LineageEdge {
    * base's child by definition).
    */
   readonly adapter?: true;
+  /** Merge edges: this parent's weight in the merge (as in LineageResult.merges). */
+  readonly weight?: number;
 }
 
 export interface AlignedEdge {
@@ -57,16 +62,64 @@ export interface AlignmentCost {
 }
 
 export interface LineageTree {
+  /** The first root (by name). */
   readonly root: string;
-  /** Members in tree order: root first, then depth-first with children sorted by name. */
+  /**
+   * Every root, when the family has several: families joined by a merge, or a virtual base
+   * whose own parent the weights do not show. Absent for a family with one root.
+   */
+  readonly roots?: readonly string[];
+  /**
+   * Members in tree order: each root (by name) followed depth-first by its descendants, children
+   * sorted by name; a merge is listed once, under its first parent by name. Virtual nodes included.
+   */
   readonly members: readonly string[];
+}
+
+/** A model whose weights are a combination of other members' (see src/tree/merges.ts). */
+export interface MergeEntry {
+  readonly child: string;
+  /** Sorted by name. */
+  readonly parents: readonly string[];
+  /**
+   * linear and task_arithmetic: an exact combination; ties / dare: entries trimmed or dropped,
+   * told apart by the kept entries' scale (their own values: ties; rescaled: dare).
+   */
+  readonly method: 'linear' | 'task_arithmetic' | 'ties' | 'dare' | 'unknown';
+  /**
+   * One per parent, as estimated: linear the coefficients (summing to 1); task_arithmetic and
+   * dare the coefficients of the parents' task vectors over the base; ties the scale of kept entries.
+   */
+  readonly weights: readonly number[];
+  /** The model the task vectors are taken from; null for a linear merge. */
+  readonly base: string | null;
+  /** dare: the estimated kept share of entries. */
+  readonly density?: number;
+  /**
+   * What the parents leave unexplained: squared residual of the fit over that of the nearest
+   * single member (0 for an exact combination, about 1 - density for DARE).
+   */
+  readonly residual: number;
+  /** The fit's residual over the storage rounding it would leave if exact (about 1 or below: exact). */
+  readonly residualOverRounding: number;
+}
+
+/** An ancestor the inputs lack, recovered from its children (see src/tree/siblings.ts). */
+export interface VirtualNode {
+  readonly name: string;
+  readonly virtual: true;
+  readonly children: readonly string[];
 }
 
 export interface LineageResult {
   readonly method: 'lineage' | 'mother';
   readonly trees: readonly LineageTree[];
-  /** Edges in the trees' order, each tree depth-first. */
+  /** Edges in the trees' order, each tree depth-first (a merge's edges where each parent is visited). */
   readonly edges: readonly LineageEdge[];
+  /** Default method: the merges found (empty when none). */
+  readonly merges?: readonly MergeEntry[];
+  /** Default method, when some family's common parent is absent: the virtual nodes standing for it. */
+  readonly virtualNodes?: readonly VirtualNode[];
   /** Warnings about models that could not be placed with confidence (e.g. obfuscated copies). */
   readonly notes?: readonly string[];
   /** Present when some member needed alignment to be placed. */

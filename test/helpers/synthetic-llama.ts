@@ -37,6 +37,26 @@ export type FamilySpec =
       readonly modules: readonly Module[]; readonly dtype?: 'BF16' | 'F16' | 'F32';
     };
 
+/**
+ * A merge computed from the parents as stored, the way mergekit computes it: linear
+ * sum w_i P_i; task arithmetic B + lambda sum w_i (P_i - B); TIES: each task vector trimmed to its
+ * `density` largest magnitudes, the sign elected by the weighted sum, agreeing entries averaged
+ * (weighted), times lambda; DARE: entries kept with probability `density` and divided by it, then
+ * B + lambda sum w_i tau_i.
+ */
+export interface MergeSpec {
+  readonly name: string;
+  readonly kind: 'merge';
+  readonly method: 'linear' | 'task_arithmetic' | 'ties' | 'dare';
+  readonly parents: readonly string[];
+  readonly weights?: readonly number[];
+  /** Task arithmetic, TIES and DARE. */
+  readonly base?: string;
+  readonly density?: number;
+  readonly lambda?: number;
+  readonly dtype?: 'BF16' | 'F32';
+}
+
 type Weights = Map<string, { shape: [number, number]; data: Float32Array }>;
 
 function shapes(d: LlamaDims): Record<Module, [number, number]> {
@@ -69,7 +89,7 @@ function rms(values: Float32Array): number {
 }
 
 /** Builds every model of `specs` (parents first) and writes each to dir/name. Returns the folders. */
-export function writeFamily(dir: string, specs: readonly FamilySpec[], dims: LlamaDims, seed: number): Map<string, string> {
+export function writeFamily(dir: string, specs: ReadonlyArray<FamilySpec | MergeSpec>, dims: LlamaDims, seed: number): Map<string, string> {
   const rng = new Rng(seed);
   const models = new Map<string, Weights>();
   const folders = new Map<string, string>();
@@ -86,6 +106,13 @@ export function writeFamily(dir: string, specs: readonly FamilySpec[], dims: Lla
           data = new Float32Array(rows * cols);
           const scale = 1 / Math.sqrt(cols);
           for (let i = 0; i < data.length; i++) data[i] = scale * laplace(rng);
+        } else if (spec.kind === 'merge') {
+          const stored = (model: string) => {
+            const w = models.get(model)?.get(name);
+            if (!w) throw new Error(`parent ${model} of ${spec.name} must come first`);
+            return w.data;
+          };
+          data = mergeMatrix(spec, spec.parents.map(stored), spec.base === undefined ? null : stored(spec.base), rng);
         } else {
           const parent = models.get(spec.parent)?.get(name);
           if (!parent) throw new Error(`parent ${spec.parent} of ${spec.name} must come first`);
@@ -108,6 +135,45 @@ export function writeFamily(dir: string, specs: readonly FamilySpec[], dims: Lla
     folders.set(spec.name, folder);
   }
   return folders;
+}
+
+function mergeMatrix(spec: MergeSpec, parents: readonly Float32Array[], base: Float32Array | null, rng: Rng): Float32Array {
+  const weights = spec.weights ?? parents.map(() => 1);
+  const size = parents[0]!.length;
+  const out = new Float32Array(size);
+  if (spec.method === 'linear') {
+    parents.forEach((p, k) => { for (let i = 0; i < size; i++) out[i] += weights[k]! * p[i]!; });
+    return out;
+  }
+  if (!base) throw new Error(`merge ${spec.name} needs a base`);
+  const lambda = spec.lambda ?? 1;
+  const density = spec.density ?? 1;
+  const tasks = parents.map((p) => Float64Array.from(p, (v, i) => v - base[i]!));
+  if (spec.method === 'dare') {
+    for (const t of tasks) for (let i = 0; i < size; i++) t[i] = rng.uniform() < density ? t[i]! / density : 0;
+  }
+  if (spec.method === 'ties') {
+    for (const t of tasks) {
+      const cut = [...t].map(Math.abs).sort((a, b) => b - a)[Math.max(0, Math.ceil(density * size) - 1)]!;
+      for (let i = 0; i < size; i++) if (Math.abs(t[i]!) < cut) t[i] = 0;
+    }
+    for (let i = 0; i < size; i++) {
+      let elected = 0;
+      tasks.forEach((t, k) => { elected += weights[k]! * t[i]!; });
+      let sum = 0, weight = 0;
+      tasks.forEach((t, k) => {
+        if (t[i] !== 0 && Math.sign(t[i]!) === Math.sign(elected)) (sum += weights[k]! * t[i]!), (weight += weights[k]!);
+      });
+      out[i] = base[i]! + lambda * (weight > 0 ? sum / weight : 0);
+    }
+    return out;
+  }
+  for (let i = 0; i < size; i++) {
+    let sum = 0;
+    tasks.forEach((t, k) => { sum += weights[k]! * t[i]!; });
+    out[i] = base[i]! + lambda * sum;
+  }
+  return out;
 }
 
 /** data += U diag(strength) V^T with U (rows x r), V (cols x r) random orthonormal. */
