@@ -23,6 +23,7 @@ import { Rng } from '../src/linalg/rng.js';
 import type { Matrix } from '../src/linalg/matrix.js';
 import type { LineageResult } from '../src/tree/types.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
+import { REPO_ROOT, runLineage } from './cli-child-process.js';
 import { writeFamily, type FamilySpec, type MergeSpec, type Module } from './helpers/synthetic-llama.js';
 
 const DIMS = { hidden: 96, intermediate: 256, layers: 2, heads: 4 };
@@ -351,4 +352,19 @@ test('zoo-merge: the base recovered from b1-b5 is b0 unchanged in every module, 
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
+});
+
+test('lineage tree CLI on zoo-merge: merges and the virtual base survive the command path (one forest per architecture, adapters attached)', async (t) => {
+  const root = path.join(REPO_ROOT, '..', 'shared', 'zoo-merge');
+  if (!fs.existsSync(path.join(root, 'zoo.json'))) {
+    t.skip('../shared/zoo-merge is absent');
+    return;
+  }
+  const names = ['a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'm_linear', 'm_task', 'm_ties', 'm_dare', 'm_lora', 'm_linear_ft', 'b1', 'b2', 'b3', 'b4', 'b5'];
+  const run = await runLineage(['tree', '--json', '--quiet', '--no-cache', '--truth', path.join(root, 'zoo.json'), ...names.map((n) => path.join(root, n))]);
+  assert.equal(run.code, 0, run.stderr);
+  const result = JSON.parse(run.stdout) as LineageResult & { score: { correctEdges: number; trueEdges: number } };
+  assert.equal(result.score.correctEdges, result.score.trueEdges);
+  assert.deepEqual((result.merges ?? []).map((m) => m.child).sort(), ['m_dare', 'm_linear', 'm_lora', 'm_task', 'm_ties']);
+  assert.equal(result.virtualNodes?.length, 1);
 });

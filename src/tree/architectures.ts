@@ -74,6 +74,12 @@ function headShapesNote(group: readonly SketchedModel[]): string | null {
  * edge's child (e.g. adapters attached to a tree) join their parent's tree.
  */
 export function mergeResults(results: readonly LineageResult[], notes: readonly string[] = []): LineageResult {
+  if (results.length === 1) {
+    // One forest: kept as it is (merges, virtual nodes and families with several roots included).
+    const only = results[0]!;
+    const allNotes = [...(only.notes ?? []), ...notes];
+    return { ...only, ...(allNotes.length ? { notes: allNotes } : {}) };
+  }
   const names = [...new Set(results.flatMap((r) => [...r.trees.flatMap((t) => t.members), ...r.edges.map((e) => e.child)]))];
   const index = new Map(names.map((n, i) => [n, i]));
   const parent = names.map(() => -1);
@@ -84,7 +90,18 @@ export function mergeResults(results: readonly LineageResult[], notes: readonly 
       labels.set(index.get(child)!, label);
     }
   }
-  const merged = assembleResult(results[0]?.method ?? 'lineage', names, parent, (_, child) => labels.get(child)!);
+  const assembled = assembleResult(results[0]?.method ?? 'lineage', names, parent, (_, child) => labels.get(child)!);
+  // A merge has an edge from each parent: the single-parent assembly keeps one, the others come back here.
+  const kept = new Set(assembled.edges.map((e) => `${e.parent}\u0000${e.child}`));
+  const mergeEdges = results.flatMap((r) => r.edges).filter((e) => e.kind === 'merge' && !kept.has(`${e.parent}\u0000${e.child}`));
+  const merges = results.flatMap((r) => r.merges ?? []);
+  const virtualNodes = results.flatMap((r) => r.virtualNodes ?? []);
+  const merged: LineageResult = {
+    ...assembled,
+    edges: [...assembled.edges, ...mergeEdges],
+    ...(results.some((r) => r.merges) ? { merges } : {}),
+    ...(virtualNodes.length ? { virtualNodes } : {}),
+  };
   const allNotes = [...results.flatMap((r) => r.notes ?? []), ...notes];
   const costs = results.flatMap((r) => (r.alignment ? [r.alignment] : []));
   return {
