@@ -150,7 +150,8 @@ export async function renderTreeHtml(result: LineageResult): Promise<string> {
 <div id="graph">${await renderTreeSvg(result)}</div>
 <aside id="details"><p class="muted">Click a model for its details.</p></aside>
 </div>
-<p class="legend">Roots on top; each box is one family. Dashed edge: LoRA (low-rank delta, with its rank and modules); solid: full fine-tune.
+<p class="legend">Roots on top; each box is one family. Dashed edge: LoRA (low-rank delta, with its rank and modules); solid: full fine-tune
+or a quantized copy; bold: one of a merge's parents, with its weight; a dashed model: a common parent not among the inputs.
 <code>d</code> is the pair's distance; <code>margin</code> is the ${directionEvidence(result.method)} for the edge's direction (positive: agrees).</p>
 ${notesList(result)}
 ${skippedList(result)}
