@@ -327,22 +327,23 @@ export function writeLlamaGguf(file: string, config: LlamaConfig, state: LlamaSt
     }
     return { name: ggufName(name), type: t.shape.length === 1 ? 'F32' : typeOf(ggufName(name)), shape: t.shape, data };
   });
+  writeGguf(file, { version, metadata: llamaGgufMetadata(config, fileType, arch), tensors });
+}
+
+/** The `{arch}.*`, file type and tokenizer metadata llama.cpp's converter writes for a Llama-style model. */
+export function llamaGgufMetadata(config: LlamaConfig, fileType: string, arch = 'llama'): Array<readonly [string, GgufMeta]> {
   const u32 = (v: number): GgufMeta => ({ t: 'u32', v });
-  writeGguf(file, {
-    version,
-    metadata: [
-      ['general.architecture', { t: 'str', v: arch }],
-      ['general.name', { t: 'str', v: 'synthetic' }],
-      [`${arch}.embedding_length`, u32(config.hidden)],
-      [`${arch}.block_count`, u32(config.layers)],
-      [`${arch}.feed_forward_length`, u32(config.intermediate)],
-      [`${arch}.attention.head_count`, u32(config.heads)],
-      [`${arch}.attention.head_count_kv`, u32(config.kvHeads)],
-      [`${arch}.attention.layer_norm_rms_epsilon`, { t: 'f32', v: 1e-5 }],
-      ['general.file_type', u32(FILE_TYPE_IDS[fileType] ?? 0)],
-      ['tokenizer.ggml.model', { t: 'str', v: 'llama' }],
-      ['tokenizer.ggml.tokens', { t: 'arr', of: 'str', v: Array.from({ length: config.vocab }, (_, i) => `tok${i}`) }],
-    ],
-    tensors,
-  });
+  return [
+    ['general.architecture', { t: 'str', v: arch }],
+    ['general.name', { t: 'str', v: 'synthetic' }],
+    [`${arch}.embedding_length`, u32(config.hidden)],
+    [`${arch}.block_count`, u32(config.layers)],
+    [`${arch}.feed_forward_length`, u32(config.intermediate)],
+    [`${arch}.attention.head_count`, u32(config.heads)],
+    [`${arch}.attention.head_count_kv`, u32(config.kvHeads)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, { t: 'f32', v: 1e-5 }],
+    ['general.file_type', u32(FILE_TYPE_IDS[fileType] ?? 0)],
+    ['tokenizer.ggml.model', { t: 'str', v: 'llama' }],
+    ['tokenizer.ggml.tokens', { t: 'arr', of: 'str', v: Array.from({ length: config.vocab }, (_, i) => `tok${i}`) }],
+  ];
 }
