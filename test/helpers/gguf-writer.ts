@@ -171,25 +171,35 @@ function quantizeQ4K(x: ArrayLike<number>): Uint8Array {
   return out;
 }
 
-/** Q6_K by max-magnitude scales: per 16 elements an int8 multiple of the block's f16 d, q in -32..31. */
+/**
+ * Q6_K as llama.cpp's first pass (make_qx_quants with nmax 32): per 16 elements a signed scale
+ * that maps the largest-magnitude element to -32 exactly, an int8 multiple of the block's f16 d,
+ * q in -32..31. (Scales of amax / 31.5 clip the largest positive elements by up to a step: a
+ * structured error no real file has.)
+ */
 function quantizeQ6K(x: ArrayLike<number>): Uint8Array {
   const out = Buffer.alloc((x.length / 256) * 210);
   const scale = new Float64Array(16);
   for (let b = 0; b < x.length / 256; b++) {
     const at = b * 210, from = b * 256;
+    let largest = 0;
     for (let g = 0; g < 16; g++) {
-      let amax = 0;
-      for (let l = 0; l < 16; l++) amax = Math.max(amax, Math.abs(x[from + g * 16 + l]!));
-      scale[g] = amax / 31.5;
+      let peak = 0;
+      for (let l = 0; l < 16; l++) {
+        const v = x[from + g * 16 + l]!;
+        if (Math.abs(v) > Math.abs(peak)) peak = v;
+      }
+      scale[g] = peak / -32;
+      largest = Math.max(largest, Math.abs(scale[g]!));
     }
-    const d = halfValue(float32ToF16Bits(Math.max(...scale) / 127));
+    const d = halfValue(float32ToF16Bits(largest / 127));
     out.writeUInt16LE(float32ToF16Bits(d), at + 208);
     for (let g = 0; g < 16; g++) {
-      const sc = d > 0 ? Math.min(127, Math.round(scale[g]! / d)) : 0;
+      const sc = d > 0 ? Math.max(-128, Math.min(127, Math.round(scale[g]! / d))) : 0;
       out.writeInt8(sc, at + 192 + g);
       for (let l = 0; l < 16; l++) {
         const e = g * 16 + l, step = d * sc;
-        const q = (step > 0 ? Math.max(-32, Math.min(31, Math.round(x[from + e]! / step))) : 0) + 32;
+        const q = (step !== 0 ? Math.max(-32, Math.min(31, Math.round(x[from + e]! / step))) : 0) + 32;
         const h = e >> 7, r = e & 127;
         out[at + h * 64 + (r & 63)]! |= (q & 0xf) << (4 * (r >> 6));
         out[at + 128 + h * 32 + (r & 31)]! |= (q >> 4) << (2 * (r >> 5));
