@@ -14,27 +14,34 @@
  * canonical layer and role order.
  */
 import type { TensorSource } from '../io/types.js';
-import { gridGeometry, isFloatDType, isIntegerDType, roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
+import { gatherDecode, gridGeometry, isFloatDType, isIntegerDType, roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
+import type { DType } from '../io/types.js';
 import { readRole } from '../arch/map.js';
 import { LINEAR_ROLES, type LayerRole, type ModelMap, type RoleRef } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { BadInputError } from '../io/errors.js';
-import { StreamSketcher, type ViewSpec } from '../linalg/stream-sketch.js';
+import { signMasks, StreamSketcher, type ViewSpec } from '../linalg/stream-sketch.js';
 import {
   SKETCH_FORMAT, type MatrixSketch, type ModelSketch, type NeuronSketch, type ResolvedSketchOptions, type SketchView,
 } from './types.js';
 
-/** One linear role matrix to sketch; `capture`: rows whose column sketch the relatedness test keeps. */
+/**
+ * One linear role matrix to sketch. The relatedness test keeps two views of a few neurons: for a
+ * gated MLP the column sketch of their gate and up rows (`capture`: rows); for a non-gated one
+ * (fc_in, fc_out) the column sketch of their fc_in rows and the row sketch of their fc_out columns
+ * (`captureColumns`), the same hidden units seen from both sides.
+ */
 export interface MatrixJob {
   readonly layer: number;
   readonly role: LayerRole;
   readonly ref: RoleRef;
   readonly capture: readonly number[];
+  readonly captureColumns?: readonly number[];
   /** Stored payload bytes the job reads (for progress). */
   readonly bytes: number;
 }
 
-/** What one job yields: the matrix's sketch and its captured rows (capture.length x sketchCols). */
+/** What one job yields: the matrix's sketch and its captured rows (capture.length x sketchCols) or columns (captureColumns.length x sketchRows). */
 export interface MatrixResult {
   readonly matrix: MatrixSketch;
   readonly captured: Float32Array;
@@ -51,12 +58,17 @@ export function matrixJobs(source: TensorSource, map: ModelMap, options: Resolve
   const neuronLayers = evenlySpaced(map.layers.length, options.neuronLayers);
   const jobs: MatrixJob[] = [];
   map.layers.forEach((roles, layer) => {
-    const keepNeurons = neuronLayers.includes(layer) && roles.gate !== undefined && roles.up !== undefined;
+    const pair = neuronLayers.includes(layer) ? neuronViews(roles) : null;
     for (const role of LINEAR_ROLES) {
       const ref = roles[role];
       if (!ref) continue;
-      const capture = keepNeurons && (role === 'gate' || role === 'up') ? evenlySpaced(ref.shape![0], options.maxNeurons) : [];
-      jobs.push({ layer, role, ref, capture, bytes: source.tensors.get(ref.tensor)?.byteLength ?? 0 });
+      const bytes = source.tensors.get(ref.tensor)?.byteLength ?? 0;
+      if (pair && role === pair[1] && pair[1] === 'fc_out') {
+        jobs.push({ layer, role, ref, capture: [], captureColumns: evenlySpaced(ref.shape![1], options.maxNeurons), bytes });
+        continue;
+      }
+      const capture = pair && (role === pair[0] || role === pair[1]) ? evenlySpaced(ref.shape![0], options.maxNeurons) : [];
+      jobs.push({ layer, role, ref, capture, bytes });
     }
   });
   if (jobs.length === 0) throw new BadInputError('no linear layer weights found to compare', { file: source.path });
@@ -75,6 +87,13 @@ export function matrixJobs(source: TensorSource, map: ModelMap, options: Resolve
  * The float grid a stored tensor's values lie on; block-quantized storage (GGUF) decodes to
  * float32 values whose noise is its blocks' steps, added per element (sourceVariance).
  */
+/** The roles whose views of the MLP's neurons the relatedness test compares, or null. */
+function neuronViews(roles: ModelMap['layers'][number]): readonly [LayerRole, LayerRole] | null {
+  if (roles.gate && roles.up) return ['gate', 'up'];
+  if (roles.fc_in && roles.fc_out) return ['fc_in', 'fc_out'];
+  return null;
+}
+
 function storedGrid(dtype: string, source: TensorSource, where: { file: string; tensor: string }): { grid: FloatDType; quantized: boolean } {
   if (isFloatDType(dtype)) return { grid: dtype, quantized: false };
   if (source.readRowsWithVarianceInto && !isIntegerDType(dtype)) return { grid: 'F32', quantized: true };
@@ -100,15 +119,19 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
   const paddedCols = Math.ceil(cols / 4) * 4;
   const sketcher = new StreamSketcher(rows, paddedCols, k, views, job.capture);
   const noise = quantized ? new QuantizationNoise(cols, sketcher.sketchRows, sketcher.sketchCols) : null;
+  const columns = job.captureColumns?.length ? new ColumnCapture(job.captureColumns, rows, sketcher.sketchRows) : null;
   try {
     if (raw) {
       for (let start = 0; start < rows; start += sketcher.rowsPerBlock) {
         const count = Math.min(sketcher.rowsPerBlock, rows - start);
-        source.readStoredRowsInto!(ref.tensor, start, start + count, sketcher.input(count));
+        const bytes = sketcher.input(count);
+        source.readStoredRowsInto!(ref.tensor, start, start + count, bytes);
+        columns?.addStored(info.dtype as DType, bytes, start, count, cols);
         sketcher.process(start, count);
       }
     } else {
       forEachDecodedRowBlock(source, ref, noise, (rowStart, rowEnd, data) => {
+        columns?.addDecoded(data, rowStart, rowEnd - rowStart, cols);
         for (let start = rowStart; start < rowEnd; start += sketcher.rowsPerBlock) {
           const count = Math.min(sketcher.rowsPerBlock, rowEnd - start);
           const bytes = sketcher.input(count);
@@ -147,8 +170,48 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
       layer: job.layer, role: job.role, rows, cols, sketchRows: sketcher.sketchRows, sketchCols: sketcher.sketchCols,
       leftProjected: rows > k, rightProjected: paddedCols > k, storedDtype: info.dtype, moments, views: sketchViews,
     },
-    captured: result.captured,
+    captured: columns ? columns.result() : result.captured,
   };
+}
+
+/**
+ * The row-side CountSketch of a few columns (row i to bucket i mod k1 with the sketch's own row
+ * sign), gathered from the blocks as they stream by: the fc_out view of a non-gated MLP's neurons.
+ */
+class ColumnCapture {
+  private readonly sums: Float64Array;
+  private readonly picked: Int32Array;
+  private readonly signs: Uint32Array;
+  private gathered = new Float32Array(0);
+
+  constructor(picked: readonly number[], rows: number, private readonly k1: number) {
+    this.picked = Int32Array.from(picked);
+    this.sums = new Float64Array(picked.length * k1);
+    this.signs = signMasks('row', rows, k1);
+  }
+
+  addStored(dtype: DType, bytes: Uint8Array, rowStart: number, count: number, cols: number): void {
+    const n = this.picked.length;
+    if (this.gathered.length < count * n) this.gathered = new Float32Array(count * n);
+    gatherDecode(dtype, bytes, cols, this.picked, this.gathered, Int32Array.from({ length: count }, (_, r) => r));
+    this.add(rowStart, count, (r, p) => this.gathered[r * n + p]!);
+  }
+
+  addDecoded(data: Float32Array, rowStart: number, count: number, cols: number): void {
+    this.add(rowStart, count, (r, p) => data[r * cols + this.picked[p]!]!);
+  }
+
+  private add(rowStart: number, count: number, value: (row: number, picked: number) => number): void {
+    const k1 = this.k1;
+    for (let r = 0; r < count; r++) {
+      const row = rowStart + r, bucket = row % k1, sign = this.signs[row] ? -1 : 1;
+      for (let p = 0; p < this.picked.length; p++) this.sums[p * k1 + bucket]! += sign * value(r, p);
+    }
+  }
+
+  result(): Float32Array {
+    return Float32Array.from(this.sums);
+  }
 }
 
 /** Mean per-entry variance of having stored the sketch itself in float32. */
@@ -236,10 +299,12 @@ export function assembleSketch(
       const result = roles[role] ? byKey.get(`${layer}.${role}`) : undefined;
       if (result) matrices.push(result.matrix);
     }
-    const gate = byKey.get(`${layer}.gate`), up = byKey.get(`${layer}.up`);
-    const count = gate?.matrix.sketchCols ? gate.captured.length / gate.matrix.sketchCols : 0;
-    if (gate && up && count > 0 && gate.matrix.sketchCols === up.matrix.sketchCols && up.captured.length === gate.captured.length) {
-      neurons.push({ layer, count, dim: gate.matrix.sketchCols, gate: gate.captured, up: up.captured });
+    const pair = neuronViews(roles);
+    const first = pair ? byKey.get(`${layer}.${pair[0]}`) : undefined, second = pair ? byKey.get(`${layer}.${pair[1]}`) : undefined;
+    const dim = first?.matrix.sketchCols ?? 0;
+    const count = dim > 0 ? first!.captured.length / dim : 0;
+    if (first && second && count > 0 && second.captured.length === first.captured.length) {
+      neurons.push({ layer, count, dim, gate: first.captured, up: second.captured });
     }
   });
   return {

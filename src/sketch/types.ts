@@ -7,7 +7,7 @@ import type { Family, LayerRole, ModelDims } from '../arch/types.js';
 import type { Moments } from '../stats/moments.js';
 
 /** Bumped whenever the sketch's content or its file layout changes: old cache files are rebuilt. */
-export const SKETCH_FORMAT = 2;
+export const SKETCH_FORMAT = 3;
 
 export interface SketchOptions {
   /**
@@ -69,7 +69,11 @@ export interface MatrixSketch {
   readonly views: readonly SketchView[];
 }
 
-/** Gate and up rows of selected neurons of one layer, each the CountSketch of its columns (`dim` wide). */
+/**
+ * Two views of selected neurons of one layer, `dim` wide each: a gated MLP's gate and up rows (each
+ * the CountSketch of its columns), or a non-gated one's fc_in rows (`gate`) and fc_out columns
+ * (`up`, each the CountSketch of its rows).
+ */
 export interface NeuronSketch {
   readonly layer: number;
   /** Number of neurons kept. */
