@@ -7,7 +7,9 @@
  */
 import { recoverLineage, type LineageAnalysis, type LineageOptions, type SketchedModel } from './lineage.js';
 import { assembleResult, type EdgeLabel } from './result.js';
-import { sketchSignature } from './sketch-evidence.js';
+import { relatednessLog10P, sketchSignature } from './sketch-evidence.js';
+import { candidateFamilies } from './candidates.js';
+import { relatednessThreshold } from './forest.js';
 import type { LineageResult } from './types.js';
 import type { ModelSketch } from '../sketch/types.js';
 import { sketchIdentity } from '../sketch/identity.js';
@@ -130,5 +132,29 @@ export function recoverLineageByArchitecture(
   place: (group: readonly SketchedModel[], analysis: LineageAnalysis) => LineageResult = (_, analysis) => analysis.result,
 ): LineageResult {
   const groups = groupByArchitecture(models);
-  return mergeResults(groups.map((group) => place(group, recoverLineage(group, options))), architectureNotes(groups));
+  const from = options.candidateSearchFrom ?? CANDIDATE_SEARCH_FROM;
+  const results = groups.flatMap((group) => {
+    if (group.length < from) return [place(group, recoverLineage(group, options))];
+    return familiesOf(group, options.alpha).map((family) => recoverLineage(family, options).result);
+  });
+  const searched = groups.filter((g) => g.length >= from);
+  const notes = searched.length === 0 ? [] : [
+    `${searched.reduce((s, g) => s + g.length, 0)} models split into families by the candidate search before the pairwise analysis `
+    + `(from ${from} models of one architecture); unplaced (obfuscated) members are not aligned across families then`,
+  ];
+  return mergeResults(results, [...architectureNotes(groups), ...notes]);
+}
+
+/**
+ * Models of one architecture from which the candidate search (candidates.ts) splits them into
+ * families before the pairwise analysis: below it every pair is compared (the all-pairs cost of a
+ * few hundred models is seconds), above it the families alone are.
+ */
+export const CANDIDATE_SEARCH_FROM = 64;
+
+/** The group's families: candidate pairs confirmed by the relatedness test at the group's family-wise level. */
+function familiesOf(group: readonly SketchedModel[], alpha?: number): SketchedModel[][] {
+  const threshold = relatednessThreshold(group.length, alpha);
+  const related = (i: number, j: number) => relatednessLog10P(group[i]!.sketch.neurons, group[j]!.sketch.neurons) <= threshold;
+  return candidateFamilies(group.map((m) => m.sketch.neurons), related).map((family) => family.map((i) => group[i]!));
 }

@@ -33,6 +33,8 @@ export interface LineageOptions {
   readonly kurtosisRises?: boolean;
   /** Family-wise level of the relatedness test. */
   readonly alpha?: number;
+  /** Models of one architecture from which families are found by the candidate search first (architectures.ts). */
+  readonly candidateSearchFrom?: number;
 }
 
 /**

@@ -1,0 +1,130 @@
+/**
+ * Candidate relatives without comparing every pair: the families a large set of models splits
+ * into, found from compact signatures, so the full pairwise analysis (relatedness test, ranks,
+ * Chu-Liu/Edmonds) runs only inside each family.
+ *
+ * A model's signature is its neurons' codes: each kept neuron row (the relatedness test's first
+ * view, sketch.neurons) is cut by fixed seeded hyperplanes into BANDS codes of BITS sign bits.
+ * Relatives share neurons (a fine-tune moves a neuron's row by a few percent, so its codes mostly
+ * stay; permuting neurons moves none), unrelated models share a code only by chance
+ * (2^-BITS a pair of neurons and band). Codes are keyed without the neuron's position, so a
+ * permuted copy is found too. Models sharing at least MIN_SHARED codes are candidate pairs; each
+ * is confirmed by `related` (the relatedness test), and families are the connected components of
+ * the confirmed pairs. Work and memory grow with the number of models times the neurons kept, and
+ * with the square of a family's size, never with the square of the set.
+ */
+import { Rng } from '../linalg/rng.js';
+import type { NeuronSketch } from '../sketch/types.js';
+
+/** Sign bits per code: chance collisions of one neuron pair and band are 2^-20. */
+const BITS = 20;
+/** Codes per neuron, each from its own hyperplanes: a neuron whose row moved a little keeps some. */
+const BANDS = 4;
+/** Neurons per model that enter the signature (evenly spaced among those the sketch kept). */
+const SIGNATURE_NEURONS = 64;
+/** Shared codes that make a candidate pair (unrelated pairs share about 64 * 64 * 4 * 2^-20 = 0.016). */
+const MIN_SHARED = 3;
+/** A code held by more models than this says nothing (a degenerate row, e.g. all zeros): skipped. */
+const MAX_BUCKET = 4096;
+
+const hyperplaneMemo = new Map<number, Float64Array>();
+
+function hyperplanes(dim: number): Float64Array {
+  let planes = hyperplaneMemo.get(dim);
+  if (!planes) {
+    const rng = new Rng((0x5bd1e995 ^ Math.imul(dim, 0x27d4eb2d)) >>> 0);
+    planes = Float64Array.from({ length: BANDS * BITS * dim }, () => rng.gaussian());
+    hyperplaneMemo.set(dim, planes);
+  }
+  return planes;
+}
+
+/** The codes of one model: BANDS per signature neuron, each (band << BITS | code). */
+export function neuronCodes(neurons: readonly NeuronSketch[]): Uint32Array {
+  const first = neurons[0];
+  if (!first || first.count === 0) return new Uint32Array(0);
+  const take = Math.min(SIGNATURE_NEURONS, first.count);
+  const planes = hyperplanes(first.dim);
+  const codes = new Uint32Array(take * BANDS);
+  for (let t = 0; t < take; t++) {
+    const neuron = Math.floor(((t + 0.5) * first.count) / take);
+    const row = first.gate.subarray(neuron * first.dim, (neuron + 1) * first.dim);
+    for (let band = 0; band < BANDS; band++) {
+      let code = 0;
+      for (let bit = 0; bit < BITS; bit++) {
+        const plane = (band * BITS + bit) * first.dim;
+        let dot = 0;
+        for (let c = 0; c < first.dim; c++) dot += row[c]! * planes[plane + c]!;
+        code = (code << 1) | (dot > 0 ? 1 : 0);
+      }
+      codes[t * BANDS + band] = ((band << BITS) | code) >>> 0;
+    }
+  }
+  return codes;
+}
+
+/**
+ * Pairs of models (i < j) that share at least MIN_SHARED codes, from one sort of all
+ * (code, model) entries: models are grouped by code, and each group's pairs counted.
+ */
+export function candidatePairs(codes: readonly Uint32Array[]): Array<[number, number]> {
+  const total = codes.reduce((s, c) => s + c.length, 0);
+  const modelBits = Math.max(1, Math.ceil(Math.log2(codes.length + 1)));
+  if (BANDS * 2 ** BITS * 2 ** modelBits > Number.MAX_SAFE_INTEGER) throw new RangeError('too many models for the candidate search');
+  const entries = new Float64Array(total);
+  let at = 0;
+  codes.forEach((list, model) => {
+    for (const code of list) entries[at++] = code * 2 ** modelBits + model;
+  });
+  entries.sort();
+  const shared = new Map<number, number>();
+  const n = codes.length;
+  for (let start = 0; start < total;) {
+    const code = Math.floor(entries[start]! / 2 ** modelBits);
+    let end = start + 1;
+    while (end < total && Math.floor(entries[end]! / 2 ** modelBits) === code) end++;
+    if (end - start <= MAX_BUCKET) {
+      for (let a = start; a < end; a++) {
+        const i = entries[a]! % 2 ** modelBits;
+        for (let b = a + 1; b < end; b++) {
+          const j = entries[b]! % 2 ** modelBits;
+          if (i === j) continue;
+          const key = Math.min(i, j) * n + Math.max(i, j);
+          shared.set(key, (shared.get(key) ?? 0) + 1);
+        }
+      }
+    }
+    start = end;
+  }
+  const pairs: Array<[number, number]> = [];
+  for (const [key, count] of shared) if (count >= MIN_SHARED) pairs.push([Math.floor(key / n), key % n]);
+  return pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+}
+
+/**
+ * The families: connected components of the candidate pairs `related` confirms, each a sorted
+ * list of model indices (singletons included), in the order of their smallest member.
+ */
+export function candidateFamilies(neurons: ReadonlyArray<readonly NeuronSketch[]>, related: (i: number, j: number) => boolean): number[][] {
+  const n = neurons.length;
+  const parent = Array.from({ length: n }, (_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) {
+      parent[i] = parent[parent[i]!]!;
+      i = parent[i]!;
+    }
+    return i;
+  };
+  for (const [i, j] of candidatePairs(neurons.map(neuronCodes))) {
+    const a = find(i), b = find(j);
+    if (a !== b && related(i, j)) parent[Math.max(a, b)] = Math.min(a, b);
+  }
+  const families = new Map<number, number[]>();
+  for (let i = 0; i < n; i++) {
+    const root = find(i);
+    const family = families.get(root);
+    if (family) family.push(i);
+    else families.set(root, [i]);
+  }
+  return [...families.values()].sort((x, y) => x[0]! - y[0]!);
+}
