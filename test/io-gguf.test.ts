@@ -319,7 +319,7 @@ describe('llama.cpp names and q/k order mapped back to the roles', () => {
 });
 
 test('tree names a GGUF member by its file name without .gguf (parent folder added when two names clash)', async () => {
-  const { modelNames } = await import('../src/cli/model-inputs.js');
+  const { modelNames } = await import('../src/api/model-inputs.js');
   assert.deepEqual(modelNames(['z/p0', 'g/p0.Q8_0.gguf', 'g/p2.Q4_K_M.GGUF']), ['p0', 'p0.Q8_0', 'p2.Q4_K_M']);
   assert.deepEqual(modelNames(['a/m.gguf', 'b/m.gguf']), ['a/m', 'b/m']);
 });

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import { Command } from 'commander';
 import { openTensorSource } from '../src/io/source.js';
 import { encodeValues, writeSafetensorsStreaming } from '../src/io/writer.js';
-import { addQuietOption, describeProgress, formatBytes, formatDuration, progressEnabled, startWeightPass, type ProgressStream } from '../src/cli/progress.js';
+import { startPass, type Progress } from '../src/api/options.js';
+import { addQuietOption, describeProgress, formatBytes, formatDuration, progressDisplay, progressEnabled, startWeightPass, type ProgressStream } from '../src/cli/progress.js';
 
 /** A stream that records what was written; `isTTY` as asked, with the cursor calls a terminal has. */
 function captureStream(isTTY: boolean): { stream: ProgressStream; text: () => string } {
@@ -89,4 +90,30 @@ test('a pass over a real model file: bytes counted through onBytes, drawn on a T
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the library's progress: each pass reported from 0, drawn as one bar per pass on a terminal, not at all when piped", () => {
+  const seen: Progress[] = [];
+  const count = startPass((p) => seen.push(p), 'sketch', 'sketching 2 models', 2048);
+  count(1024);
+  count(1024);
+  assert.deepEqual(seen.map((p) => p.bytesDone), [0, 1024, 2048]);
+  assert.ok(seen.every((p) => p.phase === 'sketch' && p.bytesTotal === 2048));
+  startPass(undefined, 'verify', 'nobody listens', 10)(10); // a no-op without a listener
+
+  const { stream, text } = captureStream(true);
+  const display = progressDisplay({}, stream);
+  assert.ok(display.onProgress);
+  const sketch = startPass(display.onProgress, 'sketch', 'sketching 2 models', 2048);
+  sketch(2048);
+  startPass(display.onProgress, 'align', 'aligning o1 onto p0', 4096)(4096);
+  display.stop();
+  display.stop();
+  assert.match(text(), /sketching 2 models .*0 B \/ 2\.00 KiB/);
+  assert.match(text(), /aligning o1 onto p0 .*0 B \/ 4\.00 KiB/);
+
+  const piped = captureStream(false);
+  assert.equal(progressDisplay({}, piped.stream).onProgress, undefined);
+  assert.equal(progressDisplay({ quiet: true }, captureStream(true).stream).onProgress, undefined);
+  assert.equal(piped.text(), '');
 });

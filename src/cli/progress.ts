@@ -1,10 +1,12 @@
 /**
  * Progress of a pass over weights on stderr: bytes read, rate and ETA. Shown only when stderr is
  * a terminal, and never with --json or --quiet, so piped and machine-read output stays clean.
- * Feed it from `openTensorSource(path, { onBytes: pass.onBytes })`.
+ * Feed it from `openTensorSource(path, { onBytes: pass.onBytes })`, or from the library's
+ * `onProgress` through progressDisplay.
  */
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import type { ProgressListener } from '../api/options.js';
 import { printable } from '../io/errors.js';
 
 /** The command-line switches that silence progress. */
@@ -101,4 +103,26 @@ export function startWeightPass(label: string, totalBytes: number, settings: Pro
       bar.stop();
     },
   };
+}
+
+/**
+ * The library's progress reports drawn as weight passes: a new pass (a new label, or the count
+ * starting again) replaces the one shown. Draws nothing when progress is disabled.
+ */
+export function progressDisplay(settings: ProgressSettings, stream: ProgressStream = process.stderr): { readonly onProgress: ProgressListener | undefined; readonly stop: () => void } {
+  if (!progressEnabled(settings, stream)) return { onProgress: undefined, stop: () => {} };
+  let pass: WeightPass | null = null;
+  let label = '';
+  let shown = 0;
+  const onProgress: ProgressListener = (progress) => {
+    if (pass === null || progress.label !== label || progress.bytesDone < shown) {
+      pass?.stop();
+      pass = startWeightPass(progress.label, progress.bytesTotal, settings, stream);
+      label = progress.label;
+      shown = 0;
+    }
+    pass.onBytes(progress.bytesDone - shown);
+    shown = progress.bytesDone;
+  };
+  return { onProgress, stop: () => pass?.stop() };
 }

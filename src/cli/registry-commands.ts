@@ -4,7 +4,7 @@
  * folder of an embedded registry (src/registry/database.ts).
  */
 import type { Command } from 'commander';
-import { EXIT, LineageError } from '../io/errors.js';
+import { wholeNumberOption } from '../api/options.js';
 import { expandModelPaths, enqueueModel, type EnqueueOptions, type EnqueueOutcome } from '../registry/enqueue.js';
 import { DEFAULT_JOB_POLICY } from '../registry/queue.js';
 import { registryStatus, settleAbandonedJobs, withRegistry, type RegistryStatus } from '../registry/registry.js';
@@ -13,15 +13,6 @@ import { writeResult } from './run.js';
 
 export const REGISTRY_FLAG = '--registry <url-or-folder>';
 export const REGISTRY_HELP = 'the sketch registry: a postgres:// URL (missing parts from the PG* variables) or the folder of an embedded one';
-
-/** A whole number flag within [min, max], else a usage error. */
-export function wholeNumberFlag(flag: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!(Number.isInteger(n) && n >= min && n <= max)) {
-    throw new LineageError(`${flag} takes a whole number from ${min} to ${max}, got ${value}`, { exitCode: EXIT.usage });
-  }
-  return n;
-}
 
 function registerEnqueue(program: Command): void {
   program
@@ -36,8 +27,8 @@ function registerEnqueue(program: Command): void {
     .action(async (paths: string[], flags: { registry: string; retries: string; lease: string; retryFailed: boolean; json: boolean }) => {
       const options: EnqueueOptions = {
         retryFailed: flags.retryFailed,
-        retries: wholeNumberFlag('--retries', flags.retries, 0, 100),
-        leaseSeconds: wholeNumberFlag('--lease', flags.lease, 1, 7 * 24 * 3600),
+        retries: wholeNumberOption('--retries', flags.retries, 0, 100),
+        leaseSeconds: wholeNumberOption('--lease', flags.lease, 1, 7 * 24 * 3600),
       };
       const models = expandModelPaths(paths);
       const outcomes = await withRegistry(flags.registry, async (registry) => {
@@ -70,8 +61,8 @@ function registerWorker(program: Command): void {
     .option('--poll <seconds>', 'seconds between looks at an empty queue', '2')
     .option('--quiet', 'no line per job on stderr', false)
     .action(async (flags: { registry: string; untilIdle: boolean; concurrency: string; poll: string; quiet: boolean }) => {
-      const concurrency = wholeNumberFlag('--concurrency', flags.concurrency, 1, 64);
-      const pollSeconds = wholeNumberFlag('--poll', flags.poll, 1, 3600);
+      const concurrency = wholeNumberOption('--concurrency', flags.concurrency, 1, 64);
+      const pollSeconds = wholeNumberOption('--poll', flags.poll, 1, 3600);
       let stop = false;
       const requestStop = () => { stop = true; };
       process.once('SIGINT', requestStop).once('SIGTERM', requestStop);

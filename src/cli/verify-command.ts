@@ -1,20 +1,18 @@
 /**
  * `lineage verify BASE CANDIDATE`: was CANDIDATE fine-tuned from BASE (LoRA rank, targets), even
  * after function-preserving obfuscation. CANDIDATE may be a PEFT adapter folder (or --adapter).
+ * The work is the library's verify (src/api/verify.ts); this prints it.
  */
 import type { Command } from 'commander';
-import { isAdapter } from '../arch/peft.js';
-import { SourceRoleReader, type RoleReader } from '../arch/reader.js';
-import { BadInputError, LineageError, EXIT, printable } from '../io/errors.js';
-import { openTensorSource } from '../io/source.js';
+import { integerOption, wholeNumberOption } from '../api/options.js';
+import { verify } from '../api/verify.js';
+import { MAX_WORKERS } from '../api/workers.js';
+import { LineageError, EXIT, printable } from '../io/errors.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderVerifyHtml } from '../reports/html-verify.js';
 import { renderVerifyText } from '../reports/verify-text.js';
-import { MergedAdapterReader } from '../verify/adapter-reader.js';
-import { verifyModels } from '../verify/verify.js';
-import { addQuietOption, startWeightPass } from './progress.js';
+import { addQuietOption, progressDisplay } from './progress.js';
 import { writeResult } from './run.js';
-import { defaultWorkers } from './workers.js';
 
 interface VerifyFlags {
   json: boolean;
@@ -24,7 +22,6 @@ interface VerifyFlags {
   seed: string;
   workers?: string;
 }
-
 
 export function registerVerify(program: Command): void {
   const command = program
@@ -41,55 +38,26 @@ export function registerVerify(program: Command): void {
     if (!candidatePath === !flags.adapter) {
       throw new LineageError('give either CANDIDATE or --adapter DIR (exactly one)', { exitCode: EXIT.usage });
     }
-    const seed = Number(flags.seed);
-    if (!Number.isInteger(seed)) throw new LineageError(`--seed must be an integer, got ${flags.seed}`, { exitCode: EXIT.usage });
-    if (flags.workers !== undefined && !/^\d+$/.test(flags.workers)) {
-      throw new LineageError(`--workers must be a whole number, got ${flags.workers}`, { exitCode: EXIT.usage });
-    }
-    let pass: ReturnType<typeof startWeightPass> | null = null;
-    const onBytes = (n: number) => pass?.onBytes(n);
-    const baseSource = openTensorSource(basePath, { onBytes });
-    const candidateSource = openTensorSource((candidatePath ?? flags.adapter)!, { onBytes });
-    const base = new SourceRoleReader(baseSource);
-    let candidate: RoleReader;
-    let adapterSummary = null;
-    const adapter = isAdapter(candidateSource);
-    if (flags.adapter && !adapter) {
-      base.close();
-      candidateSource.close();
-      throw new BadInputError(`--adapter ${candidateSource.name} is not a PEFT adapter (no adapter_config.json peft_type, no lora_A/lora_B tensors): give a full model as CANDIDATE`, { file: candidateSource.path });
-    }
-    if (adapter) {
-      let merged: MergedAdapterReader;
-      try {
-        merged = new MergedAdapterReader(base, candidateSource);
-      } catch (err) {
-        base.close();
-        candidateSource.close();
-        throw err;
-      }
-      const summary = merged.summary();
-      adapterSummary = { rank: summary.ranks.length === 1 ? summary.ranks[0]! : null, targets: summary.targets, declaredBase: summary.baseModel };
-      candidate = merged;
-    } else {
-      candidate = new SourceRoleReader(candidateSource);
-    }
+    const seed = integerOption('--seed', flags.seed);
+    const workers = flags.workers === undefined ? undefined : wholeNumberOption('--workers', flags.workers, 0, MAX_WORKERS);
+    const progress = progressDisplay({ json: flags.json, quiet: flags.quiet });
     try {
-      // Each weight is read once; an adapter's base weights are read again for the merge.
-      const total = baseSource.totalBytes + (adapterSummary ? baseSource.totalBytes : 0) + candidateSource.totalBytes;
-      pass = startWeightPass(`verify ${base.name} -> ${candidate.name}`, total, { json: flags.json, quiet: flags.quiet });
-      const result = verifyModels(base, candidate, { seed, workers: defaultWorkers(base, flags.workers) }, { candidate: adapterSummary });
-      pass.stop();
-      if (result.adapterBase?.matchesBase === false) {
-        // Names and the declared base come from files: escaped, so they cannot forge a line.
-        process.stderr.write(`${printable(`warning: adapter ${candidate.name} declares base "${result.adapterBase.declared}", not ${base.name}: the verdict is about the adapter applied to ${base.name}`)}\n`);
-      }
+      const result = await verify(basePath, (candidatePath ?? flags.adapter)!, {
+        seed,
+        workers,
+        adapter: flags.adapter !== undefined,
+        onProgress: progress.onProgress,
+        onWarning: (message) => {
+          progress.stop(); // the warning comes once the weights are read
+          // Names and the declared base come from files: escaped, so they cannot forge a line.
+          process.stderr.write(`warning: ${printable(message)}\n`);
+        },
+      });
+      progress.stop();
       if (flags.html) writeReportFile(flags.html, renderVerifyHtml(result));
       writeResult(result, flags.json, renderVerifyText);
     } finally {
-      pass?.stop();
-      base.close();
-      candidate.close();
+      progress.stop();
     }
   });
 }
