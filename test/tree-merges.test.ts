@@ -15,7 +15,7 @@ import { forestEvidence, compareAll } from '../src/tree/lineage.js';
 import { renderDot, renderMermaid, renderTerminal } from '../src/tree/render.js';
 import { assembleFamilies, reassembleFamilies } from '../src/tree/families.js';
 import { detuneBase } from '../src/tree/detune.js';
-import { writeRecoveredBases } from '../src/cli/recover-base.js';
+import { writeRecoveredBases } from '../src/api/recover-base.js';
 import { SourceRoleReader } from '../src/arch/reader.js';
 import { openTensorSource } from '../src/io/source.js';
 import { verifyModels } from '../src/verify/verify.js';
@@ -367,4 +367,18 @@ test('lineage tree CLI on zoo-merge: merges and the virtual base survive the com
   assert.equal(result.score.correctEdges, result.score.trueEdges);
   assert.deepEqual((result.merges ?? []).map((m) => m.child).sort(), ['m_dare', 'm_linear', 'm_lora', 'm_task', 'm_ties']);
   assert.equal(result.virtualNodes?.length, 1);
+  // --recover-base: the absent base of b1-b5, written by the command, is b0 in every module.
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-recover-cli-'));
+  try {
+    const recover = await runLineage(['tree', '--json', '--quiet', '--no-cache', '--recover-base', out, ...['b1', 'b2', 'b3', 'b4', 'b5'].map((n) => path.join(root, n))]);
+    assert.equal(recover.code, 0, recover.stderr);
+    const folder = path.join(out, 'base(b1,b2,b3,b4,b5)');
+    assert.ok((JSON.parse(recover.stdout) as LineageResult).notes!.some((n) => n.includes(folder)));
+    const verify = await runLineage(['verify', path.join(root, 'b0'), folder, '--json', '--quiet', '--workers', '0']);
+    assert.equal(verify.code, 0, verify.stderr);
+    const verdict = JSON.parse(verify.stdout) as { relation: string; lora: unknown; fullFineTune: boolean };
+    assert.deepEqual([verdict.relation, verdict.lora, verdict.fullFineTune], ['derived', null, false]);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });

@@ -19,6 +19,7 @@ import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched, modelName
 import { choiceOption, startPass, type ProgressListener } from './options.js';
 import { registryModels, saveRegistryTree } from './registry-tree.js';
 import { defaultWorkers, sketchWorkers } from './workers.js';
+import { writeRecoveredBases } from './recover-base.js';
 
 export const TREE_METHODS = ['default', 'mother'] as const;
 export const MOTHER_DISTANCES = ['auto', 'lora', 'rms'] as const;
@@ -44,6 +45,11 @@ export interface TreeOptions {
   readonly truth?: string;
   /** With `truth`: also score models the truth marks as obfuscated. */
   readonly includeObfuscated?: boolean;
+  /**
+   * Write each absent common parent the tree shows (a virtual node) as a model folder in this
+   * folder, recovered from its children by Spectral DeTuning (safetensors and config.json).
+   */
+  readonly recoverBase?: string;
   /** A sketch registry (postgres:// URL or embedded registry folder): the tree of every model sketched there; give no models then. */
   readonly registry?: string;
   /** Bytes read, as they are read: one `sketch` pass, then one `align` pass per verify pass. */
@@ -139,14 +145,20 @@ function chartInputs(paths: readonly string[], options: TreeOptions): LineageRes
   const pathOf = new Map(inputs.models.map((m) => [m.name, m.path]));
   const once = countSketchedOnce(sketched, pathOf);
   const models = once.models.map((m) => ({ ...m, headShapes: input.get(m.name)!.headShapes }));
-  const forest = recoverLineageByArchitecture(
-    models, lineageOptions(options),
-    options.align === false ? undefined : (group, analysis) => placeWithAlignment(pathOf, group, analysis, options.onProgress),
-  );
+  const recovered: string[] = [];
+  const forest = recoverLineageByArchitecture(models, lineageOptions(options), (group, analysis) => {
+    const placed = options.align === false ? analysis.result : placeWithAlignment(pathOf, group, analysis, options.onProgress);
+    if (options.recoverBase && analysis.result.virtualNodes?.length) {
+      for (const base of writeRecoveredBases(options.recoverBase, group, group.map((m) => pathOf.get(m.name)!), analysis)) {
+        recovered.push(`recovered ${base.name} written to ${base.folder} (${base.detuned} tensors de-tuned, ${base.copied} copied)`);
+      }
+    }
+    return placed;
+  });
   const { result, refused } = attachAdapters(forest, models, inputs.adapters);
   const adapterGiven = new Map(inputs.adapters.map((a) => [a.name, a.given]));
   for (const r of refused) skip.add(adapterGiven.get(r.name)!, r.reason);
-  const notes = [...(result.notes ?? []), ...inputs.notes, ...once.notes];
+  const notes = [...(result.notes ?? []), ...inputs.notes, ...once.notes, ...recovered];
   // In path order, like everything else in the output independent of the inputs' order.
   const skipped = [...skip.entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   return { ...result, ...(notes.length ? { notes } : {}), skipped };

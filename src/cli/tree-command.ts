@@ -34,6 +34,7 @@ interface TreeFlags {
   workers?: string;
   strict: boolean;
   registry?: string;
+  recoverBase?: string;
 }
 
 export function formatScore(score: TruthScore, unscored: Unscored): string {
@@ -68,6 +69,7 @@ export function registerTree(program: Command): void {
     .option('--html <file>', 'also write a self-contained HTML report of the tree')
     .option('--workers <n>', 'worker threads that sketch the models (default: the number of cores, at most 4; 0: none)')
     .option('--strict', 'stop at the first input that is not a usable model (exit 4) instead of skipping it', false)
+    .option('--recover-base <dir>', 'write each absent common parent the tree shows as a model folder in DIR, recovered from its children (Spectral DeTuning)')
     .option(REGISTRY_FLAG, `${REGISTRY_HELP}: the tree of every model sketched there, no weight read (no alignment)`);
   addQuietOption(command).action(async (paths: string[], flags: TreeFlags) => {
     const formats = (['json', 'dot', 'mermaid'] as const).filter((f) => flags[f]).map((f) => `--${f}`);
@@ -87,6 +89,7 @@ export function registerTree(program: Command): void {
         truth: flags.truth,
         includeObfuscated: flags.includeObfuscated,
         registry: flags.registry,
+        ...(flags.recoverBase !== undefined ? { recoverBase: flags.recoverBase } : {}),
         onProgress: progress.onProgress,
         onWarning: (message) => void process.stderr.write(`warning: ${printable(message)}\n`),
       });
