@@ -16,13 +16,16 @@
 import { Rng } from '../linalg/rng.js';
 import type { NeuronSketch } from '../sketch/types.js';
 
-/** Sign bits per code: chance collisions of one neuron pair and band are 2^-20. */
-const BITS = 20;
+/**
+ * Sign bits per code: chance collisions of one neuron pair and band are 2^-26, so a code's bucket
+ * holds about 0.1 unrelated models at 10^5 models (at 20 bits the chance pairs outgrew a Map).
+ */
+const BITS = 26;
 /** Codes per neuron, each from its own hyperplanes: a neuron whose row moved a little keeps some. */
 const BANDS = 4;
 /** Neurons per model that enter the signature (evenly spaced among those the sketch kept). */
 const SIGNATURE_NEURONS = 64;
-/** Shared codes that make a candidate pair (unrelated pairs share about 64 * 64 * 4 * 2^-20 = 0.016). */
+/** Shared codes that make a candidate pair (unrelated pairs share about 64 * 64 * 4 * 2^-26 = 2.4e-4). */
 const MIN_SHARED = 3;
 /** A code held by more models than this says nothing (a degenerate row, e.g. all zeros): skipped. */
 const MAX_BUCKET = 4096;
