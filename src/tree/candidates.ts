@@ -15,6 +15,7 @@
  */
 import { Rng } from '../linalg/rng.js';
 import type { NeuronSketch } from '../sketch/types.js';
+import { singleLinkage } from './cluster.js';
 
 /**
  * Sign bits per code: chance collisions of one neuron pair and band are 2^-26, so a code's bucket
@@ -109,25 +110,5 @@ export function candidatePairs(codes: readonly Uint32Array[]): Array<[number, nu
  * list of model indices (singletons included), in the order of their smallest member.
  */
 export function candidateFamilies(neurons: ReadonlyArray<readonly NeuronSketch[]>, related: (i: number, j: number) => boolean): number[][] {
-  const n = neurons.length;
-  const parent = Array.from({ length: n }, (_, i) => i);
-  const find = (i: number): number => {
-    while (parent[i] !== i) {
-      parent[i] = parent[parent[i]!]!;
-      i = parent[i]!;
-    }
-    return i;
-  };
-  for (const [i, j] of candidatePairs(neurons.map(neuronCodes))) {
-    const a = find(i), b = find(j);
-    if (a !== b && related(i, j)) parent[Math.max(a, b)] = Math.min(a, b);
-  }
-  const families = new Map<number, number[]>();
-  for (let i = 0; i < n; i++) {
-    const root = find(i);
-    const family = families.get(root);
-    if (family) family.push(i);
-    else families.set(root, [i]);
-  }
-  return [...families.values()].sort((x, y) => x[0]! - y[0]!);
+  return singleLinkage(neurons.length, related, undefined, candidatePairs(neurons.map(neuronCodes)));
 }

@@ -5,11 +5,15 @@
  */
 import { canonicalOrder, type CostMatrix } from './arborescence.js';
 
-/** Connected components of the "related" graph (single linkage at a fixed threshold). */
+/**
+ * Connected components of the "related" graph (single linkage at a fixed threshold), over every
+ * pair or only over the candidate `pairs` given. `related` is asked only of pairs not yet joined.
+ */
 export function singleLinkage(
   n: number,
   related: (i: number, j: number) => boolean,
   tieKeys?: readonly string[],
+  pairs: Iterable<readonly [number, number]> = allPairs(n),
 ): number[][] {
   const leader = Array.from({ length: n }, (_, i) => i);
   const find = (v: number): number => {
@@ -19,12 +23,14 @@ export function singleLinkage(
     }
     return v;
   };
-  for (let i = 0; i < n; i++) {
-    for (let j = i + 1; j < n; j++) {
-      if (related(i, j)) leader[find(i)] = find(j);
-    }
+  for (const [i, j] of pairs) {
+    if (find(i) !== find(j) && related(i, j)) leader[find(i)] = find(j);
   }
   return groupsInKeyOrder(n, (v) => find(v), tieKeys);
+}
+
+function* allPairs(n: number): Iterable<readonly [number, number]> {
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) yield [i, j];
 }
 
 /**
