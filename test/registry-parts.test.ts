@@ -11,6 +11,9 @@ import { openRegistry } from '../src/registry/registry.js';
 import { SCHEMA_VERSION } from '../src/registry/schema.js';
 import { REPO_ROOT, runLineage } from './cli-child-process.js';
 import { EXIT } from '../src/io/errors.js';
+import { openTensorSource } from '../src/io/source.js';
+import { contentFingerprint } from '../src/sketch/fingerprint.js';
+import { registryKey } from '../src/registry/enqueue.js';
 
 const SAMPLES = path.join(REPO_ROOT, 'samples');
 
@@ -80,4 +83,32 @@ test('registry usage errors: models and --registry together, a bad --retries, an
   assert.equal(refused.code, EXIT.registry, refused.stderr);
   assert.match(refused.stderr, /^error: cannot use the registry at postgres:\/\/me:\*\*\*@127\.0\.0\.1:1\/x: /);
   assert.ok(!refused.stderr.includes('hunter2'));
+});
+
+test('registry key: a change between the fingerprint\'s sampled blocks gets its own key; the same files keep theirs', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-registry-key-'));
+  try {
+    const p0 = path.join(REPO_ROOT, 'samples', 'p0'), edited = path.join(dir, 'edited');
+    fs.cpSync(p0, edited, { recursive: true });
+    const source = openTensorSource(edited);
+    const info = source.tensors.get('model.layers.2.self_attn.q_proj.weight')!;
+    source.close();
+    const bytes = fs.readFileSync(info.file);
+    for (let i = info.start; i < info.start + info.byteLength; i += 128) bytes[i] ^= 0x01;
+    fs.writeFileSync(info.file, bytes);
+    const keys = (p: string) => {
+      const s = openTensorSource(p);
+      try {
+        return { fingerprint: contentFingerprint(s).hash, key: registryKey(s) };
+      } finally {
+        s.close();
+      }
+    };
+    const a = keys(p0), b = keys(edited);
+    assert.equal(b.fingerprint, a.fingerprint, 'the edit lies between the sampled blocks');
+    assert.notEqual(b.key, a.key);
+    assert.equal(keys(p0).key, a.key);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -9,7 +9,8 @@ import { mapModel } from '../arch/map.js';
 import { isAdapter } from '../arch/peft.js';
 import { LineageError } from '../io/errors.js';
 import { openTensorSource } from '../io/source.js';
-import { contentFingerprint } from '../sketch/fingerprint.js';
+import { contentFingerprint, sketchCacheKey } from '../sketch/fingerprint.js';
+import type { TensorSource } from '../io/types.js';
 import type { JobPolicy } from './queue.js';
 import type { Registry } from './registry.js';
 import type { ModelFacts } from './store.js';
@@ -40,6 +41,17 @@ export type EnqueueOutcome =
   | { readonly path: string; readonly outcome: 'already-sketched' | 'already-queued' | 'already-failed' | 'skipped-adapter' }
   | { readonly path: string; readonly outcome: 'unreadable'; readonly error: LineageError };
 
+/**
+ * What the registry keys a model's job and sketch on: the content fingerprint (headers and three
+ * sampled blocks) and each weight file's size, modification time, inode and device. The sampled
+ * blocks alone are the same for a base and its LoRA child whose changed tensors lie between
+ * them, which would share one sketch; a file written anew gets a new key, while enqueueing the
+ * same files again finds their job or sketch.
+ */
+export function registryKey(source: TensorSource): string {
+  return sketchCacheKey(source, contentFingerprint(source), false, false).hash;
+}
+
 /** The model's facts from its headers, or null for a PEFT adapter (not a model: never sketched). */
 function readFacts(modelPath: string): ModelFacts | null {
   const source = openTensorSource(modelPath);
@@ -47,7 +59,7 @@ function readFacts(modelPath: string): ModelFacts | null {
     if (isAdapter(source)) return null;
     const map = mapModel(source);
     return {
-      path: source.path, fingerprint: contentFingerprint(source).hash, family: map.family,
+      path: source.path, fingerprint: registryKey(source), family: map.family,
       architecture: map.architecture ?? null, totalBytes: source.totalBytes,
     };
   } finally {

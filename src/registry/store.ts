@@ -103,14 +103,15 @@ export class RegistryStore {
    * Stores the sketch (once: a second worker's copy of the same content is dropped) and marks every
    * model with its fingerprint sketched, in one transaction. Returns whether this call stored it.
    */
-  async putSketch(sketch: ModelSketch, worker: string): Promise<boolean> {
+  /** Stores the sketch of the content `key` (registryKey) names, once; its models are then sketched. */
+  async putSketch(key: string, sketch: ModelSketch, worker: string): Promise<boolean> {
     const bytes = encodeSketch(sketch);
     return this.db.transaction(async (tx) => {
       const inserted = await tx.query(
         `INSERT INTO lineage.sketches (fingerprint, variant, bytes, byte_size, created_by) VALUES ($1, $2, decode($3, 'base64'), $4, $5)
          ON CONFLICT (fingerprint, variant) DO NOTHING RETURNING 1`,
-        [sketch.fingerprint, this.variant, bytes.toString('base64'), bytes.length, worker]);
-      await this.markSketched(sketch.fingerprint, tx);
+        [key, this.variant, bytes.toString('base64'), bytes.length, worker]);
+      await this.markSketched(key, tx);
       return inserted.length > 0;
     });
   }

@@ -6,6 +6,8 @@
  */
 import { hostname } from 'node:os';
 import { loadSketches } from '../sketch/load.js';
+import { openTensorSource } from '../io/source.js';
+import { registryKey } from './enqueue.js';
 import type { HeldJob } from './queue.js';
 import { settleAbandonedJobs, type Registry } from './registry.js';
 
@@ -70,14 +72,15 @@ async function runBatch(
   if (todo.length === 0) return;
   for (const job of todo) log(`sketching: ${job.data.path}`);
   const started = performance.now();
+  const keys = todo.map((job) => currentKey(job.data.path));
   const loaded = loadSketches(todo.map((j) => j.data.path), { cacheDir: null, workers: concurrency > 1 ? concurrency : 0 });
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   for (const [i, job] of todo.entries()) {
     const result = loaded[i]!;
     const reason = 'error' in result ? result.error.message
-      : result.sketch.fingerprint !== job.data.fingerprint ? `the model changed since it was enqueued (file ${job.data.path}): enqueue it again` : null;
+      : keys[i] !== job.data.fingerprint ? `the model changed since it was enqueued (file ${job.data.path}): enqueue it again` : null;
     if (!('error' in result) && reason === null) {
-      await store.putSketch(result.sketch, me);
+      await store.putSketch(job.data.fingerprint, result.sketch, me);
       await queue.complete(job.id);
       summary.sketched++;
       log(`sketched: ${job.data.path} (${seconds} s for ${todo.length} models)`);
@@ -88,5 +91,19 @@ async function runBatch(
       if (job.lastAttempt) summary.failedFinally++;
       log(`${job.lastAttempt ? 'failed' : 'attempt failed, will retry'}: ${reason}`);
     }
+  }
+}
+
+/** The model's registry key now, or null when it cannot be read (its sketch then says why). */
+function currentKey(modelPath: string): string | null {
+  try {
+    const source = openTensorSource(modelPath);
+    try {
+      return registryKey(source);
+    } finally {
+      source.close();
+    }
+  } catch {
+    return null;
   }
 }

@@ -11,6 +11,8 @@
  * The cache key adds what changes whenever a file is written: per weight file its size,
  * modification and status-change times to the nanosecond, inode and device (or, with `rehash`,
  * the sha256 of its whole content, which survives copies and touches), and the model's config.
+ * The registry keys its jobs and sketches the same way without the status-change time, which a
+ * rename or a change of owner moves while the content stays.
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -65,7 +67,7 @@ export interface CacheKey {
  * The sketch cache's key: the content fingerprint, the config, and per weight file either its
  * file-system stamp (default) or, with `rehash`, the hash of its whole content.
  */
-export function sketchCacheKey(source: TensorSource, fingerprint: Fingerprint, rehash: boolean): CacheKey {
+export function sketchCacheKey(source: TensorSource, fingerprint: Fingerprint, rehash: boolean, statusChange = true): CacheKey {
   const hash = createHash('sha256').update(`fingerprint ${fingerprint.hash}\nconfig ${JSON.stringify(source.config)}\n`);
   let bytesRead = 0;
   for (const file of source.files) {
@@ -76,7 +78,7 @@ export function sketchCacheKey(source: TensorSource, fingerprint: Fingerprint, r
         hash.update(`content ${s.size}\n`);
         bytesRead += hashWholeFile(fd, hash);
       } else {
-        hash.update(`stamp ${s.size} ${s.mtimeNs} ${s.ctimeNs} ${s.ino} ${s.dev}\n`);
+        hash.update(`stamp ${s.size} ${s.mtimeNs} ${statusChange ? s.ctimeNs : '-'} ${s.ino} ${s.dev}\n`);
       }
     } finally {
       fs.closeSync(fd);
