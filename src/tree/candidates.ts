@@ -68,41 +68,63 @@ export function neuronCodes(neurons: readonly NeuronSketch[]): Uint32Array {
 }
 
 /**
- * Pairs of models (i < j) that share at least MIN_SHARED codes, from one sort of all
- * (code, model) entries: models are grouped by code, and each group's pairs counted.
+ * Pairs of models (i < j) that share at least MIN_SHARED codes. One sort of all (code, model)
+ * entries groups the models by code; then, model by model, the models it shares a code with are
+ * counted in a dense array (touched entries reset after each model), so the work is the number of
+ * shared codes, in typed arrays, with no table of pairs.
  */
 export function candidatePairs(codes: readonly Uint32Array[]): Array<[number, number]> {
+  const n = codes.length;
   const total = codes.reduce((s, c) => s + c.length, 0);
-  const modelBits = Math.max(1, Math.ceil(Math.log2(codes.length + 1)));
-  if (BANDS * 2 ** BITS * 2 ** modelBits > Number.MAX_SAFE_INTEGER) throw new RangeError('too many models for the candidate search');
+  const modelScale = 2 ** Math.max(1, Math.ceil(Math.log2(n + 1)));
+  if (BANDS * 2 ** BITS * modelScale > Number.MAX_SAFE_INTEGER) throw new RangeError('too many models for the candidate search');
   const entries = new Float64Array(total);
   let at = 0;
   codes.forEach((list, model) => {
-    for (const code of list) entries[at++] = code * 2 ** modelBits + model;
+    for (const code of list) entries[at++] = code * modelScale + model;
   });
   entries.sort();
-  const shared = new Map<number, number>();
-  const n = codes.length;
+  // Per sorted entry its model and its code group's end; per model where its entries stand.
+  const modelOf = new Int32Array(total), groupEnd = new Int32Array(total), groupStart = new Int32Array(total);
+  const firstOf = new Int32Array(n + 1);
   for (let start = 0; start < total;) {
-    const code = Math.floor(entries[start]! / 2 ** modelBits);
+    const code = Math.floor(entries[start]! / modelScale);
     let end = start + 1;
-    while (end < total && Math.floor(entries[end]! / 2 ** modelBits) === code) end++;
-    if (end - start <= MAX_BUCKET) {
-      for (let a = start; a < end; a++) {
-        const i = entries[a]! % 2 ** modelBits;
-        for (let b = a + 1; b < end; b++) {
-          const j = entries[b]! % 2 ** modelBits;
-          if (i === j) continue;
-          const key = Math.min(i, j) * n + Math.max(i, j);
-          shared.set(key, (shared.get(key) ?? 0) + 1);
-        }
-      }
+    while (end < total && Math.floor(entries[end]! / modelScale) === code) end++;
+    for (let e = start; e < end; e++) {
+      modelOf[e] = entries[e]! % modelScale;
+      groupStart[e] = start;
+      groupEnd[e] = end;
+      firstOf[modelOf[e]! + 1]!++;
     }
     start = end;
   }
+  for (let m = 0; m < n; m++) firstOf[m + 1]! += firstOf[m]!;
+  const positions = new Int32Array(total), fill = firstOf.slice(0, n);
+  for (let e = 0; e < total; e++) positions[fill[modelOf[e]!]!++] = e;
+  const count = new Int32Array(n), touched = new Int32Array(n);
   const pairs: Array<[number, number]> = [];
-  for (const [key, count] of shared) if (count >= MIN_SHARED) pairs.push([Math.floor(key / n), key % n]);
-  return pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  for (let i = 0; i < n; i++) {
+    let touchedCount = 0;
+    for (let q = firstOf[i]!; q < firstOf[i + 1]!; q++) {
+      const e = positions[q]!;
+      if (groupEnd[e]! - groupStart[e]! > MAX_BUCKET) continue;
+      for (let f = groupStart[e]!; f < groupEnd[e]!; f++) {
+        const j = modelOf[f]!;
+        if (j <= i) continue;
+        if (count[j] === 0) touched[touchedCount++] = j;
+        count[j]!++;
+      }
+    }
+    const found: number[] = [];
+    for (let t = 0; t < touchedCount; t++) {
+      const j = touched[t]!;
+      if (count[j]! >= MIN_SHARED) found.push(j);
+      count[j] = 0;
+    }
+    for (const j of found.sort((x, y) => x - y)) pairs.push([i, j]);
+  }
+  return pairs;
 }
 
 /**
