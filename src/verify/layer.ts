@@ -7,6 +7,7 @@ import {
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
 import type { NoisyMatrix } from '../align/noisy.js';
 import type { Matrix } from '../linalg/matrix.js';
+import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
 import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
 
@@ -16,9 +17,9 @@ import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from '
  * module's delta, the invariants and probe rank. A pure function of its inputs, so layers can be
  * analysed in any order or in parallel (see parallel.ts) and merged in layer order.
  */
-export const MODULES: ReadonlyArray<readonly [ModuleRole, ModuleName]> = [
-  ['q', 'q_proj'], ['k', 'k_proj'], ['v', 'v_proj'], ['o', 'o_proj'], ['gate', 'gate_proj'], ['up', 'up_proj'], ['down', 'down_proj'],
-];
+/** The seven modules verify analyses, in report order, with their PEFT names (arch's MODULE_NAME). */
+export const MODULES: ReadonlyArray<readonly [ModuleRole, ModuleName]> = [...ATTENTION_ROLES, ...MLP_ROLES]
+  .map((role) => [role, MODULE_NAME[role] as ModuleName] as const);
 
 /**
  * The diagonal scalings each role admits without changing the function: reader columns through

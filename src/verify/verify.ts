@@ -1,6 +1,6 @@
 import { compareArchitectures } from '../arch/map.js';
 import type { RoleReader } from '../arch/reader.js';
-import type { LayerRole } from '../arch/types.js';
+import { MODULE_NAME, type LayerRole } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
 import {
@@ -14,7 +14,7 @@ import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutc
 import { BufferPool } from './buffer-pool.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import { onCommonGrid, type Job, type ReadLayer } from './jobs.js';
-import type { AdapterBase, IndependenceTest, LayerEvidence, ModelSummary, Relation, TransformFound, VerifyResult } from './types.js';
+import type { AdapterBase, IndependenceTest, LayerEvidence, ModelSummary, ModuleName, Relation, TransformFound, VerifyResult } from './types.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
 export const UNRELATED_P = 0.01;
@@ -108,7 +108,6 @@ function pickDims(m: NoisyMatrix, dims: Int32Array): NoisyMatrix {
 }
 
 const MODULE_ROLES = MODULES.map(([role]) => role);
-const MODULE_NAME = new Map(MODULES);
 
 /**
  * One model's layer as read: whole (decoded into pool buffers when there is a pool), or on its
@@ -116,7 +115,7 @@ const MODULE_NAME = new Map(MODULES);
  */
 function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
   const modules = Object.fromEntries(reader.storageOrder(index, MODULE_ROLES).map((role) => {
-    const reads = READ_NORM[MODULE_NAME.get(role)!];
+    const reads = READ_NORM[MODULE_NAME[role] as ModuleName];
     return [
       role,
       dims
