@@ -1,8 +1,27 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { fisherCombineLogP, normalLogSf, spearman } from '../stats/tests.js';
-import type { IndependenceTest } from '../verify/types.js';
 import { standardizeRows } from '../linalg/countsketch.js';
 import { matchSources, type SimilaritySource } from './matching.js';
+
+/** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
+export interface IndependenceTest {
+  readonly method: string;
+  /**
+   * Per layer: Spearman correlation of the neuron matchings from gate and from up rows, and its z,
+   * over the `rowsUsed` of `rows` neurons whose rows are informative (not zero, constant or tied).
+   */
+  readonly perLayer: ReadonlyArray<{ readonly layer: number; readonly spearman: number; readonly z: number; readonly rowsUsed: number; readonly rows: number }>;
+  /** Fisher's chi-square over the layers tested. */
+  readonly statistic: number;
+  /** 1 when no layer was tested. */
+  readonly pValue: number;
+  readonly log10PValue: number;
+  /** Informative neurons in the layers tested, and neurons in all layers. */
+  readonly rowsUsed: number;
+  readonly rows: number;
+  /** Layers with enough informative neurons to enter the test (0: the weights carry no evidence either way). */
+  readonly layersTested: number;
+}
 
 /** One MLP layer's neuron rows in both models; columns in the same (aligned) residual order. */
 export interface NeuronRows {

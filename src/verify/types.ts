@@ -2,6 +2,7 @@
  * The JSON contract of `lineage verify --json` (schema "model-lineage/verify@1").
  * Fields are only ever added; existing ones keep their meaning.
  */
+import type { IndependenceTest } from '../align/independence.js';
 import type { StorageQuantization } from '../arch/gguf.js';
 
 export type { StorageQuantization };
@@ -34,25 +35,8 @@ export interface AdapterBase {
   readonly matchesBase: boolean | null;
 }
 
-/** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
-export interface IndependenceTest {
-  readonly method: string;
-  /**
-   * Per layer: Spearman correlation of the neuron matchings from gate and from up rows, and its z,
-   * over the `rowsUsed` of `rows` neurons whose rows are informative (not zero, constant or tied).
-   */
-  readonly perLayer: ReadonlyArray<{ readonly layer: number; readonly spearman: number; readonly z: number; readonly rowsUsed: number; readonly rows: number }>;
-  /** Fisher's chi-square over the layers tested. */
-  readonly statistic: number;
-  /** 1 when no layer was tested. */
-  readonly pValue: number;
-  readonly log10PValue: number;
-  /** Informative neurons in the layers tested, and neurons in all layers. */
-  readonly rowsUsed: number;
-  readonly rows: number;
-  /** Layers with enough informative neurons to enter the test (0: the weights carry no evidence either way). */
-  readonly layersTested: number;
-}
+/** Defined where it is computed (align/independence.ts); part of the verify result. */
+export type { IndependenceTest };
 
 export interface ModuleEvidence {
   readonly module: ModuleName;
