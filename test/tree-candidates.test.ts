@@ -12,7 +12,7 @@ import { loadSketches, type LoadedSketch } from '../src/sketch/load.js';
 import { recoverLineageByArchitecture } from '../src/tree/architectures.js';
 import { candidatePairs, neuronCodes } from '../src/tree/candidates.js';
 import type { SketchedModel } from '../src/tree/lineage.js';
-import { renderJson } from '../src/tree/render.js';
+import { renderJson } from '../src/reports/tree-render.js';
 import { Rng } from '../src/linalg/rng.js';
 import type { NeuronSketch } from '../src/sketch/types.js';
 import { writeFamily, type FamilySpec } from './helpers/synthetic-llama.js';

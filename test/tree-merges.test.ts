@@ -12,7 +12,7 @@ import { loadSketch } from '../src/sketch/load.js';
 import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
 import { recoverForest } from '../src/tree/forest.js';
 import { forestEvidence, compareAll } from '../src/tree/lineage.js';
-import { renderDot, renderMermaid, renderTerminal } from '../src/tree/render.js';
+import { renderDot, renderMermaid, renderTerminal } from '../src/reports/tree-render.js';
 import { assembleFamilies, reassembleFamilies } from '../src/tree/families.js';
 import { detuneBase } from '../src/tree/detune.js';
 import { writeRecoveredBases } from '../src/api/recover-base.js';

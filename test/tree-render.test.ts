@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { edgeLabel, renderDot, renderJson, renderMermaid, renderTerminal } from '../src/tree/render.js';
+import { edgeLabel, renderDot, renderJson, renderMermaid, renderTerminal } from '../src/reports/tree-render.js';
 import type { LineageResult } from '../src/tree/types.js';
 
 const RESULT: LineageResult = {

@@ -10,7 +10,7 @@ import { after, describe, test } from 'node:test';
 import { SourceRoleReader } from '../src/arch/reader.js';
 import { BadInputError, EXIT, IncompatibleModelsError } from '../src/io/errors.js';
 import { openTensorSource } from '../src/io/source.js';
-import { MergedAdapterReader } from '../src/verify/adapter-reader.js';
+import { MergedAdapterReader } from '../src/arch/adapter-reader.js';
 import type { VerifyResult } from '../src/verify/types.js';
 import { declaredAdapterBase, verifyModels, type VerifyOptions } from '../src/verify/verify.js';
 import { REPO_ROOT, runLineage } from './cli-child-process.js';

@@ -7,7 +7,7 @@ import { isAdapter } from '../arch/peft.js';
 import { SourceRoleReader, type RoleReader } from '../arch/reader.js';
 import { BadInputError } from '../io/errors.js';
 import { openTensorSource } from '../io/source.js';
-import { MergedAdapterReader } from '../verify/adapter-reader.js';
+import { MergedAdapterReader } from '../arch/adapter-reader.js';
 import type { VerifyResult } from '../verify/types.js';
 import { verifyModels } from '../verify/verify.js';
 import { integerOption, startPass, type ProgressListener } from './options.js';

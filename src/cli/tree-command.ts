@@ -11,7 +11,7 @@ import { EXIT, LineageError, printable } from '../io/errors.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { renderDot, renderJson, renderMermaid, renderTerminal } from '../tree/render.js';
+import { renderDot, renderJson, renderMermaid, renderTerminal } from '../reports/tree-render.js';
 import type { MotherDistance } from '../tree/lineage.js';
 import type { TruthScore } from '../tree/truth.js';
 import { addQuietOption, formatBytes, progressDisplay } from './progress.js';

@@ -4,7 +4,7 @@
  * tree in its own box; clicking a model shows its details from an inlined JSON blob.
  */
 import { instance, type Viz } from '@viz-js/viz';
-import { edgeLabel, renderDot } from '../tree/render.js';
+import { edgeLabel, renderDot } from './tree-render.js';
 import type { LineageEdge, LineageResult } from '../tree/types.js';
 import { escapeHtml, formatNumber, htmlPage } from './html-page.js';
 

@@ -1,6 +1,6 @@
 /** Renderings of a LineageResult: terminal tree, Graphviz DOT, Mermaid text and JSON. */
 import { printable } from '../io/errors.js';
-import type { LineageEdge, LineageResult } from './types.js';
+import type { LineageEdge, LineageResult } from '../tree/types.js';
 
 /**
  * "LoRA r=8 q_proj,v_proj", "full FT", or "identical weights" for a zero delta; edges found by

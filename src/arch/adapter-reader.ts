@@ -1,6 +1,6 @@
-import { describeAdapter, mapAdapter, type AdapterMap } from '../arch/peft.js';
-import type { RoleReader } from '../arch/reader.js';
-import type { GlobalRole, LayerRole, Weight, WeightPart } from '../arch/types.js';
+import { describeAdapter, mapAdapter, type AdapterMap } from './peft.js';
+import type { RoleReader } from './reader.js';
+import type { GlobalRole, LayerRole, Weight, WeightPart } from './types.js';
 import { BadInputError, IncompatibleModelsError } from '../io/errors.js';
 import type { TensorSource } from '../io/types.js';
 
