@@ -156,7 +156,7 @@ test('nothing usable is an error, not an empty forest; a folder with nothing but
 });
 
 test('keepSketched skips a model whose sketching failed on bad input and keeps the rest; other errors pass', () => {
-  const model = (name: string): ModelInput => ({ given: name, path: path.resolve('/models', name), name, fingerprint: name, headShapes: {} });
+  const model = (name: string): ModelInput => ({ given: name, path: path.resolve('/models', name), name, bytes: 0, headShapes: {} });
   const models = [model('m0'), model('m1'), model('m2')];
   const sketch = null as never;
   const skip = new SkipList(false);

@@ -14,7 +14,6 @@ import { isAdapter, mapAdapter } from '../arch/peft.js';
 import type { TensorSource } from '../arch/types.js';
 import { BadInputError, EXIT, LineageError } from '../io/errors.js';
 import { isWeightsFileName, openTensorSource } from '../io/source.js';
-import { contentFingerprint } from '../sketch/fingerprint.js';
 import type { AdapterFactor, AdapterMember } from '../tree/adapters.js';
 import { sketchIdentity } from '../sketch/identity.js';
 import type { ModelSketch } from '../sketch/types.js';
@@ -26,7 +25,8 @@ export interface ModelInput {
   readonly given: string;
   readonly path: string;
   readonly name: string;
-  readonly fingerprint: string;
+  /** Payload bytes of its tensors (the sketch pass's progress total). */
+  readonly bytes: number;
   /** Shapes of the tensors outside the layer stack (see SketchedModel.headShapes). */
   readonly headShapes: Record<string, number[]>;
 }
@@ -158,10 +158,9 @@ export function lastPathComponent(name: string): string {
 interface Opened {
   readonly given: string;
   readonly path: string;
-  readonly fingerprint: string;
   /** What makes two inputs the same before sketching: the same files (a model), the same factors and config (an adapter). */
   readonly identity: string;
-  readonly model?: { headShapes: Record<string, number[]> };
+  readonly model?: { headShapes: Record<string, number[]>; bytes: number };
   readonly adapter?: { factors: AdapterFactor[]; baseModel: string | null };
 }
 
@@ -178,13 +177,12 @@ function openInput(given: string, skip: SkipList): Opened | null {
     return null;
   }
   try {
-    const fingerprint = contentFingerprint(source).hash;
     if (isAdapter(source)) {
       const adapter = adapterFactors(source);
-      return { given, path: source.path, fingerprint, identity: adapter.contentHash, adapter };
+      return { given, path: source.path, identity: adapter.contentHash, adapter };
     }
     const map = mapModel(source);
-    return { given, path: source.path, fingerprint, identity: fileIdentity(source), model: { headShapes: headShapes(source, map.layerPrefix) } };
+    return { given, path: source.path, identity: fileIdentity(source), model: { headShapes: headShapes(source, map.layerPrefix), bytes: source.totalBytes } };
   } catch (err) {
     if (!(err instanceof LineageError)) throw err;
     skip.add(given, err.message);
@@ -233,7 +231,7 @@ export function collectTreeInputs(given: readonly string[], skip: SkipList): Tre
   const nameOf = new Map(kept.map((o, i) => [o, names[i]!]));
   const notes = counted.filter((c) => c.copies.length > 1).map(({ kept: o, copies }) =>
     `${nameOf.get(o)} was given ${copies.length} times (${copies.map((c) => c.given).sort().join(', ')}; the same content): counted once`);
-  const models: ModelInput[] = kept.flatMap((o) => (o.model ? [{ given: o.given, path: o.path, name: nameOf.get(o)!, fingerprint: o.fingerprint, headShapes: o.model.headShapes }] : []));
+  const models: ModelInput[] = kept.flatMap((o) => (o.model ? [{ given: o.given, path: o.path, name: nameOf.get(o)!, bytes: o.model.bytes, headShapes: o.model.headShapes }] : []));
   const adapters: AdapterInput[] = [];
   for (const o of kept) {
     if (!o.adapter) continue;

@@ -8,14 +8,14 @@ import { SourceRoleReader } from '../arch/reader.js';
 import { BadInputError, EXIT, LineageError } from '../io/errors.js';
 import { openTensorSource, readJsonFile } from '../io/source.js';
 import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { loadSketches, modelBytes, type LoadOptions } from '../sketch/load.js';
+import { loadSketches, type LoadOptions } from '../sketch/load.js';
 import { attachAdapters } from '../tree/adapters.js';
 import { recoverLineageByArchitecture } from '../tree/architectures.js';
 import type { LineageAnalysis, LineageOptions, MotherDistance, SketchedModel } from '../tree/lineage.js';
 import { placeUnplacedMembers } from '../tree/obfuscated.js';
 import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
-import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched, modelNames } from './model-inputs.js';
+import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched, modelNames, type ModelInput } from './model-inputs.js';
 import { choiceOption, startPass, type ProgressListener } from './options.js';
 import { registryModels, saveRegistryTree } from './registry-tree.js';
 import { defaultWorkers, sketchWorkers } from './workers.js';
@@ -105,10 +105,10 @@ type CacheSettings = Pick<LoadOptions, 'cacheDir' | 'rehash'>;
  * Sketch every model (one read each, none on a cache hit) on `workers` threads, as one progress
  * pass by bytes across all models: per model its sketch, or the error that stopped it.
  */
-function sketchModels(paths: readonly string[], cache: CacheSettings, workers: number, onProgress: ProgressListener | undefined) {
-  const total = paths.reduce((sum, p) => sum + modelBytes(p), 0);
-  const onBytes = startPass(onProgress, 'sketch', `sketching ${paths.length} models`, total);
-  return loadSketches(paths, { ...cache, workers, onBytes });
+function sketchModels(models: readonly ModelInput[], cache: CacheSettings, workers: number, onProgress: ProgressListener | undefined) {
+  const total = models.reduce((sum, m) => sum + m.bytes, 0);
+  const onBytes = startPass(onProgress, 'sketch', `sketching ${models.length} models`, total);
+  return loadSketches(models.map((m) => m.path), { ...cache, workers, onBytes });
 }
 
 /** Place what the sketches could not (obfuscated members) with verify passes, each its own progress pass over both models' weights. */
@@ -139,7 +139,7 @@ function chartInputs(paths: readonly string[], options: TreeOptions): LineageRes
   }
   const cache: CacheSettings = { cacheDir: options.cache === false ? null : options.cache ?? DEFAULT_CACHE_DIR, rehash: options.rehash ?? false };
   const workers = sketchWorkers(options.workers);
-  const sketched = keepSketched(inputs.models, sketchModels(inputs.models.map((m) => m.path), cache, workers, options.onProgress), skip);
+  const sketched = keepSketched(inputs.models, sketchModels(inputs.models, cache, workers, options.onProgress), skip);
   if (sketched.length === 0) throw new BadInputError(`no model to chart among the inputs (${skip.entries.length} skipped)`);
   const input = new Map(inputs.models.map((m) => [m.name, m]));
   const pathOf = new Map(inputs.models.map((m) => [m.name, m.path]));

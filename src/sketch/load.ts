@@ -43,16 +43,6 @@ export interface LoadOptions extends SketchOptions {
   readonly onBytes?: (bytes: number) => void;
 }
 
-/** Total payload bytes of the model at `modelPath` (headers only). */
-export function modelBytes(modelPath: string): number {
-  const source = openTensorSource(modelPath);
-  try {
-    return source.totalBytes;
-  } finally {
-    source.close();
-  }
-}
-
 export function loadSketch(modelPath: string, options: LoadOptions): LoadedSketch {
   const [only] = loadSketches([modelPath], options);
   if ('error' in only!) throw only.error;
