@@ -19,6 +19,7 @@
  * in TypeScript.
  * Emptying the page cache needs Linux and root.
  */
+import { directReadSeconds, dropPageCache } from './disk.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -122,15 +123,6 @@ function writeFamily(dir: string, config: LlamaConfig, specs: readonly ModelSpec
   return folders;
 }
 
-function dropPageCache(): void {
-  if (spawnSync('sync').status !== 0) throw new Error('sync failed');
-  try {
-    fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
-  } catch {
-    throw new Error('emptying the page cache needs Linux and root (/proc/sys/vm/drop_caches)');
-  }
-}
-
 function weightFiles(folders: readonly string[]): string[] {
   return folders.map((f) => path.join(f, 'model.safetensors'));
 }
@@ -139,15 +131,6 @@ function catSeconds(files: readonly string[]): number {
   const started = performance.now();
   const cat = spawnSync('sh', ['-c', 'cat "$@" > /dev/null', 'sh', ...files]);
   if (cat.status !== 0) throw new Error('cat failed');
-  return (performance.now() - started) / 1000;
-}
-
-/** The files read with large direct reads (GNU dd, 16 MiB, O_DIRECT): the disk's own speed; null where unavailable. */
-function directReadSeconds(files: readonly string[]): number | null {
-  const started = performance.now();
-  for (const file of files) {
-    if (spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=16M', 'iflag=direct'], { stdio: 'ignore' }).status !== 0) return null;
-  }
   return (performance.now() - started) / 1000;
 }
 

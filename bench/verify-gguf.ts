@@ -13,6 +13,7 @@
  * verify (in a child process, so its peak RSS is its own). Emptying the page cache needs Linux
  * and root.
  */
+import { directReadSeconds, dropPageCache } from './disk.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -94,19 +95,6 @@ function writeCandidate(baseFolder: string, out: string, rank: number): void {
   }
 }
 
-function dropPageCache(): void {
-  if (spawnSync('sync').status !== 0) throw new Error('sync failed');
-  fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
-}
-
-function directRead(files: readonly string[]): number {
-  const started = performance.now();
-  for (const file of files) {
-    if (spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=16M', 'iflag=direct'], { stdio: 'ignore' }).status !== 0) throw new Error(`dd of ${file} failed`);
-  }
-  return (performance.now() - started) / 1000;
-}
-
 interface VerifyPhase {
   readonly seconds: number;
   readonly maxRssKiB: number;
@@ -152,7 +140,8 @@ function main(): void {
     const files = [...openTensorSource(base).files, out];
     const bytes = files.reduce((s, f) => s + fs.statSync(f).size, 0);
     dropPageCache();
-    const read = directRead(files);
+    const read = directReadSeconds(files);
+    if (read === null) throw new Error('reading with dd iflag=direct failed');
     dropPageCache();
     const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--phase', 'verify', '--base', base, '--candidate', out, '--workers', String(workers)],
       { encoding: 'utf8', maxBuffer: 1 << 22, stdio: ['ignore', 'pipe', 'inherit'] });

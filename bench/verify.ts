@@ -18,6 +18,7 @@
  * verifyModels. Prints the ratios verify / read (page cache and cold),
  * peak RSS, the verdict and the LoRA rank found. verifyModels runs with one worker thread per core unless --workers says otherwise.
  */
+import { directReadSeconds, tryDropPageCache } from './disk.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -169,29 +170,9 @@ function verifyPhase(dir: string, workers: number): VerifyPhase {
  * the read a user with models not yet in memory pays. Null where dd or O_DIRECT is unavailable.
  */
 function coldRead(dir: string): ReadPhase | null {
-  const started = performance.now();
-  let bytes = 0;
-  for (const side of ['base', 'candidate']) {
-    const file = path.join(dir, side, 'model.safetensors');
-    const dd = spawnSync('dd', [`if=${file}`, 'of=/dev/null', 'bs=16M', 'iflag=direct'], { encoding: 'utf8' });
-    if (dd.status !== 0) return null;
-    bytes += fs.statSync(file).size;
-  }
-  return { seconds: (performance.now() - started) / 1000, bytes, maxRssKiB: 0 };
-}
-
-/**
- * Empties the operating system's page cache (Linux, as root), so the next phase reads from the
- * disk as a user's first run does; false where that is not permitted.
- */
-function dropPageCache(): boolean {
-  if (spawnSync('sync').status !== 0) return false;
-  try {
-    fs.writeFileSync('/proc/sys/vm/drop_caches', '1');
-    return true;
-  } catch {
-    return false;
-  }
+  const files = ['base', 'candidate'].map((side) => path.join(dir, side, 'model.safetensors'));
+  const seconds = directReadSeconds(files);
+  return seconds === null ? null : { seconds, bytes: files.reduce((sum, f) => sum + fs.statSync(f).size, 0), maxRssKiB: 0 };
 }
 
 function runPhase<T>(phase: 'read' | 'verify', dir: string, workers = 0): T {
@@ -234,7 +215,7 @@ function main(): void {
     const read2 = runPhase<ReadPhase>('read', dir);
     const cold = coldRead(dir);
     // --cold: verify from the disk too (else from whatever the page cache kept of the reads).
-    if (args.includes('--cold') && !dropPageCache()) throw new Error('--cold needs to empty the page cache (Linux, as root)');
+    if (args.includes('--cold') && !tryDropPageCache()) throw new Error('--cold needs to empty the page cache (Linux, as root)');
     const verify = runPhase<VerifyPhase>('verify', dir, workers);
     const gb = (r: ReadPhase) => r.bytes / 1e9;
     const table = new Table({ head: ['phase', 'GB', 'seconds', 'GB/s', 'peak RSS MiB'] });
