@@ -13,6 +13,7 @@
  */
 import { Rng } from '../src/linalg/rng.js';
 import { candidatePairs, neuronCodes } from '../src/tree/candidates.js';
+import { singleLinkage } from '../src/tree/cluster.js';
 
 const NEURONS = 64, DIM = 128;
 
@@ -63,25 +64,16 @@ function run(models: number, seed: number): void {
   const pairs = candidatePairs(sim.codes);
   const searchSeconds = (performance.now() - searchStarted) / 1000;
   // Families from the candidate pairs, each confirmed as the relatedness test would: related models only.
-  const root = Int32Array.from({ length: models }, (_, i) => i);
-  const find = (i: number): number => {
-    while (root[i] !== i) i = root[i] = root[root[i]!]!;
-    return i;
-  };
-  let unrelatedPairs = 0;
-  for (const [i, j] of pairs) {
-    if (sim.family[i] !== sim.family[j]) {
-      unrelatedPairs++;
-      continue;
-    }
-    const a = find(i), b = find(j);
-    if (a !== b) root[Math.max(a, b)] = Math.min(a, b);
-  }
+  const unrelatedPairs = pairs.filter(([i, j]) => sim.family[i] !== sim.family[j]).length;
+  const familyOf = new Int32Array(models);
+  singleLinkage(models, (i, j) => sim.family[i] === sim.family[j], undefined, pairs).forEach((members, f) => {
+    for (const m of members) familyOf[m] = f;
+  });
   let trueEdges = 0, lost = 0;
   for (let m = 0; m < models; m++) {
     if (sim.parent[m]! < 0) continue;
     trueEdges++;
-    if (find(m) !== find(sim.parent[m]!)) lost++;
+    if (familyOf[m] !== familyOf[sim.parent[m]!]) lost++;
   }
   console.log(`${models} models in ${new Set(sim.family).size} families: codes ${codesSeconds.toFixed(1)} s, candidate pairs ${searchSeconds.toFixed(2)} s `
     + `(${pairs.length} pairs, ${(pairs.length / models).toFixed(1)} a model); true edges ${trueEdges}, lost ${lost}; `
