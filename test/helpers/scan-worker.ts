@@ -1,6 +1,6 @@
 /** Worker thread of scanMoments: opens the model itself and scans the units it is handed. */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openSafetensorsSource, type SafetensorsSource } from '../io/source.js';
+import { openSafetensorsSource, type SafetensorsSource } from '../../src/io/source.js';
 import { errorReply, scanUnit, type ScanWorkerData, type WorkerReply, type WorkerRequest } from './scan-model.js';
 
 const port = parentPort!;

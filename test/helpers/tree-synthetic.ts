@@ -3,7 +3,7 @@
  * heavy-tailed random roots, LoRA children (parent + B·A on some modules) and full
  * fine-tunes (parent + dense Gaussian noise, which lowers kurtosis as fine-tuning does).
  */
-import { type Matrix, zeros } from '../linalg/matrix.js';
+import { type Matrix, zeros } from '../../src/linalg/matrix.js';
 
 /** Seeded uniform [0, 1) generator (mulberry32): small, fast, reproducible across runs. */
 export function seededRandom(seed: number): () => number {
