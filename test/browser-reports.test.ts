@@ -19,7 +19,7 @@ import { SourceRoleReader } from '../src/arch/reader.js';
 import { formatPValue } from '../src/reports/html-page.js';
 import { renderTreeHtml } from '../src/reports/html-tree.js';
 import { renderVerifyHtml } from '../src/reports/html-verify.js';
-import { loadSketch } from '../src/sketch/load.js';
+import { loadSketch } from '../src/store/load-sketches.js';
 import { recoverLineage } from '../src/tree/lineage.js';
 import { placeUnplacedMembers } from '../src/tree/obfuscated.js';
 import type { LineageResult } from '../src/tree/types.js';

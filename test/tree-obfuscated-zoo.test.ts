@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { SourceRoleReader } from '../src/arch/reader.js';
-import { loadSketch } from '../src/sketch/load.js';
+import { loadSketch } from '../src/store/load-sketches.js';
 import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
 import { placeUnplacedMembers } from '../src/tree/obfuscated.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import { SourceRoleReader } from '../src/arch/reader.js';
 import { openTensorSource } from '../src/io/source.js';
-import { loadSketch } from '../src/sketch/load.js';
+import { loadSketch } from '../src/store/load-sketches.js';
 import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
 import { placeUnplacedMembers, profileMismatch } from '../src/tree/obfuscated.js';
 import type { LineageResult } from '../src/tree/types.js';

@@ -7,8 +7,8 @@
 import { SourceRoleReader } from '../arch/reader.js';
 import { BadInputError, EXIT, LineageError } from '../io/errors.js';
 import { openTensorSource, readJsonFile } from '../io/source.js';
-import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { loadSketches, type LoadOptions } from '../sketch/load.js';
+import { DEFAULT_CACHE_DIR } from '../store/sketch-cache.js';
+import { loadSketches, type LoadOptions } from '../store/load-sketches.js';
 import { attachAdapters } from '../tree/adapters.js';
 import { recoverLineageByArchitecture } from '../tree/architectures.js';
 import type { LineageAnalysis, LineageOptions, MotherDistance, SketchedModel } from '../tree/lineage.js';

@@ -10,7 +10,7 @@ import { MAX_WORKERS } from '../api/workers.js';
 import { EXIT, LineageError, printable } from '../io/errors.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
-import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
+import { DEFAULT_CACHE_DIR } from '../store/sketch-cache.js';
 import { renderDot, renderJson, renderMermaid, renderTerminal } from '../reports/tree-render.js';
 import type { MotherDistance } from '../tree/lineage.js';
 import type { TruthScore } from '../tree/truth.js';

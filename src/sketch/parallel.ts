@@ -86,14 +86,17 @@ interface Slot {
 /** Jobs a worker holds at once: one running, one waiting, so it never idles on this thread. */
 const JOBS_PER_WORKER = 2;
 
-/** Runs every model's jobs on `size` worker threads (sketch-worker.ts). */
+/**
+ * Runs every model's jobs on `size` worker threads. Their entry point (workers/sketch-worker.ts)
+ * opens the models, which an analysis never does, so it lives with the other composition points.
+ */
 export function runOnWorkers(work: readonly ModelWork[], size: number, sketchSize: number): void {
   const signal = new Int32Array(new SharedArrayBuffer(4));
   const slots: Slot[] = [];
   try {
     for (let i = 0; i < size; i++) {
       const channel = new MessageChannel();
-      const worker = new Worker(new URL('./sketch-worker.js', import.meta.url), {
+      const worker = new Worker(new URL('../workers/sketch-worker.js', import.meta.url), {
         workerData: { port: channel.port2, signal },
         transferList: [channel.port2],
       });

@@ -66,7 +66,7 @@ export class WorkerAnalysts implements Analysts {
   constructor(readonly size: number, context: LayerContext, poolBytes: number) {
     for (let i = 0; i < size; i++) {
       const channel = new MessageChannel();
-      const worker = new Worker(new URL('./layer-worker.js', import.meta.url), {
+      const worker = new Worker(new URL('../workers/layer-worker.js', import.meta.url), {
         workerData: { context, port: channel.port2, signal: this.signal, poolBytes },
         transferList: [channel.port2],
         resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },

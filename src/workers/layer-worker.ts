@@ -1,12 +1,12 @@
-/** Worker thread of WorkerAnalysts (parallel.ts): runs the jobs it is sent, one at a time, in order. */
+/** Worker thread of WorkerAnalysts (verify/parallel.ts): runs the jobs it is sent, one at a time, in order. */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { serializeError } from '../io/errors.js';
-import { BufferPool } from './buffer-pool.js';
-import { LayerAnalyst, type Job } from './jobs.js';
-import type { LayerContext } from './layer.js';
-import type { WorkerReply } from './parallel.js';
+import { BufferPool } from '../verify/buffer-pool.js';
+import { LayerAnalyst, type Job } from '../verify/jobs.js';
+import type { LayerContext } from '../verify/layer.js';
+import type { WorkerReply } from '../verify/parallel.js';
 
 /** Nice levels the analysts run below the reading thread (see lowerThreadPriority). */
 const ANALYST_NICENESS = 5;

@@ -1,12 +1,12 @@
 /**
- * Worker thread of runOnWorkers (parallel.ts): runs the sketch jobs it is sent, in order,
+ * Worker thread of runOnWorkers (sketch/parallel.ts): runs the sketch jobs it is sent, in order,
  * keeping the model it reads open until a job of another model arrives.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { serializeError } from '../io/errors.js';
 import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
-import { resultBuffers, runSketchJob, type PostedJob, type SketchWorkerReply } from './parallel.js';
+import { resultBuffers, runSketchJob, type PostedJob, type SketchWorkerReply } from '../sketch/parallel.js';
 
 const { port, signal } = workerData as { port: MessagePort; signal: Int32Array };
 let open: { path: string; source: TensorSource } | null = null;
