@@ -21,7 +21,7 @@ import { renderTreeHtml } from '../src/reports/html-tree.js';
 import { renderVerifyHtml } from '../src/reports/html-verify.js';
 import { loadSketch } from '../src/store/load-sketches.js';
 import { recoverLineage } from '../src/tree/lineage.js';
-import { placeUnplacedMembers } from '../src/tree/obfuscated.js';
+import { placeUnplacedMembers } from '../src/tree/place-by-alignment.js';
 import type { LineageResult } from '../src/tree/types.js';
 import type { VerifyResult } from '../src/verify/types.js';
 import { verifyModels } from '../src/verify/verify.js';

@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { SourceRoleReader } from '../src/arch/reader.js';
 import { loadSketch } from '../src/store/load-sketches.js';
 import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
-import { placeUnplacedMembers } from '../src/tree/obfuscated.js';
+import { placeUnplacedMembers } from '../src/tree/place-by-alignment.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
 import type { LineageResult } from '../src/tree/types.js';
 import { REPO_ROOT, runLineage } from './cli-child-process.js';

@@ -12,7 +12,7 @@ import { SourceRoleReader } from '../src/arch/reader.js';
 import { openTensorSource } from '../src/io/source.js';
 import { loadSketch } from '../src/store/load-sketches.js';
 import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
-import { placeUnplacedMembers, profileMismatch } from '../src/tree/obfuscated.js';
+import { placeUnplacedMembers, profileMismatch } from '../src/tree/place-by-alignment.js';
 import type { LineageResult } from '../src/tree/types.js';
 import { formatBytes } from '../src/cli/progress.js';
 import { runLineage } from './cli-child-process.js';

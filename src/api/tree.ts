@@ -12,7 +12,7 @@ import { loadSketches, type LoadOptions } from '../store/load-sketches.js';
 import { attachAdapters } from '../tree/adapters.js';
 import { recoverLineageByArchitecture } from '../tree/architectures.js';
 import type { LineageAnalysis, LineageOptions, MotherDistance, SketchedModel } from '../tree/lineage.js';
-import { placeUnplacedMembers } from '../tree/obfuscated.js';
+import { placeUnplacedMembers } from '../tree/place-by-alignment.js';
 import { parseTruth, scoreForest, type TruthScore, type Unscored } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
 import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched, modelNames, type ModelInput } from './model-inputs.js';
