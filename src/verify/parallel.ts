@@ -1,9 +1,3 @@
-import { deserializeError, type SerializedError } from '../io/errors.js';
-import { SyncWorkerPool } from '../threads/sync-pool.js';
-import type { BufferPool } from './buffer-pool.js';
-import { jobBuffers, LayerAnalyst, type Job, type JobResult } from './jobs.js';
-import type { LayerContext } from './layer.js';
-
 /**
  * Where verify's jobs (jobs.ts) run: `size` analysts, each running the jobs posted to it in
  * order. With worker threads, jobs and their buffers are transferred, not copied, both ways;
@@ -11,6 +5,13 @@ import type { LayerContext } from './layer.js';
  * each worker bumps a shared counter after posting, the caller sleeps on it and takes the
  * message off the port). Without workers the jobs run in this thread as they are posted.
  */
+import { deserializeError, type SerializedError } from '../io/errors.js';
+import { SyncWorkerPool } from '../threads/sync-pool.js';
+import type { BufferPool } from './buffer-pool.js';
+import { jobBuffers, LayerAnalyst, type Job, type JobResult } from './jobs.js';
+import type { LayerContext } from './layer.js';
+
+/** Runs verify's jobs and hands back their results. */
 export interface Analysts {
   readonly size: number;
   post(slot: number, job: Job): void;
