@@ -19,7 +19,7 @@ import Table from 'cli-table3';
 import { float32ToBf16Bits } from '../src/io/dtypes.js';
 import { openSafetensorsSource } from '../src/io/source.js';
 import { encodeHeader, writeSafetensorsStreaming, type TensorSpec } from '../src/io/writer.js';
-import { scanMoments } from '../src/stats/scan-model.js';
+import { scanMoments } from '../test/helpers/scan-model.js';
 
 interface Shape {
   readonly hidden: number;

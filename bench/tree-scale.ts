@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { encodeHeader, encodeValues, type TensorSpec } from '../src/io/writer.js';
 import { openTensorSource } from '../src/io/source.js';
 import { Rng } from '../src/linalg/rng.js';
-import { loadSketches } from '../src/sketch/load.js';
+import { loadSketches } from '../src/store/load-sketches.js';
 import { recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
 import { minimumArborescence } from '../src/tree/arborescence.js';
 import {

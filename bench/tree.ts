@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadSketch } from '../src/sketch/load.js';
+import { loadSketch } from '../src/store/load-sketches.js';
 import { recoverLineage } from '../src/tree/lineage.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
 import { writeFamily, type FamilySpec } from '../test/helpers/synthetic-llama.js';

@@ -9,7 +9,7 @@ import { combineIndependence, independenceFromSources, informativeRows, MIN_ROWS
 import { standardizeRows } from '../src/linalg/countsketch.js';
 import type { Matrix } from '../src/linalg/matrix.js';
 import { Rng } from '../src/linalg/rng.js';
-import { normalLogSf } from '../src/stats/tests.js';
+import { normalLogSf } from '../src/stats/hypothesis-tests.js';
 
 function gaussian(rows: number, cols: number, rng: Rng): Matrix {
   return { rows, cols, data: Float64Array.from({ length: rows * cols }, () => rng.gaussian()) };

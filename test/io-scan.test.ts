@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadInputError } from '../src/io/errors.js';
 import { openSafetensorsSource } from '../src/io/source.js';
-import { planScanUnits, scanMoments } from '../src/stats/scan-model.js';
+import { planScanUnits, scanMoments } from './helpers/scan-model.js';
 import type { Moments } from '../src/stats/moments.js';
 import { writeModelFolder, type FixtureTensor } from './helpers/safetensors-writer.js';
 

@@ -131,7 +131,7 @@ test('the packed library installs into an empty project and returns what the CLI
     // --ignore-scripts: the test runs on the build it is part of (prepare would rebuild).
     const [packed] = JSON.parse(mustRun('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], REPO_ROOT)) as Array<{ filename: string; files: Array<{ path: string }> }>;
     const files = packed!.files.map((f) => f.path);
-    for (const needed of ['package.json', 'README.md', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/verify/layer-worker.js', 'dist/src/sketch/sketch-worker.js']) {
+    for (const needed of ['package.json', 'README.md', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/workers/layer-worker.js', 'dist/src/workers/sketch-worker.js']) {
       assert.ok(files.includes(needed), `the tarball lacks ${needed}`);
     }
     const extra = files.filter((f) => !(f.startsWith('dist/src/') || f === 'package.json' || f === 'README.md'));

@@ -12,7 +12,7 @@ import { SCHEMA_VERSION } from '../src/registry/schema.js';
 import { REPO_ROOT, runLineage } from './cli-child-process.js';
 import { EXIT } from '../src/io/errors.js';
 import { openTensorSource } from '../src/io/source.js';
-import { contentFingerprint } from '../src/sketch/fingerprint.js';
+import { contentFingerprint } from '../src/io/fingerprint.js';
 import { registryKey } from '../src/registry/enqueue.js';
 
 const SAMPLES = path.join(REPO_ROOT, 'samples');

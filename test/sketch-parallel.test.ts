@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadSketches, type LoadedSketch } from '../src/sketch/load.js';
+import { loadSketches, type LoadedSketch } from '../src/store/load-sketches.js';
 import { openTensorSource } from '../src/io/source.js';
 import { compareSketches } from '../src/tree/sketch-evidence.js';
 import { writeFamily } from './helpers/synthetic-llama.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadSketch } from '../src/sketch/load.js';
+import { loadSketch } from '../src/store/load-sketches.js';
 import { compareMatrix } from '../src/tree/sketch-evidence.js';
 import { MODULES, writeFamily, type Module } from './helpers/synthetic-llama.js';
 

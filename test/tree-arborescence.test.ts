@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { minimumArborescence, minimumSpanningForest } from '../src/tree/arborescence.js';
-import { seededRandom } from '../src/tree/synthetic.js';
+import { seededRandom } from './helpers/tree-synthetic.js';
 
 type Costs = number[][];
 

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pairEvidenceFromWeights, summedKurtosis, type ModelWeights } from '../src/tree/evidence.js';
+import { pairEvidenceFromWeights, summedKurtosis, type ModelWeights } from './helpers/tree-evidence.js';
 import { recoverForest, type ForestEvidence, type PairEvidence } from '../src/tree/forest.js';
 import { loraRankDistance, recoverMother, rmsDistance } from '../src/tree/mother.js';
 import { scoreAgainstTruth } from '../src/tree/truth.js';
-import { syntheticFamily, type SyntheticSpec } from '../src/tree/synthetic.js';
+import { syntheticFamily, type SyntheticSpec } from './helpers/tree-synthetic.js';
 
 const SHAPE = { layers: 2, modules: ['q_proj', 'v_proj', 'o_proj'], size: 64 } as const;
 

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { fromArray, zeros } from '../src/linalg/matrix.js';
 import {
   correlationLog10PValue, log10NormalUpperTail, numericalRank, pairEvidenceFromWeights, summedKurtosis,
-} from '../src/tree/evidence.js';
+} from './helpers/tree-evidence.js';
 import { relatednessThreshold } from '../src/tree/forest.js';
-import { gaussian, seededRandom, syntheticFamily } from '../src/tree/synthetic.js';
+import { gaussian, seededRandom, syntheticFamily } from './helpers/tree-synthetic.js';
 
 const close = (actual: number, expected: number, rel: number) =>
   assert.ok(Math.abs(actual - expected) <= rel * Math.abs(expected), `${actual} vs ${expected}`);

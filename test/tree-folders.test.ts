@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadInputError, EXIT } from '../src/io/errors.js';
 import { openTensorSource } from '../src/io/source.js';
-import { contentFingerprint } from '../src/sketch/fingerprint.js';
+import { contentFingerprint } from '../src/io/fingerprint.js';
 import { SkipList, keepSketched, lastPathComponent, loraDeltaSquaredNorm, type ModelInput } from '../src/api/model-inputs.js';
 import type { LineageEdge, LineageResult } from '../src/tree/types.js';
 import { Rng } from '../src/linalg/rng.js';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { recoverForest, relatednessThreshold, type ForestEvidence, type PairEvidence } from '../src/tree/forest.js';
-import { seededRandom } from '../src/tree/synthetic.js';
+import { seededRandom } from './helpers/tree-synthetic.js';
 import type { LineageResult } from '../src/tree/types.js';
 
 const RELATED = -50;

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { edgeLabel, renderDot, renderJson, renderMermaid, renderTerminal } from '../src/reports/tree-render.js';
+import { writeResult } from '../src/cli/run.js';
+import { edgeLabel, renderDot, renderMermaid, renderTerminal } from '../src/reports/tree-render.js';
 import type { LineageResult } from '../src/tree/types.js';
 
 const RESULT: LineageResult = {
@@ -82,8 +83,10 @@ test('Mermaid text', () => {
   );
 });
 
-test('JSON contract round-trips', () => {
-  const parsed = JSON.parse(renderJson(RESULT));
+test('JSON contract round-trips through the commands\' writeResult', () => {
+  let out = '';
+  writeResult(RESULT, true, renderTerminal, { stdout: { write: (text: string) => (out += text) }, stderr: { write: () => true } });
+  const parsed = JSON.parse(out);
   assert.deepEqual(parsed, RESULT);
   assert.deepEqual(Object.keys(parsed.edges[0]).sort(), ['child', 'directionMargin', 'distance', 'kind', 'modules', 'parent', 'rank']);
 });

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BadInputError } from '../src/io/errors.js';
-import { parseTruth, restrictTruth, scoreAgainstTruth } from '../src/tree/truth.js';
+import { renderTruthScore } from '../src/reports/tree-render.js';
+import { parseTruth, restrictTruth, scoreAgainstTruth, scoreForest } from '../src/tree/truth.js';
 import type { LineageEdge, LineageResult } from '../src/tree/types.js';
 
 const TRUTH = parseTruth({
@@ -101,4 +102,29 @@ test('the shared zoo truth file parses and scores its own tree perfectly', (t) =
   assert.equal(score.trueEdges, names.length - roots.length);
   assert.equal(score.edgeAccuracy, 1);
   assert.equal(score.clusteringAccuracy, 1);
+});
+
+test('scoreForest leaves out obfuscated models (unless asked) and adapters the truth does not list', () => {
+  const truth = parseTruth({
+    models: [{ name: 'p0' }, { name: 'p2', parent: 'p0' }, { name: 'o1', parent: 'p2', kind: 'obfuscated' }],
+  });
+  assert.deepEqual([...truth.obfuscated!], ['o1']);
+  const result: LineageResult = {
+    method: 'lineage',
+    trees: [{ root: 'p0', members: ['p0', 'p2', 'o1', 'p2-adapter'] }],
+    // o1 misplaced under p0: wrong only when the obfuscated model is scored.
+    edges: [edge('p0', 'p2'), edge('p0', 'o1'), { ...edge('p0', 'p2-adapter'), kind: 'lora', rank: 8, adapter: true }],
+  };
+  const { score, unscored } = scoreForest(result, truth, false);
+  assert.deepEqual(unscored, { obfuscated: ['o1'], adapters: ['p2-adapter'] });
+  assert.equal(score.correctEdges, 1);
+  assert.equal(score.trueEdges, 1);
+  const withObfuscated = scoreForest(result, truth, true);
+  assert.deepEqual(withObfuscated.unscored, { obfuscated: [], adapters: ['p2-adapter'] });
+  assert.equal(withObfuscated.score.trueEdges, 2);
+  assert.deepEqual(withObfuscated.score.wrongEdges.map((e) => `${e.parent}->${e.child}`), ['p0->o1']);
+  const text = renderTruthScore(score, unscored);
+  assert.match(text, /^edge accuracy: 1\/1 = 100\.0%\n/);
+  assert.match(text, /not scored \(obfuscated; use --include-obfuscated\): o1\n/);
+  assert.match(text, /not scored \(adapters the truth does not list\): p2-adapter\n$/);
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadSketch } from '../src/sketch/load.js';
+import { loadSketch } from '../src/store/load-sketches.js';
 import { compareAll, recoverLineage, type SketchedModel } from '../src/tree/lineage.js';
 import { parseTruth, scoreAgainstTruth } from '../src/tree/truth.js';
 import { REPO_ROOT, runLineage } from './cli-child-process.js';

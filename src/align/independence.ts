@@ -1,5 +1,5 @@
 import type { Matrix } from '../linalg/matrix.js';
-import { fisherCombineLogP, normalLogSf, spearman } from '../stats/tests.js';
+import { fisherCombineLogP, normalLogSf, spearman } from '../stats/hypothesis-tests.js';
 import { standardizeRows } from '../linalg/countsketch.js';
 import { matchSources, type SimilaritySource } from './matching.js';
 

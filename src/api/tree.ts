@@ -7,13 +7,13 @@
 import { SourceRoleReader } from '../arch/reader.js';
 import { BadInputError, EXIT, LineageError } from '../io/errors.js';
 import { openTensorSource, readJsonFile } from '../io/source.js';
-import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { loadSketches, type LoadOptions } from '../sketch/load.js';
+import { DEFAULT_CACHE_DIR } from '../store/sketch-cache.js';
+import { loadSketches, type LoadOptions } from '../store/load-sketches.js';
 import { attachAdapters } from '../tree/adapters.js';
 import { recoverLineageByArchitecture } from '../tree/architectures.js';
 import type { LineageAnalysis, LineageOptions, MotherDistance, SketchedModel } from '../tree/lineage.js';
-import { placeUnplacedMembers } from '../tree/obfuscated.js';
-import { parseTruth, scoreAgainstTruth, type Truth, type TruthScore } from '../tree/truth.js';
+import { placeUnplacedMembers } from '../tree/place-by-alignment.js';
+import { parseTruth, scoreForest, type TruthScore, type Unscored } from '../tree/truth.js';
 import type { LineageResult } from '../tree/types.js';
 import { SkipList, collectTreeInputs, countSketchedOnce, keepSketched, modelNames, type ModelInput } from './model-inputs.js';
 import { choiceOption, startPass, type ProgressListener } from './options.js';
@@ -58,12 +58,6 @@ export interface TreeOptions {
   readonly onWarning?: (message: string) => void;
 }
 
-/** Models left out of the score: obfuscated ones (unless asked for) and adapters the truth does not list. */
-export interface Unscored {
-  readonly obfuscated: readonly string[];
-  readonly adapters: readonly string[];
-}
-
 /** What `lineage tree --json` prints: the forest, and with a truth file its score. */
 export type TreeResult = LineageResult & { readonly score?: TruthScore & { readonly excluded: readonly string[] } };
 
@@ -72,22 +66,6 @@ export interface TreeChart {
   readonly result: LineageResult;
   readonly score: TruthScore | null;
   readonly unscored: Unscored;
-}
-
-function readTruth(file: string): Truth & { obfuscated: Set<string> } {
-  const parsed = readJsonFile(file);
-  const models = (parsed as { models?: Array<{ name?: unknown; kind?: unknown }> }).models ?? [];
-  const obfuscated = new Set(models.filter((m) => m?.kind === 'obfuscated').map((m) => String(m.name)));
-  return { ...parseTruth(parsed), obfuscated };
-}
-
-/** The result without some models (and their edges), for scoring. */
-function withoutModels(result: LineageResult, drop: ReadonlySet<string>): LineageResult {
-  return {
-    ...result,
-    trees: result.trees.map((t) => ({ ...t, members: t.members.filter((m) => !drop.has(m)) })).filter((t) => t.members.length > 0),
-    edges: result.edges.filter((e) => !drop.has(e.parent) && !drop.has(e.child)),
-  };
 }
 
 function lineageOptions(options: TreeOptions): LineageOptions {
@@ -182,17 +160,10 @@ async function chartRegistry(location: string, options: TreeOptions): Promise<Li
 /** The forest of the models (or of the registry's), scored against the truth file when given. */
 export async function chartTree(paths: readonly string[], options: TreeOptions = {}): Promise<TreeChart> {
   if (options.registry !== undefined && paths.length > 0) throw new LineageError('give models or --registry, not both', { exitCode: EXIT.usage });
-  const truth = options.truth !== undefined ? readTruth(options.truth) : null;
+  const truth = options.truth !== undefined ? parseTruth(readJsonFile(options.truth)) : null;
   const result = options.registry !== undefined ? await chartRegistry(options.registry, options) : chartInputs(paths, options);
   if (!truth) return { result, score: null, unscored: { obfuscated: [], adapters: [] } };
-  const names = result.trees.flatMap((t) => t.members);
-  const listed = new Set(truth.models.map((m) => m.name));
-  const unscored: Unscored = {
-    obfuscated: options.includeObfuscated ? [] : names.filter((n) => truth.obfuscated.has(n)),
-    adapters: result.edges.filter((e) => e.adapter && !listed.has(e.child)).map((e) => e.child),
-  };
-  const score = scoreAgainstTruth(withoutModels(result, new Set([...unscored.obfuscated, ...unscored.adapters])), truth);
-  return { result, score, unscored };
+  return { result, ...scoreForest(result, truth, options.includeObfuscated ?? false) };
 }
 
 /** The chart as `lineage tree --json` prints it. */

@@ -1,3 +1,4 @@
+/** A RoleReader that sees a base model with a PEFT adapter merged into it, without writing the merge. */
 import { describeAdapter, mapAdapter, type AdapterMap } from './peft.js';
 import type { RoleReader } from './reader.js';
 import type { GlobalRole, LayerRole, Weight, WeightPart } from './types.js';

@@ -1,9 +1,8 @@
-import type { Family, GlobalRole, LayerRole } from './types.js';
-
 /**
  * Naming tables: tensor names of each supported family -> canonical roles.
  * Shared by the model map and the PEFT adapter reader, so both agree on what a module is.
  */
+import type { Family, GlobalRole, LayerRole } from './types.js';
 
 /** How a fused tensor splits into roles (the split itself needs the model's dims). */
 export type FusedLayout =

@@ -1,8 +1,3 @@
-import { BadInputError } from '../io/errors.js';
-import { compileModulePattern, PatternSyntaxError, type ModulePattern } from './module-pattern.js';
-import { anyLayerPattern, splitLayerName } from './names.js';
-import { LINEAR_ROLES, MODULE_NAME, type LayerRole, type TensorSource } from './types.js';
-
 /**
  * PEFT LoRA adapters: pair `<module>.lora_A.weight` (r x in) with `<module>.lora_B.weight`
  * (out x r) and attach the scale the adapter is merged with: W + scale * B A.
@@ -10,6 +5,12 @@ import { LINEAR_ROLES, MODULE_NAME, type LayerRole, type TensorSource } from './
  * and transposes B A when merging into the (in, out) weight; since roles are read as (out, in),
  * B A applies to the role directly.
  */
+import { BadInputError } from '../io/errors.js';
+import { compileModulePattern, PatternSyntaxError, type ModulePattern } from './module-pattern.js';
+import { anyLayerPattern, splitLayerName } from './names.js';
+import { LINEAR_ROLES, MODULE_NAME, type LayerRole, type TensorSource } from './types.js';
+
+/** One LoRA pair of an adapter file: A, B and the scale it is merged with. */
 export interface LoraFactor {
   /** Module path as in the adapter file, e.g. `base_model.model.model.layers.0.self_attn.q_proj`. */
   readonly module: string;

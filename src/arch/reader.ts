@@ -1,3 +1,4 @@
+/** Reading a model by canonical role (RoleReader), the seam between files and the analyses. */
 import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';

@@ -1,3 +1,4 @@
+/** `lineage inspect PATH`: what a model or adapter holds (the library's inspect does the work). */
 import type { Command } from 'commander';
 import { inspect } from '../api/inspect.js';
 import { renderInspectTable } from '../reports/inspect-report.js';

@@ -5,17 +5,17 @@
  */
 import { Option, type Command } from 'commander';
 import { wholeNumberOption } from '../api/options.js';
-import { MOTHER_DISTANCES, TREE_METHODS, chartTree, treeResult, type Unscored } from '../api/tree.js';
+import { MOTHER_DISTANCES, TREE_METHODS, chartTree, treeResult } from '../api/tree.js';
 import { MAX_WORKERS } from '../api/workers.js';
 import { EXIT, LineageError, printable } from '../io/errors.js';
 import { writeReportFile } from '../reports/html-page.js';
 import { renderTreeHtml } from '../reports/html-tree.js';
-import { DEFAULT_CACHE_DIR } from '../sketch/cache.js';
-import { renderDot, renderJson, renderMermaid, renderTerminal } from '../reports/tree-render.js';
+import { DEFAULT_CACHE_DIR } from '../store/sketch-cache.js';
+import { renderDot, renderMermaid, renderTerminal, renderTruthScore } from '../reports/tree-render.js';
 import type { MotherDistance } from '../tree/lineage.js';
-import type { TruthScore } from '../tree/truth.js';
 import { addQuietOption, formatBytes, progressDisplay } from './progress.js';
 import { REGISTRY_FLAG, REGISTRY_HELP } from './registry-commands.js';
+import { writeResult } from './run.js';
 
 interface TreeFlags {
   json: boolean;
@@ -35,18 +35,6 @@ interface TreeFlags {
   strict: boolean;
   registry?: string;
   recoverBase?: string;
-}
-
-export function formatScore(score: TruthScore, unscored: Unscored): string {
-  const lines = [
-    `edge accuracy: ${score.correctEdges}/${score.trueEdges} = ${(100 * score.edgeAccuracy).toFixed(1)}%`,
-    `clustering accuracy (Rand index): ${(100 * score.clusteringAccuracy).toFixed(1)}%  (adjusted ${score.adjustedRandIndex.toFixed(3)})`,
-  ];
-  for (const e of score.wrongEdges) lines.push(`  wrong: ${e.parent} -> ${e.child} (${e.problem}; true parent ${e.trueParent ?? 'none'})`);
-  for (const e of score.missedEdges) lines.push(`  missed: ${e.parent} -> ${e.child}`);
-  if (unscored.obfuscated.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${unscored.obfuscated.join(', ')}`);
-  if (unscored.adapters.length) lines.push(`  not scored (adapters the truth does not list): ${unscored.adapters.join(', ')}`);
-  return lines.map(printable).join('\n') + '\n'; // names from the truth file and folders
 }
 
 export function registerTree(program: Command): void {
@@ -98,20 +86,16 @@ export function registerTree(program: Command): void {
     }
     const { result, score, unscored } = chart;
     if (flags.html) writeReportFile(flags.html, await renderTreeHtml(result));
-    if (flags.json) {
-      process.stdout.write(renderJson(treeResult(chart)));
-      return;
-    }
-    if (flags.dot) process.stdout.write(renderDot(result));
-    else if (flags.mermaid) process.stdout.write(renderMermaid(result));
-    else process.stdout.write(renderTerminal(result));
+    // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
+    const graphFile = flags.dot || flags.mermaid;
+    const render = flags.dot ? renderDot : flags.mermaid ? renderMermaid : renderTerminal;
+    writeResult(treeResult(chart), flags.json, (r) => render(r) + (score && !graphFile ? '\n' + renderTruthScore(score, unscored) : ''));
+    if (flags.json) return;
     for (const note of result.notes ?? []) process.stderr.write(`note: ${printable(note)}\n`);
     if (result.alignment) {
       const { models: aligned, verifyPasses, bytesRead } = result.alignment;
       process.stderr.write(`note: placing ${printable(aligned.join(', '))} took ${verifyPasses} verify passes reading ${formatBytes(bytesRead)} (beyond one read per model)\n`);
     }
-    // DOT and Mermaid stay valid files on stdout: the score goes to stderr then.
-    if (score && (flags.dot || flags.mermaid)) process.stderr.write(formatScore(score, unscored));
-    else if (score) process.stdout.write('\n' + formatScore(score, unscored));
+    if (score && graphFile) process.stderr.write(renderTruthScore(score, unscored));
   });
 }

@@ -3,6 +3,8 @@
  * The CLI prints `error: <message>` and exits with `exitCode`; it never prints a stack
  * trace for these. Anything else escaping is a bug and exits with EXIT.internal.
  */
+
+/** The CLI's exit codes (the README's table). */
 export const EXIT = {
   ok: 0,
   /** A bug in model-lineage: please report it. */

@@ -1,3 +1,4 @@
+/** What io hands upward: tensor descriptions, dtypes and the TensorSource a model is read through. */
 /** Storage dtypes named as in the safetensors header. */
 export type DType =
   | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2'

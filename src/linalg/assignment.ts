@@ -1,4 +1,4 @@
-/*
+/**
  * Linear assignment (minimum-cost perfect matching on a dense n×n cost matrix) by
  * Jonker–Volgenant (LAPJV): column reduction with reduction transfer, two rounds of augmenting
  * row reduction, then Dijkstra-like shortest augmenting paths with dual updates. The early

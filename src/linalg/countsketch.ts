@@ -1,13 +1,14 @@
-import type { Matrix, RowMajor } from './matrix.js';
-import { transpose } from './ops.js';
-import { Rng } from './rng.js';
-
 /**
  * CountSketch (Charikar, Chen and Farach-Colton): coordinate j of a vector is added, with a random
  * sign, into one of `width` random buckets. Inner products are preserved in expectation with the
  * variance of a Gaussian projection of the same width, yet the cost is one add per element instead
  * of 2 x width flops: what lets neuron and residual matching scale to 7B widths.
  */
+import type { Matrix, RowMajor } from './matrix.js';
+import { transpose } from './ops.js';
+import { Rng } from './rng.js';
+
+/** One random map: a bucket and a sign per input coordinate. */
 export interface CountSketchMap {
   /** Bucket of each input coordinate. */
   readonly bucket: Int32Array;

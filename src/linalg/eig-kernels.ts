@@ -1,12 +1,13 @@
-import { EIG_WASM_BASE64 } from './eig-wasm.js';
-import { float64Heap, instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
-
 /**
  * The O(n³) and O(n²·k) loops of symmetricEigen (eig.ts), on one float64 workspace: the
  * WebAssembly SIMD kernels of eig-wat.ts, working in the module's memory, or the JavaScript
  * loops below on an ordinary array when WebAssembly is off, missing or the workspace too large.
  * Offsets and counts are in float64 elements of the workspace.
  */
+import { EIG_WASM_BASE64 } from './eig-wasm.js';
+import { float64Heap, instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
+
+/** The loops symmetricEigen runs, on one float64 workspace (offsets and counts in elements). */
 export interface EigenKernels {
   /** The workspace, at least `length` long, earlier contents kept; views taken before are stale after it. */
   reserve(length: number): Float64Array;

@@ -1,8 +1,4 @@
-import { type EigenKernels, LANE_CHUNK, eigenKernels } from './eig-kernels.js';
-import { type Matrix } from './matrix.js';
-import { euclideanNorm } from './ops.js';
-
-/*
+/**
  * Symmetric eigendecomposition: Householder reduction to tridiagonal form, then implicit QL
  * with Wilkinson-type shifts (EISPACK tql2), whose rotations are logged, then replayed with
  * the reflectors on the wanted eigenvectors alone. Eigenvalues are accurate to about eps·‖A‖ in
@@ -10,6 +6,9 @@ import { euclideanNorm } from './ops.js';
  * (WebAssembly where available), in one workspace: the matrix and its reflectors from 0, then a
  * vector of n, then the eigenvectors and a stage for the rotation log.
  */
+import { type EigenKernels, LANE_CHUNK, eigenKernels } from './eig-kernels.js';
+import { type Matrix } from './matrix.js';
+import { euclideanNorm } from './ops.js';
 
 export interface SymmetricEigen {
   /** Sorted descending. */

@@ -1,15 +1,16 @@
-import { GEMM_WASM_BASE64 } from './gemm-wasm.js';
-import { GRAM_PANEL } from './gemm-wat.js';
-import { float64Heap, instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
-
-export { useWasmKernels } from './wasm-kernels.js';
-
 /**
  * C += A·Bᵀ and Gram matrices through the WebAssembly SIMD kernels of gemm-wat.ts: about 13
  * GFLOP/s against about 3 for the register-blocked JavaScript loops of ops.ts (bench/linalg.ts).
  * Operands are copied into the module's memory (O(size) against the O(size·k) product), so small
  * products stay in JavaScript. One module instance per thread, created on first use.
  */
+import { GEMM_WASM_BASE64 } from './gemm-wasm.js';
+import { GRAM_PANEL } from './gemm-wat.js';
+import { float64Heap, instantiateWasm, wasmKernelsEnabled } from './wasm-kernels.js';
+
+export { useWasmKernels } from './wasm-kernels.js';
+
+/** The instantiated module's exports. */
 interface Kernel {
   readonly gemm: (a: number, b: number, out: number, m: number, n: number, k: number, j0: number, j1: number, p0: number, p1: number) => void;
   readonly gramPack: (src: number, dst: number, panels: number, rows: number, rowStride: number, columnStride: number) => void;

@@ -1,3 +1,4 @@
+/** The dense matrix type and its constructors, shared by every numeric module. */
 /** Dense row-major matrix in float64: the numeric currency of linalg, stats and analyses. */
 export interface Matrix {
   readonly rows: number;

@@ -1,7 +1,4 @@
-import { wasmGramUpper, wasmProductTransB } from './gemm.js';
-import { type Matrix, type RowMajor, zeros } from './matrix.js';
-
-/*
+/**
  * Dense kernels. Everything funnels into one dot-product kernel C += A·Bᵀ over rows of A and B
  * (both read contiguously), register-blocked 4x2 and cache-blocked over k and B's rows: the
  * WebAssembly SIMD kernel of gemm.ts where it pays (~13 GFLOP/s), else this JavaScript loop
@@ -11,6 +8,8 @@ import { type Matrix, type RowMajor, zeros } from './matrix.js';
  * 1.5 to 2.5 times the product kernel's speed at 256 wide, bench/linalg.ts --gram); the
  * JavaScript fallback is the product loop.
  */
+import { wasmGramUpper, wasmProductTransB } from './gemm.js';
+import { type Matrix, type RowMajor, zeros } from './matrix.js';
 
 const K_BLOCK = 512;
 const B_ROWS_BLOCK = 64;

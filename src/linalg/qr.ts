@@ -1,10 +1,9 @@
-import { type Matrix, zeros } from './matrix.js';
-import { euclideanNorm, gram, matmul, transpose } from './ops.js';
-
-/*
+/**
  * Householder QR. Work happens on the transpose (each column of A is a contiguous row), so
  * every reflector application is a dot product plus an axpy over contiguous memory.
  */
+import { type Matrix, zeros } from './matrix.js';
+import { euclideanNorm, gram, matmul, transpose } from './ops.js';
 
 /** Compact Householder factorisation of a column-stored m×n matrix (LAPACK dgeqrf/dgeqp3 layout). */
 export interface HouseholderFactors {

@@ -1,3 +1,4 @@
+/** The project's one seeded random generator: reproducible projections, probes and samples. */
 import { type Matrix } from './matrix.js';
 
 /**

@@ -1,16 +1,15 @@
-import { type Matrix, zeros } from './matrix.js';
-import { euclideanNorm, gram, matmul, matmulTransA, matmulTransB, subMatrix, transpose } from './ops.js';
-import { symmetricEigen } from './eig.js';
-import { extractR, formQColumns, householderFactor, orthonormalizeTall } from './qr.js';
-import { Rng } from './rng.js';
-
-/*
+/**
  * Full SVD by one-sided (Hestenes) Jacobi, preconditioned with column-pivoted QR as in
  * Drmač–Veselić: A·P = Q·R, then Jacobi on Rᵀ, whose columns (R's rows, contiguous here) are
  * graded, so few sweeps are needed. Singular values carry an absolute error of order
  * eps·σ_max (that is also how much the rounding of A itself moves them), hence full relative
  * accuracy for every value above ~1e-6·σ_max.
  */
+import { type Matrix, zeros } from './matrix.js';
+import { euclideanNorm, gram, matmul, matmulTransA, matmulTransB, subMatrix, transpose } from './ops.js';
+import { symmetricEigen } from './eig.js';
+import { extractR, formQColumns, householderFactor, orthonormalizeTall } from './qr.js';
+import { Rng } from './rng.js';
 
 export interface Svd {
   /** m×k left singular vectors (k = min(m, n), or the requested rank), when vectors were requested. */

@@ -9,7 +9,7 @@ import { mapModel } from '../arch/map.js';
 import { isAdapter } from '../arch/peft.js';
 import { LineageError } from '../io/errors.js';
 import { openTensorSource } from '../io/source.js';
-import { contentFingerprint, sketchCacheKey } from '../sketch/fingerprint.js';
+import { contentFingerprint, sketchCacheKey } from '../io/fingerprint.js';
 import type { TensorSource } from '../io/types.js';
 import type { JobPolicy } from './queue.js';
 import type { Registry } from './registry.js';

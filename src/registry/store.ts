@@ -3,7 +3,7 @@
  * error), sketches stored once per fingerprint as the bytes `encodeSketch` makes, and tree results.
  * Every statement is parameterised.
  */
-import { encodeSketch, decodeSketch } from '../sketch/cache.js';
+import { encodeSketch, decodeSketch } from '../store/sketch-cache.js';
 import { SKETCH_FORMAT, resolveSketchOptions, type ModelSketch, type SketchOptions } from '../sketch/types.js';
 import type { LineageResult } from '../tree/types.js';
 import type { Database, Queryable } from './database.js';

@@ -5,7 +5,7 @@
  * sketch that two workers made (a lease that ran out on a slow worker) is stored once.
  */
 import { hostname } from 'node:os';
-import { loadSketches } from '../sketch/load.js';
+import { loadSketches } from '../store/load-sketches.js';
 import { openTensorSource } from '../io/source.js';
 import { registryKey } from './enqueue.js';
 import type { HeldJob } from './queue.js';

@@ -1,5 +1,6 @@
-/** Renderings of a LineageResult: terminal tree, Graphviz DOT, Mermaid text and JSON. */
+/** Renderings of a LineageResult: terminal tree, Graphviz DOT and Mermaid text, and its score against a truth file. */
 import { printable } from '../io/errors.js';
+import type { TruthScore, Unscored } from '../tree/truth.js';
 import type { LineageEdge, LineageResult } from '../tree/types.js';
 
 /**
@@ -120,9 +121,17 @@ export function renderMermaid(result: LineageResult): string {
   return lines.join('\n') + '\n';
 }
 
-/** The JSON contract, pretty-printed (with the truth score when one was computed). */
-export function renderJson(result: LineageResult & { readonly score?: unknown }): string {
-  return JSON.stringify(result, null, 2) + '\n';
+/** Accuracy against the truth file, and what the score left out. */
+export function renderTruthScore(score: TruthScore, unscored: Unscored): string {
+  const lines = [
+    `edge accuracy: ${score.correctEdges}/${score.trueEdges} = ${(100 * score.edgeAccuracy).toFixed(1)}%`,
+    `clustering accuracy (Rand index): ${(100 * score.clusteringAccuracy).toFixed(1)}%  (adjusted ${score.adjustedRandIndex.toFixed(3)})`,
+  ];
+  for (const e of score.wrongEdges) lines.push(`  wrong: ${e.parent} -> ${e.child} (${e.problem}; true parent ${e.trueParent ?? 'none'})`);
+  for (const e of score.missedEdges) lines.push(`  missed: ${e.parent} -> ${e.child}`);
+  if (unscored.obfuscated.length) lines.push(`  not scored (obfuscated; use --include-obfuscated): ${unscored.obfuscated.join(', ')}`);
+  if (unscored.adapters.length) lines.push(`  not scored (adapters the truth does not list): ${unscored.adapters.join(', ')}`);
+  return lines.map(printable).join('\n') + '\n'; // names from the truth file and folders
 }
 
 /** Each node's outgoing edges in the result's order (a merge has one incoming edge per parent). */

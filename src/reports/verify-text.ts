@@ -1,3 +1,4 @@
+/** The terminal rendering of a verify result: the verdict, its evidence and one table row per layer. */
 import Table from 'cli-table3';
 import { printable } from '../io/errors.js';
 import type { ModuleEvidence, VerifyResult } from '../verify/types.js';

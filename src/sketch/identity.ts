@@ -1,6 +1,6 @@
 /**
  * What tells two sketched models apart for the tree: the content fingerprint (headers and sampled
- * blocks, fingerprint.ts) together with every matrix's sketch and norms. The fingerprint alone
+ * blocks, io/fingerprint.ts) together with every matrix's sketch and norms. The fingerprint alone
  * samples three blocks a file, which a LoRA child often shares with its base (embeddings first,
  * untouched layers last), so it cannot decide that two models are the same, nor break ties
  * between them; the sketch sees every linear weight.

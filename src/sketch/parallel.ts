@@ -4,13 +4,12 @@
  * kernel. Jobs are handed out in the order the models were given and, within a model, the order
  * its bytes are stored, at most two in flight per worker, so the workers' reads advance together
  * through the files and the operating system's readahead serves them. Synchronous, like verify's
- * analysts (verify/parallel.ts): workers bump a shared counter after each reply, the caller
- * sleeps on it and takes the message off the port.
+ * analysts (verify/parallel.ts), through the same pool (threads/sync-pool.ts).
  */
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import type { TensorSource } from '../io/types.js';
 import { deserializeError, type SerializedError } from '../io/errors.js';
 import { assertTensorFinite } from '../io/source.js';
+import { SyncWorkerPool } from '../threads/sync-pool.js';
 import { sketchMatrix, type MatrixJob, type MatrixResult } from './sketch-model.js';
 
 /**
@@ -77,68 +76,43 @@ export function runInThread(work: readonly ModelWork[], open: (path: string) => 
   }
 }
 
-interface Slot {
-  readonly worker: Worker;
-  readonly port: MessagePort;
-  inFlight: number;
-}
-
 /** Jobs a worker holds at once: one running, one waiting, so it never idles on this thread. */
 const JOBS_PER_WORKER = 2;
 
-/** Runs every model's jobs on `size` worker threads (sketch-worker.ts). */
+/**
+ * Runs every model's jobs on `size` worker threads. Their entry point (workers/sketch-worker.ts)
+ * opens the models, which an analysis never does, so it lives with the other composition points.
+ */
 export function runOnWorkers(work: readonly ModelWork[], size: number, sketchSize: number): void {
-  const signal = new Int32Array(new SharedArrayBuffer(4));
-  const slots: Slot[] = [];
+  const pool = new SyncWorkerPool<SketchWorkerReply>(new URL('../workers/sketch-worker.js', import.meta.url), size);
   try {
-    for (let i = 0; i < size; i++) {
-      const channel = new MessageChannel();
-      const worker = new Worker(new URL('./sketch-worker.js', import.meta.url), {
-        workerData: { port: channel.port2, signal },
-        transferList: [channel.port2],
-      });
-      worker.unref();
-      slots.push({ worker, port: channel.port1, inFlight: 0 });
-    }
     const queue: PostedJob[] = [];
     work.forEach((model, m) => model.jobs.forEach((job, index) => queue.push({ model: m, path: model.path, index, job, sketchSize })));
     const failed = new Set<number>();
     let next = 0;
     const dispatch = () => {
-      for (const slot of slots) {
-        while (slot.inFlight < JOBS_PER_WORKER && next < queue.length) {
+      for (let slot = 0; slot < size; slot++) {
+        while (pool.inFlight(slot) < JOBS_PER_WORKER && next < queue.length) {
           const posted = queue[next++]!;
           if (failed.has(posted.model)) continue;
-          slot.inFlight++;
-          slot.port.postMessage(posted);
+          pool.post(slot, posted);
         }
       }
     };
     dispatch();
-    while (slots.some((s) => s.inFlight > 0)) {
-      const seen = Atomics.load(signal, 0);
-      let received = false;
-      for (const slot of slots) {
-        if (slot.inFlight === 0) continue;
-        const message = receiveMessageOnPort(slot.port);
-        if (!message) continue;
-        received = true;
-        slot.inFlight--;
-        const reply = message.message as SketchWorkerReply;
-        if (failed.has(reply.model)) continue;
+    for (let taken = pool.take(); taken; taken = pool.take()) {
+      pool.finished(taken.slot);
+      const reply = taken.reply;
+      if (!failed.has(reply.model)) {
         if (reply.ok) work[reply.model]!.done(reply.index, reply.result);
         else {
           failed.add(reply.model);
           work[reply.model]!.failed(deserializeError(reply.error, `sketch of ${work[reply.model]!.path}`));
         }
       }
-      if (received) dispatch();
-      else Atomics.wait(signal, 0, seen);
+      dispatch();
     }
   } finally {
-    for (const slot of slots) {
-      slot.port.close();
-      void slot.worker.terminate();
-    }
+    pool.close();
   }
 }

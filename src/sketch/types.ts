@@ -85,7 +85,7 @@ export interface NeuronSketch {
 
 export interface ModelSketch {
   readonly format: number;
-  /** Content fingerprint of the weight files (see fingerprint.ts). */
+  /** Content fingerprint of the weight files (see io/fingerprint.ts). */
   readonly fingerprint: string;
   readonly family: Family;
   readonly architecture: string | null;

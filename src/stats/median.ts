@@ -1,3 +1,4 @@
+/** Medians without sorting or copying. */
 /** Median of values[0..len) (reorders them): quickselect, expected linear time, no copy. */
 export function medianInPlace(values: Float64Array, len = values.length): number {
   const upper = select(values, len, len >> 1);

@@ -3,6 +3,8 @@
  * mean), which keeps cancellation small without Welford's per-element divisions.
  * Accumulators merge exactly (sums add), so workers can each take part of a model.
  */
+
+/** Count, mean, variance, skewness and excess kurtosis of a set of values. */
 export interface Moments {
   readonly count: number;
   readonly mean: number;

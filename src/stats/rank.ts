@@ -1,4 +1,4 @@
-/*
+/**
  * Noise thresholds for reading the numerical rank of an m×n matrix Y = X + σZ (Z iid unit
  * noise): singular values of the noise alone concentrate below (√m + √n)·σ; Gavish & Donoho
  * (2014) give the MSE-optimal hard threshold; Johnstone (2001) centres and scales the largest

@@ -20,6 +20,8 @@ export interface TruthModel {
 
 export interface Truth {
   readonly models: readonly TruthModel[];
+  /** Models the truth marks `"kind": "obfuscated"`: left out of the score unless asked for. */
+  readonly obfuscated?: ReadonlySet<string>;
 }
 
 export type EdgeProblem = 'reversed' | 'wrong-parent';
@@ -41,7 +43,9 @@ export interface TruthScore {
 export function parseTruth(value: unknown): Truth {
   const models = (value as { models?: unknown } | null)?.models;
   if (!Array.isArray(models)) throw new BadInputError('truth file has no "models" list');
+  const obfuscated = new Set(models.filter((m) => (m as { kind?: unknown } | null)?.kind === 'obfuscated').map((m) => String((m as { name?: unknown }).name)));
   return {
+    obfuscated,
     models: models.map((m, i) => {
       const { name, parent, parents } = (m ?? {}) as { name?: unknown; parent?: unknown; parents?: unknown };
       if (typeof name !== 'string') throw new BadInputError(`truth model #${i} has no name`);
@@ -168,4 +172,34 @@ function randIndices<A, B>(items: readonly string[], labelA: (s: string) => A, l
   const max = (sameA + sameB) / 2;
   const adjusted = max === expected ? (agree === pairs ? 1 : 0) : (sameBoth - expected) / (max - expected);
   return { rand: agree / pairs, adjusted };
+}
+
+/** Models left out of the score: obfuscated ones (unless asked for) and adapters the truth does not list. */
+export interface Unscored {
+  readonly obfuscated: readonly string[];
+  readonly adapters: readonly string[];
+}
+
+/**
+ * The forest's score against the truth, without the models the truth cannot judge (obfuscated
+ * ones unless `includeObfuscated`, adapters it does not list), and which those were.
+ */
+export function scoreForest(result: LineageResult, truth: Truth, includeObfuscated: boolean): { readonly score: TruthScore; readonly unscored: Unscored } {
+  const names = result.trees.flatMap((t) => t.members);
+  const listed = new Set(truth.models.map((m) => m.name));
+  const unscored: Unscored = {
+    obfuscated: includeObfuscated ? [] : names.filter((n) => truth.obfuscated?.has(n) ?? false),
+    adapters: result.edges.filter((e) => e.adapter && !listed.has(e.child)).map((e) => e.child),
+  };
+  const score = scoreAgainstTruth(withoutModels(result, new Set([...unscored.obfuscated, ...unscored.adapters])), truth);
+  return { score, unscored };
+}
+
+/** The result without some models (and their edges), for scoring. */
+function withoutModels(result: LineageResult, drop: ReadonlySet<string>): LineageResult {
+  return {
+    ...result,
+    trees: result.trees.map((t) => ({ ...t, members: t.members.filter((m) => !drop.has(m)) })).filter((t) => t.members.length > 0),
+    edges: result.edges.filter((e) => !drop.has(e.parent) && !drop.has(e.child)),
+  };
 }

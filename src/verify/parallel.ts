@@ -1,16 +1,17 @@
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+/**
+ * Where verify's jobs (jobs.ts) run: `size` analysts, each running the jobs posted to it in
+ * order. With worker threads, jobs and their buffers are transferred, not copied, both ways;
+ * verifyModels is synchronous, so results are collected synchronously too (threads/sync-pool.ts:
+ * each worker bumps a shared counter after posting, the caller sleeps on it and takes the
+ * message off the port). Without workers the jobs run in this thread as they are posted.
+ */
 import { deserializeError, type SerializedError } from '../io/errors.js';
+import { SyncWorkerPool } from '../threads/sync-pool.js';
 import type { BufferPool } from './buffer-pool.js';
 import { jobBuffers, LayerAnalyst, type Job, type JobResult } from './jobs.js';
 import type { LayerContext } from './layer.js';
 
-/**
- * Where verify's jobs (jobs.ts) run: `size` analysts, each running the jobs posted to it in
- * order. With worker threads, jobs and their buffers are transferred, not copied, both ways;
- * verifyModels is synchronous, so results are collected synchronously too: each worker bumps a
- * shared counter after posting, the caller sleeps on it (Atomics.wait) and takes the message off
- * the port (receiveMessageOnPort). Without workers the jobs run in this thread as they are posted.
- */
+/** Runs verify's jobs and hands back their results. */
 export interface Analysts {
   readonly size: number;
   post(slot: number, job: Job): void;
@@ -42,12 +43,6 @@ export class InThreadAnalysts implements Analysts {
   close(): void {}
 }
 
-interface Slot {
-  readonly worker: Worker;
-  readonly port: MessagePort;
-  inFlight: number;
-}
-
 /**
  * The analysis allocates few JavaScript objects but large arrays, whose memory is freed only when
  * their (young) wrappers are collected: with the default young generation, collections were so
@@ -58,52 +53,34 @@ interface Slot {
 const WORKER_YOUNG_GENERATION_MB = 2;
 
 export class WorkerAnalysts implements Analysts {
-  private readonly slots: Slot[] = [];
-  /** [0]: replies posted so far (workers add 1 after each). */
-  private readonly signal = new Int32Array(new SharedArrayBuffer(4));
+  private readonly pool: SyncWorkerPool<WorkerReply>;
 
-  /** `poolBytes`: what each worker keeps of a layer's analysis arrays for the next. */
+  /**
+   * `poolBytes`: what each worker keeps of a layer's analysis arrays for the next. The workers'
+   * entry point (workers/layer-worker.ts) lowers its thread's priority through /proc, which an
+   * analysis never touches, so it lives with the other composition points.
+   */
   constructor(readonly size: number, context: LayerContext, poolBytes: number) {
-    for (let i = 0; i < size; i++) {
-      const channel = new MessageChannel();
-      const worker = new Worker(new URL('./layer-worker.js', import.meta.url), {
-        workerData: { context, port: channel.port2, signal: this.signal, poolBytes },
-        transferList: [channel.port2],
-        resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
-      });
-      worker.unref();
-      this.slots.push({ worker, port: channel.port1, inFlight: 0 });
-    }
+    this.pool = new SyncWorkerPool(new URL('../workers/layer-worker.js', import.meta.url), size, {
+      workerData: { context, poolBytes },
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    });
   }
 
   post(slot: number, job: Job): void {
-    const s = this.slots[slot]!;
-    s.inFlight++;
-    s.port.postMessage(job, jobBuffers(job));
+    this.pool.post(slot, job, jobBuffers(job));
   }
 
   take(): JobResult | null {
-    for (;;) {
-      const seen = Atomics.load(this.signal, 0);
-      for (const slot of this.slots) {
-        if (slot.inFlight === 0) continue;
-        const message = receiveMessageOnPort(slot.port);
-        if (message) {
-          const reply = message.message as WorkerReply;
-          if (!reply.ok) throw deserializeError(reply.error, `layer ${reply.index}`);
-          if (reply.outcome) slot.inFlight--;
-          return { index: reply.index, outcome: reply.outcome, buffers: reply.buffers };
-        }
-      }
-      if (!this.slots.some((s) => s.inFlight > 0)) return null;
-      Atomics.wait(this.signal, 0, seen);
-    }
+    const taken = this.pool.take();
+    if (!taken) return null;
+    const reply = taken.reply;
+    if (!reply.ok) throw deserializeError(reply.error, `layer ${reply.index}`);
+    if (reply.outcome) this.pool.finished(taken.slot);
+    return { index: reply.index, outcome: reply.outcome, buffers: reply.buffers };
   }
 
   close(): void {
-    for (const slot of this.slots) {
-      slot.port.close();
-      void slot.worker.terminate();
-    }
+    this.pool.close();
   }
 }

@@ -3,18 +3,13 @@
  * heavy-tailed random roots, LoRA children (parent + B·A on some modules) and full
  * fine-tunes (parent + dense Gaussian noise, which lowers kurtosis as fine-tuning does).
  */
-import { type Matrix, zeros } from '../linalg/matrix.js';
+import { type Matrix, zeros } from '../../src/linalg/matrix.js';
+import { Rng } from '../../src/linalg/rng.js';
 
-/** Seeded uniform [0, 1) generator (mulberry32): small, fast, reproducible across runs. */
+/** Seeded uniform [0, 1) draws from the project's one generator (linalg/rng.ts). */
 export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.uniform();
 }
 
 export function gaussian(random: () => number): number {

@@ -1,5 +1,5 @@
 /**
- * The on-disk sketch cache: one file per model sketch, named by its cache key (fingerprint.ts:
+ * The on-disk sketch cache: one file per model sketch, named by its cache key (io/fingerprint.ts:
  * content fingerprint, config and the weight files' stamps or full hashes) and the sketch
  * options, in a folder (default `.lineage-cache/` in the current directory).
  *
@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { BadInputError } from '../io/errors.js';
 import { readRegularFile } from '../io/safetensors.js';
 import type { Moments } from '../stats/moments.js';
-import { SKETCH_FORMAT, type MatrixSketch, type ModelSketch, type NeuronSketch, type ResolvedSketchOptions, type SketchView } from './types.js';
+import { SKETCH_FORMAT, type MatrixSketch, type ModelSketch, type NeuronSketch, type ResolvedSketchOptions, type SketchView } from '../sketch/types.js';
 
 const MAGIC = Buffer.from('LINSKTCH', 'latin1');
 

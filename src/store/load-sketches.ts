@@ -1,7 +1,7 @@
 /**
  * Open model folders, and take each one's sketch from the cache or make it with one read: the
  * models' matrix jobs (and the finiteness checks of the tensors the sketch does not read) run in
- * this thread or on worker threads (parallel.ts), progress reported by bytes as jobs complete.
+ * this thread or on worker threads (sketch/parallel.ts), progress reported by bytes as jobs complete.
  * Header, config and shape checks run on every load, cache hit or not: they are cheap.
  */
 import { openTensorSource } from '../io/source.js';
@@ -10,11 +10,11 @@ import { isAdapter } from '../arch/peft.js';
 import { LINEAR_ROLES, type ModelMap } from '../arch/types.js';
 import type { TensorSource } from '../io/types.js';
 import { BadInputError } from '../io/errors.js';
-import { SketchCache } from './cache.js';
-import { contentFingerprint, sketchCacheKey } from './fingerprint.js';
-import { runInThread, runOnWorkers, type FiniteCheckJob, type ModelWork, type SketchJob } from './parallel.js';
-import { assembleSketch, matrixJobs, type MatrixResult } from './sketch-model.js';
-import { resolveSketchOptions, type ModelSketch, type SketchOptions } from './types.js';
+import { SketchCache } from './sketch-cache.js';
+import { contentFingerprint, sketchCacheKey } from '../io/fingerprint.js';
+import { runInThread, runOnWorkers, type FiniteCheckJob, type ModelWork, type SketchJob } from '../sketch/parallel.js';
+import { assembleSketch, matrixJobs, type MatrixResult } from '../sketch/sketch-model.js';
+import { resolveSketchOptions, type ModelSketch, type SketchOptions } from '../sketch/types.js';
 
 export interface LoadedSketch {
   readonly path: string;

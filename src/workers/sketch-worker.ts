@@ -1,23 +1,22 @@
 /**
- * Worker thread of runOnWorkers (parallel.ts): runs the sketch jobs it is sent, in order,
+ * Worker thread of runOnWorkers (sketch/parallel.ts): runs the sketch jobs it is sent, in order,
  * keeping the model it reads open until a job of another model arrives.
  */
-import { workerData, type MessagePort } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { serializeError } from '../io/errors.js';
+import { postReply, type PoolChannel } from '../threads/sync-pool.js';
 import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
-import { resultBuffers, runSketchJob, type PostedJob, type SketchWorkerReply } from './parallel.js';
+import { resultBuffers, runSketchJob, type PostedJob, type SketchWorkerReply } from '../sketch/parallel.js';
 
-const { port, signal } = workerData as { port: MessagePort; signal: Int32Array };
+const channel = workerData as PoolChannel;
 let open: { path: string; source: TensorSource } | null = null;
 
 function reply(message: SketchWorkerReply): void {
-  port.postMessage(message, message.ok ? resultBuffers(message.result) : []);
-  Atomics.add(signal, 0, 1);
-  Atomics.notify(signal, 0);
+  postReply(channel, message, message.ok ? resultBuffers(message.result) : []);
 }
 
-port.on('message', (posted: PostedJob) => {
+channel.port.on('message', (posted: PostedJob) => {
   try {
     if (open?.path !== posted.path) {
       open?.source.close();

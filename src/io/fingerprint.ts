@@ -16,8 +16,8 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { openForReading } from '../io/safetensors.js';
-import type { TensorSource } from '../io/types.js';
+import { openForReading } from './safetensors.js';
+import type { TensorSource } from './types.js';
 
 export const FINGERPRINT_BLOCK_BYTES = 64 * 1024;
 /** Read size of the full content hash. */

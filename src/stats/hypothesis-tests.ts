@@ -1,4 +1,4 @@
-/*
+/**
  * Correlations and p-value machinery, accurate far into the tails: evidence of lineage is
  * often a z of 30+ or a combined p far below 1e-300, so tails are computed directly (and in
  * log space) rather than as 1 − cdf.

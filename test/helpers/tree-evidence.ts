@@ -3,11 +3,11 @@
  * helpers for in-memory models (tests, small models); the streaming sketch code fills the
  * same `PairEvidence` for real checkpoints.
  */
-import type { Matrix } from '../linalg/matrix.js';
-import { MomentAccumulator } from '../stats/moments.js';
-import type { LowRankEvidence, PairEvidence } from './forest.js';
-import { rmsDistance } from './mother.js';
-import { mostCommon } from './sketch-evidence.js';
+import type { Matrix } from '../../src/linalg/matrix.js';
+import { MomentAccumulator } from '../../src/stats/moments.js';
+import type { LowRankEvidence, PairEvidence } from '../../src/tree/forest.js';
+import { rmsDistance } from '../../src/tree/mother.js';
+import { mostCommon } from '../../src/tree/sketch-evidence.js';
 
 /** Named matrices of one model, e.g. "3.q_proj" -> W; both models of a pair share the names. */
 export type ModelWeights = ReadonlyMap<string, Matrix>;

@@ -1,25 +1,25 @@
-/** Worker thread of WorkerAnalysts (parallel.ts): runs the jobs it is sent, one at a time, in order. */
+/** Worker thread of WorkerAnalysts (verify/parallel.ts): runs the jobs it is sent, one at a time, in order. */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { workerData, type MessagePort } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { serializeError } from '../io/errors.js';
-import { BufferPool } from './buffer-pool.js';
-import { LayerAnalyst, type Job } from './jobs.js';
-import type { LayerContext } from './layer.js';
-import type { WorkerReply } from './parallel.js';
+import { postReply, type PoolChannel } from '../threads/sync-pool.js';
+import { BufferPool } from '../verify/buffer-pool.js';
+import { LayerAnalyst, type Job } from '../verify/jobs.js';
+import type { LayerContext } from '../verify/layer.js';
+import type { WorkerReply } from '../verify/parallel.js';
 
 /** Nice levels the analysts run below the reading thread (see lowerThreadPriority). */
 const ANALYST_NICENESS = 5;
 
-const { context, port, signal, poolBytes } = workerData as { context: LayerContext; port: MessagePort; signal: Int32Array; poolBytes: number };
+const channel = workerData as PoolChannel & { context: LayerContext; poolBytes: number };
+const { context, port, poolBytes } = channel;
 lowerThreadPriority();
 // The analysis arrays of one layer are reused by the next one this worker analyses.
 const analyst = new LayerAnalyst(context, new BufferPool(poolBytes));
 
 function reply(message: WorkerReply): void {
-  port.postMessage(message, message.ok ? [...message.buffers] : []);
-  Atomics.add(signal, 0, 1);
-  Atomics.notify(signal, 0);
+  postReply(channel, message, message.ok ? message.buffers : []);
 }
 
 port.on('message', (job: Job) => {

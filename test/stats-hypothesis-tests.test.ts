@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   averageRanks, chiSquareLogSf, chiSquareSf, erf, erfc, fisherCombine, fisherCombineLogP, logErfc, logGamma,
   normalCdf, normalLogSf, normalQuantile, normalSf, pearson, spearman,
-} from '../src/stats/tests.js';
+} from '../src/stats/hypothesis-tests.js';
 
 function close(actual: number, expected: number, relative: number, label: string): void {
   assert.ok(Math.abs(actual - expected) <= relative * Math.abs(expected), `${label}: ${actual} vs ${expected}`);

@@ -11,11 +11,11 @@
  */
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { deserializeError, serializeError, type SerializedError } from '../io/errors.js';
-import { decodeInto, decodeTable, DTYPE_BYTES, isFloatDType } from '../io/dtypes.js';
-import { assertFinite, elementCount, openSafetensorsSource, type SafetensorsSource } from '../io/source.js';
-import type { SafetensorsTensorInfo, TensorInfo } from '../io/types.js';
-import { MomentAccumulator, type Moments, type MomentSums } from './moments.js';
+import { deserializeError, serializeError, type SerializedError } from '../../src/io/errors.js';
+import { decodeInto, decodeTable, DTYPE_BYTES, isFloatDType } from '../../src/io/dtypes.js';
+import { assertFinite, elementCount, openSafetensorsSource, type SafetensorsSource } from '../../src/io/source.js';
+import type { SafetensorsTensorInfo, TensorInfo } from '../../src/io/types.js';
+import { MomentAccumulator, type Moments, type MomentSums } from '../../src/stats/moments.js';
 
 export interface ScanOptions {
   /** Worker threads (default: all cores). 0 scans in the calling thread. */
