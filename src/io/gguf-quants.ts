@@ -75,6 +75,11 @@ export function dequantizeBlocks(
 ): void {
   const decoder = DECODERS[type];
   if (!decoder) throw new BadInputError(`unsupported tensor type ${type} in tensor ${where.tensor ?? '?'}`, where);
+  const { blockElements, blockBytes } = BY_NAME.get(type)!;
+  // Callers pass whole blocks they read; the WebAssembly path would otherwise decode stale staging bytes.
+  if (at + blocks * blockBytes > src.length || outAt + blocks * blockElements > out.length || (variance && outAt + blocks * blockElements > variance.length)) {
+    throw new RangeError(`${blocks} ${type} blocks at byte ${at} of ${src.length}, into ${out.length} values from ${outAt}`);
+  }
   const simd = wasmDecoder(type);
   if (simd) simd(src, at, blocks, out, outAt, variance);
   else decoder(src, at, blocks, out, outAt, variance);
