@@ -148,7 +148,7 @@ export class GgufSource extends FileTensorSource<GgufTensor> {
  * Values a selection decodes at a time before picking its columns: a scratch (and its variances)
  * that stays in cache, so the picking reads what the decoder just wrote.
  */
-const SELECTION_SCRATCH_ELEMENTS = 1 << 15;
+const SELECTION_SCRATCH_ELEMENTS = 1 << 16;
 
 /** Integer storage (GGUF's I8-I64, F64) goes through the safetensors decoder; the rest through the dequantizers. */
 function decodeBlocks(info: GgufTensor, bytes: Uint8Array, blocks: number, out: Float32Array, outAt: number, variance: Float32Array | null, where: { file: string; tensor: string }): void {
