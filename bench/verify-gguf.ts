@@ -1,7 +1,7 @@
 /**
  * verify of a Q4_K_M GGUF fine-tune against its bf16 safetensors base, against reading both files.
  *
- *   npm run bench:verify-gguf -- --base DIR [--rank 16] [--keep] [--out FILE] [--workers N]
+ *   npm run bench:verify-gguf -- --base DIR [--rank 16] [--keep] [--out FILE] [--write-only] [--workers N]
  *
  * BASE is a bf16 Llama folder, e.g. the 7B one `npm run bench:tree -- --shape 7b --models 1 --dir
  * DIR --keep` writes (DIR/m0). The candidate is BASE plus a LoRA of the rank on q_proj and v_proj
@@ -11,7 +11,8 @@
  * and last eighth, and every third between), norms F32; one tensor at a time, so memory stays one
  * tensor's. Then, from an emptied page cache: both files read with dd's 16 MiB direct reads, and
  * verify (in a child process, so its peak RSS is its own). Emptying the page cache needs Linux
- * and root.
+ * and root. An existing --out file is reused, not rewritten; --write-only writes the candidate
+ * (kept) and stops before the timed phases, e.g. to profile verify on it by hand.
  */
 import { directReadSeconds, dropPageCache } from './disk.js';
 import { spawnSync } from 'node:child_process';
@@ -137,6 +138,7 @@ function main(): void {
       writeCandidate(base, out, rank);
       console.log(`wrote ${out} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     }
+    if (args.includes('--write-only')) return;
     const files = [...openTensorSource(base).files, out];
     const bytes = files.reduce((s, f) => s + fs.statSync(f).size, 0);
     dropPageCache();
@@ -153,7 +155,7 @@ function main(): void {
     console.log(`verdict: ${verify.relation}, ${lora} (expected: derived, LoRA rank ${rank} on q_proj, v_proj, possibly a lower bound through Q4_K)`);
     console.log(`reason: ${verify.reason}`);
   } finally {
-    if (!args.includes('--keep') && !argument(args, '--out')) fs.rmSync(out, { force: true });
+    if (!args.includes('--keep') && !args.includes('--write-only') && !argument(args, '--out')) fs.rmSync(out, { force: true });
   }
 }
 

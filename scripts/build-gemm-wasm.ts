@@ -1,11 +1,13 @@
 /**
  * Compiles the generated WebAssembly text of src/linalg/gemm-wat.ts, eig-wat.ts and sketch-wat.ts and
- * writes the bytes into src/linalg/gemm-wasm.ts, eig-wasm.ts and sketch-wasm.ts, so nothing is compiled or fetched at install
+ * writes the bytes into src/linalg/gemm-wasm.ts, eig-wasm.ts and sketch-wasm.ts (and of
+ * src/io/gguf-wat.ts into src/io/gguf-wasm.ts), so nothing is compiled or fetched at install
  * or run time:
  *
  *   npm run build:wasm
  *
- * test/linalg-gemm.test.ts and linalg-decomp.test.ts recompile and check the committed bytes are current.
+ * test/linalg-gemm.test.ts, linalg-decomp.test.ts, linalg-stream-sketch.test.ts and
+ * io-gguf-quants.test.ts recompile and check the committed bytes are current.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,6 +16,7 @@ import wabtInit from 'wabt';
 import { eigWat } from '../src/linalg/eig-wat.js';
 import { gemmWat } from '../src/linalg/gemm-wat.js';
 import { sketchWat } from '../src/linalg/sketch-wat.js';
+import { ggufWat } from '../src/io/gguf-wat.js';
 
 async function compileWat(name: string, text: string): Promise<Uint8Array> {
   const wabt = await wabtInit();
@@ -38,6 +41,10 @@ export function compileSketch(): Promise<Uint8Array> {
   return compileWat('sketch.wat', sketchWat());
 }
 
+export function compileGguf(): Promise<Uint8Array> {
+  return compileWat('gguf.wat', ggufWat());
+}
+
 /** The TypeScript module holding `bytes` as the base64 constant `constant`. */
 export function wasmModuleSource(bytes: Uint8Array, constant: string, generator: string): string {
   const base64 = Buffer.from(bytes).toString('base64');
@@ -48,11 +55,12 @@ export function wasmModuleSource(bytes: Uint8Array, constant: string, generator:
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   for (const [file, constant, generator, compile] of [
-    ['gemm-wasm.ts', 'GEMM_WASM_BASE64', 'gemm-wat.ts', compileGemm],
-    ['eig-wasm.ts', 'EIG_WASM_BASE64', 'eig-wat.ts', compileEig],
-    ['sketch-wasm.ts', 'SKETCH_WASM_BASE64', 'sketch-wat.ts', compileSketch],
+    ['linalg/gemm-wasm.ts', 'GEMM_WASM_BASE64', 'gemm-wat.ts', compileGemm],
+    ['linalg/eig-wasm.ts', 'EIG_WASM_BASE64', 'eig-wat.ts', compileEig],
+    ['linalg/sketch-wasm.ts', 'SKETCH_WASM_BASE64', 'sketch-wat.ts', compileSketch],
+    ['io/gguf-wasm.ts', 'GGUF_WASM_BASE64', 'gguf-wat.ts', compileGguf],
   ] as const) {
-    const target = path.join(root, 'src', 'linalg', file);
+    const target = path.join(root, 'src', file);
     fs.writeFileSync(target, wasmModuleSource(await compile(), constant, generator));
     console.log(`wrote ${path.relative(root, target)}`);
   }

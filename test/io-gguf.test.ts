@@ -85,6 +85,31 @@ describe('GGUF container', () => {
     });
   }
 
+  test('a column selection of a large K-quantized matrix (many decodes of its scratch) picks what whole rows hold, with their variances', () => {
+    const file = fresh();
+    const [rowCount, colCount] = [700, 512];
+    writeGguf(file, { tensors: [{ name: 'm', type: 'Q4_K', shape: [rowCount, colCount], data: gaussian(rowCount * colCount, 11) }] });
+    const source = new GgufSource(file);
+    try {
+      const whole = new Float32Array(rowCount * colCount), wholeVariance = new Float32Array(whole.length);
+      source.readRowsWithVarianceInto('m', 0, rowCount, whole, wholeVariance);
+      // Scattered rows, then a run of 350 consecutive ones (three scratch decodes), repeats.
+      const rows = [...Array.from({ length: 150 }, (_, i) => 2 * i + 1), ...Array.from({ length: 350 }, (_, i) => 300 + i), 699, 0, 5, 5];
+      const cols = [511, 0, 1, 2, 3, 300, 255, 256];
+      const picked = new Float32Array(rows.length * cols.length), variance = new Float32Array(picked.length);
+      source.readSelectionWithVarianceInto('m', rows, cols, picked, variance);
+      rows.forEach((r, i) => cols.forEach((c, j) => {
+        assert.equal(picked[i * cols.length + j], whole[r * colCount + c], `value (${r}, ${c})`);
+        assert.equal(variance[i * cols.length + j], wholeVariance[r * colCount + c], `variance (${r}, ${c})`);
+      }));
+      const allColumns = new Float32Array(rows.length * colCount);
+      source.readSelectionInto('m', rows, null, allColumns);
+      rows.forEach((r, i) => assert.deepEqual(allColumns.subarray(i * colCount, (i + 1) * colCount), whole.subarray(r * colCount, (r + 1) * colCount)));
+    } finally {
+      source.close();
+    }
+  });
+
   test('rows, selections and row blocks agree with whole reads (a small buffer, a 1-D quantized tensor cut mid-block)', () => {
     const file = fresh();
     const matrix = gaussian(40 * 96, 7), vector = gaussian(160, 8);

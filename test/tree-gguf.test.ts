@@ -7,6 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { renderTerminal } from '../src/reports/tree-render.js';
+import type { ModelSketch } from '../src/sketch/types.js';
+import { quantizationOf } from '../src/tree/sketch-evidence.js';
 import type { LineageResult } from '../src/tree/types.js';
 import { REPO_ROOT, runLineage } from './cli-child-process.js';
 
@@ -26,7 +29,9 @@ test('tree with GGUF members: the zoo-gguf tree exactly (quantized copies, LoRA 
     const result = JSON.parse(run.stdout) as LineageResult;
     assert.deepEqual(result.edges.map((e) => `${e.parent}->${e.child}`).sort(), expected.edges.map(([p, c]) => `${p}->${c}`).sort());
     const edge = (child: string) => result.edges.find((e) => e.child === child)!;
-    assert.deepEqual([edge('p0.Q8_0').kind, edge('p0.Q8_0').rank], ['quantized', 0]);
+    assert.deepEqual([edge('p0.Q8_0').kind, edge('p0.Q8_0').rank, edge('p0.Q8_0').quantization], ['quantized', 0, 'Q8_0']);
+    assert.match(renderTerminal(result), /p0\.Q8_0 {2}quantized copy \(Q8_0\)/);
+    assert.equal(edge('p2.Q8_0').quantization, undefined, 'a LoRA edge names no quantization');
     assert.deepEqual([edge('p1.F16').kind], ['full']);
     assert.deepEqual([edge('p2.Q8_0').kind, edge('p2.Q8_0').rank, edge('p2.Q8_0').modules], ['lora', 8, ['q_proj', 'v_proj']]);
     assert.deepEqual([edge('q2.Q5_1').kind, edge('q2.Q5_1').rank], ['lora', 8]);
@@ -45,4 +50,11 @@ test('tree with GGUF and safetensors members of one family: a quantized model is
   const parent = (child: string) => result.edges.find((e) => e.child === child)?.parent;
   assert.deepEqual(['p0.Q8_0', 'p1.F16', 'p2', 'p4', 'p2.Q8_0', 'p4a.BF16'].map(parent), ['p0', 'p0', 'p0', 'p0', 'p2', 'p4']);
   for (const e of result.edges) assert.ok(!/Q\d/.test(e.parent) || /Q\d/.test(e.child), `${e.parent} -> ${e.child}`);
+});
+
+test('the quantization of a model names its quantized matrix types, the most frequent first', () => {
+  const sketch = (types: readonly string[]) => ({ matrices: types.map((storedDtype) => ({ storedDtype })) }) as unknown as ModelSketch;
+  assert.equal(quantizationOf(sketch(['BF16', 'F32'])), null);
+  assert.equal(quantizationOf(sketch(['Q8_0', 'Q8_0', 'F16'])), 'Q8_0');
+  assert.equal(quantizationOf(sketch(['Q6_K', 'Q4_K', 'Q4_K', 'F16', 'Q4_K', 'Q6_K', 'Q5_0', 'Q4_0'])), 'Q4_K+Q6_K+Q4_0+Q5_0');
 });

@@ -23,6 +23,15 @@ test('edge labels', () => {
   assert.equal(edgeLabel(RESULT.edges[2]!), 'LoRA r=8 q_proj,v_proj');
 });
 
+test('the label of a quantized copy names its type when the edge carries it', () => {
+  const edge = { parent: 'p0', child: 'p0.Q8_0', kind: 'quantized', rank: 0, modules: [], distance: 0.003, directionMargin: 0.2 } as const;
+  assert.equal(edgeLabel({ ...edge, quantization: 'Q4_K+Q6_K' }), 'quantized copy (Q4_K+Q6_K)');
+  assert.equal(edgeLabel(edge), 'quantized copy');
+  const result: LineageResult = { method: 'lineage', trees: [{ root: 'p0', members: ['p0', 'p0.Q8_0'] }], edges: [{ ...edge, quantization: 'Q8_0' }] };
+  assert.match(renderTerminal(result), /└── p0\.Q8_0 {2}quantized copy \(Q8_0\) {2}d=/);
+  assert.match(renderDot(result), /"p0" -> "p0\.Q8_0" \[label="quantized copy \(Q8_0\)\\nd=/);
+});
+
 test('terminal tree', () => {
   assert.equal(
     renderTerminal(RESULT),

@@ -10,6 +10,8 @@
  */
 import { BadInputError } from './errors.js';
 import { bf16Table, f16Table, roundingVarianceTable } from './dtypes.js';
+import { GGUF_WASM_BASE64 } from './gguf-wasm.js';
+import { dequantExport, WASM_DEQUANT_TYPES, type WasmDequantType } from './gguf-wat.js';
 
 /** GGML type ids (ggml.h) with their block geometry; a type outside this table cannot even be sized. */
 const GGML_TYPES: ReadonlyArray<readonly [id: number, name: string, blockElements: number, blockBytes: number]> = [
@@ -73,7 +75,64 @@ export function dequantizeBlocks(
 ): void {
   const decoder = DECODERS[type];
   if (!decoder) throw new BadInputError(`unsupported tensor type ${type} in tensor ${where.tensor ?? '?'}`, where);
-  decoder(src, at, blocks, out, outAt, variance);
+  const { blockElements, blockBytes } = BY_NAME.get(type)!;
+  // Callers pass whole blocks they read; the WebAssembly path would otherwise decode stale staging bytes.
+  if (at + blocks * blockBytes > src.length || outAt + blocks * blockElements > out.length || (variance && outAt + blocks * blockElements > variance.length)) {
+    throw new RangeError(`${blocks} ${type} blocks at byte ${at} of ${src.length}, into ${out.length} values from ${outAt}`);
+  }
+  const simd = wasmDecoder(type);
+  if (simd) simd(src, at, blocks, out, outAt, variance);
+  else decoder(src, at, blocks, out, outAt, variance);
+}
+
+let wasmEnabled = true;
+
+/** Turn the WebAssembly dequantizers off or on (tests and benchmarks compare them with the JavaScript ones). */
+export function useWasmDequantizers(on: boolean): void {
+  wasmEnabled = on;
+}
+
+/** Elements one call of a WebAssembly kernel decodes at most: its staging in the module's memory. */
+const WASM_CHUNK_ELEMENTS = 1 << 16;
+/** Staging in the module's memory: stored blocks (at most 128 KiB: 2048 Q8_0 blocks), then their values, then their variances. */
+const WASM_SRC = 0, WASM_OUT = 1 << 17, WASM_VARIANCE = WASM_OUT + 4 * WASM_CHUNK_ELEMENTS;
+
+let wasmDecoders: Map<string, BlockDecoder> | null | undefined;
+
+/** The WebAssembly decoder of `type` (same values, bit for bit), or null: not a hot type, turned off, or no SIMD here. */
+function wasmDecoder(type: string): BlockDecoder | null {
+  if (!wasmEnabled) return null;
+  wasmDecoders ??= instantiateDecoders();
+  return wasmDecoders?.get(type) ?? null;
+}
+
+function instantiateDecoders(): Map<string, BlockDecoder> | null {
+  let exports: WebAssembly.Exports;
+  try {
+    exports = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(GGUF_WASM_BASE64, 'base64')), {}).exports;
+  } catch {
+    return null; // a runtime without WebAssembly SIMD keeps the JavaScript decoders
+  }
+  const memory = exports['memory'] as WebAssembly.Memory;
+  const staging = WASM_VARIANCE + 4 * WASM_CHUNK_ELEMENTS;
+  memory.grow(Math.ceil(Math.max(0, staging - memory.buffer.byteLength) / 65536));
+  return new Map(WASM_DEQUANT_TYPES.map((type) => [type, stagedDecoder(type, memory, exports[dequantExport(type)] as (src: number, blocks: number, out: number, variance: number) => void)]));
+}
+
+/** A BlockDecoder over a kernel: blocks copied into the module's memory a staging's worth at a time, the results copied out. */
+function stagedDecoder(type: WasmDequantType, memory: WebAssembly.Memory, kernel: (src: number, blocks: number, out: number, variance: number) => void): BlockDecoder {
+  const { blockElements, blockBytes } = BY_NAME.get(type)!;
+  const perCall = WASM_CHUNK_ELEMENTS / blockElements;
+  const heap = new Uint8Array(memory.buffer), values = new Float32Array(memory.buffer);
+  return (src, at, blocks, out, outAt, variance) => {
+    for (let done = 0; done < blocks; done += perCall) {
+      const count = Math.min(perCall, blocks - done), elements = count * blockElements;
+      heap.set(src.subarray(at + done * blockBytes, at + (done + count) * blockBytes), WASM_SRC);
+      kernel(WASM_SRC, count, WASM_OUT, variance ? WASM_VARIANCE : 0);
+      out.set(values.subarray(WASM_OUT / 4, WASM_OUT / 4 + elements), outAt + done * blockElements);
+      variance?.set(values.subarray(WASM_VARIANCE / 4, WASM_VARIANCE / 4 + elements), outAt + done * blockElements);
+    }
+  };
 }
 
 /** Whether `type` has a dequantizer here. */

@@ -70,7 +70,10 @@ export class GgufSource extends FileTensorSource<GgufTensor> {
     this.selection(name, rows, cols, out, variance);
   }
 
-  /** The selected rows and columns, whole rows decoded (a block is the unit of decoding) a bounded number at a time, then picked. */
+  /**
+   * The selected rows and columns: whole rows decoded (a block is the unit of decoding) a few at a
+   * time into a scratch small enough to stay in cache, then picked.
+   */
   private selection(name: string, rows: ArrayLike<number> | null, cols: ArrayLike<number> | null, out: Float32Array, variance: Float32Array | null): void {
     const info = this.info(name);
     const shape = matrixShape(info);
@@ -80,22 +83,23 @@ export class GgufSource extends FileTensorSource<GgufTensor> {
     if (out.length !== rowCount * colCount || (variance && variance.length !== out.length)) {
       throw new RangeError(`${rowCount}x${colCount} selection of ${name} read into ${out.length} values`);
     }
-    const perDecode = Math.max(1, Math.floor(this.bufferBytes / Math.max(1, this.storedRowBytes(info))));
+    const perDecode = Math.max(1, Math.floor(SELECTION_SCRATCH_ELEMENTS / Math.max(1, shape.cols)));
     const scratch = new Float32Array(Math.min(perDecode, shape.rows) * shape.cols);
     const scratchVariance = variance ? new Float32Array(scratch.length) : null;
+    const columns = cols ? Int32Array.from(cols) : null;
     for (const run of rowRuns(rows, shape.rows)) {
       for (let done = 0; done < run.length; done += perDecode) {
         const count = Math.min(perDecode, run.length - done), first = run.start + done;
         this.decodeWithVariance(info, first * shape.cols, count * shape.cols, scratch, 0, scratchVariance);
         for (let t = 0; t < count; t++) {
           const at = run.outRows[done + t]! * colCount, from = t * shape.cols;
-          if (!cols) {
+          if (!columns) {
             out.set(scratch.subarray(from, from + shape.cols), at);
             if (variance) variance.set(scratchVariance!.subarray(from, from + shape.cols), at);
             continue;
           }
-          for (let q = 0; q < colCount; q++) out[at + q] = scratch[from + cols[q]!]!;
-          if (variance) for (let q = 0; q < colCount; q++) variance[at + q] = scratchVariance![from + cols[q]!]!;
+          for (let q = 0; q < colCount; q++) out[at + q] = scratch[from + columns[q]!]!;
+          if (variance) for (let q = 0; q < colCount; q++) variance[at + q] = scratchVariance![from + columns[q]!]!;
         }
       }
     }
@@ -139,6 +143,12 @@ export class GgufSource extends FileTensorSource<GgufTensor> {
     }
   }
 }
+
+/**
+ * Values a selection decodes at a time before picking its columns: a scratch (and its variances)
+ * that stays in cache, so the picking reads what the decoder just wrote.
+ */
+const SELECTION_SCRATCH_ELEMENTS = 1 << 16;
 
 /** Integer storage (GGUF's I8-I64, F64) goes through the safetensors decoder; the rest through the dequantizers. */
 function decodeBlocks(info: GgufTensor, bytes: Uint8Array, blocks: number, out: Float32Array, outAt: number, variance: Float32Array | null, where: { file: string; tensor: string }): void {

@@ -4,7 +4,7 @@ import type { TruthScore, Unscored } from '../tree/truth.js';
 import type { LineageEdge, LineageResult } from '../tree/types.js';
 
 /**
- * "LoRA r=8 q_proj,v_proj", "full FT", or "identical weights" for a zero delta; edges found by
+ * "LoRA r=8 q_proj,v_proj", "full FT", "quantized copy (Q8_0)", or "identical weights" for a zero delta; edges found by
  * alignment say so ("obfuscated copy", "LoRA r=8 q_proj,v_proj (aligned)"), and adapters too
  * ("PEFT adapter LoRA r=8 q_proj,v_proj"); a merge's edges "merge ties w=0.9" (the method when the
  * result's merges are given).
@@ -18,7 +18,7 @@ export function edgeLabel(edge: LineageEdge, merges?: LineageResult['merges']): 
   if (edge.adapter) return `PEFT adapter LoRA r=${edge.rank}${edge.modules.length ? ` ${edge.modules.join(',')}` : ''}`;
   const aligned = edge.aligned ? ' (aligned)' : '';
   if (edge.kind === 'full') return `full FT${aligned}`;
-  if (edge.kind === 'quantized') return 'quantized copy';
+  if (edge.kind === 'quantized') return `quantized copy${edge.quantization ? ` (${edge.quantization})` : ''}`;
   if (edge.rank === 0) return `identical weights${aligned}`;
   const modules = edge.modules.length ? ` ${edge.modules.join(',')}` : '';
   return `LoRA r=${edge.rank ?? '?'}${modules}${aligned}`;

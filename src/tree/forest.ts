@@ -38,6 +38,8 @@ export interface ModelEvidence {
    * any dense relative reads as low rank against it, which would make it everyone's cheapest parent.
    */
   readonly quantized?: boolean;
+  /** Its quantized storage types when quantized, e.g. "Q8_0" or "Q4_K+Q6_K" (the most frequent first). */
+  readonly quantization?: string;
 }
 
 export interface LowRankEvidence {
@@ -145,8 +147,12 @@ export function recoverForest(evidence: ForestEvidence, options: ForestOptions =
     parent,
     (p, c) => {
       const pair = pairOf(p, c)!;
+      // A quantized copy is the coarser of the two: its types name the quantization (the parent's
+      // only when the child carries none, an edge sketches alone would not make).
+      const quantization = pair.lowRank?.quantizedCopy ? models[c]!.quantization ?? models[p]!.quantization : undefined;
       return {
         kind: pair.lowRank?.quantizedCopy ? 'quantized' : pair.lowRank ? 'lora' : 'full',
+        ...(quantization !== undefined ? { quantization } : {}),
         rank: pair.lowRank ? pair.lowRank.rank : null,
         modules: pair.lowRank ? [...pair.lowRank.modules] : [],
         distance: pair.distance,

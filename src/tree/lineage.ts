@@ -7,7 +7,7 @@ import { singleLinkage } from './cluster.js';
 import { recoverFamilies } from './families.js';
 import { relatednessThreshold, type ForestEvidence, type PairEvidence } from './forest.js';
 import { recoverMother } from './mother.js';
-import { compareSketches, isQuantized, type SketchComparison } from './sketch-evidence.js';
+import { compareSketches, quantizationOf, type SketchComparison } from './sketch-evidence.js';
 import type { LineageResult } from './types.js';
 import type { ModelSketch } from '../sketch/types.js';
 import { sketchIdentity } from '../sketch/identity.js';
@@ -90,9 +90,15 @@ export function forestEvidence(models: readonly SketchedModel[], comparisons: Sk
     }
   }
   return {
-    models: models.map((m) => ({ name: m.name, key: sketchIdentity(m.sketch), kurtosis: outputProjectionKurtosis(m.sketch), quantized: isQuantized(m.sketch) })),
+    models: models.map((m) => ({ name: m.name, key: sketchIdentity(m.sketch), kurtosis: outputProjectionKurtosis(m.sketch), ...quantizedEvidence(m.sketch) })),
     pairs,
   };
+}
+
+/** A model's quantization as the forest reads it: nothing for float storage. */
+function quantizedEvidence(sketch: ModelSketch): { quantized?: true; quantization?: string } {
+  const quantization = quantizationOf(sketch);
+  return quantization === null ? {} : { quantized: true, quantization };
 }
 
 /** `comparisons` (from compareAll) may be passed to run both methods on one set of pairs. */

@@ -211,6 +211,17 @@ export function isQuantized(sketch: ModelSketch): boolean {
   return sketch.matrices.some((m) => !isFloatDType(m.storedDtype));
 }
 
+/**
+ * The block-quantized types of the sketch's matrices, the most frequent first (ties by name),
+ * joined by "+": "Q8_0", or "Q4_K+Q6_K" for a Q4_K_M mix; null when none is quantized.
+ */
+export function quantizationOf(sketch: ModelSketch): string | null {
+  const counts = new Map<string, number>();
+  for (const m of sketch.matrices) if (!isFloatDType(m.storedDtype)) counts.set(m.storedDtype, (counts.get(m.storedDtype) ?? 0) + 1);
+  if (counts.size === 0) return null;
+  return [...counts].sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1)).map(([type]) => type).join('+');
+}
+
 function isSquareAttention(m: MatrixComparison): boolean {
   return (m.role === 'q' || m.role === 'k' || m.role === 'v' || m.role === 'o') && m.rows === m.cols;
 }

@@ -41,6 +41,11 @@ export interface LineageEdge {
   readonly adapter?: true;
   /** Merge edges: this parent's weight in the merge (as in LineageResult.merges). */
   readonly weight?: number;
+  /**
+   * Quantized edges: the quantized member's block types among its sketched matrices, the most
+   * frequent first, e.g. "Q8_0", or "Q4_K+Q6_K" for a Q4_K_M file.
+   */
+  readonly quantization?: string;
 }
 
 export interface AlignedEdge {
