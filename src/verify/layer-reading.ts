@@ -1,0 +1,132 @@
+/**
+ * How verify reads the models: the residual evidence (embedding sketches), each layer's modules
+ * and norm gains (whole, or on the residual sample), and the memory bounds that reading implies.
+ */
+import type { RoleReader } from '../arch/reader.js';
+import { MODULE_NAME, type LayerRole } from '../arch/types.js';
+import { residualColumns, residualColumnsOfBlocks, type ResidualEvidence } from '../align/llama.js';
+import type { NoisyMatrix } from '../align/noisy.js';
+import { residualSampleWidth, tokenSample } from '../align/residual-sample.js';
+import type { BufferPool } from './buffer-pool.js';
+import { onCommonGrid, type ReadLayer } from './jobs.js';
+import { MODULES, READ_NORM } from './layer.js';
+import type { ModuleName } from './types.js';
+
+/** Values of a layer role of `reader` as analysed: whole, or on a residual sample of `width` dimensions (0 when absent). */
+function roleElements(reader: RoleReader, index: number, role: LayerRole, width: number | null): number {
+  const shape = reader.map.layers[index]?.[role]?.shape;
+  if (!shape) return 0;
+  return width === null ? shape[0] * shape[1] : (shape[0] * shape[1] / Math.max(1, reader.map.dims.hidden)) * width;
+}
+
+/** A pool buffer for a role's decode, whole or on a residual sample of `width` dimensions. */
+function decodeBuffer(reader: RoleReader, index: number, role: LayerRole, width: number | null, pool: BufferPool | null): Float32Array | undefined {
+  const elements = roleElements(reader, index, role, width);
+  return pool && elements > 0 ? pool.float32(elements) : undefined;
+}
+
+export type NormPair = { base: NoisyMatrix; candidate: NoisyMatrix };
+export interface LayerNorms {
+  readonly input: NormPair;
+  readonly post: NormPair;
+}
+
+/** A layer's norm gains of both models, whole, on the grid they are compared on. */
+export function readNorms(base: RoleReader, candidate: RoleReader, index: number): LayerNorms {
+  const norm = (role: 'input_norm' | 'post_norm') => onCommonGrid(base.layer(index, role), candidate.layer(index, role));
+  return { input: norm('input_norm'), post: norm('post_norm') };
+}
+
+
+/** Entries `dims` of a residual-indexed column (a norm gain). */
+function pickDims(m: NoisyMatrix, dims: Int32Array): NoisyMatrix {
+  return { rows: dims.length, cols: 1, values: Float64Array.from(dims, (d) => m.values[d]!), variance: Float32Array.from(dims, (d) => m.variance[d]!) };
+}
+
+const MODULE_ROLES = MODULES.map(([role]) => role);
+
+/**
+ * One model's layer as read: whole (decoded into pool buffers when there is a pool), or on its
+ * residual sample `dims` (stored dimensions; readers' columns, writers' rows), only those read.
+ */
+export function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
+  const modules = Object.fromEntries(reader.storageOrder(index, MODULE_ROLES).map((role) => {
+    const reads = READ_NORM[MODULE_NAME[role] as ModuleName];
+    return [
+      role,
+      dims
+        ? reader.layerPart(index, role, reads ? { rows: null, cols: dims } : { rows: dims, cols: null }, decodeBuffer(reader, index, role, dims.length, pool))
+        : reader.layer(index, role, decodeBuffer(reader, index, role, null, pool)),
+    ];
+  })) as ReadLayer['modules'];
+  return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post };
+}
+
+/** Values of the largest layer of `reader` as analysed: whole, or on a residual sample of `width` dimensions. */
+function largestLayerElements(reader: RoleReader, width: number | null): number {
+  let largest = 0;
+  for (let index = 0; index < reader.map.layers.length; index++) {
+    largest = Math.max(largest, MODULES.reduce((total, [role]) => total + roleElements(reader, index, role, width), 0));
+  }
+  return largest;
+}
+
+/**
+ * Memory bounds of one verify run, from the largest layer (as analysed: whole, or on the residual
+ * sample). The calling thread's pool keeps the float32 decodes (4 bytes a value) of one layer of
+ * both models, given back by an analyst once it built the analysis form, for the next layer read.
+ * Each analyst keeps a layer's analysis form (8 + 4 bytes a value).
+ */
+export function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { decodeBytes: number; analysisBytes: number } {
+  // The architectures were compared equal: both models' largest layer is the same layer.
+  const largest = largestLayerElements(base, width) + largestLayerElements(candidate, width);
+  return { decodeBytes: 4 * largest, analysisBytes: 12 * largest };
+}
+
+/**
+ * Bytes one layer analyst needs on a model (verify's --workers default): a layer's analysis form
+ * of both models with the analysis' work arrays (about twice that, measured by the verify
+ * benchmark), and the float32 decodes of the layer it was sent. The calling thread holds one
+ * more layer's decodes, read ahead.
+ */
+export function analystBytes(reader: RoleReader): number {
+  const largest = largestLayerElements(reader, residualSampleWidth(reader.map.dims.hidden));
+  return 2 * (2 * 12 * largest) + 2 * 4 * largest;
+}
+
+/**
+ * One model's residual evidence: the columns of the embedding-like matrices, on a sample of the
+ * token rows when the vocabulary is large (the same rows in both models: obfuscation permutes
+ * the residual, not the vocabulary).
+ */
+function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null, tokens: Int32Array | null): ResidualEvidence {
+  const columns = (role: 'embed' | 'lm_head') => {
+    const hidden = reader.map.global[role]?.shape?.[1];
+    if (!tokens || hidden === undefined) return residualColumns(reader.global(role), role);
+    return residualColumnsOfBlocks(tokens.length, hidden, tokenBlocks(reader, role, tokens), role);
+  };
+  return { embed: columns('embed'), lmHead: withHead ? columns('lm_head') : null, finalNorm };
+}
+
+/** Token rows read per block: the sampled rows are sketched a block at a time, never all in memory. */
+const TOKEN_BLOCK = 256;
+
+function* tokenBlocks(reader: RoleReader, role: 'embed' | 'lm_head', tokens: Int32Array): Generator<{ rowStart: number; rowEnd: number; data: Float32Array }> {
+  for (let t = 0; t < tokens.length; t += TOKEN_BLOCK) {
+    const rows = tokens.subarray(t, Math.min(tokens.length, t + TOKEN_BLOCK));
+    yield { rowStart: t, rowEnd: t + rows.length, data: reader.globalPart(role, { rows, cols: null }).data };
+  }
+}
+
+export function loadGlobals(base: RoleReader, candidate: RoleReader, seed: number): { base: ResidualEvidence; candidate: ResidualEvidence } {
+  const tied = base.map.tiedEmbeddings || candidate.map.tiedEmbeddings || !base.map.global.lm_head || !candidate.map.global.lm_head;
+  // The final norms on the common grid, as every layer weight: an f32 parent's equals its bf16 child's.
+  const norms = base.map.global.final_norm && candidate.map.global.final_norm
+    ? onCommonGrid(base.global('final_norm'), candidate.global('final_norm')) : null;
+  const vocab = Math.min(...[base, candidate].map((r) => r.map.global.embed?.shape?.[0] ?? 0));
+  const tokens = vocab > 0 ? tokenSample(vocab, seed) : null;
+  return {
+    base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null, tokens),
+    candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null, tokens),
+  };
+}
