@@ -2,7 +2,8 @@ import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';
 import { storageQuantization, type StorageQuantization } from './gguf.js';
-import { layerRoleRef, mapModel, readRole, readRolePart } from './map.js';
+import { mapModel } from './map.js';
+import { layerRoleRef, readRole, readRolePart } from './read-role.js';
 import type { GlobalRole, LayerRole, ModelMap, RoleRef, Weight, WeightPart } from './types.js';
 import { BadInputError } from '../io/errors.js';
 

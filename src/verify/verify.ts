@@ -1,6 +1,6 @@
 /** Verify's orchestration: compare the architectures, align the residual, read and analyse layer by layer, judge. */
 
-import { compareArchitectures } from '../arch/map.js';
+import { compareArchitectures } from '../arch/compare.js';
 import type { RoleReader } from '../arch/reader.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';

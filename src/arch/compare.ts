@@ -1,0 +1,52 @@
+/** Whether two mapped models can be compared weight by weight, with the reasons in plain words when not. */
+import type { LayerRole, ModelDims, ModelMap, RoleRef } from './types.js';
+
+const DIM_WORDS: ReadonlyArray<[keyof ModelDims, string]> = [
+  ['hidden', 'hidden size'],
+  ['layers', 'layer count'],
+  ['heads', 'attention heads'],
+  ['kvHeads', 'key/value heads'],
+  ['headDim', 'head dim'],
+  ['intermediate', 'intermediate (MLP) size'],
+  ['vocab', 'vocabulary size'],
+];
+
+/** Plain-words reasons why two models cannot be compared weight by weight; empty when they can. */
+export function compareArchitectures(a: ModelMap, b: ModelMap): string[] {
+  const problems: string[] = [];
+  for (const [key, words] of DIM_WORDS) {
+    const x = a.dims[key];
+    const y = b.dims[key];
+    if (x !== null && y !== null && x !== y) problems.push(`${words} differs: ${x} vs ${y}`);
+  }
+  const shapeText = (ref: RoleRef | undefined): string => (ref?.shape ? ref.shape.join('x') : ref ? '?' : 'absent');
+  for (const role of ['embed', 'lm_head', 'final_norm'] as const) {
+    const x = a.global[role];
+    const y = b.global[role];
+    if (!x && !y) continue;
+    if (!x || !y || (x.shape && y.shape && x.shape.join('x') !== y.shape.join('x'))) {
+      problems.push(`${role} weight: ${shapeText(x)} vs ${shapeText(y)}`);
+    }
+  }
+  // One line per role, naming the first layer and how many differ, so 80 layers stay readable.
+  const layerCount = Math.min(a.layers.length, b.layers.length);
+  const byRole = new Map<string, { first: number; count: number; text: string }>();
+  for (let i = 0; i < layerCount; i++) {
+    const la = a.layers[i]!;
+    const lb = b.layers[i]!;
+    const roles = new Set([...Object.keys(la), ...Object.keys(lb)] as LayerRole[]);
+    for (const role of roles) {
+      const x = la[role];
+      const y = lb[role];
+      const differs = !x || !y || (x.shape !== undefined && y.shape !== undefined && x.shape.join('x') !== y.shape.join('x'));
+      if (!differs) continue;
+      const seen = byRole.get(role);
+      if (seen) seen.count++;
+      else byRole.set(role, { first: i, count: 1, text: `${shapeText(x)} vs ${shapeText(y)}` });
+    }
+  }
+  for (const [role, { first, count, text }] of byRole) {
+    problems.push(`${role} weight of layer ${first}: ${text}${count > 1 ? ` (${count} layers differ)` : ''}`);
+  }
+  return problems;
+}
