@@ -3,6 +3,7 @@ import type { Matrix, RowMajor } from '../linalg/matrix.js';
 import { matmulTransB, selectRows } from '../linalg/ops.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
+import type { ModuleRole } from '../arch/types.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
 
 /**
@@ -25,7 +26,8 @@ export interface LayerWeights {
   readonly inputNormVariance?: Float32Array;
 }
 
-export type ModuleRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+/** The roles a layer's alignment works on (arch's one list). */
+export type { ModuleRole };
 
 /**
  * What the residual alignment needs of one model's global weights: the embedding and lm_head

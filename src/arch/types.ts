@@ -13,12 +13,24 @@ export const ATTENTION_ROLES = ['q', 'k', 'v', 'o'] as const;
 export const MLP_ROLES = ['gate', 'up', 'down'] as const;
 export const LINEAR_ROLES: readonly LayerRole[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc_in', 'fc_out'];
 
-/** PEFT / Hugging Face module names of the linear roles (what users pass as LoRA targets). */
-export const MODULE_NAME: Readonly<Partial<Record<LayerRole, string>>> = {
+/**
+ * PEFT / Hugging Face module names of the linear roles (what users pass as LoRA targets). The one
+ * list of module names: verify's ModuleName, align's ModuleRole and the test helpers derive from it.
+ */
+const MODULE_NAMES_OF_ROLES = {
   q: 'q_proj', k: 'k_proj', v: 'v_proj', o: 'o_proj',
   gate: 'gate_proj', up: 'up_proj', down: 'down_proj',
   fc_in: 'fc_in', fc_out: 'fc_out',
-};
+} as const;
+// Indexable by any layer role (norms have no module name), and literal for the linear ones.
+export const MODULE_NAME: Readonly<Partial<Record<LayerRole, string>>> & typeof MODULE_NAMES_OF_ROLES = MODULE_NAMES_OF_ROLES;
+
+/** The roles verify analyses in a Llama-style decoder, in report order. */
+export type ModuleRole = (typeof ATTENTION_ROLES)[number] | (typeof MLP_ROLES)[number];
+/** Their module names: the canonical vocabulary of LoRA targets. */
+export type ModuleName = (typeof MODULE_NAME)[ModuleRole];
+/** The module names in report order. */
+export const MODULE_NAMES: readonly ModuleName[] = [...ATTENTION_ROLES, ...MLP_ROLES].map((role) => MODULE_NAME[role]);
 
 /**
  * Where a role's matrix lives: a whole tensor, or a row slice of a fused one.

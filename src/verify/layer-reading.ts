@@ -10,7 +10,6 @@ import { residualSampleWidth, tokenSample } from '../align/residual-sample.js';
 import type { BufferPool } from './buffer-pool.js';
 import { onCommonGrid, type ReadLayer } from './jobs.js';
 import { MODULES, READ_NORM } from './layer.js';
-import type { ModuleName } from './types.js';
 
 /** Values of a layer role of `reader` as analysed: whole, or on a residual sample of `width` dimensions (0 when absent). */
 function roleElements(reader: RoleReader, index: number, role: LayerRole, width: number | null): number {
@@ -51,7 +50,7 @@ const MODULE_ROLES = MODULES.map(([role]) => role);
  */
 export function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
   const modules = Object.fromEntries(reader.storageOrder(index, MODULE_ROLES).map((role) => {
-    const reads = READ_NORM[MODULE_NAME[role] as ModuleName];
+    const reads = READ_NORM[MODULE_NAME[role]];
     return [
       role,
       dims

@@ -19,7 +19,7 @@ import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from '
  */
 /** The seven modules verify analyses, in report order, with their PEFT names (arch's MODULE_NAME). */
 export const MODULES: ReadonlyArray<readonly [ModuleRole, ModuleName]> = [...ATTENTION_ROLES, ...MLP_ROLES]
-  .map((role) => [role, MODULE_NAME[role] as ModuleName] as const);
+  .map((role) => [role, MODULE_NAME[role]] as const);
 
 /**
  * The diagonal scalings each role admits without changing the function: reader columns through

@@ -4,13 +4,14 @@
  */
 import type { IndependenceTest } from '../align/independence.js';
 import type { StorageQuantization } from '../arch/gguf.js';
+import type { ModuleName } from '../arch/types.js';
 
 export type { StorageQuantization };
 
 export type Relation = 'derived' | 'related' | 'unrelated' | 'inconclusive';
 
-/** PEFT module names used for LoRA targets. */
-export type ModuleName = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+/** PEFT module names used for LoRA targets (arch's one list). */
+export type { ModuleName };
 
 export interface ModelSummary {
   readonly name: string;
