@@ -1,5 +1,5 @@
 /** Whether two mapped models can be compared weight by weight, with the reasons in plain words when not. */
-import type { LayerRole, ModelDims, ModelMap, RoleRef } from './types.js';
+import { GLOBAL_ROLES, type LayerRole, type ModelDims, type ModelMap, type RoleRef } from './types.js';
 
 const DIM_WORDS: ReadonlyArray<[keyof ModelDims, string]> = [
   ['hidden', 'hidden size'],
@@ -20,7 +20,7 @@ export function compareArchitectures(a: ModelMap, b: ModelMap): string[] {
     if (x !== null && y !== null && x !== y) problems.push(`${words} differs: ${x} vs ${y}`);
   }
   const shapeText = (ref: RoleRef | undefined): string => (ref?.shape ? ref.shape.join('x') : ref ? '?' : 'absent');
-  for (const role of ['embed', 'lm_head', 'final_norm'] as const) {
+  for (const role of GLOBAL_ROLES) {
     const x = a.global[role];
     const y = b.global[role];
     if (!x && !y) continue;

@@ -8,7 +8,7 @@ import { GGUF_PERMUTED_QK_ARCHITECTURES, ggufNamingTable, llamaLikeFamily, split
 import { layerRoleRef, readRole, readRolePart, roleShape, storedShape, tensorInfo } from './read-role.js';
 import { checkShapes } from './shapes.js';
 import { bestMatch, findGlobal } from './table-match.js';
-import type { Family, GlobalRole, LayerRole, ModelDims, ModelMap, RoleRef, TensorSource } from './types.js';
+import { GLOBAL_ROLES, type Family, type GlobalRole, type LayerRole, type ModelDims, type ModelMap, type RoleRef, type TensorSource } from './types.js';
 
 // Reading roles and comparing maps live in their own files; re-exported here, where they were first.
 export { compareArchitectures, layerRoleRef, readRole, readRolePart, roleShape };
@@ -29,10 +29,11 @@ export function mapModel(source: TensorSource): ModelMap {
   const family: Family = table.family === 'llama' ? llamaLikeFamily(modelType) : table.family;
   const stackParent = prefix.slice(0, prefix.lastIndexOf('.') + 1);
   const global: Partial<Record<GlobalRole, RoleRef>> = {};
-  for (const role of ['embed', 'lm_head', 'final_norm'] as const) {
+  for (const role of GLOBAL_ROLES) {
     const suffix = table.global[role];
     const tensor = suffix === undefined ? undefined : findGlobal(names, suffix, stackParent);
-    if (tensor) global[role] = { tensor };
+    // A patch projection is stored (hidden, channels, p, p): its rows are the residual dimensions.
+    if (tensor) global[role] = { tensor, ...(role === 'patch_embed' ? { transposed: true } : {}) };
   }
 
   const layerCount = Math.max(...match.tensors.map((t) => t.layer)) + 1;
@@ -62,12 +63,38 @@ export function mapModel(source: TensorSource): ModelMap {
   for (const layer of layers) for (const role of Object.keys(layer) as LayerRole[]) layer[role] = withShapes(layer[role]!);
 
   checkShapes(source, dims, global, layers);
+  const layerBiases = layers.map((layer) => biasesOf(source, layer));
   const used = new Set<string>();
   for (const ref of Object.values(global)) used.add(ref.tensor);
   for (const layer of layers) for (const ref of Object.values(layer)) used.add(ref.tensor);
   const unmapped = names.filter((n) => !used.has(n) && source.tensors.get(n)!.shape.length === 2).sort();
 
-  return { family, dims, tiedEmbeddings, global, layers, unmapped, layerPrefix: prefix, architecture, modelType };
+  return {
+    family, dims, tiedEmbeddings, global, layers, unmapped, layerPrefix: prefix, architecture, modelType,
+    ...(layerBiases.some((b) => Object.keys(b).length > 0) ? { layerBiases } : {}),
+  };
+}
+
+/**
+ * The bias of each role of a layer stored with one: `<module>.bias` beside `<module>.weight`, 1-D,
+ * one value per output row of the whole (fused) tensor, read with the role's rows.
+ */
+function biasesOf(source: TensorSource, layer: MutableLayer): MutableLayer {
+  const biases: MutableLayer = {};
+  for (const [role, ref] of Object.entries(layer) as [LayerRole, RoleRef][]) {
+    if (!ref.tensor.endsWith('.weight')) continue;
+    const tensor = ref.tensor.slice(0, -'.weight'.length) + '.bias';
+    const info = source.tensors.get(tensor);
+    if (!info) continue;
+    const [storedRows, storedCols] = storedShape(tensorInfo(source, ref.tensor));
+    const outFull = ref.transposed ? storedCols : storedRows;
+    if (info.shape.length !== 1 || info.shape[0] !== outFull) {
+      throw new BadInputError(`bias of ${role} must be 1-D of ${outFull} values, got shape [${info.shape.join(', ')}]`, { tensor, file: info.file });
+    }
+    const bias: RoleRef = { tensor, ...(ref.rows ? { rows: ref.rows } : {}), ...(ref.rowRanges ? { rowRanges: ref.rowRanges } : {}) };
+    biases[role] = { ...bias, shape: roleShape(source, bias) };
+  }
+  return biases;
 }
 
 /** q and k of a GGUF Llama-style model read in the trained row order (see unpermutedQkRows). */

@@ -98,8 +98,15 @@ export const NAMING_TABLES: readonly NamingTable[] = [
       'output.dense.weight': { role: 'fc_out' },
       'layernorm_before.weight': { role: 'input_norm' },
       'layernorm_after.weight': { role: 'post_norm' },
+      // transformers 5 names ViT's modules so in memory, which is what PEFT adapters store.
+      'attention.q_proj.weight': { role: 'q' },
+      'attention.k_proj.weight': { role: 'k' },
+      'attention.v_proj.weight': { role: 'v' },
+      'attention.o_proj.weight': { role: 'o' },
+      'mlp.fc1.weight': { role: 'fc_in' },
+      'mlp.fc2.weight': { role: 'fc_out' },
     },
-    global: { final_norm: 'layernorm.weight' },
+    global: { final_norm: 'layernorm.weight', patch_embed: 'embeddings.patch_embeddings.projection.weight' },
   },
   {
     family: 'bert',

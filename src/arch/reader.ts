@@ -25,6 +25,8 @@ export interface RoleReader {
    * instead of a new array; a reader may ignore it (then it is left untouched).
    */
   layer(index: number, role: LayerRole, into?: Float32Array): Weight;
+  /** The bias stored with a layer role (map.layerBiases), as (n, 1); null when it has none. */
+  layerBias?(index: number, role: LayerRole): Weight | null;
   global(role: GlobalRole): Weight;
   /**
    * Part of a layer role (rows and columns kept, each in the order given): only that is read and
@@ -75,6 +77,10 @@ export class SourceRoleReader implements RoleReader {
   }
   layer(index: number, role: LayerRole, into?: Float32Array): Weight {
     return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));
+  }
+  layerBias(index: number, role: LayerRole): Weight | null {
+    const ref = this.map.layerBiases?.[index]?.[role];
+    return ref ? checked(readRole(this.source, ref)) : null;
   }
   layerPart(index: number, role: LayerRole, part: WeightPart, into?: Float32Array): Weight {
     return checked(readRolePart(this.source, layerRoleRef(this.map, index, role), part, into));

@@ -17,6 +17,7 @@ function expectedShape(role: LayerRole | GlobalRole, dims: ModelDims): [number |
     case 'down': case 'fc_out': return [hidden, intermediate];
     case 'input_norm': case 'post_norm': case 'final_norm': return [hidden, 1];
     case 'embed': case 'lm_head': return [vocab, hidden];
+    case 'patch_embed': return [null, hidden];
   }
 }
 
@@ -29,7 +30,7 @@ export function checkShapes(
   const check = (role: LayerRole | GlobalRole, ref: RoleRef, where: string): void => {
     // Viewed as 2-D any tensor has a shape; a weight that is not stored as one is still malformed.
     const info = tensorInfo(source, ref.tensor);
-    const storedRank = role === 'input_norm' || role === 'post_norm' || role === 'final_norm' ? 1 : 2;
+    const storedRank = role === 'input_norm' || role === 'post_norm' || role === 'final_norm' ? 1 : role === 'patch_embed' ? 4 : 2;
     if (info.shape.length !== storedRank) {
       throw new BadInputError(`${role} weight${where} must be ${storedRank}-D, got shape [${info.shape.join(', ')}]`, { tensor: ref.tensor, file: info.file });
     }

@@ -7,7 +7,15 @@ export type LayerRole =
   /** Non-gated MLPs (GPT-2, BERT, ViT): fc_in / fc_out. */
   | 'fc_in' | 'fc_out';
 
-export type GlobalRole = 'embed' | 'lm_head' | 'final_norm';
+/**
+ * `patch_embed`: a vision transformer's patch projection, a conv (hidden, channels, p, p) read as
+ * (channels * p * p, hidden): like a token embedding, one row per input value and one column per
+ * residual dimension.
+ */
+export type GlobalRole = 'embed' | 'lm_head' | 'final_norm' | 'patch_embed';
+
+/** Every global role, in report order. */
+export const GLOBAL_ROLES: readonly GlobalRole[] = ['embed', 'lm_head', 'final_norm', 'patch_embed'];
 
 export const ATTENTION_ROLES = ['q', 'k', 'v', 'o'] as const;
 export const MLP_ROLES = ['gate', 'up', 'down'] as const;
@@ -75,6 +83,11 @@ export interface ModelMap {
   readonly tiedEmbeddings: boolean;
   readonly global: Readonly<Partial<Record<GlobalRole, RoleRef>>>;
   readonly layers: ReadonlyArray<Readonly<Partial<Record<LayerRole, RoleRef>>>>;
+  /**
+   * Per layer, the bias of each role stored with one (`<module>.bias` beside `<module>.weight`, the
+   * same rows of a fused tensor; a norm's bias is its LayerNorm beta), as (n, 1). Absent: none.
+   */
+  readonly layerBiases?: ReadonlyArray<Readonly<Partial<Record<LayerRole, RoleRef>>>>;
   /** 2-D weights that got no role (generic fallback keeps them by name). */
   readonly unmapped: readonly string[];
   /** Tensor-name prefix of the layer stack, e.g. `model.layers` (set by mapModel). */
