@@ -180,6 +180,9 @@ export function applyMlp(layer: LayerWeights, a: MlpAlignment): LayerWeights {
   };
 }
 
+/** What the head alignment reads of a layer (any block with q, k, v rows per head). */
+export type HeadWeights = Pick<LayerWeights, 'q' | 'k' | 'v'>;
+
 export interface HeadAlignment {
   /** groupOrder[g] = candidate KV group playing base group g. */
   readonly groupOrder: Int32Array;
@@ -208,7 +211,7 @@ function blockSimilarity(base: NoisyMatrix, cand: NoisyMatrix, headDim: number, 
   return sim;
 }
 
-export function alignHeads(base: LayerWeights, candidate: LayerWeights, layout: HeadLayout, seed: number): HeadAlignment {
+export function alignHeads(base: HeadWeights, candidate: HeadWeights, layout: HeadLayout, seed: number): HeadAlignment {
   const { heads, kvHeads, headDim } = layout;
   const perGroup = heads / kvHeads;
   const kSim = blockSimilarity(base.k, candidate.k, headDim, kvHeads, seed);
@@ -232,7 +235,7 @@ export function alignHeads(base: LayerWeights, candidate: LayerWeights, layout: 
   return { groupOrder: groups.permutation, headOrder, quality };
 }
 
-function blockRows(order: ArrayLike<number>, size: number): Int32Array {
+export function blockRows(order: ArrayLike<number>, size: number): Int32Array {
   const rows = new Int32Array(order.length * size);
   for (let b = 0; b < order.length; b++) for (let t = 0; t < size; t++) rows[b * size + t] = order[b]! * size + t;
   return rows;

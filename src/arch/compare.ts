@@ -50,3 +50,33 @@ export function compareArchitectures(a: ModelMap, b: ModelMap): string[] {
   }
   return problems;
 }
+
+/**
+ * The map without its task head, for comparing bodies: a resized vocabulary (vocab, the embedding's
+ * rows, lm_head) and the unmapped tensors (classifier, pooler) are not part of it.
+ */
+function bodyOf(map: ModelMap): ModelMap {
+  const { lm_head: _head, embed, ...rest } = map.global;
+  const embedColumns = embed?.shape ? { ...embed, shape: [0, embed.shape[1]] as const } : embed;
+  return { ...map, dims: { ...map.dims, vocab: null }, global: { ...rest, ...(embedColumns ? { embed: embedColumns } : {}) } };
+}
+
+/** compareArchitectures of the bodies: models that differ only in their task heads are one architecture. */
+export function compareBodies(a: ModelMap, b: ModelMap): string[] {
+  return compareArchitectures(bodyOf(a), bodyOf(b));
+}
+
+/**
+ * What a comparison of the bodies leaves out: each model's unmapped 2-D tensors (task heads) and,
+ * when the vocabularies differ, the embedding rows and lm_head beyond the shared tokens; null when
+ * nothing is left out.
+ */
+export function headLeftOut(a: ModelMap, b: ModelMap): { readonly tensors: readonly string[]; readonly note: string } | null {
+  const tensors = [...new Set([...a.unmapped, ...b.unmapped])].sort();
+  const parts: string[] = [];
+  if (tensors.length > 0) parts.push(`${tensors.join(', ')} (unmapped: outside the layer stack, such as a task head)`);
+  const [va, vb] = [a.dims.vocab, b.dims.vocab];
+  if (va !== null && vb !== null && va !== vb) parts.push(`the vocabulary beyond the ${Math.min(va, vb)} shared tokens (${va} vs ${vb})`);
+  if (parts.length === 0) return null;
+  return { tensors, note: `left out of the comparison: ${parts.join('; ')}; the verdict rests on the shared layer stack` };
+}

@@ -40,6 +40,19 @@ export type ModuleName = (typeof MODULE_NAME)[ModuleRole];
 /** The module names in report order. */
 export const MODULE_NAMES: readonly ModuleName[] = [...ATTENTION_ROLES, ...MLP_ROLES].map((role) => MODULE_NAME[role]);
 
+/** A non-gated MLP's linears (GPT-2, BERT, ViT, GPT-NeoX). */
+export const PLAIN_MLP_ROLES = ['fc_in', 'fc_out'] as const;
+/** The roles verify analyses in a LayerNorm block, in report order. */
+export type PlainRole = (typeof ATTENTION_ROLES)[number] | (typeof PLAIN_MLP_ROLES)[number];
+export const PLAIN_ROLES: readonly PlainRole[] = [...ATTENTION_ROLES, ...PLAIN_MLP_ROLES];
+/**
+ * Their names in verify's canonical vocabulary: fc_in and fc_out play the up and down projections
+ * of a gated MLP, so a LoRA target reads the same whatever the family.
+ */
+export const PLAIN_MODULE_NAME: Readonly<Record<PlainRole, ModuleName>> = {
+  q: MODULE_NAME.q, k: MODULE_NAME.k, v: MODULE_NAME.v, o: MODULE_NAME.o, fc_in: MODULE_NAME.up, fc_out: MODULE_NAME.down,
+};
+
 /**
  * Where a role's matrix lives: a whole tensor, or a row slice of a fused one.
  * Always read it with `readRole` (src/arch/map.ts), which applies `rows`, `rowRanges` and

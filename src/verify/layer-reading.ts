@@ -3,7 +3,8 @@
  * and norm gains (whole, or on the residual sample), and the memory bounds that reading implies.
  */
 import type { RoleReader } from '../arch/reader.js';
-import { MODULE_NAME, type LayerRole } from '../arch/types.js';
+import { LINEAR_ROLES, MODULE_NAME, type LayerRole, type ModuleRole } from '../arch/types.js';
+import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { residualColumns, residualColumnsOfBlocks, type ResidualEvidence } from '../align/llama.js';
 import type { NoisyMatrix } from '../align/noisy.js';
 import { residualSampleWidth, tokenSample } from '../align/residual-sample.js';
@@ -44,13 +45,34 @@ function pickDims(m: NoisyMatrix, dims: Int32Array): NoisyMatrix {
 
 const MODULE_ROLES = MODULES.map(([role]) => role);
 
+/** Each linear's bias and the norms' betas of both models, whole, on the grid they are compared on (roles without one absent). */
+export function readBiases(base: RoleReader, candidate: RoleReader, index: number, roles: readonly LayerRole[]): { base: Partial<Record<LayerRole, NoisyMatrix>>; candidate: Partial<Record<LayerRole, NoisyMatrix>> } {
+  const out = { base: {} as Partial<Record<LayerRole, NoisyMatrix>>, candidate: {} as Partial<Record<LayerRole, NoisyMatrix>> };
+  for (const role of [...roles, 'input_norm', 'post_norm'] as const) {
+    const wb = base.layerBias?.(index, role) ?? null, wc = candidate.layerBias?.(index, role) ?? null;
+    if (!wb && !wc) continue;
+    if (!wb || !wc) {
+      const [has, lacks] = wb ? [base, candidate] : [candidate, base];
+      throw new IncompatibleModelsError(`${has.name} stores a bias for ${role} of layer ${index} and ${lacks.name} does not`);
+    }
+    const pair = onCommonGrid(wb, wc);
+    out.base[role] = pair.base;
+    out.candidate[role] = pair.candidate;
+  }
+  return out;
+}
+
 /**
  * One model's layer as read: whole (decoded into pool buffers when there is a pool), or on its
  * residual sample `dims` (stored dimensions; readers' columns, writers' rows), only those read.
+ * `roles`: the block's linear roles (the residual sample serves Llama-style blocks only).
  */
-export function readLayer(reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null): ReadLayer {
-  const modules = Object.fromEntries(reader.storageOrder(index, MODULE_ROLES).map((role) => {
-    const reads = READ_NORM[MODULE_NAME[role]];
+export function readLayer(
+  reader: RoleReader, index: number, norms: { input: NoisyMatrix; post: NoisyMatrix }, dims: Int32Array | null, pool: BufferPool | null,
+  roles: readonly LayerRole[] = MODULE_ROLES, biases?: Partial<Record<LayerRole, NoisyMatrix>>,
+): ReadLayer {
+  const modules = Object.fromEntries(reader.storageOrder(index, roles).map((role) => {
+    const reads = dims ? READ_NORM[MODULE_NAME[role as ModuleRole]] : null;
     return [
       role,
       dims
@@ -58,14 +80,14 @@ export function readLayer(reader: RoleReader, index: number, norms: { input: Noi
         : reader.layer(index, role, decodeBuffer(reader, index, role, null, pool)),
     ];
   })) as ReadLayer['modules'];
-  return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post };
+  return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post, ...(biases ? { biases } : {}) };
 }
 
 /** Values of the largest layer of `reader` as analysed: whole, or on a residual sample of `width` dimensions. */
 function largestLayerElements(reader: RoleReader, width: number | null): number {
   let largest = 0;
   for (let index = 0; index < reader.map.layers.length; index++) {
-    largest = Math.max(largest, MODULES.reduce((total, [role]) => total + roleElements(reader, index, role, width), 0));
+    largest = Math.max(largest, LINEAR_ROLES.reduce((total, role) => total + roleElements(reader, index, role, width), 0));
   }
   return largest;
 }
@@ -99,12 +121,16 @@ export function analystBytes(reader: RoleReader): number {
  * the residual, not the vocabulary).
  */
 function loadResidualEvidence(reader: RoleReader, withHead: boolean, finalNorm: Float64Array | null, tokens: Int32Array | null): ResidualEvidence {
-  const columns = (role: 'embed' | 'lm_head') => {
+  const columns = (role: 'embed' | 'lm_head' | 'patch_embed') => {
     const hidden = reader.map.global[role]?.shape?.[1];
-    if (!tokens || hidden === undefined) return residualColumns(reader.global(role), role);
-    return residualColumnsOfBlocks(tokens.length, hidden, tokenBlocks(reader, role, tokens), role);
+    // A patch projection plays the token embedding (its rows are pixel values, never permuted).
+    const sketchAs = role === 'patch_embed' ? 'embed' : role;
+    if (!tokens || hidden === undefined || role === 'patch_embed') return residualColumns(reader.global(role), sketchAs);
+    return residualColumnsOfBlocks(tokens.length, hidden, tokenBlocks(reader, role, tokens), sketchAs);
   };
-  return { embed: columns('embed'), lmHead: withHead ? columns('lm_head') : null, finalNorm };
+  const embed = reader.map.global.embed ? 'embed' : reader.map.global.patch_embed ? 'patch_embed' : null;
+  if (!embed) throw new LineageError(`verify aligns the residual stream by the embedding: ${reader.name} has no token embedding or patch projection`);
+  return { embed: columns(embed), lmHead: withHead ? columns('lm_head') : null, finalNorm };
 }
 
 /** Token rows read per block: the sampled rows are sketched a block at a time, never all in memory. */
@@ -122,8 +148,11 @@ export function loadGlobals(base: RoleReader, candidate: RoleReader, seed: numbe
   // The final norms on the common grid, as every layer weight: an f32 parent's equals its bf16 child's.
   const norms = base.map.global.final_norm && candidate.map.global.final_norm
     ? onCommonGrid(base.global('final_norm'), candidate.global('final_norm')) : null;
-  const vocab = Math.min(...[base, candidate].map((r) => r.map.global.embed?.shape?.[0] ?? 0));
-  const tokens = vocab > 0 ? tokenSample(vocab, seed) : null;
+  const vocabs = [base, candidate].map((r) => r.map.global.embed?.shape?.[0] ?? 0);
+  const vocab = Math.min(...vocabs);
+  // A resized vocabulary is compared on the shared tokens only (all of them when few).
+  const shared = vocabs[0] !== vocabs[1] ? Int32Array.from({ length: vocab }, (_, t) => t) : null;
+  const tokens = vocab > 0 ? tokenSample(vocab, seed) ?? shared : null;
   return {
     base: loadResidualEvidence(base, !tied, norms ? norms.base.values : null, tokens),
     candidate: loadResidualEvidence(candidate, !tied, norms ? norms.candidate.values : null, tokens),

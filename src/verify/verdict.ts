@@ -3,7 +3,7 @@
  * evidence to a relation with its reason, the LoRA read, and the adapter caveat.
  */
 import type { IndependenceTest } from '../align/independence.js';
-import type { AdapterBase, LayerEvidence, Relation, VerifyResult } from './types.js';
+import type { AdapterBase, LayerEvidence, ModuleName, Relation, VerifyResult } from './types.js';
 import { MODULES } from './layer.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
@@ -63,7 +63,10 @@ export const MIN_INFORMATIVE_NEURONS = 32;
  */
 const FLOOR_GAP = 2;
 
-export function judge(test: IndependenceTest, growth: number, layers: readonly LayerEvidence[], quantization: NonNullable<VerifyResult['quantization']>): Judgement {
+export function judge(
+  test: IndependenceTest, growth: number, layers: readonly LayerEvidence[], quantization: NonNullable<VerifyResult['quantization']>,
+  nativeName: (module: ModuleName) => string = (module) => module,
+): Judgement {
   const log10P = test.log10PValue;
   const p = formatP(log10P);
   const used = `${test.rowsUsed} of ${test.rows} neurons informative`;
@@ -121,7 +124,9 @@ export function judge(test: IndependenceTest, growth: number, layers: readonly L
     const loraLayers = [...new Set(changed.map((m) => m.layer))].sort((a, b) => a - b);
     const atFloor = changed.filter((m) => (m.singularValues[m.rank - 1] ?? 0) < FLOOR_GAP).length;
     const quantized = quantization.base?.quantized || quantization.candidate?.quantized;
-    lora = { rank: mode(ranks), targets, layers: loraLayers, stacked: false, ...(quantized && 2 * atFloor >= changed.length ? { rankIsLowerBound: true as const } : {}) };
+    const nativeTargets = [...new Set(targets.map(nativeName))];
+    const native = nativeTargets.join(',') !== targets.join(',') ? { nativeTargets } : {};
+    lora = { rank: mode(ranks), targets, ...native, layers: loraLayers, stacked: false, ...(quantized && 2 * atFloor >= changed.length ? { rankIsLowerBound: true as const } : {}) };
   }
   const what = lora ? `LoRA rank ${lora.rankIsLowerBound ? 'at least ' : ''}${lora.rank} on ${lora.targets.join(', ')}` : 'a full fine-tune';
   const direction = prunedOnly ? `${prunedNote}; norm growth ${growth.toFixed(2)}` : `norm growth ${growth.toFixed(2)}`;

@@ -1,6 +1,6 @@
 /** Verify's orchestration: compare the architectures, align the residual, read and analyse layer by layer, judge. */
 
-import { compareArchitectures } from '../arch/compare.js';
+import { compareBodies, headLeftOut } from '../arch/compare.js';
 import type { RoleReader } from '../arch/reader.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
@@ -8,11 +8,12 @@ import { alignResidual, type HeadLayout, type ResidualAlignment } from '../align
 import { residualSample, sampledResidual } from '../align/residual-sample.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import { MODULES, type LayerContext, type LayerOutcome } from './layer.js';
+import type { LayerContext, LayerOutcome } from './layer.js';
 import { BufferPool } from './buffer-pool.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import type { Job } from './jobs.js';
-import { loadGlobals, memoryPlan, readLayer, readNorms } from './layer-reading.js';
+import { loadGlobals, memoryPlan, readBiases, readLayer, readNorms } from './layer-reading.js';
+import { blockOf } from './block.js';
 import { describeTransform, layerNormFold, normFoldOf } from './transform-found.js';
 import { adapterCaveat, declaredAdapterBase, judge } from './verdict.js';
 import type { LayerEvidence, ModelSummary, TransformFound, VerifyResult } from './types.js';
@@ -53,17 +54,6 @@ function headLayout(reader: RoleReader): HeadLayout {
   return { heads: d.heads, kvHeads: d.kvHeads, headDim: d.headDim };
 }
 
-function requireDecoder(reader: RoleReader): void {
-  const layer0 = reader.map.layers[0] ?? {};
-  const missing = MODULES.map(([role]) => role).filter((role) => !layer0[role]);
-  if (missing.length > 0 || !layer0.input_norm || !layer0.post_norm) {
-    throw new LineageError(
-      `verify supports Llama-style decoders (q, k, v, o, gate, up, down with RMSNorms); ${reader.name} (family ${reader.map.family}) lacks ${[...missing, ...(layer0.input_norm ? [] : ['input_norm'])].join(', ') || 'post_norm'}`,
-    );
-  }
-}
-
-
 function summarize(reader: RoleReader, adapter: ModelSummary['adapter']): ModelSummary {
   return { name: reader.name, path: reader.path, dtypes: reader.dtypes, parameters: reader.parameters, adapter };
 }
@@ -81,12 +71,14 @@ export function verifyModels(
     add((performance.now() - t0) / 1000);
     return out;
   };
-  const problems = compareArchitectures(base.map, candidate.map);
+  // Task heads (classifier, pooler, a resized vocabulary) are left out: the bodies are compared.
+  const problems = compareBodies(base.map, candidate.map);
   if (problems.length > 0) {
     throw new IncompatibleModelsError(`${base.name} and ${candidate.name} have different architectures: ${problems.join('; ')}`);
   }
-  requireDecoder(base);
-  requireDecoder(candidate);
+  const block = blockOf(base);
+  blockOf(candidate);
+  const leftOut = headLeftOut(base.map, candidate.map);
   const layout = headLayout(base);
   const seed = options.seed ?? 1;
 
@@ -94,20 +86,24 @@ export function verifyModels(
   // norms' fold only: kept in this block, so it is not held while the layers are analysed.
   const { residual, finalNormFold } = (() => {
     const globals = timed(() => loadGlobals(base, candidate, seed), (s) => (readSeconds += s));
-    const aligned: ResidualAlignment = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
+    const found = timed(() => alignResidual(globals.base, globals.candidate), (s) => (alignSeconds += s));
+    // Through a LayerNorm only the order of the residual dimensions is free, not their signs.
+    const aligned: ResidualAlignment = block.layerNorm ? { ...found, sign: new Float64Array(found.sign.length).fill(1), flipped: 0 } : found;
     const fold = globals.candidate.finalNorm && globals.base.finalNorm ? normFoldOf(globals.base.finalNorm, globals.candidate.finalNorm, aligned) : 0;
     return { residual: aligned, finalNormFold: fold };
   })();
   // Wide models: every layer is analysed on a sample of the residual dimensions (residual-sample.ts),
   // and its probe states live in the sample's coordinates.
-  const sample = residualSample(base.map.dims.hidden, seed, options.residualSampleWidth);
+  // LayerNorm blocks are always analysed whole.
+  const sample = block.layerNorm ? null : residualSample(base.map.dims.hidden, seed, options.residualSampleWidth);
   const sampled = sample ? sampledResidual(sample, residual) : null;
   const probesOf = (dims: number) => new Rng(seed + 99).gaussianMatrix(Math.min(dims, PROBES), dims);
   const context: LayerContext = {
     whole: { residual, probes: probesOf(base.map.dims.hidden) },
     sampled: sampled ? { residual: sampled.alignment, probes: probesOf(sampled.base.length) } : null,
-    layout, seed,
+    layout, seed, layerNorm: block.layerNorm,
   };
+  const roles = block.modules.map(([role]) => role);
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const layers: LayerEvidence[] = [];
@@ -168,10 +164,11 @@ export function verifyModels(
         const norms = readNorms(base, candidate, index);
         normFold = Math.max(normFold, layerNormFold(norms, residual));
         const side = (s: 'base' | 'candidate') => ({ input: norms.input[s], post: norms.post[s] });
+        const biases = block.layerNorm ? readBiases(base, candidate, index, roles) : null;
         return {
           index,
-          base: readLayer(base, index, side('base'), sampled?.base ?? null, buffers),
-          candidate: readLayer(candidate, index, side('candidate'), sampled?.candidate ?? null, buffers),
+          base: readLayer(base, index, side('base'), sampled?.base ?? null, buffers, roles, biases?.base),
+          candidate: readLayer(candidate, index, side('candidate'), sampled?.candidate ?? null, buffers, roles, biases?.candidate),
           sampled: sampled !== null,
         };
       }, (s) => (readSeconds += s));
@@ -184,13 +181,14 @@ export function verifyModels(
     analysts.close();
   }
 
-  const test = combineIndependence(independence);
+  // A LayerNorm block's two views of its neurons are fc_in rows and fc_out columns.
+  const test = combineIndependence(independence, block.layerNorm ? 'fc_in row vs fc_out column' : undefined);
   const kurtosisBase = moments[0].result().excessKurtosis;
   const kurtosisCandidate = moments[1].result().excessKurtosis;
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
   const quantization = { base: base.quantization ?? null, candidate: candidate.quantization ?? null };
-  const evidence = judge(test, normGrowth, layers, quantization);
+  const evidence = judge(test, normGrowth, layers, quantization, block.nativeName);
   const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
@@ -206,6 +204,7 @@ export function verifyModels(
     direction: { normGrowth, kurtosisBase, kurtosisCandidate },
     lora: evidence.lora,
     fullFineTune: evidence.fullFineTune,
+    ...(leftOut ? { leftOut } : {}),
     quantization,
     transform,
     layers,
