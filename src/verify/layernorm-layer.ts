@@ -63,6 +63,18 @@ function beyondMergeNoise(fit: LowRankResult): LowRankResult {
   return fit;
 }
 
+/** Squared norms of two biases and their difference, the candidate's rows scaled by `rowScale`. */
+function biasNorms(base: NoisyMatrix, candidate: NoisyMatrix, rowScale: Float64Array) {
+  let deltaNormSq = 0, baseNormSq = 0, candidateNormSq = 0;
+  for (let i = 0; i < base.rows; i++) {
+    const x = base.values[i]!, y = rowScale[i]! * candidate.values[i]!;
+    deltaNormSq += (y - x) * (y - x);
+    baseNormSq += x * x;
+    candidateNormSq += y * y;
+  }
+  return { deltaNormSq, baseNormSq, candidateNormSq };
+}
+
 /** A weight with its bias appended as one more column: a changed bias raises the delta's rank by one. */
 function withBias(w: NoisyMatrix, bias: NoisyMatrix): NoisyMatrix {
   const cols = w.cols + 1;
@@ -112,7 +124,12 @@ export function analyseLayerNormLayer(
     const biasOnly = biasChanged && !(role === 'o' && modules.some((m) => m.module === PLAIN_MODULE_NAME.v && m.status !== 'unchanged'));
     const status = fit.rank === 0 ? (biasOnly ? 'full' : 'unchanged') : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
-    if (fit.rank > 0) {
+    if (fit.rank === 0 && status === 'full') {
+      // A bias-only change: its direction is read from the biases (candidate in the fitted row gauge).
+      const g = biasNorms(b.bias[role], c.bias[role], fit.rowScale);
+      growthNum += g.candidateNormSq - g.baseNormSq;
+      growthDen += g.deltaNormSq;
+    } else if (fit.rank > 0) {
       const norm = preNorm ? READ_NORM[role] : null;
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, norm ? [b[norm], c[norm]] : null);
       growthNum += g.candidateNormSq - g.baseNormSq;
