@@ -4,12 +4,13 @@
  * and the function-preserving obfuscations of a LayerNorm block (residual permutation, LayerNorm
  * scale and shift folded into the readers, head permutation, Q/K and V/O per-head scalings, MLP
  * neuron permutation), each alone or combined. Written as `save_pretrained` would: GPT-2's Conv1D
- * weights stored (in, out), its q, k, v fused in `c_attn`; ViT's patch projection (hidden, 3, p, p).
+ * weights stored (in, out), its q, k, v fused in `c_attn`; GPT-NeoX's q, k, v interleaved per head in
+ * `query_key_value`; ViT's patch projection (hidden, 3, p, p).
  */
 import { Rng } from '../../src/linalg/rng.js';
 import { writeModelFolder, type FixtureTensor } from './safetensors-writer.js';
 
-export type LayerNormFamily = 'vit' | 'bert' | 'gpt2';
+export type LayerNormFamily = 'vit' | 'bert' | 'gpt2' | 'gpt_neox';
 /** The linear modules, by canonical role. */
 export type PlainModule = 'q' | 'k' | 'v' | 'o' | 'fc_in' | 'fc_out';
 export const PLAIN_MODULES: readonly PlainModule[] = ['q', 'k', 'v', 'o', 'fc_in', 'fc_out'];
@@ -257,12 +258,17 @@ function transposed(m: Mat): Float64Array {
 
 const tensor = (shape: readonly number[], data: ArrayLike<number>): FixtureTensor => ({ shape, data });
 
-/** The model with `extra` new token rows (a resized vocabulary; BERT and GPT-2). */
+/** The model with `extra` new token rows (a resized vocabulary; BERT, GPT-2, GPT-NeoX). */
 export function withResizedVocabulary(model: LayerNormModel, extra: number, seed: number): LayerNormModel {
   const rng = new Rng(seed);
   const out = cloneModel(model);
   const added = Float64Array.from({ length: extra * model.embed.cols }, () => 0.5 * rng.gaussian());
   out.embed = { rows: model.embed.rows + extra, cols: model.embed.cols, data: Float64Array.from([...model.embed.data, ...added]) };
+  // An untied output embedding (GPT-NeoX's embed_out) grows with it.
+  if (model.head.rows === model.embed.rows) {
+    const head = Float64Array.from({ length: extra * model.head.cols }, () => rng.gaussian() / Math.sqrt(model.head.cols));
+    out.head = { rows: model.head.rows + extra, cols: model.head.cols, data: Float64Array.from([...model.head.data, ...head]) };
+  }
   return out;
 }
 
@@ -310,6 +316,29 @@ export function writeLayerNormModel(dir: string, model: LayerNormModel, options:
     });
     norm('transformer.ln_f', model.finalNorm);
     config = { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], n_embd: h, n_layer: s.layers, n_head: s.heads, n_inner: s.ff, vocab_size: model.embed.rows, n_positions: s.positions };
+  } else if (s.family === 'gpt_neox') {
+    t['gpt_neox.embed_in.weight'] = tensor([model.embed.rows, h], model.embed.data);
+    model.layers.forEach((l, i) => {
+      const p = `gpt_neox.layers.${i}.`;
+      norm(`${p}input_layernorm`, l.ln1);
+      norm(`${p}post_attention_layernorm`, l.ln2);
+      // Per head: head_dim rows of q, then of k, then of v.
+      const hd = h / s.heads;
+      const rows = Array.from({ length: s.heads }, (_, head) => (['q', 'k', 'v'] as const).map((r) => [r, head] as const)).flat();
+      const qkv = new Float64Array(3 * h * h), bias = new Float64Array(3 * h);
+      rows.forEach(([r, head], block) => {
+        qkv.set(l.w[r].data.subarray(head * hd * h, (head + 1) * hd * h), block * hd * h);
+        bias.set(l.b[r].subarray(head * hd, (head + 1) * hd), block * hd);
+      });
+      t[`${p}attention.query_key_value.weight`] = tensor([3 * h, h], qkv);
+      t[`${p}attention.query_key_value.bias`] = tensor([3 * h], bias);
+      linear(`${p}attention.dense`, l.w.o, l.b.o);
+      linear(`${p}mlp.dense_h_to_4h`, l.w.fc_in, l.b.fc_in);
+      linear(`${p}mlp.dense_4h_to_h`, l.w.fc_out, l.b.fc_out);
+    });
+    norm('gpt_neox.final_layer_norm', model.finalNorm);
+    t['embed_out.weight'] = tensor([model.head.rows, h], model.head.data);
+    config = { model_type: 'gpt_neox', architectures: ['GPTNeoXForCausalLM'], hidden_size: h, num_hidden_layers: s.layers, num_attention_heads: s.heads, intermediate_size: s.ff, vocab_size: model.embed.rows };
   } else if (s.family === 'bert') {
     t['bert.embeddings.word_embeddings.weight'] = tensor([model.embed.rows, h], model.embed.data);
     t['bert.embeddings.position_embeddings.weight'] = tensor([s.positions, h], model.positions.data);
