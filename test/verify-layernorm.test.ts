@@ -113,6 +113,14 @@ for (const family of ['vit', 'bert', 'gpt2', 'gpt_neox'] as const) {
   });
 }
 
+test('fc_in rows that tie (all zero) carry no evidence: a copy reads inconclusive, not derived', async () => {
+  const model = randomLayerNormModel(SHAPES.vit, 41);
+  for (const layer of model.layers) layer.w.fc_in.data.fill(0);
+  const result = await verify(write(model), write(loraChild(model, ['q'], 2, 42)));
+  assert.equal(result.relation, 'inconclusive', result.reason);
+  assert.equal(result.independence.rowsUsed, 0);
+});
+
 describe('lineage tree on synthetic LayerNorm families', () => {
   for (const family of ['gpt2', 'bert'] as const) {
     test(`a ${family} family: every edge and its direction`, async () => {

@@ -4,13 +4,13 @@
  * transforms such a block admits: a permutation of the residual stream (LayerNorm's mean and
  * variance do not see the order; sign flips are NOT preserved, the mean would change), LayerNorm
  * gamma and beta folded into the linears that read the norm (W diag(gamma), b + W beta), MLP
- * neuron permutation (GELU is not homogeneous: no up/down rescaling), head permutation, and Q/K,
- * V/O per-head scalings (left to the gauge fit). All matrices are (out, in); biases are (n, 1).
+ * neuron permutation (GELU is not homogeneous: no up/down rescaling), head permutation (found by
+ * llama.ts's alignHeads from q, k and v rows, as for any attention), and Q/K, V/O per-head scalings
+ * (left to the gauge fit). All matrices are (out, in); biases are (n, 1).
  */
 import type { PlainRole } from '../arch/types.js';
-import type { Matrix } from '../linalg/matrix.js';
 import type { NeuronSources } from './independence.js';
-import { alignHeads as alignLlamaHeads, blockRows, comparableRows, type HeadAlignment, type HeadLayout, type MlpAlignment, type ResidualAlignment } from './llama.js';
+import { blockRows, comparableRows, type HeadAlignment, type HeadLayout, type MlpAlignment, type ResidualAlignment } from './llama.js';
 import { matchSources, movedCount } from './matching.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
 
@@ -86,10 +86,15 @@ function foldBeta(w: NoisyMatrix, bias: NoisyMatrix, x: NoisyMatrix): void {
 }
 
 /** A matrix's columns as the rows of a new one (fc_out's columns are its neurons). */
-function columnsAsRows(m: NoisyMatrix): Matrix {
-  const data = new Float64Array(m.rows * m.cols);
-  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.cols; j++) data[j * m.rows + i] = m.values[i * m.cols + j]!;
-  return { rows: m.cols, cols: m.rows, data };
+function columnsAsRows(m: NoisyMatrix): NoisyMatrix {
+  const values = new Float64Array(m.rows * m.cols), variance = new Float32Array(m.rows * m.cols);
+  for (let i = 0; i < m.rows; i++) {
+    for (let j = 0; j < m.cols; j++) {
+      values[j * m.rows + i] = m.values[i * m.cols + j]!;
+      variance[j * m.rows + i] = m.variance[i * m.cols + j]!;
+    }
+  }
+  return { rows: m.cols, cols: m.rows, values, variance };
 }
 
 /**
@@ -97,10 +102,9 @@ function columnsAsRows(m: NoisyMatrix): Matrix {
  * (GELU is not odd, so a neuron cannot be negated). Named gate and up as in the gated test.
  */
 export function layerNormNeuronSources(base: LayerNormLayerWeights, candidate: LayerNormLayerWeights, seed: number): NeuronSources {
-  const asNoisy = (m: Matrix): NoisyMatrix => ({ rows: m.rows, cols: m.cols, values: m.data as Float64Array, variance: new Float32Array(0) });
   return {
     gate: { base: comparableRows(base.fc_in, seed), candidate: comparableRows(candidate.fc_in, seed), absolute: false },
-    up: { base: comparableRows(asNoisy(columnsAsRows(base.fc_out)), seed + 1), candidate: comparableRows(asNoisy(columnsAsRows(candidate.fc_out)), seed + 1), absolute: false },
+    up: { base: comparableRows(columnsAsRows(base.fc_out), seed + 1), candidate: comparableRows(columnsAsRows(candidate.fc_out), seed + 1), absolute: false },
   };
 }
 
@@ -115,11 +119,6 @@ export function applyLayerNormMlp(layer: LayerNormLayerWeights, a: MlpAlignment)
   permuteRowsInPlace(layer.bias.fc_in, a.order);
   permuteColumnsInPlace(layer.fc_out, a.order);
   return layer;
-}
-
-/** Head permutation from q, k and v rows, as for a Llama block (no grouped-query attention here). */
-export function alignLayerNormHeads(base: LayerNormLayerWeights, candidate: LayerNormLayerWeights, layout: HeadLayout, seed: number): HeadAlignment {
-  return alignLlamaHeads(base, candidate, layout, seed);
 }
 
 export function applyLayerNormHeads(layer: LayerNormLayerWeights, a: HeadAlignment, layout: HeadLayout): LayerNormLayerWeights {

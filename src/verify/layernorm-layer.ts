@@ -6,9 +6,10 @@
  */
 import { independenceFromSources } from '../align/independence.js';
 import {
-  alignLayerNormHeads, alignLayerNormMlp, applyLayerNormHeads, applyLayerNormMlp, applyResidualLayerNorm, canonicalizeLayerNorm,
+  alignLayerNormMlp, applyLayerNormHeads, applyLayerNormMlp, applyResidualLayerNorm, canonicalizeLayerNorm,
   layerNormNeuronSources, type LayerNormLayerWeights,
 } from '../align/layernorm.js';
+import { alignHeads } from '../align/llama.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
 import type { NoisyMatrix } from '../align/noisy.js';
 import { PLAIN_MODULE_NAME, PLAIN_ROLES, type PlainRole } from '../arch/types.js';
@@ -107,7 +108,7 @@ export function analyseLayerNormLayer(
   const independence = independenceFromSources(index, sources, layerSeed + 7);
   const mlp = alignLayerNormMlp(sources, layerSeed + 9);
   c = applyLayerNormMlp(c, mlp);
-  const heads = alignLayerNormHeads(b, c, layout, seed + 2000 + index);
+  const heads = alignHeads(b, c, layout, seed + 2000 + index);
   c = applyLayerNormHeads(c, heads, layout);
   const alignSeconds = (performance.now() - t0) / 1000;
 

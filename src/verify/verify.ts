@@ -76,8 +76,8 @@ export function verifyModels(
   if (problems.length > 0) {
     throw new IncompatibleModelsError(`${base.name} and ${candidate.name} have different architectures: ${problems.join('; ')}`);
   }
+  // The bodies compared equal: CANDIDATE has BASE's roles, hence its block kind.
   const block = blockOf(base);
-  blockOf(candidate);
   const leftOut = headLeftOut(base.map, candidate.map);
   const layout = headLayout(base);
   const seed = options.seed ?? 1;
