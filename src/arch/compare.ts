@@ -11,20 +11,28 @@ const DIM_WORDS: ReadonlyArray<[keyof ModelDims, string]> = [
   ['vocab', 'vocabulary size'],
 ];
 
-/** Plain-words reasons why two models cannot be compared weight by weight; empty when they can. */
-export function compareArchitectures(a: ModelMap, b: ModelMap): string[] {
+/**
+ * Plain-words reasons why two models cannot be compared weight by weight; empty when they can.
+ * `bodies`: the task heads are not compared (a resized vocabulary: vocab, the embedding's rows,
+ * lm_head; unmapped tensors never are), so models differing only there are one architecture.
+ */
+export function compareArchitectures(a: ModelMap, b: ModelMap, options: { readonly bodies?: boolean } = {}): string[] {
   const problems: string[] = [];
   for (const [key, words] of DIM_WORDS) {
+    if (options.bodies && key === 'vocab') continue;
     const x = a.dims[key];
     const y = b.dims[key];
     if (x !== null && y !== null && x !== y) problems.push(`${words} differs: ${x} vs ${y}`);
   }
   const shapeText = (ref: RoleRef | undefined): string => (ref?.shape ? ref.shape.join('x') : ref ? '?' : 'absent');
   for (const role of GLOBAL_ROLES) {
+    if (options.bodies && role === 'lm_head') continue;
     const x = a.global[role];
     const y = b.global[role];
     if (!x && !y) continue;
-    if (!x || !y || (x.shape && y.shape && x.shape.join('x') !== y.shape.join('x'))) {
+    // A body's embedding is compared by its columns (the residual), not its token rows.
+    const from = options.bodies && role === 'embed' ? 1 : 0;
+    if (!x || !y || (x.shape && y.shape && x.shape.slice(from).join('x') !== y.shape.slice(from).join('x'))) {
       problems.push(`${role} weight: ${shapeText(x)} vs ${shapeText(y)}`);
     }
   }
@@ -49,21 +57,6 @@ export function compareArchitectures(a: ModelMap, b: ModelMap): string[] {
     problems.push(`${role} weight of layer ${first}: ${text}${count > 1 ? ` (${count} layers differ)` : ''}`);
   }
   return problems;
-}
-
-/**
- * The map without its task head, for comparing bodies: a resized vocabulary (vocab, the embedding's
- * rows, lm_head) and the unmapped tensors (classifier, pooler) are not part of it.
- */
-function bodyOf(map: ModelMap): ModelMap {
-  const { lm_head: _head, embed, ...rest } = map.global;
-  const embedColumns = embed?.shape ? { ...embed, shape: [0, embed.shape[1]] as const } : embed;
-  return { ...map, dims: { ...map.dims, vocab: null }, global: { ...rest, ...(embedColumns ? { embed: embedColumns } : {}) } };
-}
-
-/** compareArchitectures of the bodies: models that differ only in their task heads are one architecture. */
-export function compareBodies(a: ModelMap, b: ModelMap): string[] {
-  return compareArchitectures(bodyOf(a), bodyOf(b));
 }
 
 /**

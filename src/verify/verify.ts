@@ -1,6 +1,6 @@
 /** Verify's orchestration: compare the architectures, align the residual, read and analyse layer by layer, judge. */
 
-import { compareBodies, headLeftOut } from '../arch/compare.js';
+import { compareArchitectures, headLeftOut } from '../arch/compare.js';
 import type { RoleReader } from '../arch/reader.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
@@ -72,7 +72,7 @@ export function verifyModels(
     return out;
   };
   // Task heads (classifier, pooler, a resized vocabulary) are left out: the bodies are compared.
-  const problems = compareBodies(base.map, candidate.map);
+  const problems = compareArchitectures(base.map, candidate.map, { bodies: true });
   if (problems.length > 0) {
     throw new IncompatibleModelsError(`${base.name} and ${candidate.name} have different architectures: ${problems.join('; ')}`);
   }
