@@ -113,6 +113,15 @@ for (const family of ['vit', 'bert', 'gpt2', 'gpt_neox'] as const) {
   });
 }
 
+test('a GPT-2 wider than the residual sample is analysed whole: exact rank under every transform', async () => {
+  const shape: LayerNormShape = { ...SHAPES.gpt2, hidden: 288, heads: 4, ff: 576, layers: 1, vocab: 600 };
+  const base = randomLayerNormModel(shape, 51);
+  const all: Obfuscation = Object.fromEntries(OBFUSCATIONS.map((t) => [t, true]));
+  const result = await verify(write(base), write(obfuscate(loraChild(base, LORA.gpt2.targets, RANK, 52), all, 53)));
+  assertLora(result, 'gpt2', 'wide');
+  assert.ok(result.layers.every((l) => l.residualSample === null));
+});
+
 test('fc_in rows that tie (all zero) carry no evidence: a copy reads inconclusive, not derived', async () => {
   const model = randomLayerNormModel(SHAPES.vit, 41);
   for (const layer of model.layers) layer.w.fc_in.data.fill(0);

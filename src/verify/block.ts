@@ -5,7 +5,7 @@
  */
 import { PEFT_MODULE_NAMES } from '../arch/names.js';
 import type { RoleReader } from '../arch/reader.js';
-import { MODULE_NAME, PLAIN_MODULE_NAME, PLAIN_ROLES, type LayerRole, type ModuleName } from '../arch/types.js';
+import { MODULE_NAME, PLAIN_MODULE_NAME, PLAIN_ROLES, type LayerRole, type ModelMap, type ModuleName } from '../arch/types.js';
 import { LineageError } from '../io/errors.js';
 import { MODULES } from './layer.js';
 
@@ -21,13 +21,18 @@ export interface Block {
 /** Families whose norm follows the residual addition (post-norm): the norm output is the residual itself. */
 const POST_NORM_FAMILIES: ReadonlySet<string> = new Set(['bert']);
 
+/** True when the model's layers are LayerNorm blocks (q, k, v, o, fc_in, fc_out and two norms). */
+export function isLayerNormModel(map: ModelMap): boolean {
+  const layer0 = map.layers[0] ?? {};
+  return Boolean(layer0.input_norm && layer0.post_norm) && PLAIN_ROLES.every((role) => layer0[role]) && !layer0.gate;
+}
+
 /** The block kind of a model; a LineageError when verify analyses neither. */
 export function blockOf(reader: RoleReader): Block {
   const { family } = reader.map;
   const layer0 = reader.map.layers[0] ?? {};
   const norms = layer0.input_norm && layer0.post_norm;
-  const plain = PLAIN_ROLES.every((role) => layer0[role]) && !layer0.gate;
-  if (norms && plain) {
+  if (isLayerNormModel(reader.map)) {
     const modules = PLAIN_ROLES.map((role) => [role, PLAIN_MODULE_NAME[role]] as const);
     const native = PEFT_MODULE_NAMES[family] ?? {};
     return {

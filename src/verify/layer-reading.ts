@@ -11,6 +11,7 @@ import { residualSampleWidth, tokenSample } from '../align/residual-sample.js';
 import type { BufferPool } from './buffer-pool.js';
 import { onCommonGrid, type ReadLayer } from './jobs.js';
 import { MODULES, READ_NORM } from './layer.js';
+import { isLayerNormModel } from './block.js';
 
 /** Values of a layer role of `reader` as analysed: whole, or on a residual sample of `width` dimensions (0 when absent). */
 function roleElements(reader: RoleReader, index: number, role: LayerRole, width: number | null): number {
@@ -111,7 +112,8 @@ export function memoryPlan(base: RoleReader, candidate: RoleReader, width: numbe
  * more layer's decodes, read ahead.
  */
 export function analystBytes(reader: RoleReader): number {
-  const largest = largestLayerElements(reader, residualSampleWidth(reader.map.dims.hidden));
+  // LayerNorm blocks are analysed whole, whatever their width.
+  const largest = largestLayerElements(reader, isLayerNormModel(reader.map) ? null : residualSampleWidth(reader.map.dims.hidden));
   return 2 * (2 * 12 * largest) + 2 * 4 * largest;
 }
 
