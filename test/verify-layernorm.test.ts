@@ -40,9 +40,9 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-layernorm-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 let written = 0;
-function write(model: LayerNormModel): string {
+function write(model: LayerNormModel, dtype: 'F32' | 'BF16' = 'F32'): string {
   const dir = path.join(tmp, `m${written++}`);
-  writeLayerNormModel(dir, model);
+  writeLayerNormModel(dir, model, { dtype });
   return dir;
 }
 
@@ -120,6 +120,12 @@ test('a GPT-2 wider than the residual sample is analysed whole: exact rank under
   const result = await verify(write(base), write(obfuscate(loraChild(base, LORA.gpt2.targets, RANK, 52), all, 53)));
   assertLora(result, 'gpt2', 'wide');
   assert.ok(result.layers.every((l) => l.residualSample === null));
+});
+
+test('bf16 storage: a BERT LoRA child, obfuscated, of a float32 base and of its bf16 copy', async () => {
+  const base = randomLayerNormModel(SHAPES.bert, 61);
+  const child = write(obfuscate(loraChild(base, LORA.bert.targets, RANK, 62), { residual: true, heads: true, neurons: true }, 63), 'BF16');
+  for (const dtype of ['F32', 'BF16'] as const) assertLora(await verify(write(base, dtype), child), 'bert', `${dtype} base`);
 });
 
 test('fc_in rows that tie (all zero) carry no evidence: a copy reads inconclusive, not derived', async () => {
