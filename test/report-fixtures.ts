@@ -1,8 +1,9 @@
 /** Realistic result objects for the report tests, shaped like runs on the shipped samples. */
 import type { LineageEdge, LineageResult } from '../src/tree/types.js';
+import { MODULE_NAMES } from '../src/arch/types.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, VerifyResult } from '../src/verify/types.js';
 
-export const MODULES: readonly ModuleName[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+export const MODULES: readonly ModuleName[] = MODULE_NAMES;
 export const LAYERS = 4;
 export const LORA_RANK = 8;
 const SPECTRUM_LENGTH = 24;

@@ -152,11 +152,12 @@ export function informativeRows(m: Matrix, absolute: boolean): Uint8Array {
  * layers with at least MIN_ROWS_USED informative neurons. With none, nothing is tested: p = 1,
  * and `layersTested` = 0 tells a caller the weights carried no evidence either way.
  */
-export function combineIndependence(perLayer: readonly LayerIndependence[]): IndependenceTest {
+/** `views`: the two views of the neurons the matchings came from, for the method's description. */
+export function combineIndependence(perLayer: readonly LayerIndependence[], views = 'gate vs up'): IndependenceTest {
   const tested = perLayer.filter((l) => l.rowsUsed >= MIN_ROWS_USED);
   const combined = tested.length > 0 ? fisherCombineLogP(tested.map((l) => normalLogSf(l.z))) : { statistic: 0, p: 1, log10P: 0 };
   return {
-    method: 'matched-neuron Spearman (gate vs up matchings) over neurons with informative rows, Fisher-combined over layers',
+    method: `matched-neuron Spearman (${views} matchings) over neurons with informative rows, Fisher-combined over layers`,
     perLayer,
     statistic: combined.statistic,
     pValue: combined.p,

@@ -5,6 +5,9 @@ import { svdViaGram } from '../linalg/svd.js';
 import type { HeadLayout, LayerWeights } from './llama.js';
 import { sameValues, type NoisyMatrix } from './noisy.js';
 
+/** What the invariants read of a layer (any block with attention). */
+export type AttentionWeights = Pick<LayerWeights, 'q' | 'k' | 'v' | 'o' | 'inputNorm' | 'inputNormVariance'>;
+
 /**
  * Evidence that needs no head or neuron alignment: the attention products W_q^h W_k^h^T summed
  * over heads and W_v W_o (GQA-expanded) are unchanged by head permutations, Q/K and V/O scalings
@@ -106,7 +109,7 @@ function sharedProducts(left: readonly [Matrix, Matrix], right: readonly [NoisyM
   return [base, same && left[0] === left[1] ? base : matmulTransB(left[1], asMatrix(right[1]))];
 }
 
-export function attentionInvariants(base: LayerWeights, candidate: LayerWeights, layout: HeadLayout, probes: Matrix): AttentionInvariants {
+export function attentionInvariants(base: AttentionWeights, candidate: AttentionWeights, layout: HeadLayout, probes: Matrix): AttentionInvariants {
   const same = {
     q: sameValues(base.q, candidate.q), k: sameValues(base.k, candidate.k),
     v: sameValues(base.v, candidate.v), o: sameValues(base.o, candidate.o),
@@ -198,7 +201,7 @@ function maskedVarianceSums(own: NoisyMatrix, other: NoisyMatrix, rowWeight: Flo
  * on the columns where the two models' gains differ (an identical gain's error cancels); null
  * when there are none.
  */
-function normErrorVariance(layer: LayerWeights, other: LayerWeights): Float64Array | null {
+function normErrorVariance(layer: AttentionWeights, other: AttentionWeights): Float64Array | null {
   if (!layer.inputNormVariance) return null;
   const out = new Float64Array(layer.inputNorm.length);
   let any = false;
@@ -225,7 +228,7 @@ function normErrorVariance(layer: LayerWeights, other: LayerWeights): Float64Arr
  * for noise coloured by W_o and W_v).
  */
 export function probeNoiseEdge(
-  layers: readonly [LayerWeights, LayerWeights], values: readonly [Matrix, Matrix],
+  layers: readonly [AttentionWeights, AttentionWeights], values: readonly [Matrix, Matrix],
   same: { readonly v: boolean; readonly o: boolean }, layout: HeadLayout, probes: Matrix,
 ): number {
   const p = probes.rows, outputs = layers[0].o.rows;

@@ -3,6 +3,7 @@ import type { Matrix, RowMajor } from '../linalg/matrix.js';
 import { matmulTransB, selectRows } from '../linalg/ops.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
+import type { ModuleRole } from '../arch/types.js';
 import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
 
 /**
@@ -25,7 +26,8 @@ export interface LayerWeights {
   readonly inputNormVariance?: Float32Array;
 }
 
-export type ModuleRole = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+/** The roles a layer's alignment works on (arch's one list). */
+export type { ModuleRole };
 
 /**
  * What the residual alignment needs of one model's global weights: the embedding and lm_head
@@ -178,6 +180,9 @@ export function applyMlp(layer: LayerWeights, a: MlpAlignment): LayerWeights {
   };
 }
 
+/** What the head alignment reads of a layer (any block with q, k, v rows per head). */
+export type HeadWeights = Pick<LayerWeights, 'q' | 'k' | 'v'>;
+
 export interface HeadAlignment {
   /** groupOrder[g] = candidate KV group playing base group g. */
   readonly groupOrder: Int32Array;
@@ -206,7 +211,7 @@ function blockSimilarity(base: NoisyMatrix, cand: NoisyMatrix, headDim: number, 
   return sim;
 }
 
-export function alignHeads(base: LayerWeights, candidate: LayerWeights, layout: HeadLayout, seed: number): HeadAlignment {
+export function alignHeads(base: HeadWeights, candidate: HeadWeights, layout: HeadLayout, seed: number): HeadAlignment {
   const { heads, kvHeads, headDim } = layout;
   const perGroup = heads / kvHeads;
   const kSim = blockSimilarity(base.k, candidate.k, headDim, kvHeads, seed);
@@ -230,7 +235,7 @@ export function alignHeads(base: LayerWeights, candidate: LayerWeights, layout: 
   return { groupOrder: groups.permutation, headOrder, quality };
 }
 
-function blockRows(order: ArrayLike<number>, size: number): Int32Array {
+export function blockRows(order: ArrayLike<number>, size: number): Int32Array {
   const rows = new Int32Array(order.length * size);
   for (let b = 0; b < order.length; b++) for (let t = 0; t < size; t++) rows[b * size + t] = order[b]! * size + t;
   return rows;

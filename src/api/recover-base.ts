@@ -7,7 +7,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { layerRoleRef, mapModel } from '../arch/map.js';
+import { mapModel } from '../arch/map.js';
+import { layerRoleRef } from '../arch/read-role.js';
 import { BadInputError } from '../io/errors.js';
 import { matrixShape, openSafetensorsSource, type SafetensorsSource } from '../io/source.js';
 import { encodeValues, writeSafetensorsStreaming, type TensorSpec } from '../io/writer.js';

@@ -48,6 +48,10 @@ export class MergedAdapterReader implements RoleReader {
   summary() {
     return describeAdapter(this.adapter);
   }
+  /** LoRA leaves biases as they are (PEFT's default bias = "none"): the base's. */
+  layerBias(index: number, role: LayerRole): Weight | null {
+    return this.base.layerBias?.(index, role) ?? null;
+  }
   global(role: GlobalRole): Weight {
     return this.base.global(role);
   }

@@ -97,8 +97,15 @@ export const NAMING_TABLES: readonly NamingTable[] = [
       'output.dense.weight': { role: 'fc_out' },
       'layernorm_before.weight': { role: 'input_norm' },
       'layernorm_after.weight': { role: 'post_norm' },
+      // transformers 5 names ViT's modules so in memory, which is what PEFT adapters store.
+      'attention.q_proj.weight': { role: 'q' },
+      'attention.k_proj.weight': { role: 'k' },
+      'attention.v_proj.weight': { role: 'v' },
+      'attention.o_proj.weight': { role: 'o' },
+      'mlp.fc1.weight': { role: 'fc_in' },
+      'mlp.fc2.weight': { role: 'fc_out' },
     },
-    global: { final_norm: 'layernorm.weight' },
+    global: { final_norm: 'layernorm.weight', patch_embed: 'embeddings.patch_embeddings.projection.weight' },
   },
   {
     family: 'bert',
@@ -185,3 +192,18 @@ export function anyLayerPattern(suffix: string): LayerPattern | undefined {
   }
   return undefined;
 }
+
+const VIT_BERT_MODULES = {
+  q: 'query', k: 'key', v: 'value', o: 'attention.output.dense', fc_in: 'intermediate.dense', fc_out: 'output.dense',
+} as const;
+
+/**
+ * A family's own names of its linear modules, as PEFT's target_modules gives them (a name matches
+ * a module path ending in it), where they differ from MODULE_NAME. Fused q, k, v share one module.
+ */
+export const PEFT_MODULE_NAMES: Readonly<Partial<Record<Family, Readonly<Partial<Record<LayerRole, string>>>>>> = {
+  vit: VIT_BERT_MODULES,
+  bert: VIT_BERT_MODULES,
+  gpt2: { q: 'c_attn', k: 'c_attn', v: 'c_attn', o: 'attn.c_proj', fc_in: 'c_fc', fc_out: 'mlp.c_proj' },
+  gpt_neox: { q: 'query_key_value', k: 'query_key_value', v: 'query_key_value', o: 'attention.dense', fc_in: 'dense_h_to_4h', fc_out: 'dense_4h_to_h' },
+};

@@ -3,7 +3,8 @@ import { openTensorSource } from '../io/source.js';
 import type { TensorSource } from '../io/types.js';
 import { assertFinite } from '../io/source.js';
 import { storageQuantization, type StorageQuantization } from './gguf.js';
-import { layerRoleRef, mapModel, readRole, readRolePart } from './map.js';
+import { mapModel } from './map.js';
+import { layerRoleRef, readRole, readRolePart } from './read-role.js';
 import type { GlobalRole, LayerRole, ModelMap, RoleRef, Weight, WeightPart } from './types.js';
 import { BadInputError } from '../io/errors.js';
 
@@ -25,6 +26,8 @@ export interface RoleReader {
    * instead of a new array; a reader may ignore it (then it is left untouched).
    */
   layer(index: number, role: LayerRole, into?: Float32Array): Weight;
+  /** The bias stored with a layer role (map.layerBiases), as (n, 1); null when it has none. */
+  layerBias?(index: number, role: LayerRole): Weight | null;
   global(role: GlobalRole): Weight;
   /**
    * Part of a layer role (rows and columns kept, each in the order given): only that is read and
@@ -75,6 +78,10 @@ export class SourceRoleReader implements RoleReader {
   }
   layer(index: number, role: LayerRole, into?: Float32Array): Weight {
     return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));
+  }
+  layerBias(index: number, role: LayerRole): Weight | null {
+    const ref = this.map.layerBiases?.[index]?.[role];
+    return ref ? checked(readRole(this.source, ref)) : null;
   }
   layerPart(index: number, role: LayerRole, part: WeightPart, into?: Float32Array): Weight {
     return checked(readRolePart(this.source, layerRoleRef(this.map, index, role), part, into));

@@ -7,17 +7,50 @@ export type LayerRole =
   /** Non-gated MLPs (GPT-2, BERT, ViT): fc_in / fc_out. */
   | 'fc_in' | 'fc_out';
 
-export type GlobalRole = 'embed' | 'lm_head' | 'final_norm';
+/**
+ * `patch_embed`: a vision transformer's patch projection, a conv (hidden, channels, p, p) read as
+ * (channels * p * p, hidden): like a token embedding, one row per input value and one column per
+ * residual dimension.
+ */
+export type GlobalRole = 'embed' | 'lm_head' | 'final_norm' | 'patch_embed';
+
+/** Every global role, in report order. */
+export const GLOBAL_ROLES: readonly GlobalRole[] = ['embed', 'lm_head', 'final_norm', 'patch_embed'];
 
 export const ATTENTION_ROLES = ['q', 'k', 'v', 'o'] as const;
 export const MLP_ROLES = ['gate', 'up', 'down'] as const;
 export const LINEAR_ROLES: readonly LayerRole[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'fc_in', 'fc_out'];
 
-/** PEFT / Hugging Face module names of the linear roles (what users pass as LoRA targets). */
-export const MODULE_NAME: Readonly<Partial<Record<LayerRole, string>>> = {
+/**
+ * PEFT / Hugging Face module names of the linear roles (what users pass as LoRA targets). The one
+ * list of module names: verify's ModuleName, align's ModuleRole and the test helpers derive from it.
+ */
+const MODULE_NAMES_OF_ROLES = {
   q: 'q_proj', k: 'k_proj', v: 'v_proj', o: 'o_proj',
   gate: 'gate_proj', up: 'up_proj', down: 'down_proj',
   fc_in: 'fc_in', fc_out: 'fc_out',
+} as const;
+// Indexable by any layer role (norms have no module name), and literal for the linear ones.
+export const MODULE_NAME: Readonly<Partial<Record<LayerRole, string>>> & typeof MODULE_NAMES_OF_ROLES = MODULE_NAMES_OF_ROLES;
+
+/** The roles verify analyses in a Llama-style decoder, in report order. */
+export type ModuleRole = (typeof ATTENTION_ROLES)[number] | (typeof MLP_ROLES)[number];
+/** Their module names: the canonical vocabulary of LoRA targets. */
+export type ModuleName = (typeof MODULE_NAME)[ModuleRole];
+/** The module names in report order. */
+export const MODULE_NAMES: readonly ModuleName[] = [...ATTENTION_ROLES, ...MLP_ROLES].map((role) => MODULE_NAME[role]);
+
+/** A non-gated MLP's linears (GPT-2, BERT, ViT, GPT-NeoX). */
+export const PLAIN_MLP_ROLES = ['fc_in', 'fc_out'] as const;
+/** The roles verify analyses in a LayerNorm block, in report order. */
+export type PlainRole = (typeof ATTENTION_ROLES)[number] | (typeof PLAIN_MLP_ROLES)[number];
+export const PLAIN_ROLES: readonly PlainRole[] = [...ATTENTION_ROLES, ...PLAIN_MLP_ROLES];
+/**
+ * Their names in verify's canonical vocabulary: fc_in and fc_out play the up and down projections
+ * of a gated MLP, so a LoRA target reads the same whatever the family.
+ */
+export const PLAIN_MODULE_NAME: Readonly<Record<PlainRole, ModuleName>> = {
+  q: MODULE_NAME.q, k: MODULE_NAME.k, v: MODULE_NAME.v, o: MODULE_NAME.o, fc_in: MODULE_NAME.up, fc_out: MODULE_NAME.down,
 };
 
 /**
@@ -63,6 +96,11 @@ export interface ModelMap {
   readonly tiedEmbeddings: boolean;
   readonly global: Readonly<Partial<Record<GlobalRole, RoleRef>>>;
   readonly layers: ReadonlyArray<Readonly<Partial<Record<LayerRole, RoleRef>>>>;
+  /**
+   * Per layer, the bias of each role stored with one (`<module>.bias` beside `<module>.weight`, the
+   * same rows of a fused tensor; a norm's bias is its LayerNorm beta), as (n, 1). Absent: none.
+   */
+  readonly layerBiases?: ReadonlyArray<Readonly<Partial<Record<LayerRole, RoleRef>>>>;
   /** 2-D weights that got no role (generic fallback keeps them by name). */
   readonly unmapped: readonly string[];
   /** Tensor-name prefix of the layer stack, e.g. `model.layers` (set by mapModel). */

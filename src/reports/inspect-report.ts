@@ -8,7 +8,7 @@ import { printable } from '../io/errors.js';
 import { describeGguf, type GgufDescription } from '../arch/gguf.js';
 import { mapModel } from '../arch/map.js';
 import { describeAdapter, isAdapter, mapAdapter, type AdapterSummary } from '../arch/peft.js';
-import type { Family, LayerRole, ModelMap, TensorSource } from '../arch/types.js';
+import { GLOBAL_ROLES, type Family, type LayerRole, type ModelMap, type TensorSource } from '../arch/types.js';
 
 export interface DTypeCount {
   readonly tensors: number;
@@ -76,7 +76,7 @@ function modelSection(map: ModelMap): ModelSection {
     ...map.dims,
     tiedEmbeddings: map.tiedEmbeddings,
     layerPrefix: map.layerPrefix ?? null,
-    globalRoles: (['embed', 'lm_head', 'final_norm'] as const).filter((role) => map.global[role] !== undefined),
+    globalRoles: GLOBAL_ROLES.filter((role) => map.global[role] !== undefined),
     roles: groupLayerRoles(map),
     unmapped: [...map.unmapped],
   };

@@ -9,6 +9,12 @@ const SHORT: Readonly<Record<string, string>> = {
 };
 
 /** "8 (36|0.77)": rank, then the last singular value above and the first below the threshold. */
+/** " (query, value as the family names them)" when the family's own module names differ from the canonical ones. */
+function nativeNames(lora: NonNullable<VerifyResult['lora']>): string {
+  const native = lora.nativeTargets;
+  return native ? ` (${native.join(', ')} as the family names them)` : '';
+}
+
 export function moduleCell(m: ModuleEvidence): string {
   if (m.status === 'unchanged' && m.singularValues.length === 0) return '0 =';
   const s = m.singularValues;
@@ -50,8 +56,9 @@ export function renderVerifyText(r: VerifyResult): string {
   const storage = [['BASE', r.quantization?.base], ['CANDIDATE', r.quantization?.candidate]] as const;
   const gguf = storage.filter(([, q]) => q).map(([side, q]) => `${side} ${q!.fileType ?? 'GGUF'} (${Object.entries(q!.tensorTypes).map(([t, n]) => `${n} ${t}`).join(', ')})`);
   if (gguf.length > 0) lines.push(`  GGUF storage: ${gguf.join('; ')}`);
+  if (r.leftOut) lines.push(`  ${r.leftOut.note}`);
   if (r.relation !== 'unrelated') {
-    lines.push(`  LoRA: ${r.lora ? `rank ${r.lora.rankIsLowerBound ? '>= ' : ''}${r.lora.rank}${r.lora.rankIsLowerBound ? ' (weaker directions may lie below the quantization floor)' : ''} on ${r.lora.targets.join(', ')} (layers ${layerList(r.lora.layers)})` : 'none'}; full fine-tune: ${r.fullFineTune ? 'yes' : 'no'}`);
+    lines.push(`  LoRA: ${r.lora ? `rank ${r.lora.rankIsLowerBound ? '>= ' : ''}${r.lora.rank}${r.lora.rankIsLowerBound ? ' (weaker directions may lie below the quantization floor)' : ''} on ${r.lora.targets.join(', ')}${nativeNames(r.lora)} (layers ${layerList(r.lora.layers)})` : 'none'}; full fine-tune: ${r.fullFineTune ? 'yes' : 'no'}`);
     lines.push(`  direction: norm growth ${r.direction.normGrowth.toFixed(3)} (~1 derived, ~0 siblings, ~-1 reversed); weight kurtosis ${r.direction.kurtosisBase.toFixed(3)} -> ${r.direction.kurtosisCandidate.toFixed(3)}`);
     lines.push(`  transform found: ${r.transform.summary.join('; ')}`);
     lines.push(`  alignment quality: ${r.alignmentQuality.toFixed(3)} (mean matched correlation)`);

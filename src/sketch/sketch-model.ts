@@ -16,7 +16,7 @@
 import type { TensorSource } from '../io/types.js';
 import { gatherDecode, gridGeometry, isFloatDType, isIntegerDType, roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
 import type { DType } from '../io/types.js';
-import { readRole } from '../arch/map.js';
+import { readRole } from '../arch/read-role.js';
 import { LINEAR_ROLES, type LayerRole, type ModelMap, type RoleRef } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { BadInputError } from '../io/errors.js';

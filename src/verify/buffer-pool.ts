@@ -1,4 +1,5 @@
 import type { ArrayAllocator } from '../align/noisy.js';
+import type { LayerNormLayerWeights } from '../align/layernorm.js';
 import type { LayerWeights } from '../align/llama.js';
 
 /**
@@ -61,7 +62,7 @@ export class BufferPool implements ArrayAllocator {
 }
 
 /** Every ArrayBuffer under a layer's weights (to transfer them, or give them back to a pool). */
-export function layerBuffers(layer: LayerWeights): ArrayBuffer[] {
+export function layerBuffers(layer: LayerWeights | LayerNormLayerWeights): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();
   for (const value of Object.values(layer)) {
     if (ArrayBuffer.isView(value)) out.add(value.buffer as ArrayBuffer);

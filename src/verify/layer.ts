@@ -1,8 +1,8 @@
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
-import { attentionInvariants, probesFor } from '../align/invariants.js';
+import { attentionInvariants, probesFor, type AttentionWeights } from '../align/invariants.js';
 import {
   alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
-  type HeadLayout, type LayerWeights, type ModuleRole, type ResidualAlignment,
+  type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type ModuleRole, type ResidualAlignment,
 } from '../align/llama.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
 import type { NoisyMatrix } from '../align/noisy.js';
@@ -19,7 +19,7 @@ import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from '
  */
 /** The seven modules verify analyses, in report order, with their PEFT names (arch's MODULE_NAME). */
 export const MODULES: ReadonlyArray<readonly [ModuleRole, ModuleName]> = [...ATTENTION_ROLES, ...MLP_ROLES]
-  .map((role) => [role, MODULE_NAME[role] as ModuleName] as const);
+  .map((role) => [role, MODULE_NAME[role]] as const);
 
 /**
  * The diagonal scalings each role admits without changing the function: reader columns through
@@ -46,7 +46,7 @@ function gaugeOf(name: ModuleName, gainsAgree: { readonly input: boolean; readon
   return norm && gainsAgree[norm] ? { rows: GAUGE[name].rows, cols: false } : GAUGE[name];
 }
 
-function sameGains(a: Float64Array, b: Float64Array): boolean {
+export function sameGains(a: Float64Array, b: Float64Array): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
@@ -65,6 +65,8 @@ export interface LayerContext {
   readonly sampled: ResidualView | null;
   readonly layout: HeadLayout;
   readonly seed: number;
+  /** Set for LayerNorm blocks (layernorm-layer.ts), whose norms are folded when they are pre-norm; null for Llama-style blocks. */
+  readonly layerNorm?: { readonly preNorm: boolean } | null;
 }
 
 export interface LayerOutcome {
@@ -132,41 +134,81 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       growthNum += g.candidateNormSq - g.baseNormSq;
       growthDen += g.deltaNormSq;
     }
-    modules.push({
-      module: name,
-      status,
-      rank: fit.rank,
-      relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
-      singularValues: Array.from(fit.spectrum),
-      threshold: 1,
-      thresholdMethod: (sampled ? 'on the residual sample: ' : '') + 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
-    });
+    modules.push(moduleEvidence(name, status, fit, sampled));
   }
+  return layerOutcome({
+    index, base: b, candidate: c, view, layout, modules, residualSample: sampled ? b.q.cols : null, pruned, independence, mlp,
+    mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale), heads, k: fits.get('k_proj')!, v: fits.get('v_proj')!, o: fits.get('o_proj')!,
+    growthNum, growthDen, moments, started: t0, alignSeconds,
+  });
+}
+
+/** A layer's findings once its modules are fitted, from either block kind. */
+export interface LayerFindings {
+  readonly index: number;
+  readonly base: AttentionWeights;
+  readonly candidate: AttentionWeights;
+  readonly view: ResidualView;
+  readonly layout: HeadLayout;
+  readonly modules: readonly ModuleEvidence[];
+  readonly residualSample: number | null;
+  readonly pruned: { readonly base: number; readonly candidate: number };
+  readonly independence: LayerIndependence;
+  readonly mlp: MlpAlignment;
+  readonly mlpScaleMaxLog: number;
+  readonly heads: HeadAlignment;
+  /** The fits of K, V and O (their scales and ranks). */
+  readonly k: LowRankResult;
+  readonly v: LowRankResult;
+  readonly o: LowRankResult;
+  readonly growthNum: number;
+  readonly growthDen: number;
+  readonly moments: readonly [MomentAccumulator, MomentAccumulator];
+  /** performance.now() when the layer's analysis started. */
+  readonly started: number;
+  readonly alignSeconds: number;
+}
+
+/** The attention invariants and probe rank, the transform found and the layer's outcome. */
+export function layerOutcome(f: LayerFindings): LayerOutcome {
   // The change of W_v W_o has rank at most r_v + r_o: the probes are sized from those weight-delta ranks.
-  const voRankBound = (['v_proj', 'o_proj'] as const).reduce((sum, name) => sum + (fits.get(name)!.lowRank ? fits.get(name)!.rank : Infinity), 0);
-  const inv = attentionInvariants(b, c, layout, probesFor(view.probes, voRankBound));
-  const analyseSeconds = (performance.now() - t0) / 1000 - alignSeconds;
+  const voRankBound = [f.v, f.o].reduce((sum, fit) => sum + (fit.lowRank ? fit.rank : Infinity), 0);
+  const inv = attentionInvariants(f.base, f.candidate, f.layout, probesFor(f.view.probes, voRankBound));
+  const analyseSeconds = (performance.now() - f.started) / 1000 - f.alignSeconds;
   return {
     evidence: {
-      layer: index, modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSample: sampled ? b.q.cols : null, prunedNeurons: pruned,
+      layer: f.index, modules: f.modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSample: f.residualSample, prunedNeurons: f.pruned,
     },
-    independence,
+    independence: f.independence,
     transform: {
-      layer: index,
-      mlpNeuronsPermuted: mlp.moved,
-      mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale),
-      kvGroupOrder: Array.from(heads.groupOrder),
-      queryHeadOrder: Array.from(heads.headOrder),
-      qkScaleMaxLog: maxAbsLog(groupMeans(fits.get('k_proj')!.rowScale, layout.headDim)),
-      voScaleMaxLog: maxAbsLog(groupMeans(fits.get('v_proj')!.rowScale, layout.headDim)),
+      layer: f.index,
+      mlpNeuronsPermuted: f.mlp.moved,
+      mlpScaleMaxLog: f.mlpScaleMaxLog,
+      kvGroupOrder: Array.from(f.heads.groupOrder),
+      queryHeadOrder: Array.from(f.heads.headOrder),
+      qkScaleMaxLog: maxAbsLog(groupMeans(f.k.rowScale, f.layout.headDim)),
+      voScaleMaxLog: maxAbsLog(groupMeans(f.v.rowScale, f.layout.headDim)),
     },
-    mlpQuality: mlp.quality,
-    headQuality: heads.quality,
-    growthNum,
-    growthDen,
-    moments: [moments[0].toSums(), moments[1].toSums()],
-    alignSeconds,
+    mlpQuality: f.mlp.quality,
+    headQuality: f.heads.quality,
+    growthNum: f.growthNum,
+    growthDen: f.growthDen,
+    moments: [f.moments[0].toSums(), f.moments[1].toSums()],
+    alignSeconds: f.alignSeconds,
     analyseSeconds,
+  };
+}
+
+/** A module's evidence from its delta's fit. */
+export function moduleEvidence(name: ModuleName, status: ModuleEvidence['status'], fit: LowRankResult, sampled: boolean): ModuleEvidence {
+  return {
+    module: name,
+    status,
+    rank: fit.rank,
+    relativeDelta: fit.baseNormSq > 0 ? Math.sqrt(fit.deltaNormSq / fit.baseNormSq) : 0,
+    singularValues: Array.from(fit.spectrum),
+    threshold: 1,
+    thresholdMethod: (sampled ? 'on the residual sample: ' : '') + 'bulk edge of the storage-rounding noise (whitened by per-row/column ulp scales); least rank over the function-preserving row/column scalings',
   };
 }
 
@@ -205,7 +247,7 @@ function setAsidePruning(b: LayerWeights, c: LayerWeights): { base: number; cand
 
 /** Weight moments of both models on the aligned, norm-folded matrices in the fitted gauge, so an
  * obfuscator's rescaling does not distort the candidate's kurtosis. */
-function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult): void {
+export function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult): void {
   moments[0].add(x.values);
   // Scaled a block of rows at a time: no copy of the whole matrix (45M values at 7B widths).
   const blockRows = Math.max(1, Math.floor(MOMENT_BLOCK / y.cols));
@@ -229,7 +271,7 @@ export const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = 
 };
 
 /** Squared norms of base, candidate and their difference with the norm folding undone. */
-function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
+export function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
   let d = 0, bx = 0, cy = 0;
   for (let i = 0; i < x.rows; i++) {
     for (let j = 0; j < x.cols; j++) {

@@ -4,13 +4,14 @@
  */
 import type { IndependenceTest } from '../align/independence.js';
 import type { StorageQuantization } from '../arch/gguf.js';
+import type { ModuleName } from '../arch/types.js';
 
 export type { StorageQuantization };
 
 export type Relation = 'derived' | 'related' | 'unrelated' | 'inconclusive';
 
-/** PEFT module names used for LoRA targets. */
-export type ModuleName = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
+/** PEFT module names used for LoRA targets (arch's one list). */
+export type { ModuleName };
 
 export interface ModelSummary {
   readonly name: string;
@@ -52,6 +53,12 @@ export interface ModuleEvidence {
   readonly threshold: number;
   /** How the threshold was set, e.g. "bulk edge of the storage-rounding noise (bf16)". */
   readonly thresholdMethod: string;
+  /**
+   * LayerNorm families only: the module's bias changed beyond the noise floor (its delta, appended
+   * to the weight's, raises the rank). A module whose bias alone changed is 'full' with rank 0,
+   * except O when V changed: O's bias is compared with W_o b_v folded in, which V's change moves.
+   */
+  readonly biasChanged?: boolean;
 }
 
 export interface LayerEvidence {
@@ -119,6 +126,12 @@ export interface VerifyResult {
     readonly layers: readonly number[];
     readonly stacked: boolean;
     /**
+     * The targets under the family's own module names, as PEFT's target_modules names them (ViT and
+     * BERT `query`, `value`, `attention.output.dense`, ...; GPT-2 `c_attn`, ...); for Llama-style
+     * models (named as `targets`) absent.
+     */
+    readonly nativeTargets?: readonly string[];
+    /**
      * Present (true) when a side is block-quantized and the weakest directions counted stand at the
      * quantization floor: weaker LoRA directions may lie below it, so `rank` is what the weights
      * show, a lower bound of the adapter's rank.
@@ -126,6 +139,11 @@ export interface VerifyResult {
     readonly rankIsLowerBound?: true;
   };
   readonly fullFineTune: boolean;
+  /**
+   * Weights outside the compared body that verify left out (task heads: a classifier of another
+   * label count, a pooler, a resized vocabulary), with one sentence saying so; absent when none.
+   */
+  readonly leftOut?: { readonly tensors: readonly string[]; readonly note: string };
   /** Each side's GGUF storage (file type, tensors per type), null for safetensors; absent in results of versions before GGUF. */
   readonly quantization?: { readonly base: StorageQuantization | null; readonly candidate: StorageQuantization | null };
   readonly transform: TransformFound;

@@ -13,6 +13,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { MODULE_NAMES, type ModuleName } from '../../src/arch/types.js';
 import { roundToDtype } from '../../src/io/dtypes.js';
 import type { DType } from '../../src/io/types.js';
 import { orthonormalize } from '../../src/linalg/qr.js';
@@ -26,8 +27,8 @@ export interface LlamaDims {
   readonly heads: number;
 }
 
-export const MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type Module = (typeof MODULES)[number];
+export const MODULES = MODULE_NAMES;
+export type Module = ModuleName;
 
 export type FamilySpec =
   | { readonly name: string; readonly kind: 'root'; readonly dtype?: 'BF16' | 'F16' | 'F32' }
