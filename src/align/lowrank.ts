@@ -256,7 +256,7 @@ function polishLines(logRatio: Float64Array, count: number, len: number, lineStr
  * weakest directions; the median ignores the entries the update dominates. Signs follow the
  * least-squares sign of each row and column.
  */
-function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom): void {
+export function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom): void {
   const m = x.rows, n = x.cols;
   const logRatio = new Float64Array(m * n).fill(NaN);
   for (let p = 0; p < m * n; p++) {

@@ -9,6 +9,7 @@ import type { NoisyMatrix } from '../align/noisy.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
 import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
+import { addComponents, moduleComponents, NO_COMPONENTS, type ComponentSums } from './direction.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
 
 /**
@@ -76,6 +77,8 @@ export interface LayerOutcome {
   /** Numerator and denominator of the norm growth over this layer's changed modules. */
   readonly growthNum: number;
   readonly growthDen: number;
+  /** The direction read component by component over this layer's changed modules (direction.ts). */
+  readonly components: ComponentSums;
   /** Weight moments of base and candidate (in the fitted gauge). */
   readonly moments: readonly [MomentSums, MomentSums];
   readonly alignSeconds: number;
@@ -116,12 +119,14 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   let growthNum = 0, growthDen = 0;
+  let components = NO_COMPONENTS;
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
   for (const [role, name] of MODULES) {
     const x = b[role] as NoisyMatrix;
     const y = c[role] as NoisyMatrix;
-    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gainsAgree) });
+    const gauge = gaugeOf(name, gainsAgree);
+    const fit = lowRankDelta(x, y, { gauge });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
@@ -131,6 +136,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
       growthNum += g.candidateNormSq - g.baseNormSq;
       growthDen += g.deltaNormSq;
+      components = addComponents(components, moduleComponents(x, y, gauge, fit));
     }
     modules.push({
       module: name,
@@ -164,6 +170,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
     headQuality: heads.quality,
     growthNum,
     growthDen,
+    components,
     moments: [moments[0].toSums(), moments[1].toSums()],
     alignSeconds,
     analyseSeconds,

@@ -4,8 +4,9 @@
  */
 import type { IndependenceTest } from '../align/independence.js';
 import type { StorageQuantization } from '../arch/gguf.js';
+import type { DirectionComponents } from './direction.js';
 
-export type { StorageQuantization };
+export type { DirectionComponents, StorageQuantization };
 
 export type Relation = 'derived' | 'related' | 'unrelated' | 'inconclusive';
 
@@ -112,6 +113,12 @@ export interface VerifyResult {
     readonly normGrowth: number;
     readonly kurtosisBase: number;
     readonly kurtosisCandidate: number;
+    /**
+     * The norm growth read component by component (verify/direction.ts): the delta's low-rank
+     * spike and its dense rest, and the spike directions BASE has and CANDIDATE lacks. Absent in
+     * results of versions before it.
+     */
+    readonly components?: DirectionComponents;
   };
   readonly lora: null | {
     readonly rank: number;

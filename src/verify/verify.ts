@@ -12,6 +12,7 @@ import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { maxAbsLog, MODULES, ratio, READ_NORM, type LayerContext, type LayerOutcome } from './layer.js';
 import { BufferPool } from './buffer-pool.js';
+import { addComponents, NO_COMPONENTS, siblingsOfDifferentKinds, summarizeComponents } from './direction.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import { onCommonGrid, type Job, type ReadLayer } from './jobs.js';
 import type { AdapterBase, IndependenceTest, LayerEvidence, ModelSummary, ModuleName, Relation, TransformFound, VerifyResult } from './types.js';
@@ -260,6 +261,7 @@ export function verifyModels(
   const qualities: number[] = [residual.quality];
   let normFold = finalNormFold;
   let growthNum = 0, growthDen = 0;
+  let components = NO_COMPONENTS;
   const layerCount = base.map.layers.length;
 
   const record = (outcome: LayerOutcome) => {
@@ -269,6 +271,7 @@ export function verifyModels(
     qualities.push(outcome.mlpQuality, outcome.headQuality);
     growthNum += outcome.growthNum;
     growthDen += outcome.growthDen;
+    components = addComponents(components, outcome.components);
     moments[0].merge(MomentAccumulator.fromSums(outcome.moments[0]));
     moments[1].merge(MomentAccumulator.fromSums(outcome.moments[1]));
     alignSeconds += outcome.alignSeconds;
@@ -334,7 +337,8 @@ export function verifyModels(
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
   const quantization = { base: base.quantization ?? null, candidate: candidate.quantization ?? null };
-  const evidence = judge(test, normGrowth, layers, quantization);
+  const directionComponents = summarizeComponents(components);
+  const evidence = siblingsOfDifferentKinds(judge(test, normGrowth, layers, quantization), directionComponents, layers, formatP(test.log10PValue));
   const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
@@ -347,7 +351,7 @@ export function verifyModels(
     log10PValue: test.log10PValue,
     independence: test,
     alignmentQuality: qualities.reduce((a, q) => a + q, 0) / qualities.length,
-    direction: { normGrowth, kurtosisBase, kurtosisCandidate },
+    direction: { normGrowth, kurtosisBase, kurtosisCandidate, components: directionComponents },
     lora: evidence.lora,
     fullFineTune: evidence.fullFineTune,
     quantization,
