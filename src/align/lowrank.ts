@@ -44,6 +44,8 @@ export interface LowRankResult {
   readonly deltaNormSq: number;
   readonly baseNormSq: number;
   readonly candidateNormSq: number;
+  /** A dense delta with gauge freedom: the robust (median-polish) scales its gauge search started from. */
+  readonly robustScales?: { readonly rows: Float64Array; readonly cols: Float64Array };
 }
 
 export interface LowRankOptions {
@@ -256,7 +258,7 @@ function polishLines(logRatio: Float64Array, count: number, len: number, lineStr
  * weakest directions; the median ignores the entries the update dominates. Signs follow the
  * least-squares sign of each row and column.
  */
-export function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom): void {
+function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom): void {
   const m = x.rows, n = x.cols;
   const logRatio = new Float64Array(m * n).fill(NaN);
   for (let p = 0; p < m * n; p++) {
@@ -558,7 +560,8 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   }
   if (dense(best.spectrum)) {
     // Dense in every gauge tried: the plain spectrum, counted on from its first values up to DENSE_CAP.
-    return finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, scratch, plain.spectrum), plain.a, plain.b);
+    const counted = finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, scratch, plain.spectrum), plain.a, plain.b);
+    return origin === plain ? counted : { ...counted, robustScales: { rows: origin.a, cols: origin.b } };
   }
   return finish(best.spectrum, best.a, best.b);
 

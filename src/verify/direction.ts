@@ -24,7 +24,7 @@
  * lowrank.ts, on the delta whitened by the rest's own row and column energies), the level is
  * RELATED_P's.
  */
-import { medianScales, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
+import type { LowRankResult } from '../align/lowrank.js';
 import type { NoisyMatrix } from '../align/noisy.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
@@ -69,19 +69,13 @@ export function addComponents(a: ComponentSums, b: ComponentSums): ComponentSums
 }
 
 /**
- * One changed module's components: `base` and `candidate` aligned and norm-folded, `gauge` the
- * function-preserving scalings the candidate may carry, `fit` its low-rank fit (whose scales are
- * exact when the delta is low-rank).
+ * One changed module's components: `base` and `candidate` aligned and norm-folded, `fit` its
+ * low-rank fit (whose scales are exact when the delta is low-rank).
  */
-export function moduleComponents(base: NoisyMatrix, candidate: NoisyMatrix, gauge: GaugeFreedom, fit: LowRankResult): ComponentSums {
+export function moduleComponents(base: NoisyMatrix, candidate: NoisyMatrix, fit: LowRankResult): ComponentSums {
   const m = base.rows, n = base.cols;
-  let a = fit.rowScale, b = fit.colScale;
-  // A dense delta is read in robust scales (the low-rank fit keeps the plain gauge for it).
-  if (!fit.lowRank && (gauge.rows || gauge.cols)) {
-    a = new Float64Array(m).fill(1);
-    b = new Float64Array(n).fill(1);
-    medianScales(base, candidate, a, b, gauge);
-  }
+  // A dense delta is read in the robust scales its fit started from (the fit keeps the plain gauge for it).
+  const a = fit.robustScales?.rows ?? fit.rowScale, b = fit.robustScales?.cols ?? fit.colScale;
   const x = base.values, y = candidate.values;
   const delta = new Float64Array(m * n);
   let baseSq = 0, candidateSq = 0, deltaSq = 0;
@@ -118,7 +112,7 @@ export function moduleComponents(base: NoisyMatrix, candidate: NoisyMatrix, gaug
   }
   const w: Matrix = { rows: m, cols: n, data: whitened };
   const k = Math.min(SPIKE_DIRECTIONS, m, n);
-  const top = Math.min(m, n) <= EXACT_SIDE ? svdViaGram(w, { leading: k }) : randomizedSvd(w, k, { oversample: 8, powerIters: 2, rng: new Rng(11) });
+  const top = Math.min(m, n) <= EXACT_SIDE ? svdViaGram(w, { leading: k }) : randomizedSvd(w, k, { oversample: 8, powerIters: 1, rng: new Rng(11) });
   const spikes = spikeCount(top.s, top.u!, top.v!, rowSq, colSq, k);
   // The spike in the weights' own coordinates: S = sum_t s_t (r u_t)(c v_t)^T.
   const left = columnsScaled(top.u!, r, spikes), right = columnsScaled(top.v!, c, spikes);

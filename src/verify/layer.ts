@@ -125,8 +125,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   for (const [role, name] of MODULES) {
     const x = b[role] as NoisyMatrix;
     const y = c[role] as NoisyMatrix;
-    const gauge = gaugeOf(name, gainsAgree);
-    const fit = lowRankDelta(x, y, { gauge });
+    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gainsAgree) });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
@@ -136,7 +135,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
       growthNum += g.candidateNormSq - g.baseNormSq;
       growthDen += g.deltaNormSq;
-      components = addComponents(components, moduleComponents(x, y, gauge, fit));
+      components = addComponents(components, moduleComponents(x, y, fit));
     }
     modules.push({
       module: name,
