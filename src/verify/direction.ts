@@ -241,9 +241,9 @@ interface Verdict {
  * A `derived` verdict with a dense change, turned `related` when BASE has low-rank directions
  * CANDIDATE lacks; a derived one's reason gains the components. Pruning (zeroed neurons in
  * CANDIDATE only) is evidence of descent of its own and keeps its verdict. `p`: the shared
- * origin's p-value as the reason lines print it.
+ * origin's p-value as the reason lines print it; `growth` the whole change's norm growth.
  */
-export function siblingsOfDifferentKinds<V extends Verdict>(verdict: V, c: DirectionComponents, layers: readonly LayerEvidence[], p: string): V {
+export function siblingsOfDifferentKinds<V extends Verdict>(verdict: V, c: DirectionComponents, layers: readonly LayerEvidence[], p: string, growth: number): V {
   if (verdict.relation !== 'derived' || !verdict.fullFineTune) return verdict;
   const pruned = layers.some((l) => l.prunedNeurons.candidate > 0);
   if (pruned) return verdict;
@@ -251,7 +251,7 @@ export function siblingsOfDifferentKinds<V extends Verdict>(verdict: V, c: Direc
   return {
     ...verdict,
     relation: 'related',
-    reason: `shared origin (${p}), but neither descends from the other: BASE has low-rank directions CANDIDATE lacks, as siblings or cousins of different kinds do (${describeComponents(c)})`,
+    reason: `shared origin (${p}), but neither descends from the other: BASE has low-rank directions CANDIDATE lacks, as siblings or cousins of different kinds do (norm growth ${growth.toFixed(2)} over the whole change; ${describeComponents(c)})`,
     lora: null,
   };
 }

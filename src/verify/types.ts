@@ -115,10 +115,10 @@ export interface VerifyResult {
     readonly kurtosisCandidate: number;
     /**
      * The norm growth read component by component (verify/direction.ts): the delta's low-rank
-     * spike and its dense rest, and the spike directions BASE has and CANDIDATE lacks. Absent in
-     * results of versions before it.
+     * spike and its dense rest. Null unless some matrix changed densely (otherwise the rest is
+     * storage rounding, whose growth says nothing); absent in results of versions before it.
      */
-    readonly components?: DirectionComponents;
+    readonly components?: DirectionComponents | null;
   };
   readonly lora: null | {
     readonly rank: number;

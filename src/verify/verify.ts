@@ -338,7 +338,7 @@ export function verifyModels(
   const transform = describeTransform(residual, normFold, transformLayers);
   const quantization = { base: base.quantization ?? null, candidate: candidate.quantization ?? null };
   const directionComponents = summarizeComponents(components);
-  const evidence = siblingsOfDifferentKinds(judge(test, normGrowth, layers, quantization), directionComponents, layers, formatP(test.log10PValue));
+  const evidence = siblingsOfDifferentKinds(judge(test, normGrowth, layers, quantization), directionComponents, layers, formatP(test.log10PValue), normGrowth);
   const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
@@ -351,7 +351,7 @@ export function verifyModels(
     log10PValue: test.log10PValue,
     independence: test,
     alignmentQuality: qualities.reduce((a, q) => a + q, 0) / qualities.length,
-    direction: { normGrowth, kurtosisBase, kurtosisCandidate, components: directionComponents },
+    direction: { normGrowth, kurtosisBase, kurtosisCandidate, components: evidence.fullFineTune ? directionComponents : null },
     lora: evidence.lora,
     fullFineTune: evidence.fullFineTune,
     quantization,
