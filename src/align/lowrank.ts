@@ -44,6 +44,8 @@ export interface LowRankResult {
   readonly deltaNormSq: number;
   readonly baseNormSq: number;
   readonly candidateNormSq: number;
+  /** A dense delta with gauge freedom: the robust (median-polish) scales its gauge search started from. */
+  readonly robustScales?: { readonly rows: Float64Array; readonly cols: Float64Array };
 }
 
 export interface LowRankOptions {
@@ -558,7 +560,8 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   }
   if (dense(best.spectrum)) {
     // Dense in every gauge tried: the plain spectrum, counted on from its first values up to DENSE_CAP.
-    return finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, scratch, plain.spectrum), plain.a, plain.b);
+    const counted = finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, scratch, plain.spectrum), plain.a, plain.b);
+    return origin === plain ? counted : { ...counted, robustScales: { rows: origin.a, cols: origin.b } };
   }
   return finish(best.spectrum, best.a, best.b);
 

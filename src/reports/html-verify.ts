@@ -4,6 +4,7 @@
  * threshold drawn, so a reader sees the low-rank gap. Plots are uPlot, inlined from node_modules.
  */
 import type { ModuleEvidence, Relation, StorageQuantization, VerifyResult } from '../verify/types.js';
+import { describeComponents } from '../verify/direction.js';
 import { escapeHtml, formatNumber, formatPValue, htmlPage, libraryScript, readPackageAsset } from './html-page.js';
 import { residualSampleNote } from './verify-text.js';
 
@@ -59,6 +60,7 @@ function changeCard(result: VerifyResult): string {
   }
   lines.push(row('full fine-tune', result.fullFineTune ? 'yes' : 'no'));
   lines.push(row('norm growth', `${formatNumber(result.direction.normGrowth)} <span class="muted">(1: base + update, 0: siblings, −1: reversed)</span>`));
+  if (result.direction.components) lines.push(row('norm growth by component', escapeHtml(describeComponents(result.direction.components))));
   lines.push(row('kurtosis base / candidate', `${formatNumber(result.direction.kurtosisBase)} / ${formatNumber(result.direction.kurtosisCandidate)}`));
   lines.push(row('alignment quality', formatNumber(result.alignmentQuality)));
   return `<div class="card"><h3>What changed</h3><table>${lines.join('\n')}</table></div>`;

@@ -1,6 +1,7 @@
 /** The terminal rendering of a verify result: the verdict, its evidence and one table row per layer. */
 import Table from 'cli-table3';
 import { printable } from '../io/errors.js';
+import { describeComponents } from '../verify/direction.js';
 import type { ModuleEvidence, VerifyResult } from '../verify/types.js';
 import { formatPValue } from './html-page.js';
 
@@ -60,6 +61,7 @@ export function renderVerifyText(r: VerifyResult): string {
   if (r.relation !== 'unrelated') {
     lines.push(`  LoRA: ${r.lora ? `rank ${r.lora.rankIsLowerBound ? '>= ' : ''}${r.lora.rank}${r.lora.rankIsLowerBound ? ' (weaker directions may lie below the quantization floor)' : ''} on ${r.lora.targets.join(', ')}${nativeNames(r.lora)} (layers ${layerList(r.lora.layers)})` : 'none'}; full fine-tune: ${r.fullFineTune ? 'yes' : 'no'}`);
     lines.push(`  direction: norm growth ${r.direction.normGrowth.toFixed(3)} (~1 derived, ~0 siblings, ~-1 reversed); weight kurtosis ${r.direction.kurtosisBase.toFixed(3)} -> ${r.direction.kurtosisCandidate.toFixed(3)}`);
+    if (r.direction.components) lines.push(`  direction by component: ${describeComponents(r.direction.components)} (BASE's own, lacking in CANDIDATE, when below the dense rest at z < -3.09)`);
     lines.push(`  transform found: ${r.transform.summary.join('; ')}`);
     lines.push(`  alignment quality: ${r.alignmentQuality.toFixed(3)} (mean matched correlation)`);
   } else {

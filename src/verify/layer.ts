@@ -9,6 +9,7 @@ import type { NoisyMatrix } from '../align/noisy.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
 import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
+import { addComponents, moduleComponents, NO_COMPONENTS, type ComponentSums } from './direction.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
 
 /**
@@ -78,6 +79,8 @@ export interface LayerOutcome {
   /** Numerator and denominator of the norm growth over this layer's changed modules. */
   readonly growthNum: number;
   readonly growthDen: number;
+  /** The direction read component by component over this layer's changed modules (direction.ts). */
+  readonly components: ComponentSums;
   /** Weight moments of base and candidate (in the fitted gauge). */
   readonly moments: readonly [MomentSums, MomentSums];
   readonly alignSeconds: number;
@@ -118,6 +121,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   let growthNum = 0, growthDen = 0;
+  let components = NO_COMPONENTS;
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
   for (const [role, name] of MODULES) {
@@ -133,13 +137,14 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
       growthNum += g.candidateNormSq - g.baseNormSq;
       growthDen += g.deltaNormSq;
+      components = addComponents(components, moduleComponents(x, y, fit));
     }
     modules.push(moduleEvidence(name, status, fit, sampled));
   }
   return layerOutcome({
     index, base: b, candidate: c, view, layout, modules, residualSample: sampled ? b.q.cols : null, pruned, independence, mlp,
     mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale), heads, k: fits.get('k_proj')!, v: fits.get('v_proj')!, o: fits.get('o_proj')!,
-    growthNum, growthDen, moments, started: t0, alignSeconds,
+    growthNum, growthDen, components, moments, started: t0, alignSeconds,
   });
 }
 
@@ -163,6 +168,8 @@ export interface LayerFindings {
   readonly o: LowRankResult;
   readonly growthNum: number;
   readonly growthDen: number;
+  /** Norm growth read by component (low-rank spike, dense rest), summed over the dense modules. */
+  readonly components: ComponentSums;
   readonly moments: readonly [MomentAccumulator, MomentAccumulator];
   /** performance.now() when the layer's analysis started. */
   readonly started: number;
@@ -193,6 +200,7 @@ export function layerOutcome(f: LayerFindings): LayerOutcome {
     headQuality: f.heads.quality,
     growthNum: f.growthNum,
     growthDen: f.growthDen,
+    components: f.components,
     moments: [f.moments[0].toSums(), f.moments[1].toSums()],
     alignSeconds: f.alignSeconds,
     analyseSeconds,

@@ -5,8 +5,9 @@
 import type { IndependenceTest } from '../align/independence.js';
 import type { StorageQuantization } from '../arch/gguf.js';
 import type { ModuleName } from '../arch/types.js';
+import type { DirectionComponents } from './direction.js';
 
-export type { StorageQuantization };
+export type { DirectionComponents, StorageQuantization };
 
 export type Relation = 'derived' | 'related' | 'unrelated' | 'inconclusive';
 
@@ -119,6 +120,12 @@ export interface VerifyResult {
     readonly normGrowth: number;
     readonly kurtosisBase: number;
     readonly kurtosisCandidate: number;
+    /**
+     * The norm growth read component by component (verify/direction.ts): the delta's low-rank
+     * spike and its dense rest. Null unless some matrix changed densely (otherwise the rest is
+     * storage rounding, whose growth says nothing); absent in results of versions before it.
+     */
+    readonly components?: DirectionComponents | null;
   };
   readonly lora: null | {
     readonly rank: number;

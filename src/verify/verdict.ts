@@ -39,7 +39,7 @@ export function adapterCaveat(adapterBase: AdapterBase): string {
   return `this assumes the adapter is applied to BASE (it was merged onto BASE; LoRA factors carry little trace of the base they were trained on); ${declared}`;
 }
 
-function formatP(log10P: number): string {
+export function formatP(log10P: number): string {
   return log10P > -300 ? `p = ${(10 ** log10P).toExponential(1)}` : `p = 10^${log10P.toFixed(0)}`;
 }
 

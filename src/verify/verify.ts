@@ -10,12 +10,13 @@ import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import type { LayerContext, LayerOutcome } from './layer.js';
 import { BufferPool } from './buffer-pool.js';
+import { addComponents, NO_COMPONENTS, siblingsOfDifferentKinds, summarizeComponents } from './direction.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import type { Job } from './jobs.js';
 import { loadGlobals, memoryPlan, readBiases, readLayer, readNorms } from './layer-reading.js';
 import { blockOf } from './block.js';
 import { describeTransform, layerNormFold, normFoldOf } from './transform-found.js';
-import { adapterCaveat, declaredAdapterBase, judge } from './verdict.js';
+import { adapterCaveat, declaredAdapterBase, formatP, judge } from './verdict.js';
 import type { LayerEvidence, ModelSummary, TransformFound, VerifyResult } from './types.js';
 
 // The verdict's constants and the memory plan are part of verify's interface.
@@ -112,6 +113,7 @@ export function verifyModels(
   const qualities: number[] = [residual.quality];
   let normFold = finalNormFold;
   let growthNum = 0, growthDen = 0;
+  let components = NO_COMPONENTS;
   const layerCount = base.map.layers.length;
 
   const record = (outcome: LayerOutcome) => {
@@ -121,6 +123,7 @@ export function verifyModels(
     qualities.push(outcome.mlpQuality, outcome.headQuality);
     growthNum += outcome.growthNum;
     growthDen += outcome.growthDen;
+    components = addComponents(components, outcome.components);
     moments[0].merge(MomentAccumulator.fromSums(outcome.moments[0]));
     moments[1].merge(MomentAccumulator.fromSums(outcome.moments[1]));
     alignSeconds += outcome.alignSeconds;
@@ -188,7 +191,8 @@ export function verifyModels(
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
   const quantization = { base: base.quantization ?? null, candidate: candidate.quantization ?? null };
-  const evidence = judge(test, normGrowth, layers, quantization, block.nativeName);
+  const directionComponents = summarizeComponents(components);
+  const evidence = siblingsOfDifferentKinds(judge(test, normGrowth, layers, quantization, block.nativeName), directionComponents, layers, formatP(test.log10PValue), normGrowth);
   const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
@@ -201,7 +205,7 @@ export function verifyModels(
     log10PValue: test.log10PValue,
     independence: test,
     alignmentQuality: qualities.reduce((a, q) => a + q, 0) / qualities.length,
-    direction: { normGrowth, kurtosisBase, kurtosisCandidate },
+    direction: { normGrowth, kurtosisBase, kurtosisCandidate, components: evidence.fullFineTune ? directionComponents : null },
     lora: evidence.lora,
     fullFineTune: evidence.fullFineTune,
     ...(leftOut ? { leftOut } : {}),

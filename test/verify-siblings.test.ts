@@ -1,0 +1,173 @@
+/**
+ * Siblings of different kinds told from parent and child (verify/direction.ts): a LoRA child as
+ * BASE against a full fine-tune of the same root, or against the LoRA grandchild of one (a
+ * nephew), reads `related`, though the whole delta's norm growth is above 1/2; every true
+ * parent -> child pair stays `derived`. On matrices, on synthetic models (dense changes of 1%, 10%
+ * and 30%, with and without fine-tuned norm gains, candidates obfuscated or not) and on the
+ * trained zoo (../shared/zoo; skipped with a reason when absent).
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { lowRankDelta } from '../src/align/lowrank.js';
+import { noisyFromValues, type NoisyMatrix } from '../src/align/noisy.js';
+import { Rng } from '../src/linalg/rng.js';
+import { candidateLacksBaseDirections, moduleComponents, summarizeComponents } from '../src/verify/direction.js';
+import { timedVerify as verify } from './helpers/timed-verify.js';
+import { REPO_ROOT } from './cli-child-process.js';
+import {
+  addLora, cloneState, fullFineTune, OBFUSCATION_KINDS, obfuscate, randomLlama, writeLlama, type LlamaConfig, type LlamaState,
+} from './helpers/synthetic-llama.js';
+
+/** A module's weights with bf16 rounding variance (ulp^2 / 12). */
+function noisy(rows: number, cols: number, values: Float64Array): NoisyMatrix {
+  return noisyFromValues(rows, cols, values, Float32Array.from(values, (v) => (Math.abs(v) * 2 ** -8) ** 2 / 12));
+}
+
+describe('direction by component on one module', () => {
+  const m = 128, n = 96, rng = new Rng(5);
+  const gaussian = (scale: number) => Float64Array.from({ length: m * n }, () => scale * rng.gaussian());
+  /** A rank-4 update of Frobenius norm `norm`. */
+  const lowRank = (norm: number) => {
+    const out = new Float64Array(m * n);
+    for (let t = 0; t < 4; t++) {
+      const u = Array.from({ length: m }, () => rng.gaussian()), v = Array.from({ length: n }, () => rng.gaussian());
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) out[i * n + j]! += u[i]! * v[j]!;
+    }
+    const f = norm / Math.sqrt(out.reduce((s, x) => s + x * x, 0));
+    return out.map((x) => x * f);
+  };
+  const root = gaussian(0.02);
+  const rootNorm = Math.sqrt(root.reduce((s, x) => s + x * x, 0));
+  const lora = lowRank(0.3 * rootNorm), dense = gaussian(0.02 * 0.1), loraB = lowRank(0.3 * rootNorm);
+  const sum = (...parts: Float64Array[]) => parts[0]!.map((_, p) => parts.reduce((s, a) => s + a[p]!, 0));
+  const read = (b: Float64Array, c: Float64Array) => {
+    const x = noisy(m, n, b), y = noisy(m, n, c);
+    return summarizeComponents(moduleComponents(x, y, lowRankDelta(x, y, { gauge: { rows: false, cols: false } })));
+  };
+
+  test('a LoRA child as BASE, a full fine-tune of its root as CANDIDATE: the spike is BASE\'s (growth ~ -1), the rest added (~ +1)', () => {
+    const c = read(sum(root, lora), sum(root, dense));
+    assert.ok(c.lowRankGrowth !== null && c.lowRankGrowth < -0.5, `low-rank growth ${c.lowRankGrowth}`);
+    assert.ok(c.denseGrowth !== null && c.denseGrowth > 0.5, `dense growth ${c.denseGrowth}`);
+    assert.equal(c.lowRankDirections, 4);
+    assert.ok(c.lowRankZ < -10, `z ${c.lowRankZ}`);
+    assert.equal(candidateLacksBaseDirections(c), true);
+  });
+
+  test('the root against its LoRA-then-full grandchild: both parts added, nothing lacked', () => {
+    const c = read(root, sum(root, lora, dense));
+    assert.ok(c.lowRankGrowth !== null && c.lowRankGrowth > 0.5, `low-rank growth ${c.lowRankGrowth}`);
+    assert.ok(Math.abs(c.lowRankZ) < 3.09, `z ${c.lowRankZ}`);
+    assert.equal(candidateLacksBaseDirections(c), false);
+  });
+
+  test('a nephew (BASE = root + L1, CANDIDATE = root + F + L2): half the spike is BASE\'s, beyond noise', () => {
+    const c = read(sum(root, lora), sum(root, dense, loraB));
+    assert.equal(c.lowRankDirections, 8);
+    assert.ok(c.lowRankGrowth !== null && Math.abs(c.lowRankGrowth) < 0.5, `low-rank growth ${c.lowRankGrowth}`);
+    assert.equal(candidateLacksBaseDirections(c), true);
+  });
+});
+
+const CONFIG: LlamaConfig = { hidden: 64, intermediate: 160, layers: 3, heads: 4, kvHeads: 2, headDim: 16, vocab: 96 };
+/** A LoRA strong enough to stand out of a 30% dense change at these widths (weaker ones sink into its bulk). */
+const LORA = { rank: 4, targets: ['q_proj', 'v_proj'] as const, scale: 0.3 };
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'lineage-verify-siblings-'));
+after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+/** `state` with the norm gains of `from`: a fine-tune that left them alone. */
+function keepNorms(state: LlamaState, from: LlamaState): LlamaState {
+  const out = cloneState(state);
+  for (const [name, t] of out) if (t.shape.length === 1) t.data.set(from.get(name)!.data);
+  return out;
+}
+
+for (const rel of [0.01, 0.1, 0.3]) {
+  for (const norms of [true, false]) {
+    describe(`verify: LoRA and full fine-tune (${rel * 100}% change, norm gains ${norms ? 'fine-tuned' : 'kept'})`, () => {
+      const dir = path.join(root, `${rel}-${norms}`);
+      const rootState = randomLlama(CONFIG, 31);
+      const full = (state: LlamaState, seed: number) => (norms ? fullFineTune(state, rel, seed) : keepNorms(fullFineTune(state, rel, seed), state));
+      const loraChild = addLora(rootState, { ...LORA, targets: [...LORA.targets] }, 32).state;
+      const fullChild = full(rootState, 33);
+      const states: Record<string, LlamaState> = {
+        root: rootState, lora: loraChild, full: fullChild,
+        loraThenFull: full(loraChild, 34),
+        fullThenLora: addLora(fullChild, { ...LORA, targets: [...LORA.targets] }, 35).state,
+      };
+      const at = (label: string, obfuscated = false): string => {
+        const folder = path.join(dir, `${label}${obfuscated ? '-obfuscated' : ''}`);
+        if (!fs.existsSync(folder)) {
+          const state = obfuscated ? obfuscate(states[label]!, CONFIG, OBFUSCATION_KINDS, 36).state : states[label]!;
+          writeLlama(folder, CONFIG, state, 'BF16');
+        }
+        return folder;
+      };
+      const expect = (relation: 'related' | 'derived', pairs: ReadonlyArray<readonly [string, string]>) => {
+        for (const [a, b] of pairs) {
+          for (const obfuscated of [false, true]) {
+            const result = verify(`${a} -> ${b}${obfuscated ? ' (obfuscated)' : ''}`, at(a), at(b, obfuscated));
+            assert.equal(result.relation, relation, `${a} -> ${b}${obfuscated ? ' (obfuscated)' : ''}: ${result.reason}`);
+          }
+        }
+      };
+
+      test('the LoRA child against the full child and against the full-then-LoRA nephew: related', () => {
+        expect('related', [['lora', 'full'], ['lora', 'fullThenLora']]);
+      });
+
+      // A dense change alone is read by the whole delta's norm growth, whose noise is about
+      // 2 / (rel sqrt(N)) for N changed weights: 0.6 at 1% on these 100k weights (root -> full read
+      // 0.25 here before this reading existed); at 1% only pairs with a LoRA are read reliably.
+      const denseOnly: ReadonlyArray<readonly [string, string]> = rel < 0.1 ? [] : [['root', 'full'], ['lora', 'loraThenFull']];
+      test('every parent -> child: derived', () => {
+        expect('derived', [...denseOnly, ['root', 'lora'], ['root', 'loraThenFull'], ['full', 'fullThenLora'], ['root', 'fullThenLora']]);
+      });
+
+      // The other order: BASE the full child. At 10% and 30% its growth reads related; at 1% the
+      // LoRA's energy is the larger (g ~ 1), its spike added and the dense rest lacked, which a
+      // trained full fine-tune's dense rest also reads (zoo p0 -> p1: -1.7): not told apart yet.
+      const open = rel < 0.1 ? { todo: 'BASE full, CANDIDATE a stronger LoRA sibling: a lacked dense rest is not yet read' } : {};
+      test('the full child against the LoRA child: related', open, () => {
+        const result = verify('full -> lora', at('full'), at('lora'));
+        assert.equal(result.relation, 'related', result.reason);
+      });
+
+      // A dense change's whole growth is read on the unfolded stored weights, where an obfuscator's
+      // norm scales s come back as column scales 1/s of CANDIDATE (growth ~1.5 whatever the pair).
+      test('the full child against the obfuscated LoRA child: related', { todo: 'the whole-change growth of a dense change carries an obfuscator\'s norm scales' }, () => {
+        const result = verify('full -> lora (obfuscated)', at('full'), at('lora', true));
+        assert.equal(result.relation, 'related', result.reason);
+      });
+    });
+  }
+}
+
+describe('verify: siblings and cousins of different kinds in the zoo', () => {
+  const zoo = path.resolve(REPO_ROOT, '..', 'shared', 'zoo');
+  if (!fs.existsSync(path.join(zoo, 'zoo.json'))) {
+    test('zoo siblings', (t) => t.skip('zoo not found at ../shared/zoo (relative to the repository root)'));
+    return;
+  }
+  // p2 is p0's LoRA child; p4 a full child; p4a p4's LoRA child; p1a the full child of p0's full child p1.
+  test('p2 against p4, p4a and p1a: related in both orders', () => {
+    for (const other of ['p4', 'p4a', 'p1a']) {
+      for (const [a, b] of [['p2', other], [other, 'p2']] as const) {
+        const result = verify(`zoo ${a} vs ${b}`, path.join(zoo, a), path.join(zoo, b));
+        assert.equal(result.relation, 'related', `${a} -> ${b}: ${result.reason}`);
+      }
+    }
+  });
+
+  test('full fine-tunes and grandchildren beyond zoo.json\'s pairs: derived, BASE lacking nothing', () => {
+    for (const [a, b] of [['p0', 'p4'], ['p1', 'p1a'], ['p0', 'p1a'], ['p0', 'p4a']] as const) {
+      const result = verify(`zoo ${a} -> ${b}`, path.join(zoo, a), path.join(zoo, b));
+      assert.equal(result.relation, 'derived', `${a} -> ${b}: ${result.reason}`);
+      assert.match(result.reason, /BASE has no low-rank directions CANDIDATE lacks/);
+    }
+  });
+});
