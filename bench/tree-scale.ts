@@ -19,7 +19,7 @@
  * in TypeScript.
  * Emptying the page cache needs Linux and root.
  */
-import { directReadSeconds, dropPageCache } from './disk.js';
+import { catSeconds, directReadSeconds, dropPageCache } from './disk.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -127,12 +127,6 @@ function weightFiles(folders: readonly string[]): string[] {
   return folders.map((f) => path.join(f, 'model.safetensors'));
 }
 
-function catSeconds(files: readonly string[]): number {
-  const started = performance.now();
-  const cat = spawnSync('sh', ['-c', 'cat "$@" > /dev/null', 'sh', ...files]);
-  if (cat.status !== 0) throw new Error('cat failed');
-  return (performance.now() - started) / 1000;
-}
 
 interface TreePhase {
   readonly seconds: number;

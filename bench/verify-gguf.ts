@@ -9,12 +9,12 @@
  * and llama-quantize's Q4_K_M recipe lay it out: q/k rows in the rotary order, Q4_K everywhere
  * but Q6_K for `output` and for attn_v and ffn_down of the layers that get more bits (the first
  * and last eighth, and every third between), norms F32; one tensor at a time, so memory stays one
- * tensor's. Then, from an emptied page cache: both files read with dd's 16 MiB direct reads, and
+ * tensor's. Then, each from an emptied page cache: both files read by a cold `cat` and by dd's 16 MiB direct reads, and
  * verify (in a child process, so its peak RSS is its own). Emptying the page cache needs Linux
  * and root. An existing --out file is reused, not rewritten; --write-only writes the candidate
  * (kept) and stops before the timed phases, e.g. to profile verify on it by hand.
  */
-import { directReadSeconds, dropPageCache } from './disk.js';
+import { catSeconds, directReadSeconds, dropPageCache } from './disk.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -142,6 +142,8 @@ function main(): void {
     const files = [...openTensorSource(base).files, out];
     const bytes = files.reduce((s, f) => s + fs.statSync(f).size, 0);
     dropPageCache();
+    const cat = catSeconds(files);
+    dropPageCache();
     const read = directReadSeconds(files);
     if (read === null) throw new Error('reading with dd iflag=direct failed');
     dropPageCache();
@@ -149,8 +151,8 @@ function main(): void {
       { encoding: 'utf8', maxBuffer: 1 << 22, stdio: ['ignore', 'pipe', 'inherit'] });
     if (child.status !== 0) throw new Error(`verify phase failed (exit ${child.status})`);
     const verify = JSON.parse(child.stdout.trim().split('\n').pop()!) as VerifyPhase;
-    console.log(`both files ${(bytes / 1e9).toFixed(2)} GB: dd O_DIRECT ${read.toFixed(2)} s; verify ${verify.seconds.toFixed(2)} s `
-      + `(verify / read = ${(verify.seconds / read).toFixed(2)}); peak RSS ${(verify.maxRssKiB / 1024).toFixed(0)} MiB`);
+    console.log(`both files ${(bytes / 1e9).toFixed(2)} GB: cold cat ${cat.toFixed(2)} s, dd O_DIRECT ${read.toFixed(2)} s; verify ${verify.seconds.toFixed(2)} s `
+      + `(verify / cat = ${(verify.seconds / cat).toFixed(2)}, verify / dd = ${(verify.seconds / read).toFixed(2)}); peak RSS ${(verify.maxRssKiB / 1024).toFixed(0)} MiB`);
     const lora = verify.lora ? `LoRA rank ${verify.lora.rankIsLowerBound ? 'at least ' : ''}${verify.lora.rank} on ${verify.lora.targets.join(', ')}` : 'no LoRA';
     console.log(`verdict: ${verify.relation}, ${lora} (expected: derived, LoRA rank ${rank} on q_proj, v_proj, possibly a lower bound through Q4_K)`);
     console.log(`reason: ${verify.reason}`);

@@ -132,6 +132,24 @@ export function moduleComponents(base: NoisyMatrix, candidate: NoisyMatrix, fit:
   };
 }
 
+/** A changed module of a layer, aligned and norm-folded, with its low-rank fit. */
+export interface ChangedModule {
+  readonly base: NoisyMatrix;
+  readonly candidate: NoisyMatrix;
+  readonly fit: LowRankResult;
+  readonly dense: boolean;
+}
+
+/**
+ * The components of a layer's changed modules, read only when one of them changed densely: the
+ * verdict uses them only with a dense change (siblingsOfDifferentKinds), and each costs a
+ * randomized SVD, which a LoRA or quantized candidate's layers would pay for nothing.
+ */
+export function layerComponents(changed: readonly ChangedModule[]): ComponentSums {
+  if (!changed.some((m) => m.dense)) return NO_COMPONENTS;
+  return changed.reduce((sum, m) => addComponents(sum, moduleComponents(m.base, m.candidate, m.fit)), NO_COMPONENTS);
+}
+
 /** The first `count` columns of `vectors`, each multiplied entrywise by `scale`. */
 function columnsScaled(vectors: Matrix, scale: Float64Array, count: number): Float64Array[] {
   return Array.from({ length: count }, (_, t) => Float64Array.from(scale, (f, i) => f * vectors.data[i * vectors.cols + t]!));

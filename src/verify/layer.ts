@@ -9,7 +9,7 @@ import type { NoisyMatrix } from '../align/noisy.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
 import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
-import { addComponents, moduleComponents, NO_COMPONENTS, type ComponentSums } from './direction.js';
+import { layerComponents, type ChangedModule, type ComponentSums } from './direction.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
 
 /**
@@ -121,7 +121,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   let growthNum = 0, growthDen = 0;
-  let components = NO_COMPONENTS;
+  const changed: ChangedModule[] = [];
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
   for (const [role, name] of MODULES) {
@@ -137,14 +137,14 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
       growthNum += g.candidateNormSq - g.baseNormSq;
       growthDen += g.deltaNormSq;
-      components = addComponents(components, moduleComponents(x, y, fit));
+      changed.push({ base: x, candidate: y, fit, dense: status === 'full' });
     }
     modules.push(moduleEvidence(name, status, fit, sampled));
   }
   return layerOutcome({
     index, base: b, candidate: c, view, layout, modules, residualSample: sampled ? b.q.cols : null, pruned, independence, mlp,
     mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale), heads, k: fits.get('k_proj')!, v: fits.get('v_proj')!, o: fits.get('o_proj')!,
-    growthNum, growthDen, components, moments, started: t0, alignSeconds,
+    growthNum, growthDen, components: layerComponents(changed), moments, started: t0, alignSeconds,
   });
 }
 

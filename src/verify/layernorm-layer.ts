@@ -14,7 +14,7 @@ import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lo
 import type { NoisyMatrix } from '../align/noisy.js';
 import { PLAIN_MODULE_NAME, PLAIN_ROLES, type PlainRole } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import { addComponents, moduleComponents, NO_COMPONENTS } from './direction.js';
+import { layerComponents, type ChangedModule } from './direction.js';
 import { addMoments, layerOutcome, moduleEvidence, sameGains, unfoldedNorms, type LayerContext, type LayerOutcome } from './layer.js';
 import type { ModuleEvidence } from './types.js';
 
@@ -115,7 +115,7 @@ export function analyseLayerNormLayer(
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   let growthNum = 0, growthDen = 0;
-  let components = NO_COMPONENTS;
+  const changed: ChangedModule[] = [];
   const modules: ModuleEvidence[] = [];
   const fits = new Map<PlainRole, LowRankResult>();
   for (const role of PLAIN_ROLES) {
@@ -137,7 +137,7 @@ export function analyseLayerNormLayer(
       const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, norm ? [b[norm], c[norm]] : null);
       growthNum += g.candidateNormSq - g.baseNormSq;
       growthDen += g.deltaNormSq;
-      components = addComponents(components, moduleComponents(x, y, fit));
+      changed.push({ base: x, candidate: y, fit, dense: status === 'full' });
     }
     modules.push({ ...moduleEvidence(PLAIN_MODULE_NAME[role], status, fit, false), biasChanged });
   }
@@ -145,6 +145,6 @@ export function analyseLayerNormLayer(
     index, base: b, candidate: c, view, layout, modules, residualSample: null, pruned: { base: 0, candidate: 0 }, independence, mlp,
     // GELU is not homogeneous: no up/down scale is fitted, none is reported.
     mlpScaleMaxLog: 0, heads, k: fits.get('k')!, v: fits.get('v')!, o: fits.get('o')!,
-    growthNum, growthDen, components, moments, started: t0, alignSeconds,
+    growthNum, growthDen, components: layerComponents(changed), moments, started: t0, alignSeconds,
   });
 }
