@@ -188,7 +188,7 @@ export function verifyModels(
   const normGrowth = growthDen > 0 ? growthNum / growthDen : 0;
   const transform = describeTransform(residual, normFold, transformLayers);
   const quantization = { base: base.quantization ?? null, candidate: candidate.quantization ?? null };
-  const evidence = judge(test, normGrowth, layers, quantization, block.nativeName);
+  const evidence = judge(test, normGrowth, layers, quantization, block.nativeName, block.layerNorm !== null);
   const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',
