@@ -5,6 +5,7 @@
 import type { IndependenceTest } from '../align/independence.js';
 import type { AdapterBase, LayerEvidence, ModuleName, Relation, VerifyResult } from './types.js';
 import { MODULES } from './layer.js';
+import { undirectedFullFineTune } from './layernorm-direction.js';
 
 /** Significance levels of the independence test: above UNRELATED_P no shared origin is claimed. */
 export const UNRELATED_P = 0.01;
@@ -65,7 +66,7 @@ const FLOOR_GAP = 2;
 
 export function judge(
   test: IndependenceTest, growth: number, layers: readonly LayerEvidence[], quantization: NonNullable<VerifyResult['quantization']>,
-  nativeName: (module: ModuleName) => string = (module) => module,
+  nativeName: (module: ModuleName) => string = (module) => module, layerNorm = false,
 ): Judgement {
   const log10P = test.log10PValue;
   const p = formatP(log10P);
@@ -109,6 +110,8 @@ export function judge(
   }
   const fullFineTune = changed.some((m) => m.status === 'full');
   const prunedOnly = pruned.candidate > 0 && pruned.base === 0;
+  // LayerNorm families: a dense change claims no direction (layernorm-direction.ts).
+  if (layerNorm && fullFineTune && !prunedOnly) return { relation: 'related', reason: undirectedFullFineTune(growth, p), lora: null, fullFineTune };
   if (growth < -DERIVED_GROWTH) {
     return { relation: 'related', reason: `shared origin (${p}), but BASE looks derived from CANDIDATE (norm growth ${growth.toFixed(2)})`, lora: null, fullFineTune };
   }

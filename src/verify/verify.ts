@@ -192,7 +192,7 @@ export function verifyModels(
   const transform = describeTransform(residual, normFold, transformLayers);
   const quantization = { base: base.quantization ?? null, candidate: candidate.quantization ?? null };
   const directionComponents = summarizeComponents(components);
-  const evidence = siblingsOfDifferentKinds(judge(test, normGrowth, layers, quantization, block.nativeName), directionComponents, layers, formatP(test.log10PValue), normGrowth);
+  const evidence = siblingsOfDifferentKinds(judge(test, normGrowth, layers, quantization, block.nativeName, block.layerNorm !== null), directionComponents, layers, formatP(test.log10PValue), normGrowth);
   const adapterBase = adapters.candidate ? declaredAdapterBase(adapters.candidate.declaredBase ?? null, base.name) : null;
   return {
     schema: 'model-lineage/verify@1',

@@ -110,17 +110,21 @@ export function loraChild(base: LayerNormModel, targets: readonly PlainModule[],
   return out;
 }
 
-/** Every weight, bias and norm moved by `step` of its own scale (a full fine-tune; the head replaced by `labels` new rows). */
-export function fullFineTune(base: LayerNormModel, seed: number, step = 0.05, labels = base.shape.labels): LayerNormModel {
+/**
+ * Every weight, bias and norm moved by `step` of its own scale (a full fine-tune; the head replaced
+ * by `labels` new rows). `shrink` < 1 first scales every weight and bias
+ * it, as decoupled weight decay does, or training that shrinks weights.
+ */
+export function fullFineTune(base: LayerNormModel, seed: number, step = 0.05, labels = base.shape.labels, shrink = 1): LayerNormModel {
   const rng = new Rng(seed);
   const out = cloneModel(base);
-  const move = (x: Float64Array, scale: number) => { for (let i = 0; i < x.length; i++) x[i]! += step * scale * rng.gaussian(); };
+  const move = (x: Float64Array, scale: number) => { for (let i = 0; i < x.length; i++) x[i] = shrink * x[i]! + step * scale * rng.gaussian(); };
   for (const l of out.layers) {
     for (const r of PLAIN_MODULES) {
       move(l.w[r].data, 1 / Math.sqrt(l.w[r].cols));
       move(l.b[r], 0.1);
     }
-    for (const v of [...l.ln1, ...l.ln2]) move(v, 0.2);
+    for (const v of [...l.ln1, ...l.ln2]) for (let i = 0; i < v.length; i++) v[i]! += step * 0.2 * rng.gaussian();
   }
   move(out.embed.data, 0.5);
   out.head = mat(labels, base.shape.hidden, () => rng.gaussian() / Math.sqrt(base.shape.hidden));
