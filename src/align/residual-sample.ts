@@ -1,5 +1,5 @@
 import { Rng } from '../linalg/rng.js';
-import type { ResidualAlignment } from './llama.js';
+import type { ResidualAlignment } from './llama-block.js';
 
 /**
  * Layers of wide models are analysed on a random sample of the residual dimensions (runs of

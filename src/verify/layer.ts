@@ -1,11 +1,11 @@
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
-import { attentionInvariants, probesFor, type AttentionWeights } from '../align/invariants.js';
+import { attentionInvariants, probesFor, type AttentionWeights } from './attention-invariants.js';
 import {
   alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
   type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type ModuleRole, type ResidualAlignment,
-} from '../align/llama.js';
-import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
-import type { NoisyMatrix } from '../align/noisy.js';
+} from '../align/llama-block.js';
+import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/delta-rank.js';
+import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
 import { MomentAccumulator, type MomentSums } from '../stats/moments.js';

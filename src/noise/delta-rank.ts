@@ -3,11 +3,11 @@ import { Rng } from '../linalg/rng.js';
 import { matmulTransB, transpose } from '../linalg/ops.js';
 import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
-import { sameValues, type NoisyMatrix } from './noisy.js';
+import { sameValues, type NoisyMatrix } from './noisy-matrix.js';
 
 /**
  * Numerical rank of the difference of two aligned matrices, candidate minus base, where both carry
- * storage-rounding noise of known per-element variance V (see noisy.ts).
+ * storage-rounding noise of known per-element variance V (see noisy-matrix.ts).
  *
  * Whitening: V is fitted by a rank-one profile r_i^2 c_j^2 (two-way mean of log V); dividing the
  * delta by r_i c_j keeps its rank (diagonal scalings) and makes the noise nearly homoscedastic.

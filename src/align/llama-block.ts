@@ -4,7 +4,7 @@ import { matmulTransB, selectRows } from '../linalg/ops.js';
 import type { NeuronSources } from './independence.js';
 import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
 import type { ModuleRole } from '../arch/types.js';
-import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
+import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from '../noise/noisy-matrix.js';
 
 /**
  * Alignment of a Llama-style decoder (RMSNorm, GQA attention, gated MLP) onto a base model by the
