@@ -1,10 +1,3 @@
-import type { Matrix } from '../linalg/matrix.js';
-import { Rng } from '../linalg/rng.js';
-import { matmulTransB, transpose } from '../linalg/ops.js';
-import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
-import { medianInPlace } from '../stats/median.js';
-import { sameValues, type NoisyMatrix } from './noisy-matrix.js';
-
 /**
  * Numerical rank of the difference of two aligned matrices, candidate minus base, where both carry
  * storage-rounding noise of known per-element variance V (see noisy-matrix.ts).
@@ -24,6 +17,13 @@ import { sameValues, type NoisyMatrix } from './noisy-matrix.js';
  * until the count above the edge stops falling. Every gauge tried is function-preserving, so the
  * least count seen is a valid (upper) bound; no rank is ever claimed below the edge.
  */
+import type { Matrix } from '../linalg/matrix.js';
+import { Rng } from '../linalg/rng.js';
+import { matmulTransB, transpose } from '../linalg/ops.js';
+import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
+import { medianInPlace } from '../stats/median.js';
+import { sameValues, type NoisyMatrix } from './noisy-matrix.js';
+
 export interface GaugeFreedom {
   /** Rows of the candidate may carry unknown scales. */
   readonly rows: boolean;

@@ -1,3 +1,4 @@
+/** Attention invariants: evidence of a change that needs no head or neuron alignment (see AttentionInvariants). */
 import type { Matrix } from '../linalg/matrix.js';
 import { matmul, matmulTransB, rowGram } from '../linalg/ops.js';
 import { symmetricEigenvalues } from '../linalg/eig.js';

@@ -1,3 +1,4 @@
+/** Memory of verify's layers reused from layer to layer (BufferPool). */
 import type { ArrayAllocator } from '../noise/noisy-matrix.js';
 import type { LayerNormLayerWeights } from '../align/layernorm-block.js';
 import type { LayerWeights } from '../align/llama-block.js';

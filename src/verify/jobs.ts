@@ -1,3 +1,7 @@
+/**
+ * Verify's jobs: one layer of both models as read, put in the analysis form and analysed (by
+ * layer.ts or layernorm-layer.ts), and the buffers handed back; what parallel.ts runs.
+ */
 import { PLAIN_ROLES, type LayerRole, type PlainRole, type Weight } from '../arch/types.js';
 import type { LayerNormLayerWeights } from '../align/layernorm-block.js';
 import type { LayerWeights, ModuleRole } from '../align/llama-block.js';

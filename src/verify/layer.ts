@@ -1,3 +1,9 @@
+/**
+ * One decoder layer of the verify analysis, from both models' weights (already read) to its
+ * evidence: alignment onto the base, the independence statistic, the noise-aware rank of every
+ * module's delta, the invariants and probe rank. A pure function of its inputs, so layers can be
+ * analysed in any order or in parallel (see parallel.ts) and merged in layer order.
+ */
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
 import { attentionInvariants, probesFor, type AttentionWeights } from './attention-invariants.js';
 import {
@@ -12,12 +18,6 @@ import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
 import { layerComponents, type ChangedModule, type ComponentSums } from './direction.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
 
-/**
- * One decoder layer of the verify analysis, from both models' weights (already read) to its
- * evidence: alignment onto the base, the independence statistic, the noise-aware rank of every
- * module's delta, the invariants and probe rank. A pure function of its inputs, so layers can be
- * analysed in any order or in parallel (see parallel.ts) and merged in layer order.
- */
 /** The seven modules verify analyses, in report order, with their PEFT names (arch's MODULE_NAME). */
 export const MODULES: ReadonlyArray<readonly [ModuleRole, ModuleName]> = [...ATTENTION_ROLES, ...MLP_ROLES]
   .map((role) => [role, MODULE_NAME[role]] as const);
