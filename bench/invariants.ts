@@ -5,9 +5,9 @@
  * so v and o differ in every element and the floor simulates the noise of both.
  * Run: npx tsc -p . && node dist/bench/invariants.js [--shape tiny|small|1b|7b-slice] [--repeat N]
  */
-import { attentionInvariants, probesFor } from '../src/align/invariants.js';
-import type { HeadLayout, LayerWeights } from '../src/align/llama.js';
-import { noisyFromWeight, type NoisyMatrix } from '../src/align/noisy.js';
+import { attentionInvariants, probesFor } from '../src/verify/attention-invariants.js';
+import type { HeadLayout, LayerWeights } from '../src/align/llama-block.js';
+import { noisyFromWeight, type NoisyMatrix } from '../src/noise/noisy-matrix.js';
 import { roundToDtype } from '../src/io/dtypes.js';
 import type { Matrix } from '../src/linalg/matrix.js';
 import { Rng } from '../src/linalg/rng.js';

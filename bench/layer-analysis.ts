@@ -12,8 +12,8 @@
  * number on a shared machine. --json writes every outcome, to compare two builds.
  */
 import * as fs from 'node:fs';
-import type { LayerWeights, ResidualAlignment } from '../src/align/llama.js';
-import { noisyFromWeight, type NoisyMatrix } from '../src/align/noisy.js';
+import type { LayerWeights, ResidualAlignment } from '../src/align/llama-block.js';
+import { noisyFromWeight, type NoisyMatrix } from '../src/noise/noisy-matrix.js';
 import { roundToDtype } from '../src/io/dtypes.js';
 import { euclideanNorm, frobeniusNorm, matmul } from '../src/linalg/ops.js';
 import { Rng } from '../src/linalg/rng.js';

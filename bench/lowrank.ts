@@ -18,8 +18,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { lowRankDelta, type GaugeFreedom } from '../src/align/lowrank.js';
-import { noisyFromWeight, type NoisyMatrix } from '../src/align/noisy.js';
+import { lowRankDelta, type GaugeFreedom } from '../src/noise/delta-rank.js';
+import { noisyFromWeight, type NoisyMatrix } from '../src/noise/noisy-matrix.js';
 import { roundToDtype } from '../src/io/dtypes.js';
 import { Rng } from '../src/linalg/rng.js';
 

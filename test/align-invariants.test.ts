@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { attentionInvariants, MIN_PROBES, probeNoiseEdge, probesFor } from '../src/align/invariants.js';
+import { attentionInvariants, MIN_PROBES, probeNoiseEdge, probesFor } from '../src/verify/attention-invariants.js';
 import { svdViaGram } from '../src/linalg/svd.js';
-import type { HeadLayout, LayerWeights } from '../src/align/llama.js';
-import { noisyFromWeight } from '../src/align/noisy.js';
+import type { HeadLayout, LayerWeights } from '../src/align/llama-block.js';
+import { noisyFromWeight } from '../src/noise/noisy-matrix.js';
 import { Rng } from '../src/linalg/rng.js';
 import {
   addLora, obfuscate, randomLlama, tensorName, type LlamaConfig, type LlamaState, type Module,

@@ -1,12 +1,12 @@
 /**
- * Known answers for the noise-aware numerical rank (src/align/lowrank.ts): a bf16-stored matrix
+ * Known answers for the noise-aware numerical rank (src/noise/delta-rank.ts): a bf16-stored matrix
  * plus B A of known rank, with and without function-preserving row/column rescaling, and pure
  * storage noise, which must read as rank 0.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { lowRankDelta } from '../src/align/lowrank.js';
-import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../src/align/noisy.js';
+import { lowRankDelta } from '../src/noise/delta-rank.js';
+import { coarserGrid, noisyFromWeight, type NoisyMatrix } from '../src/noise/noisy-matrix.js';
 import { Rng } from '../src/linalg/rng.js';
 
 const M = 96, N = 160;

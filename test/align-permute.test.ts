@@ -1,7 +1,7 @@
 /** In-place row and column permutations (with signs) of a noisy matrix, against a direct copy. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { noisyFromValues, permuteColumnsInPlace, permuteRowsInPlace } from '../src/align/noisy.js';
+import { noisyFromValues, permuteColumnsInPlace, permuteRowsInPlace } from '../src/noise/noisy-matrix.js';
 import { Rng } from '../src/linalg/rng.js';
 
 function random(rng: Rng, rows: number, cols: number) {

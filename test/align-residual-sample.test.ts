@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RESIDUAL_RUN, residualSample, sampledResidual, TOKEN_RUN, tokenSample } from '../src/align/residual-sample.js';
-import type { ResidualAlignment } from '../src/align/llama.js';
+import type { ResidualAlignment } from '../src/align/llama-block.js';
 import { Rng } from '../src/linalg/rng.js';
 
 test('residualSample: width distinct ascending dimensions, the same for a seed, none when the model is narrow', () => {

@@ -2,8 +2,8 @@
  * The house stays in order: data flows one way (files -> io -> arch -> analyses -> store and
  * reports -> api -> cli), so no folder of src/ imports from a folder above it, and the analysis
  * folders never touch the file system (no node:fs, none of io's functions that open, read or
- * write files by path). The checker is run on small made-up sources first, so this test can
- * fail; then on the real src/.
+ * write files by path) and read weights by role through arch's RoleReader, never a TensorSource.
+ * The checker is run on small made-up sources first, so this test can fail; then on the real src/.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,18 +19,19 @@ import { fileURLToPath } from 'node:url';
 const LAYER_RANK: Readonly<Record<string, number>> = {
   io: 0, linalg: 0, stats: 0, threads: 0,
   arch: 1,
-  align: 2, sketch: 2,
-  verify: 3,
-  tree: 4,
-  store: 5, reports: 5,
-  registry: 6, workers: 6,
-  api: 7,
-  cli: 8,
-  '.': 9, // src/index.ts, the library's entry
+  noise: 2, sketch: 2,
+  align: 3,
+  verify: 4,
+  tree: 5,
+  store: 6, reports: 6,
+  registry: 7, workers: 7,
+  api: 8,
+  cli: 9,
+  '.': 10, // src/index.ts, the library's entry
 };
 
 /** Folders that analyse weights: they get tensors through sources and readers, never files. */
-const ANALYSIS_FOLDERS = new Set(['align', 'verify', 'tree', 'sketch', 'stats', 'linalg']);
+const ANALYSIS_FOLDERS = new Set(['noise', 'align', 'verify', 'tree', 'sketch', 'stats', 'linalg']);
 const FILE_SYSTEM_MODULES = new Set(['fs', 'node:fs', 'fs/promises', 'node:fs/promises']);
 /** io's functions that take a path (open, read or write a file), and the weight files' keys. */
 const FILE_FUNCTION = /^(open|read|write)[A-Z]|^(contentFingerprint|sketchCacheKey|ggufSplitFiles)$/;
@@ -91,6 +92,7 @@ function houseViolations(files: ReadonlyMap<string, string>): string[] {
         for (const name of names.filter((n) => FILE_FUNCTION.test(n))) {
           problems.push(`${file}: an analysis imports ${name} from ${target}, which opens files`);
         }
+        if (names.includes('TensorSource')) problems.push(`${file}: an analysis reads a TensorSource; read roles through arch's RoleReader`);
       }
     }
   }
@@ -103,6 +105,7 @@ test('the house checker finds upward imports and file access in analyses', () =>
     ['linalg/ops.ts', "import { verifyModels } from '../verify/verify.js';\n"],
     ['align/fit.ts', "import type { Matrix } from '../linalg/matrix.js';\nimport { readFileSync } from 'node:fs';\n"],
     ['sketch/load.ts', "import {\n  assertTensorFinite,\n  openTensorSource as open,\n} from '../io/source.js';\n"],
+    ['sketch/raw.ts', "import type { TensorSource } from '../io/types.js';\n"],
     ['tree/lazy.ts', "const m = await import('../api/tree.js');\n"],
     ['stats/side.ts', "import '../linalg/ops.js';\n"],
     ['gadgets/x.ts', "export const x = 1;\n"],
@@ -113,15 +116,16 @@ test('the house checker finds upward imports and file access in analyses', () =>
   hit('linalg/ops.ts', /imports verify\/verify\.js/);
   hit('align/fit.ts', /node:fs/);
   hit('sketch/load.ts', /openTensorSource/);
+  hit('sketch/raw.ts', /RoleReader/);
   hit('tree/lazy.ts', /imports api\/tree\.js/);
   hit('stats/side.ts', /imports linalg\/ops\.js .*layer 0/); // equal ranks stay independent
   hit('gadgets/x.ts', /no place in the layer order/);
   assert.ok(!problems.some((p) => p.startsWith('io/') || p.startsWith('cli/')), problems.join(' | ')); // io and cli may use files
   assert.ok(!problems.some((p) => /assertTensorFinite/.test(p)), 'reading a source is not opening a file');
-  assert.equal(problems.length, 6, problems.join('\n'));
+  assert.equal(problems.length, 7, problems.join('\n'));
 });
 
-test('src/: no import from a higher layer, no file system in align, verify, tree, sketch, stats, linalg', (t) => {
+test('src/: no import from a higher layer, no file system in noise, align, verify, tree, sketch, stats, linalg', (t) => {
   // Compiled to dist/test/: the sources are two folders up.
   const srcDir = fileURLToPath(new URL('../../src/', import.meta.url));
   if (!fs.existsSync(path.join(srcDir, 'index.ts'))) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { noisyFromWeight } from '../src/align/noisy.js';
+import { noisyFromWeight } from '../src/noise/noisy-matrix.js';
 import { bf16Table, roundToDtype, roundToDtypeInto, ulpOf, widenWithVariance, type FloatDType } from '../src/io/dtypes.js';
 import { BadInputError } from '../src/io/errors.js';
 

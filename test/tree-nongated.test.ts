@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mapModel } from '../src/arch/map.js';
+import { SourceRoleReader } from '../src/arch/reader.js';
 import { Rng } from '../src/linalg/rng.js';
 import { resolveSketchOptions, type ModelSketch } from '../src/sketch/types.js';
 import { sketchModel } from '../src/sketch/sketch-model.js';
@@ -61,7 +61,7 @@ function sketch(weights: Weights): ModelSketch {
   }
   const config = { architectures: ['ViTForImageClassification'], model_type: 'vit', hidden_size: HIDDEN, intermediate_size: FF, num_hidden_layers: LAYERS, num_attention_heads: 4 };
   const source = new FakeSource(specs, config);
-  return sketchModel(source, mapModel(source), 'fake', resolveSketchOptions({}));
+  return sketchModel(new SourceRoleReader(source), 'fake', resolveSketchOptions({}));
 }
 
 test('non-gated MLPs: independent pairs are not related; fine-tunes, neurons permuted or not, are', () => {

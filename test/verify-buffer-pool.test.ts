@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
-import { noisyFromWeight } from '../src/align/noisy.js';
+import { noisyFromWeight } from '../src/noise/noisy-matrix.js';
 import type { Weight } from '../src/arch/types.js';
 import { BufferPool } from '../src/verify/buffer-pool.js';
 import type { VerifyResult } from '../src/verify/types.js';

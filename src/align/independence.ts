@@ -1,3 +1,9 @@
+/**
+ * The independence test (Zhu et al. style matched-neuron test): are two models' MLP neurons the
+ * same neurons, i.e. do they share their initialisation? Per layer, the neuron matchings read
+ * from two views (gate and up rows; fc_in rows and fc_out columns) agree by Spearman correlation
+ * only when the models are related; Fisher's method combines the layers. Shared by verify and tree.
+ */
 import type { Matrix } from '../linalg/matrix.js';
 import { fisherCombineLogP, normalLogSf, spearman } from '../stats/hypothesis-tests.js';
 import { standardizeRows } from '../linalg/countsketch.js';

@@ -1,3 +1,7 @@
+/**
+ * Row matching: which row of B plays each row of A (neurons, heads, residual dimensions), by the
+ * linear assignment of their correlations when few, beyond DENSE_LIMIT through hashed candidate pairs.
+ */
 import { linearAssignment } from '../linalg/assignment.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { matmulTransB, selectRows, subMatrix } from '../linalg/ops.js';

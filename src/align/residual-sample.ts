@@ -1,6 +1,3 @@
-import { Rng } from '../linalg/rng.js';
-import type { ResidualAlignment } from './llama.js';
-
 /**
  * Layers of wide models are analysed on a random sample of the residual dimensions (runs of
  * consecutive ones, see runSample): the columns of q, k, v, gate and up, and the rows of o and
@@ -23,6 +20,9 @@ import type { ResidualAlignment } from './llama.js';
  * same as a count sketch of that width), and a change confined to unsampled dimensions is not
  * seen: the sample is seeded, so a rerun with another seed samples other dimensions.
  */
+import { Rng } from '../linalg/rng.js';
+import type { ResidualAlignment } from './llama-block.js';
+
 export const RESIDUAL_SAMPLE_WIDTH = 256;
 
 /** How many residual dimensions a model of `hidden` is analysed on: `width` when wider, null when kept whole. */

@@ -1,7 +1,7 @@
 /** Reading a model by canonical role (RoleReader), the seam between files and the analyses. */
 import { openTensorSource } from '../io/source.js';
-import type { TensorSource } from '../io/types.js';
-import { assertFinite } from '../io/source.js';
+import type { RowBlock, TensorSource } from '../io/types.js';
+import { assertFinite, assertTensorFinite } from '../io/source.js';
 import { storageQuantization, type StorageQuantization } from './gguf.js';
 import { mapModel } from './map.js';
 import { layerRoleRef, readRole, readRolePart } from './read-role.js';
@@ -48,13 +48,56 @@ export interface RoleReader {
   close(): void;
 }
 
+/** Where a layer role's tensor is stored: what a one-pass reader plans its reads by. */
+export interface RoleStorage {
+  /** The tensor's stored dtype (a float dtype, or a GGUF block type). */
+  readonly dtype: string;
+  readonly file: string;
+  /** The file's place among the model's weight files, and the tensor's payload offset and length in it. */
+  readonly fileIndex: number;
+  readonly start: number;
+  readonly byteLength: number;
+}
+
+/**
+ * A RoleReader over stored weights, as the sketch reads them: one pass in storage order, plain
+ * rows streamed as stored bytes into the caller's buffer (a kernel that decodes them itself pays
+ * no copy and no decode in JS). A merged adapter has no stored form, so this is a separate face.
+ * Row indices are those of the role's stored tensor (RoleRef: a fused role's rows, row ranges or
+ * a transposed layout say how the role sits in it).
+ */
+export interface StoredRoleReader extends RoleReader {
+  /** Total payload bytes of all tensors. */
+  readonly totalBytes: number;
+  storage(index: number, role: LayerRole): RoleStorage;
+  /** Stored bytes of rows [rowStart, rowEnd) of the role's tensor; absent when the storage is not plain floats. */
+  readStoredRowsInto?(index: number, role: LayerRole, rowStart: number, rowEnd: number, out: Uint8Array): void;
+  /** Block-quantized storage: the rows decoded, with each element's rounding variance (step^2 / 12). */
+  readRowsWithVarianceInto?(index: number, role: LayerRole, rowStart: number, rowEnd: number, out: Float32Array, variance: Float32Array): void;
+  /** The role's tensor decoded in blocks of rows. */
+  storedRowBlocks(index: number, role: LayerRole): Iterable<RowBlock>;
+  /** Checks a stored tensor no role is read from (norms, biases, unmapped ones) for NaN and infinity. */
+  checkUnreadTensor(tensor: string): void;
+}
+
 /** A RoleReader over a safetensors model; every weight read is checked for NaN/Inf. */
-export class SourceRoleReader implements RoleReader {
+export class SourceRoleReader implements StoredRoleReader {
   readonly map: ModelMap;
   readonly quantization: StorageQuantization | null;
+  readonly readStoredRowsInto?: StoredRoleReader['readStoredRowsInto'];
+  readonly readRowsWithVarianceInto?: StoredRoleReader['readRowsWithVarianceInto'];
   constructor(readonly source: TensorSource) {
     this.map = mapModel(source);
     this.quantization = storageQuantization(source);
+    // Present exactly when the source offers them: their presence is what tells plain and quantized storage apart.
+    if (source.readStoredRowsInto) {
+      const read = source.readStoredRowsInto.bind(source);
+      this.readStoredRowsInto = (index, role, rowStart, rowEnd, out) => read(this.tensorOf(index, role), rowStart, rowEnd, out);
+    }
+    if (source.readRowsWithVarianceInto) {
+      const read = source.readRowsWithVarianceInto.bind(source);
+      this.readRowsWithVarianceInto = (index, role, rowStart, rowEnd, out, variance) => read(this.tensorOf(index, role), rowStart, rowEnd, out, variance);
+    }
   }
   static open(path: string): SourceRoleReader {
     return new SourceRoleReader(openTensorSource(path));
@@ -75,6 +118,23 @@ export class SourceRoleReader implements RoleReader {
   }
   get bytesRead(): number {
     return this.source.bytesRead;
+  }
+  get totalBytes(): number {
+    return this.source.totalBytes;
+  }
+  storage(index: number, role: LayerRole): RoleStorage {
+    const info = this.source.tensors.get(this.tensorOf(index, role))!;
+    const fileIndex = this.source.files.indexOf(info.file);
+    return { dtype: info.dtype, file: info.file, fileIndex: fileIndex < 0 ? 0 : fileIndex, start: info.start, byteLength: info.byteLength };
+  }
+  storedRowBlocks(index: number, role: LayerRole): Iterable<RowBlock> {
+    return this.source.rowBlocks(this.tensorOf(index, role));
+  }
+  checkUnreadTensor(tensor: string): void {
+    assertTensorFinite(this.source, tensor);
+  }
+  private tensorOf(index: number, role: LayerRole): string {
+    return layerRoleRef(this.map, index, role).tensor;
   }
   layer(index: number, role: LayerRole, into?: Float32Array): Weight {
     return checked(readRole(this.source, layerRoleRef(this.map, index, role), into));

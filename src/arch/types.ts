@@ -1,3 +1,4 @@
+/** The canonical roles, the model map (tensor names to roles, dims) and a weight as read, shared by arch and the analyses. */
 import type { TensorSource } from '../io/types.js';
 
 /** Canonical per-layer roles. Linear weights are stored (out, in) as in PyTorch. */

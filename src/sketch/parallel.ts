@@ -6,9 +6,8 @@
  * through the files and the operating system's readahead serves them. Synchronous, like verify's
  * analysts (verify/parallel.ts), through the same pool (threads/sync-pool.ts).
  */
-import type { TensorSource } from '../io/types.js';
 import { deserializeError, type SerializedError } from '../io/errors.js';
-import { assertTensorFinite } from '../io/source.js';
+import type { StoredRoleReader } from '../arch/reader.js';
 import { SyncWorkerPool } from '../threads/sync-pool.js';
 import { sketchMatrix, type MatrixJob, type MatrixResult } from './sketch-model.js';
 
@@ -23,13 +22,13 @@ export interface FiniteCheckJob {
 
 export type SketchJob = MatrixJob | FiniteCheckJob;
 
-/** Runs one job on an open source: a matrix's sketch, or null for a finiteness check passed. */
-export function runSketchJob(source: TensorSource, job: SketchJob, sketchSize: number): MatrixResult | null {
+/** Runs one job on an open reader: a matrix's sketch, or null for a finiteness check passed. */
+export function runSketchJob(reader: StoredRoleReader, job: SketchJob, sketchSize: number): MatrixResult | null {
   if ('check' in job) {
-    assertTensorFinite(source, job.check);
+    reader.checkUnreadTensor(job.check);
     return null;
   }
-  return sketchMatrix(source, job, sketchSize);
+  return sketchMatrix(reader, job, sketchSize);
 }
 
 /** One matrix job of one model, as posted to a worker. */
@@ -61,17 +60,17 @@ export function resultBuffers(result: MatrixResult | null): ArrayBuffer[] {
   return [...buffers];
 }
 
-/** Runs every model's jobs in this thread, one source open at a time. */
-export function runInThread(work: readonly ModelWork[], open: (path: string) => TensorSource, sketchSize: number): void {
+/** Runs every model's jobs in this thread, one model open at a time. */
+export function runInThread(work: readonly ModelWork[], open: (path: string) => StoredRoleReader, sketchSize: number): void {
   for (const model of work) {
-    let source: TensorSource | null = null;
+    let reader: StoredRoleReader | null = null;
     try {
-      source = open(model.path);
-      model.jobs.forEach((job, i) => model.done(i, runSketchJob(source!, job, sketchSize)));
+      reader = open(model.path);
+      model.jobs.forEach((job, i) => model.done(i, runSketchJob(reader!, job, sketchSize)));
     } catch (err) {
       model.failed(err as Error);
     } finally {
-      source?.close();
+      reader?.close();
     }
   }
 }

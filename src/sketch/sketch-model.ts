@@ -13,10 +13,9 @@
  * files), in this thread or spread over worker threads (parallel.ts), and are assembled in the
  * canonical layer and role order.
  */
-import type { TensorSource } from '../io/types.js';
 import { gatherDecode, gridGeometry, isFloatDType, isIntegerDType, roundingVarianceTable, type FloatDType } from '../io/dtypes.js';
 import type { DType } from '../io/types.js';
-import { readRole } from '../arch/read-role.js';
+import type { StoredRoleReader } from '../arch/reader.js';
 import { LINEAR_ROLES, type LayerRole, type ModelMap, type RoleRef } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { BadInputError } from '../io/errors.js';
@@ -54,7 +53,8 @@ export function evenlySpaced(n: number, count: number): number[] {
 }
 
 /** The model's matrix jobs, in the order their bytes are stored. */
-export function matrixJobs(source: TensorSource, map: ModelMap, options: ResolvedSketchOptions): MatrixJob[] {
+export function matrixJobs(reader: StoredRoleReader, options: ResolvedSketchOptions): MatrixJob[] {
+  const { map } = reader;
   const neuronLayers = evenlySpaced(map.layers.length, options.neuronLayers);
   const jobs: MatrixJob[] = [];
   map.layers.forEach((roles, layer) => {
@@ -62,7 +62,7 @@ export function matrixJobs(source: TensorSource, map: ModelMap, options: Resolve
     for (const role of LINEAR_ROLES) {
       const ref = roles[role];
       if (!ref) continue;
-      const bytes = source.tensors.get(ref.tensor)?.byteLength ?? 0;
+      const bytes = reader.storage(layer, role).byteLength;
       if (pair && role === pair[1] && pair[1] === 'fc_out') {
         jobs.push({ layer, role, ref, capture: [], captureColumns: evenlySpaced(ref.shape![1], options.maxNeurons), bytes });
         continue;
@@ -71,11 +71,10 @@ export function matrixJobs(source: TensorSource, map: ModelMap, options: Resolve
       jobs.push({ layer, role, ref, capture, bytes });
     }
   });
-  if (jobs.length === 0) throw new BadInputError('no linear layer weights found to compare', { file: source.path });
-  const fileOrder = new Map(source.files.map((f, i) => [f, i]));
+  if (jobs.length === 0) throw new BadInputError('no linear layer weights found to compare', { file: reader.path });
   const place = (job: MatrixJob) => {
-    const info = source.tensors.get(job.ref.tensor)!;
-    return [fileOrder.get(info.file) ?? 0, info.start] as const;
+    const stored = reader.storage(job.layer, job.role);
+    return [stored.fileIndex, stored.start] as const;
   };
   return jobs
     .map((job, i) => ({ job, i, at: place(job) }))
@@ -94,22 +93,22 @@ function neuronViews(roles: ModelMap['layers'][number]): readonly [LayerRole, La
   return null;
 }
 
-function storedGrid(dtype: string, source: TensorSource, where: { file: string; tensor: string }): { grid: FloatDType; quantized: boolean } {
+function storedGrid(dtype: string, reader: StoredRoleReader, where: { file: string; tensor: string }): { grid: FloatDType; quantized: boolean } {
   if (isFloatDType(dtype)) return { grid: dtype, quantized: false };
-  if (source.readRowsWithVarianceInto && !isIntegerDType(dtype)) return { grid: 'F32', quantized: true };
+  if (reader.readRowsWithVarianceInto && !isIntegerDType(dtype)) return { grid: 'F32', quantized: true };
   throw new BadInputError(`linear weight stored as ${dtype}, expected a float or quantized type`, where);
 }
 
-/** Sketch one matrix from the source: the plain stored bytes straight into the kernel where it can decode them. */
-export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): MatrixResult {
+/** Sketch one matrix from the reader: the plain stored bytes straight into the kernel where it can decode them. */
+export function sketchMatrix(reader: StoredRoleReader, job: MatrixJob, k: number): MatrixResult {
   const { ref } = job;
   const [rows, cols] = ref.shape!;
-  const info = source.tensors.get(ref.tensor)!;
+  const info = reader.storage(job.layer, job.role);
   const where = { file: info.file, tensor: ref.tensor };
-  const { grid: stored, quantized } = storedGrid(info.dtype, source, where);
+  const { grid: stored, quantized } = storedGrid(info.dtype, reader, where);
   // bf16 is the coarsest common grid hub models share; finer (and quantized) models also keep their bf16 view.
   const finer = stored === 'F32' || stored === 'F64' || stored === 'F16';
-  const plain = !quantized && !ref.rows && !ref.rowRanges && !ref.transposed && cols % 4 === 0 && source.readStoredRowsInto !== undefined;
+  const plain = !quantized && !ref.rows && !ref.rowRanges && !ref.transposed && cols % 4 === 0 && reader.readStoredRowsInto !== undefined;
   // The kernel decodes bf16, f16 and f32 storage itself; other storage comes decoded to f32.
   const raw = plain && (stored === 'BF16' || stored === 'F32' || stored === 'F16');
   const input = raw && stored === 'BF16' ? 'bf16' : raw && stored === 'F16' ? 'f16' : 'f32';
@@ -125,12 +124,12 @@ export function sketchMatrix(source: TensorSource, job: MatrixJob, k: number): M
       for (let start = 0; start < rows; start += sketcher.rowsPerBlock) {
         const count = Math.min(sketcher.rowsPerBlock, rows - start);
         const bytes = sketcher.input(count);
-        source.readStoredRowsInto!(ref.tensor, start, start + count, bytes);
+        reader.readStoredRowsInto!(job.layer, job.role, start, start + count, bytes);
         columns?.addStored(info.dtype as DType, bytes, start, count, cols);
         sketcher.process(start, count);
       }
     } else {
-      forEachDecodedRowBlock(source, ref, noise, (rowStart, rowEnd, data) => {
+      forEachDecodedRowBlock(reader, job, noise, (rowStart, rowEnd, data) => {
         columns?.addDecoded(data, rowStart, rowEnd - rowStart, cols);
         for (let start = rowStart; start < rowEnd; start += sketcher.rowsPerBlock) {
           const count = Math.min(sketcher.rowsPerBlock, rowEnd - start);
@@ -257,11 +256,11 @@ class QuantizationNoise {
  * `noise` is given), fused or transposed roles whole.
  */
 function forEachDecodedRowBlock(
-  source: TensorSource, ref: RoleRef, noise: QuantizationNoise | null, visit: (rowStart: number, rowEnd: number, data: Float32Array) => void,
+  reader: StoredRoleReader, job: MatrixJob, noise: QuantizationNoise | null, visit: (rowStart: number, rowEnd: number, data: Float32Array) => void,
 ): void {
+  const { layer, role, ref } = job;
   if (noise && !ref.rows && !ref.transposed) {
     const [rows, cols] = ref.shape!;
-    const stored = source.tensors.get(ref.tensor)!;
     // Row ranges (GGUF's q/k read back in trained order) are read range by range.
     const ranges = ref.rowRanges ?? [[0, rows] as const];
     const perBlock = Math.max(1, Math.floor((1 << 20) / (cols * 4)));
@@ -270,7 +269,7 @@ function forEachDecodedRowBlock(
       for (let r = start; r < end; r += perBlock) {
         const count = Math.min(perBlock, end - r);
         const data = new Float32Array(count * cols), variance = new Float32Array(count * cols);
-        source.readRowsWithVarianceInto!(stored.name, r, r + count, data, variance);
+        reader.readRowsWithVarianceInto!(layer, role, r, r + count, data, variance);
         noise.add(at, variance);
         visit(at, at + count, data);
         at += count;
@@ -279,16 +278,16 @@ function forEachDecodedRowBlock(
     return;
   }
   if (!ref.rows && !ref.rowRanges && !ref.transposed) {
-    for (const block of source.rowBlocks(ref.tensor)) visit(block.rowStart, block.rowEnd, block.data);
+    for (const block of reader.storedRowBlocks(layer, role)) visit(block.rowStart, block.rowEnd, block.data);
     return;
   }
-  const weight = readRole(source, ref);
+  const weight = reader.layer(layer, role);
   visit(0, weight.rows, weight.data);
 }
 
 /** The model's sketch from its jobs' results (any order of completion). */
 export function assembleSketch(
-  source: Pick<TensorSource, 'totalBytes'>, map: ModelMap, fingerprint: string, options: ResolvedSketchOptions,
+  source: { readonly totalBytes: number }, map: ModelMap, fingerprint: string, options: ResolvedSketchOptions,
   jobs: readonly MatrixJob[], results: readonly MatrixResult[],
 ): ModelSketch {
   const byKey = new Map(jobs.map((job, i) => [`${job.layer}.${job.role}`, results[i]!]));
@@ -314,8 +313,8 @@ export function assembleSketch(
 }
 
 /** The whole sketch in this thread (parallel.ts spreads the same jobs over workers). */
-export function sketchModel(source: TensorSource, map: ModelMap, fingerprint: string, options: ResolvedSketchOptions): ModelSketch {
-  const jobs = matrixJobs(source, map, options);
-  const results = jobs.map((job) => sketchMatrix(source, job, options.sketchSize));
-  return assembleSketch(source, map, fingerprint, options, jobs, results);
+export function sketchModel(reader: StoredRoleReader, fingerprint: string, options: ResolvedSketchOptions): ModelSketch {
+  const jobs = matrixJobs(reader, options);
+  const results = jobs.map((job) => sketchMatrix(reader, job, options.sketchSize));
+  return assembleSketch(reader, reader.map, fingerprint, options, jobs, results);
 }

@@ -5,7 +5,7 @@
  * Header, config and shape checks run on every load, cache hit or not: they are cheap.
  */
 import { openTensorSource } from '../io/source.js';
-import { mapModel } from '../arch/map.js';
+import { SourceRoleReader } from '../arch/reader.js';
 import { isAdapter } from '../arch/peft.js';
 import { LINEAR_ROLES, type ModelMap } from '../arch/types.js';
 import type { TensorSource } from '../io/types.js';
@@ -65,7 +65,8 @@ export function loadSketches(modelPaths: readonly string[], options: LoadOptions
         if (isAdapter(source)) {
           throw new BadInputError('this is a PEFT adapter, not a model: merge it into its base first (or leave it out of the tree)', { file: source.path });
         }
-        const map = mapModel(source);
+        const reader = new SourceRoleReader(source);
+        const { map } = reader;
         const fingerprint = contentFingerprint(source);
         const key = options.cacheDir === null ? null : sketchCacheKey(source, fingerprint, options.rehash === true);
         const keyBytes = fingerprint.bytesRead + (key?.bytesRead ?? 0);
@@ -75,7 +76,7 @@ export function loadSketches(modelPaths: readonly string[], options: LoadOptions
           results[m] = { path: source.path, sketch: cached, tensorBytesRead: 0, fingerprintBytesRead: keyBytes, fromCache: true };
           return;
         }
-        const matrices = matrixJobs(source, map, resolved);
+        const matrices = matrixJobs(reader, resolved);
         const jobs: SketchJob[] = [...matrices, ...unsketchedChecks(source, map)];
         const done: MatrixResult[] = new Array(matrices.length);
         let remaining = jobs.length, bytesRead = 0;
@@ -105,7 +106,7 @@ export function loadSketches(modelPaths: readonly string[], options: LoadOptions
   });
   const workers = options.workers ?? 0;
   if (workers > 0 && work.some((w) => w.jobs.length > 0)) runOnWorkers(work, workers, resolved.sketchSize);
-  else runInThread(work, (p) => openTensorSource(p), resolved.sketchSize);
+  else runInThread(work, (p) => SourceRoleReader.open(p), resolved.sketchSize);
   return results.map((r, m) => r ?? { path: modelPaths[m]!, error: new Error('sketch not completed') });
 }
 

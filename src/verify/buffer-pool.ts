@@ -1,6 +1,7 @@
-import type { ArrayAllocator } from '../align/noisy.js';
-import type { LayerNormLayerWeights } from '../align/layernorm.js';
-import type { LayerWeights } from '../align/llama.js';
+/** Memory of verify's layers reused from layer to layer (BufferPool). */
+import type { ArrayAllocator } from '../noise/noisy-matrix.js';
+import type { LayerNormLayerWeights } from '../align/layernorm-block.js';
+import type { LayerWeights } from '../align/llama-block.js';
 
 /**
  * Memory reused from layer to layer. Layer shapes repeat, and on first touch fresh memory costs

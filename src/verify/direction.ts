@@ -13,7 +13,7 @@
  * g_S ~ 0 with <B, S> = -|L1|^2, far beyond the noise too).
  *
  * Gauge: the delta is read on the aligned, norm-folded weights in the gauge of the rank fit
- * (lowrank.ts): exact for a low-rank delta; for a dense one, robust median-polish row and column
+ * (noise/delta-rank.ts): exact for a low-rank delta; for a dense one, robust median-polish row and column
  * scales over the same function-preserving freedoms. They take out an obfuscator's rescalings and
  * a fine-tuned norm gain (on folded weights a change of BASE's own columns, whose growth is noise
  * of either sign as large as 1 / (gain change x sqrt(width))), and barely move for an update
@@ -21,11 +21,11 @@
  * growth alike (the rule compares the two).
  *
  * Nothing is tuned: the spike edge is the bulk edge of the rest (Bandeira-van Handel, as in
- * lowrank.ts, on the delta whitened by the rest's own row and column energies), the level is
+ * noise/delta-rank.ts, on the delta whitened by the rest's own row and column energies), the level is
  * RELATED_P's.
  */
-import type { LowRankResult } from '../align/lowrank.js';
-import type { NoisyMatrix } from '../align/noisy.js';
+import type { LowRankResult } from '../noise/delta-rank.js';
+import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
 import { randomizedSvd, svdViaGram } from '../linalg/svd.js';

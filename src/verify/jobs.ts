@@ -1,7 +1,11 @@
+/**
+ * Verify's jobs: one layer of both models as read, put in the analysis form and analysed (by
+ * layer.ts or layernorm-layer.ts), and the buffers handed back; what parallel.ts runs.
+ */
 import { PLAIN_ROLES, type LayerRole, type PlainRole, type Weight } from '../arch/types.js';
-import type { LayerNormLayerWeights } from '../align/layernorm.js';
-import type { LayerWeights, ModuleRole } from '../align/llama.js';
-import { coarserGrid, FRESH_ARRAYS, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../align/noisy.js';
+import type { LayerNormLayerWeights } from '../align/layernorm-block.js';
+import type { LayerWeights, ModuleRole } from '../align/llama-block.js';
+import { coarserGrid, FRESH_ARRAYS, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../noise/noisy-matrix.js';
 import { layerBuffers } from './buffer-pool.js';
 import { analyseLayer, MODULES, type LayerContext, type LayerOutcome } from './layer.js';
 import { analyseLayerNormLayer } from './layernorm-layer.js';

@@ -5,8 +5,8 @@
 import type { RoleReader } from '../arch/reader.js';
 import { LINEAR_ROLES, MODULE_NAME, type LayerRole, type ModuleRole } from '../arch/types.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
-import { residualColumns, residualColumnsOfBlocks, type ResidualEvidence } from '../align/llama.js';
-import type { NoisyMatrix } from '../align/noisy.js';
+import { residualColumns, residualColumnsOfBlocks, type ResidualEvidence } from '../align/llama-block.js';
+import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import { residualSampleWidth, tokenSample } from '../align/residual-sample.js';
 import type { BufferPool } from './buffer-pool.js';
 import { onCommonGrid, type ReadLayer } from './jobs.js';

@@ -1,23 +1,23 @@
-import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
-import { attentionInvariants, probesFor, type AttentionWeights } from '../align/invariants.js';
-import {
-  alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
-  type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type ModuleRole, type ResidualAlignment,
-} from '../align/llama.js';
-import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
-import type { NoisyMatrix } from '../align/noisy.js';
-import type { Matrix } from '../linalg/matrix.js';
-import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
-import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
-import { layerComponents, type ChangedModule, type ComponentSums } from './direction.js';
-import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
-
 /**
  * One decoder layer of the verify analysis, from both models' weights (already read) to its
  * evidence: alignment onto the base, the independence statistic, the noise-aware rank of every
  * module's delta, the invariants and probe rank. A pure function of its inputs, so layers can be
  * analysed in any order or in parallel (see parallel.ts) and merged in layer order.
  */
+import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
+import { attentionInvariants, probesFor, type AttentionWeights } from './attention-invariants.js';
+import {
+  alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
+  type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type ModuleRole, type ResidualAlignment,
+} from '../align/llama-block.js';
+import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/delta-rank.js';
+import type { NoisyMatrix } from '../noise/noisy-matrix.js';
+import type { Matrix } from '../linalg/matrix.js';
+import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
+import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
+import { layerComponents, type ChangedModule, type ComponentSums } from './direction.js';
+import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
+
 /** The seven modules verify analyses, in report order, with their PEFT names (arch's MODULE_NAME). */
 export const MODULES: ReadonlyArray<readonly [ModuleRole, ModuleName]> = [...ATTENTION_ROLES, ...MLP_ROLES]
   .map((role) => [role, MODULE_NAME[role]] as const);

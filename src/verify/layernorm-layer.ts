@@ -1,6 +1,6 @@
 /**
  * One LayerNorm block (ViT, BERT, GPT-2, GPT-NeoX) of the verify analysis, as layer.ts does for a
- * Llama-style block: alignment onto the base (align/layernorm.ts), the independence statistic from
+ * Llama-style block: alignment onto the base (align/layernorm-block.ts), the independence statistic from
  * fc_in rows and fc_out columns, the noise-aware rank of every module's delta with its bias, the
  * invariants and probe rank. A pure function of its inputs, like analyseLayer.
  */
@@ -8,10 +8,10 @@ import { independenceFromSources } from '../align/independence.js';
 import {
   alignLayerNormMlp, applyLayerNormHeads, applyLayerNormMlp, applyResidualLayerNorm, canonicalizeLayerNorm,
   layerNormNeuronSources, type LayerNormLayerWeights,
-} from '../align/layernorm.js';
-import { alignHeads } from '../align/llama.js';
-import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../align/lowrank.js';
-import type { NoisyMatrix } from '../align/noisy.js';
+} from '../align/layernorm-block.js';
+import { alignHeads } from '../align/llama-block.js';
+import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/delta-rank.js';
+import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import { PLAIN_MODULE_NAME, PLAIN_ROLES, type PlainRole } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
 import { layerComponents, type ChangedModule } from './direction.js';

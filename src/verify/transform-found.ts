@@ -1,5 +1,5 @@
 /** What obfuscation verify found and undid, in numbers and plain words (the `transform` of the result). */
-import { permuteResidualVector, type ResidualAlignment } from '../align/llama.js';
+import { permuteResidualVector, type ResidualAlignment } from '../align/llama-block.js';
 import { maxAbsLog, ratio } from './layer.js';
 import type { LayerNorms, NormPair } from './layer-reading.js';
 import type { TransformFound } from './types.js';

@@ -4,7 +4,7 @@ import { compareArchitectures, headLeftOut } from '../arch/compare.js';
 import type { RoleReader } from '../arch/reader.js';
 import { IncompatibleModelsError, LineageError } from '../io/errors.js';
 import { combineIndependence, type LayerIndependence } from '../align/independence.js';
-import { alignResidual, type HeadLayout, type ResidualAlignment } from '../align/llama.js';
+import { alignResidual, type HeadLayout, type ResidualAlignment } from '../align/llama-block.js';
 import { residualSample, sampledResidual } from '../align/residual-sample.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';

@@ -5,12 +5,11 @@
 import { workerData } from 'node:worker_threads';
 import { serializeError } from '../io/errors.js';
 import { postReply, type PoolChannel } from '../threads/sync-pool.js';
-import { openTensorSource } from '../io/source.js';
-import type { TensorSource } from '../io/types.js';
+import { SourceRoleReader } from '../arch/reader.js';
 import { resultBuffers, runSketchJob, type PostedJob, type SketchWorkerReply } from '../sketch/parallel.js';
 
 const channel = workerData as PoolChannel;
-let open: { path: string; source: TensorSource } | null = null;
+let open: { path: string; reader: SourceRoleReader } | null = null;
 
 function reply(message: SketchWorkerReply): void {
   postReply(channel, message, message.ok ? resultBuffers(message.result) : []);
@@ -19,11 +18,11 @@ function reply(message: SketchWorkerReply): void {
 channel.port.on('message', (posted: PostedJob) => {
   try {
     if (open?.path !== posted.path) {
-      open?.source.close();
+      open?.reader.close();
       open = null;
-      open = { path: posted.path, source: openTensorSource(posted.path) };
+      open = { path: posted.path, reader: SourceRoleReader.open(posted.path) };
     }
-    reply({ ok: true, model: posted.model, index: posted.index, result: runSketchJob(open.source, posted.job, posted.sketchSize) });
+    reply({ ok: true, model: posted.model, index: posted.index, result: runSketchJob(open.reader, posted.job, posted.sketchSize) });
   } catch (err) {
     reply({ ok: false, model: posted.model, index: posted.index, error: serializeError(err) });
   }

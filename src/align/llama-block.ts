@@ -1,17 +1,17 @@
-import { ColumnSketch, sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
-import type { Matrix, RowMajor } from '../linalg/matrix.js';
-import { matmulTransB, selectRows } from '../linalg/ops.js';
-import type { NeuronSources } from './independence.js';
-import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
-import type { ModuleRole } from '../arch/types.js';
-import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
-
 /**
  * Alignment of a Llama-style decoder (RMSNorm, GQA attention, gated MLP) onto a base model by the
  * function-preserving transforms such a block admits: a signed permutation of the residual
  * stream, norm weights folded into the linears that read them, MLP neuron permutation (scales are
  * left to the gauge fit), KV-group and query-head permutations. All matrices are (out, in).
  */
+import { ColumnSketch, sketchColumnsStandardized, sketchRowsStandardized } from '../linalg/countsketch.js';
+import type { Matrix, RowMajor } from '../linalg/matrix.js';
+import { matmulTransB, selectRows } from '../linalg/ops.js';
+import type { NeuronSources } from './independence.js';
+import { matchFromCorrelations, matchSources, movedCount, sourceDot, type SimilaritySource } from './matching.js';
+import type { ModuleRole } from '../arch/types.js';
+import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from '../noise/noisy-matrix.js';
+
 export interface LayerWeights {
   readonly q: NoisyMatrix;
   readonly k: NoisyMatrix;

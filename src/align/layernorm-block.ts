@@ -5,14 +5,14 @@
  * variance do not see the order; sign flips are NOT preserved, the mean would change), LayerNorm
  * gamma and beta folded into the linears that read the norm (W diag(gamma), b + W beta), MLP
  * neuron permutation (GELU is not homogeneous: no up/down rescaling), head permutation (found by
- * llama.ts's alignHeads from q, k and v rows, as for any attention), and Q/K, V/O per-head scalings
+ * llama-block.ts's alignHeads from q, k and v rows, as for any attention), and Q/K, V/O per-head scalings
  * (left to the gauge fit). All matrices are (out, in); biases are (n, 1).
  */
 import type { PlainRole } from '../arch/types.js';
 import type { NeuronSources } from './independence.js';
-import { blockRows, comparableRows, type HeadAlignment, type HeadLayout, type MlpAlignment, type ResidualAlignment } from './llama.js';
+import { blockRows, comparableRows, type HeadAlignment, type HeadLayout, type MlpAlignment, type ResidualAlignment } from './llama-block.js';
 import { matchSources, movedCount } from './matching.js';
-import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from './noisy.js';
+import { permuteColumnsInPlace, permuteRowsInPlace, scaleColumns, type NoisyMatrix } from '../noise/noisy-matrix.js';
 
 export interface LayerNormLayerWeights {
   readonly q: NoisyMatrix;

@@ -1,13 +1,6 @@
-import type { Matrix } from '../linalg/matrix.js';
-import { Rng } from '../linalg/rng.js';
-import { matmulTransB, transpose } from '../linalg/ops.js';
-import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
-import { medianInPlace } from '../stats/median.js';
-import { sameValues, type NoisyMatrix } from './noisy.js';
-
 /**
  * Numerical rank of the difference of two aligned matrices, candidate minus base, where both carry
- * storage-rounding noise of known per-element variance V (see noisy.ts).
+ * storage-rounding noise of known per-element variance V (see noisy-matrix.ts).
  *
  * Whitening: V is fitted by a rank-one profile r_i^2 c_j^2 (two-way mean of log V); dividing the
  * delta by r_i c_j keeps its rank (diagonal scalings) and makes the noise nearly homoscedastic.
@@ -24,6 +17,13 @@ import { sameValues, type NoisyMatrix } from './noisy.js';
  * until the count above the edge stops falling. Every gauge tried is function-preserving, so the
  * least count seen is a valid (upper) bound; no rank is ever claimed below the edge.
  */
+import type { Matrix } from '../linalg/matrix.js';
+import { Rng } from '../linalg/rng.js';
+import { matmulTransB, transpose } from '../linalg/ops.js';
+import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
+import { medianInPlace } from '../stats/median.js';
+import { sameValues, type NoisyMatrix } from './noisy-matrix.js';
+
 export interface GaugeFreedom {
   /** Rows of the candidate may carry unknown scales. */
   readonly rows: boolean;

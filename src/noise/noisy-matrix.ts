@@ -1,3 +1,4 @@
+/** The noise model: a weight in float64 with each element's storage-rounding variance, and the moves and scalings that keep the two together. */
 import type { Weight } from '../arch/types.js';
 import { firstNonFinite, isFloatDType, roundToDtypeInto, widenWithVariance, type FloatDType } from '../io/dtypes.js';
 import { BadInputError } from '../io/errors.js';

@@ -1,9 +1,10 @@
+/** Attention invariants: evidence of a change that needs no head or neuron alignment (see AttentionInvariants). */
 import type { Matrix } from '../linalg/matrix.js';
 import { matmul, matmulTransB, rowGram } from '../linalg/ops.js';
 import { symmetricEigenvalues } from '../linalg/eig.js';
 import { svdViaGram } from '../linalg/svd.js';
-import type { HeadLayout, LayerWeights } from './llama.js';
-import { sameValues, type NoisyMatrix } from './noisy.js';
+import type { HeadLayout, LayerWeights } from '../align/llama-block.js';
+import { sameValues, type NoisyMatrix } from '../noise/noisy-matrix.js';
 
 /** What the invariants read of a layer (any block with attention). */
 export type AttentionWeights = Pick<LayerWeights, 'q' | 'k' | 'v' | 'o' | 'inputNorm' | 'inputNormVariance'>;
