@@ -48,9 +48,10 @@ export class InThreadAnalysts implements Analysts {
  * their (young) wrappers are collected: with the default young generation, collections were so
  * rare that a worker carried about 100-150 MB of dead work arrays at 7B widths. A small one makes
  * scavenges (cheap) frequent; measured on the 7B bench, peak RSS fell from 1451-1521 to 1371 MiB
- * at the same time.
+ * at the same time. 1 MB rather than 2: a 7B Q4_K_M candidate's peak fell from 1545-1549 to 1511
+ * MiB, verify taking the same 46 s (bench:verify-gguf).
  */
-const WORKER_YOUNG_GENERATION_MB = 2;
+const WORKER_YOUNG_GENERATION_MB = 1;
 
 export class WorkerAnalysts implements Analysts {
   private readonly pool: SyncWorkerPool<WorkerReply>;
