@@ -5,6 +5,14 @@ import { storedShape, tensorInfo } from './read-role.js';
 import type { LayerTensor } from './table-match.js';
 import type { LayerRole, ModelDims, RoleRef, TensorSource } from './types.js';
 
+/** The roles each fused layout holds, in the order of splitFused's result. */
+export const FUSED_ROLES: Readonly<Record<FusedLayout, readonly LayerRole[]>> = {
+  qkv: ['q', 'k', 'v'],
+  qkv_thirds: ['q', 'k', 'v'],
+  qkv_per_head: ['q', 'k', 'v'],
+  gate_up: ['gate', 'up'],
+};
+
 /** A layer's roles as mapModel collects them. */
 export type MutableLayer = Partial<Record<LayerRole, RoleRef>>;
 

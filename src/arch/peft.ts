@@ -4,10 +4,14 @@
  * With fan_in_fan_out (GPT-2 Conv1D targets) PEFT still stores A and B as for a Linear layer
  * and transposes B A when merging into the (in, out) weight; since roles are read as (out, in),
  * B A applies to the role directly.
+ * A factor on a fused module (GPT-2 `c_attn`, GPT-NeoX `query_key_value`, Phi-3 `qkv_proj`,
+ * `gate_up_proj`) changes each role the module holds: the role's rows of B are the rows the
+ * base's split (src/arch/fused.ts) gives the role in the fused weight; A is shared.
  */
 import { BadInputError } from '../io/errors.js';
+import { FUSED_ROLES } from './fused.js';
 import { compileModulePattern, PatternSyntaxError, type ModulePattern } from './module-pattern.js';
-import { anyLayerPattern, splitLayerName } from './names.js';
+import { anyLayerPattern, splitLayerName, type FusedLayout } from './names.js';
 import { LINEAR_ROLES, MODULE_NAME, type LayerRole, type TensorSource } from './types.js';
 
 /** One LoRA pair of an adapter file: A, B and the scale it is merged with. */
@@ -20,6 +24,10 @@ export interface LoraFactor {
   readonly layer: number | null;
   /** Canonical role, or null when the module is not one linear role (fused qkv, lm_head, ...). */
   readonly role: LayerRole | null;
+  /** How the module's output rows split into roles when it is a fused module, else null. */
+  readonly fused: FusedLayout | null;
+  /** The roles the factor changes: its role, each role of its fused module, or none (lm_head, ...). */
+  readonly roles: readonly LayerRole[];
   /** Tensor names of the factors. */
   readonly A: string;
   readonly B: string;
@@ -38,7 +46,7 @@ export interface AdapterMap {
   readonly useRslora: boolean;
   /** target_modules as configured: a list of names, or a regex / `all-linear` string. */
   readonly targetModules: readonly string[] | string | null;
-  /** Per layer (index = layer number), the factor of each linear role the adapter changes. */
+  /** Per layer (index = layer number), the factor of each linear role the adapter changes (a fused module's factor under each of its roles). */
   readonly layers: ReadonlyArray<Readonly<Partial<Record<LayerRole, LoraFactor>>>>;
   /** Every factor pair, including those outside `layers`, in tensor-name order. */
   readonly factors: readonly LoraFactor[];
@@ -160,11 +168,15 @@ export function mapAdapter(source: TensorSource): AdapterMap {
     const alpha = patternValue(alphaPattern, basePath) ?? defaultAlpha;
     const split = splitLayerName(module + '.weight');
     const pattern = split ? anyLayerPattern(split.suffix) : undefined;
+    const role = pattern?.role && !pattern.fused && LINEAR_ROLES.includes(pattern.role) ? pattern.role : null;
+    const fused = pattern?.fused ?? null;
     factors.push({
       module,
       moduleName: module.slice(module.lastIndexOf('.') + 1),
       layer: split && pattern ? split.layer : null,
-      role: pattern?.role && !pattern.fused && LINEAR_ROLES.includes(pattern.role) ? pattern.role : null,
+      role,
+      fused,
+      roles: fused ? FUSED_ROLES[fused] : role ? [role] : [],
       A,
       B,
       rank,
@@ -176,13 +188,15 @@ export function mapAdapter(source: TensorSource): AdapterMap {
     });
   }
 
-  const layerCount = factors.reduce((max, f) => (f.layer !== null && f.role !== null ? Math.max(max, f.layer + 1) : max), 0);
+  const layerCount = factors.reduce((max, f) => (f.layer !== null && f.roles.length > 0 ? Math.max(max, f.layer + 1) : max), 0);
   const layers: Array<Partial<Record<LayerRole, LoraFactor>>> = Array.from({ length: layerCount }, () => ({}));
   for (const f of factors) {
-    if (f.layer === null || f.role === null) continue;
+    if (f.layer === null) continue;
     const layer = layers[f.layer]!;
-    if (layer[f.role]) throw new BadInputError(`two LoRA factors for ${f.role} of layer ${f.layer} (a second layer stack?)`, { tensor: f.A });
-    layer[f.role] = f;
+    for (const role of f.roles) {
+      if (layer[role]) throw new BadInputError(`two LoRA factors for ${role} of layer ${f.layer} (a second layer stack?)`, { tensor: f.A });
+      layer[role] = f;
+    }
   }
   const baseModel = typeof config['base_model_name_or_path'] === 'string' ? (config['base_model_name_or_path'] as string) : null;
   return { peftType, baseModel, useRslora, targetModules, layers, factors, ignored };

@@ -123,6 +123,14 @@ export function readRolePart(source: TensorSource, ref: RoleRef, part: WeightPar
   return { rows: keptRows, cols: keptCols, data, dtype: info.dtype, tensor: ref.tensor, file: info.file, ...(variance ? { variance } : {}) };
 }
 
+/**
+ * The row of the whole (out, in) tensor that holds each of the role's rows: a fused role's
+ * rows within its fused tensor (for a transposed tensor, rows of the transpose).
+ */
+export function tensorRowsOf(ref: RoleRef, outFull: number, logical: ArrayLike<number>): Int32Array {
+  return storedRowsOf(roleRanges(ref, outFull), logical);
+}
+
 /** The stored row of each logical row, for a role made of the row ranges of a tensor. */
 function storedRowsOf(ranges: ReadonlyArray<readonly [number, number]>, logical: ArrayLike<number>): Int32Array {
   const starts: number[] = [];

@@ -7,8 +7,10 @@
  * weights stored (in, out), its q, k, v fused in `c_attn`; GPT-NeoX's q, k, v interleaved per head in
  * `query_key_value`; ViT's patch projection (hidden, 3, p, p).
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Rng } from '../../src/linalg/rng.js';
-import { writeModelFolder, type FixtureTensor } from './safetensors-writer.js';
+import { writeModelFolder, writeSafetensors, type FixtureTensor } from './safetensors-writer.js';
 
 export type LayerNormFamily = 'vit' | 'bert' | 'gpt2' | 'gpt_neox';
 /** The linear modules, by canonical role. */
@@ -382,4 +384,62 @@ export function writeLayerNormModel(dir: string, model: LayerNormModel, options:
     config = { model_type: 'vit', architectures: ['ViTForImageClassification'], hidden_size: h, num_hidden_layers: s.layers, num_attention_heads: s.heads, intermediate_size: s.ff, patch_size: s.patch, num_channels: 3 };
   }
   writeModelFolder(dir, config, t, { dtype: options.dtype ?? 'F32' });
+}
+
+/** One module's LoRA factors as written: A (rank, in) and B (out, rank), row-major, and the merge scale. */
+export interface WrittenFactor {
+  readonly out: number;
+  readonly in: number;
+  readonly A: Float32Array;
+  readonly B: Float32Array;
+}
+
+/** PEFT module paths (after the layer prefix) of the decoder families, with their (out, in) sizes. */
+function adapterModules(s: LayerNormShape): { prefix: (layer: number) => string; modules: Record<string, [number, number]> } {
+  const h = s.hidden;
+  if (s.family === 'gpt2') {
+    return {
+      prefix: (i) => `transformer.h.${i}.`,
+      modules: { 'attn.c_attn': [3 * h, h], 'attn.c_proj': [h, h], 'mlp.c_fc': [s.ff, h], 'mlp.c_proj': [h, s.ff] },
+    };
+  }
+  if (s.family === 'gpt_neox') {
+    return {
+      prefix: (i) => `gpt_neox.layers.${i}.`,
+      modules: { 'attention.query_key_value': [3 * h, h], 'attention.dense': [h, h], 'mlp.dense_h_to_4h': [s.ff, h], 'mlp.dense_4h_to_h': [h, s.ff] },
+    };
+  }
+  throw new Error(`no adapter modules for ${s.family}`);
+}
+
+/**
+ * A PEFT adapter folder for a GPT-2 or GPT-NeoX model of `shape`: a rank-`rank` pair on each module
+ * whose path ends with one of `modules` (e.g. `c_attn`, `c_proj`), in every layer, lora_alpha = rank
+ * (scale 1), as PEFT writes it: A (rank, in) and B (out, rank) also for GPT-2's Conv1D modules
+ * (fan_in_fan_out: true). Returns the factors by module path (without `base_model.model.`).
+ */
+export function writeLayerNormAdapter(dir: string, shape: LayerNormShape, modules: readonly string[], rank: number, seed: number, strength = 0.3): Map<string, WrittenFactor> {
+  const rng = new Rng(seed);
+  const { prefix, modules: sizes } = adapterModules(shape);
+  const written = new Map<string, WrittenFactor>();
+  const tensors: Record<string, FixtureTensor> = {};
+  for (let layer = 0; layer < shape.layers; layer++) {
+    for (const [suffix, [out, inFeatures]] of Object.entries(sizes)) {
+      if (!modules.some((m) => suffix === m || suffix.endsWith(`.${m}`))) continue;
+      const A = Float32Array.from({ length: rank * inFeatures }, () => (strength / Math.sqrt(rank * inFeatures)) * rng.gaussian());
+      const B = Float32Array.from({ length: out * rank }, () => rng.gaussian());
+      const module = `${prefix(layer)}${suffix}`;
+      written.set(module, { out, in: inFeatures, A, B });
+      tensors[`base_model.model.${module}.lora_A.weight`] = { dtype: 'F32', shape: [rank, inFeatures], data: A };
+      tensors[`base_model.model.${module}.lora_B.weight`] = { dtype: 'F32', shape: [out, rank], data: B };
+    }
+  }
+  const sorted = Object.fromEntries(Object.keys(tensors).sort().map((k) => [k, tensors[k]!]));
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, 'adapter_model.safetensors'), sorted, undefined, 'F32');
+  fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify({
+    peft_type: 'LORA', r: rank, lora_alpha: rank, target_modules: [...modules], bias: 'none', base_model_name_or_path: 'base',
+    task_type: 'CAUSAL_LM', fan_in_fan_out: shape.family === 'gpt2', use_rslora: false, use_dora: false,
+  }, null, 2));
+  return written;
 }
