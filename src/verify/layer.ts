@@ -120,8 +120,7 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
   const alignSeconds = (performance.now() - t0) / 1000;
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
-  let growthNum = 0, growthDen = 0;
-  const changed: ChangedModule[] = [];
+  const direction = new LayerDirection();
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
   for (const [role, name] of MODULES) {
@@ -132,19 +131,14 @@ export function analyseLayer(index: number, base: LayerWeights, candidateStored:
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
     if (status !== 'unchanged') {
-      // A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a dense one
-      // does not, so its growth is measured on the stored (unfolded) weights as aligned.
-      const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
-      growthNum += g.candidateNormSq - g.baseNormSq;
-      growthDen += g.deltaNormSq;
-      changed.push({ base: x, candidate: y, fit, dense: status === 'full' });
+      direction.addModule(x, y, fit, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
     }
     modules.push(moduleEvidence(name, status, fit, sampled));
   }
   return layerOutcome({
     index, base: b, candidate: c, view, layout, modules, residualSample: sampled ? b.q.cols : null, pruned, independence, mlp,
     mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale), heads, k: fits.get('k_proj')!, v: fits.get('v_proj')!, o: fits.get('o_proj')!,
-    growthNum, growthDen, components: layerComponents(changed), moments, started: t0, alignSeconds,
+    growthNum: direction.growthNum, growthDen: direction.growthDen, components: direction.components(), moments, started: t0, alignSeconds,
   });
 }
 
@@ -278,8 +272,39 @@ export const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = 
   q_proj: 'input', k_proj: 'input', v_proj: 'input', o_proj: null, gate_proj: 'post', up_proj: 'post', down_proj: null,
 };
 
+/**
+ * A layer's direction evidence, summed over its changed modules (both block kinds): the norm
+ * growth's numerator and denominator, and the modules the components are read from.
+ */
+export class LayerDirection {
+  growthNum = 0;
+  growthDen = 0;
+  private readonly changed: ChangedModule[] = [];
+
+  /** One change's squared norms added to the growth. */
+  addGrowth(g: { readonly candidateNormSq: number; readonly baseNormSq: number; readonly deltaNormSq: number }): void {
+    this.growthNum += g.candidateNormSq - g.baseNormSq;
+    this.growthDen += g.deltaNormSq;
+  }
+
+  /**
+   * A changed module. A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a
+   * dense one does not, so its growth is measured on the stored (unfolded) weights as aligned,
+   * `norms` being the gains folded into it (base, candidate), or null.
+   */
+  addModule(x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult, norms: [Float64Array, Float64Array] | null): void {
+    const dense = !fit.lowRank;
+    this.addGrowth(dense ? unfoldedNorms(x, y, norms) : fit);
+    this.changed.push({ base: x, candidate: y, fit, dense });
+  }
+
+  components(): ComponentSums {
+    return layerComponents(this.changed);
+  }
+}
+
 /** Squared norms of base, candidate and their difference with the norm folding undone. */
-export function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
+function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
   let d = 0, bx = 0, cy = 0;
   for (let i = 0; i < x.rows; i++) {
     for (let j = 0; j < x.cols; j++) {

@@ -14,8 +14,7 @@ import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/de
 import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import { PLAIN_MODULE_NAME, PLAIN_ROLES, type PlainRole } from '../arch/types.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import { layerComponents, type ChangedModule } from './direction.js';
-import { addMoments, layerOutcome, moduleEvidence, sameGains, unfoldedNorms, type LayerContext, type LayerOutcome } from './layer.js';
+import { addMoments, LayerDirection, layerOutcome, moduleEvidence, sameGains, type LayerContext, type LayerOutcome } from './layer.js';
 import type { ModuleEvidence } from './types.js';
 
 /**
@@ -114,8 +113,7 @@ export function analyseLayerNormLayer(
   const alignSeconds = (performance.now() - t0) / 1000;
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
-  let growthNum = 0, growthDen = 0;
-  const changed: ChangedModule[] = [];
+  const direction = new LayerDirection();
   const modules: ModuleEvidence[] = [];
   const fits = new Map<PlainRole, LowRankResult>();
   for (const role of PLAIN_ROLES) {
@@ -129,15 +127,10 @@ export function analyseLayerNormLayer(
     addMoments(moments, x, y, fit);
     if (fit.rank === 0 && status === 'full') {
       // A bias-only change: its direction is read from the biases (candidate in the fitted row gauge).
-      const g = biasNorms(b.bias[role], c.bias[role], fit.rowScale);
-      growthNum += g.candidateNormSq - g.baseNormSq;
-      growthDen += g.deltaNormSq;
+      direction.addGrowth(biasNorms(b.bias[role], c.bias[role], fit.rowScale));
     } else if (fit.rank > 0) {
       const norm = preNorm ? READ_NORM[role] : null;
-      const g = status === 'low-rank' ? fit : unfoldedNorms(x, y, norm ? [b[norm], c[norm]] : null);
-      growthNum += g.candidateNormSq - g.baseNormSq;
-      growthDen += g.deltaNormSq;
-      changed.push({ base: x, candidate: y, fit, dense: status === 'full' });
+      direction.addModule(x, y, fit, norm ? [b[norm], c[norm]] : null);
     }
     modules.push({ ...moduleEvidence(PLAIN_MODULE_NAME[role], status, fit, false), biasChanged });
   }
@@ -145,6 +138,6 @@ export function analyseLayerNormLayer(
     index, base: b, candidate: c, view, layout, modules, residualSample: null, pruned: { base: 0, candidate: 0 }, independence, mlp,
     // GELU is not homogeneous: no up/down scale is fitted, none is reported.
     mlpScaleMaxLog: 0, heads, k: fits.get('k')!, v: fits.get('v')!, o: fits.get('o')!,
-    growthNum, growthDen, components: layerComponents(changed), moments, started: t0, alignSeconds,
+    growthNum: direction.growthNum, growthDen: direction.growthDen, components: direction.components(), moments, started: t0, alignSeconds,
   });
 }
