@@ -127,7 +127,7 @@ function adapterFactors(source: TensorSource): { factors: AdapterFactor[]; baseM
     return {
       moduleName: f.moduleName,
       layer: f.layer,
-      role: f.role,
+      roles: f.roles,
       rank: f.rank,
       rows: f.outFeatures,
       cols: f.inFeatures,

@@ -14,9 +14,14 @@ import type { LineageEdge, LineageResult } from './types.js';
 export interface AdapterFactor {
   /** PEFT module name, e.g. `q_proj`. */
   readonly moduleName: string;
-  /** Layer and canonical role, or null for modules outside the layer stack (lm_head, fused, ...). */
+  /** Layer, or null for modules outside the layer stack (lm_head, ...). */
   readonly layer: number | null;
-  readonly role: LayerRole | null;
+  /**
+   * The canonical roles the update changes: one for a plain linear, each role a fused module
+   * holds (GPT-2 `c_attn`: q, k, v), whose output rows are the roles' rows in turn; none for
+   * modules outside the layer stack.
+   */
+  readonly roles: readonly LayerRole[];
   readonly rank: number;
   /** (out, in) of the module the update applies to. */
   readonly rows: number;
@@ -48,13 +53,16 @@ export function adapterEdge(adapter: AdapterMember, base: SketchedModel): Lineag
   const matrices = new Map(base.sketch.matrices.map((m) => [`${m.layer}.${m.role}`, m]));
   let delta = 0, located = 0;
   for (const f of adapter.factors) {
-    if (f.layer === null || f.role === null) continue;
-    const m = matrices.get(`${f.layer}.${f.role}`);
-    if (!m) return { name: adapter.name, reason: `its ${f.moduleName} factors of layer ${f.layer} have no matrix in ${base.name}` };
-    if (m.rows !== f.rows || m.cols !== f.cols) {
+    if (f.layer === null || f.roles.length === 0) continue;
+    const held = f.roles.map((role) => matrices.get(`${f.layer}.${role}`));
+    if (held.some((m) => !m)) return { name: adapter.name, reason: `its ${f.moduleName} factors of layer ${f.layer} have no matrix in ${base.name}` };
+    // A fused module's update spans its roles' rows, stacked; every role reads the same inputs.
+    const rows = held.reduce((sum, m) => sum + m!.rows, 0);
+    if (rows !== f.rows || held.some((m) => m!.cols !== f.cols)) {
+      const shapes = held.map((m) => `${m!.rows}x${m!.cols}`).join(' + ');
       return {
         name: adapter.name,
-        reason: `its ${f.moduleName} factors of layer ${f.layer} make a ${f.rows}x${f.cols} update, but ${base.name}'s matrix is ${m.rows}x${m.cols}`,
+        reason: `its ${f.moduleName} factors of layer ${f.layer} make a ${f.rows}x${f.cols} update, but ${base.name}'s ${held.length > 1 ? `matrices (${f.roles.join(', ')}) are` : 'matrix is'} ${shapes}`,
       };
     }
     delta += f.deltaSquared;
