@@ -17,6 +17,7 @@
  * until the count above the edge stops falling. Every gauge tried is function-preserving, so the
  * least count seen is a valid (upper) bound; no rank is ever claimed below the edge.
  */
+import { fastLog } from '../linalg/fast-log.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
 import { matmulTransB, transpose } from '../linalg/ops.js';
@@ -92,7 +93,7 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
       const v = vx[row + j]! + s * s * vy[row + j]!;
       if (v > 0) {
         if (v < minPositive) minPositive = v;
-        const l = Math.log(v);
+        const l = fastLog(v);
         rowSum += l * perRow;
         colMean[j]! += l * perCol;
         total += l;
@@ -280,7 +281,7 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
   const logRatio = new Float64Array(m * n).fill(NaN);
   for (let p = 0; p < m * n; p++) {
     const xv = x.values[p]!, yv = y.values[p]!;
-    if (xv !== 0 && yv !== 0) logRatio[p] = Math.log(Math.abs(xv / yv));
+    if (xv !== 0 && yv !== 0) logRatio[p] = fastLog(Math.abs(xv / yv));
   }
   const logA = new Float64Array(m), logB = new Float64Array(n);
   // With one side free the other stays 0: a second sweep would repeat the first.
