@@ -67,12 +67,22 @@ interface Whitened {
   readonly edge: number;
   readonly r: Float64Array;
   readonly c: Float64Array;
+  /** The squared norms at the (a, b) it was whitened at (see norms), summed in the same pass. */
+  readonly norms: SquaredNorms;
+}
+
+/** ||a y b - x||_F^2, ||x||_F^2 and ||a y b||_F^2: a fit's result reports those of its gauge. */
+interface SquaredNorms {
+  readonly deltaNormSq: number;
+  readonly baseNormSq: number;
+  readonly candidateNormSq: number;
 }
 
 /**
- * The whitened delta (a y b - x) / (r c) and its bulk edge. The combined variance
- * V = Vx + (a b)^2 Vy is recomputed in each of the two passes (log means, then delta and edge
- * sums) rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
+ * The whitened delta (a y b - x) / (r c), its bulk edge, and the squared norms at (a, b) (which
+ * the pass forming the delta reads anyway). The combined variance V = Vx + (a b)^2 Vy is
+ * recomputed in each of the two passes (log means, then delta and edge sums) rather than stored:
+ * one m x n float64 array fewer, for two multiply-adds per entry.
  */
 function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, delta: Float64Array): Whitened {
   const m = x.rows, n = x.cols;
@@ -121,6 +131,7 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   const rowSum = new Float64Array(m);
   const colSum = new Float64Array(n);
   const xv = x.values, yv = y.values;
+  let deltaNormSq = 0, baseNormSq = 0, candidateNormSq = 0;
   for (let i = 0; i < m; i++) {
     const ai = a[i]!, inverseR = 1 / r[i]!, inverseRSq = inverseR * inverseR, row = i * n;
     let sum = 0;
@@ -131,14 +142,18 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
       const scaled = v * inverseRSq * inverseCSq[j]!;
       sum += scaled;
       colSum[j]! += scaled;
-      delta[p] = (ai * yv[p]! * b[j]! - xv[p]!) * inverseR * inverseC[j]!;
+      const candidate = ai * yv[p]! * b[j]!, base = xv[p]!, d = candidate - base;
+      delta[p] = d * inverseR * inverseC[j]!;
+      deltaNormSq += d * d;
+      baseNormSq += base * base;
+      candidateNormSq += candidate * candidate;
     }
     rowSum[i] = sum;
   }
   let maxRow = 0, maxCol = 0;
   for (let i = 0; i < m; i++) maxRow = Math.max(maxRow, rowSum[i]!);
   for (let j = 0; j < n; j++) maxCol = Math.max(maxCol, colSum[j]!);
-  return { delta: { rows: m, cols: n, data: delta }, edge: Math.sqrt(maxRow) + Math.sqrt(maxCol), r, c };
+  return { delta: { rows: m, cols: n, data: delta }, edge: Math.sqrt(maxRow) + Math.sqrt(maxCol), r, c, norms: { deltaNormSq, baseNormSq, candidateNormSq } };
 }
 
 /**
@@ -207,6 +222,8 @@ interface Spectrum {
   /** The row and column whitening factors it was computed with (the next scale fit reuses them). */
   readonly r: Float64Array;
   readonly c: Float64Array;
+  /** The squared norms in the gauge it was computed in. */
+  readonly norms: SquaredNorms;
 }
 
 /**
@@ -219,7 +236,7 @@ function spectrumOf(w: Whitened, want: number, limit: number, gauge: GaugeFreedo
   const s = Float64Array.from(top.s, (v) => v / w.edge);
   const count = countAbove(s);
   const { u, v } = top.vectors(count > 0 ? { u: gauge.cols, v: gauge.rows } : { u: false, v: false });
-  return { s, count, saturated: count === s.length && s.length < limit, u, v, r: w.r, c: w.c };
+  return { s, count, saturated: count === s.length && s.length < limit, u, v, r: w.r, c: w.c, norms: w.norms };
 }
 
 /**
@@ -482,7 +499,7 @@ function normalizeGauge(a: Float64Array, b: Float64Array): void {
   for (let i = 0; i < a.length; i++) a[i]! *= t;
 }
 
-function norms(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array) {
+function norms(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array): SquaredNorms {
   let d = 0, bx = 0, cy = 0;
   const n = x.cols;
   for (let i = 0; i < x.rows; i++) {
@@ -516,7 +533,8 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
     const rank = spectrum ? spectrum.count : 0;
     return {
       rank, lowRank: rank <= maxRank, spectrum: spectrum ? spectrum.s.slice(0, keep) : new Float64Array(0),
-      rowScale: a, colScale: b, ...norms(base, candidate, a, b),
+      // A spectrum's gauge is (a, b) (every state's spectrum is computed at its own scales).
+      rowScale: a, colScale: b, ...(spectrum ? spectrum.norms : norms(base, candidate, a, b)),
     };
   };
   if (sameValues(base, candidate)) return finish(null, ones(m), ones(n));
