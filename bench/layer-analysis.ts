@@ -11,7 +11,8 @@
  * `--candidate quantized`, in Q4_K with the reader's per-element rounding variances (as a
  * Q4_K_M GGUF of a fine-tune: every module differs from the base by its rounding). Single-threaded; layers are built outside the
  * timings (the analysis consumes them). CPU seconds are printed beside wall seconds, as the steadier
- * number on a shared machine. --json writes every outcome, to compare two builds.
+ * number on a shared machine: the process's, and (on Linux) the main thread's alone, which leaves
+ * out the collector's and the WebAssembly compiler's background threads. --json writes every outcome, to compare two builds.
  */
 import * as fs from 'node:fs';
 import type { LayerWeights, ResidualAlignment } from '../src/align/llama-block.js';
@@ -100,6 +101,16 @@ function layerPair(rng: Rng): [LayerWeights, LayerWeights] {
   ];
 }
 
+/** CPU seconds of this (the main) thread, from /proc on Linux; NaN elsewhere. */
+function mainThreadCpu(): number {
+  try {
+    const fields = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime and stime, in clock ticks of 10 ms
+  } catch {
+    return NaN;
+  }
+}
+
 function normVariance(norm: Float64Array): Float32Array {
   return stored(norm, 1, norm.length).variance;
 }
@@ -118,21 +129,22 @@ const jsonPath = arg('json', '');
 const rng = new Rng(2024);
 const context = benchContext(rng);
 const outcomes: unknown[] = [];
-let alignTotal = 0, analyseTotal = 0, cpuTotal = 0;
+let alignTotal = 0, analyseTotal = 0, cpuTotal = 0, mainTotal = 0;
 console.log(`layer analysis: q/k/v ${WIDTH}x${RESIDUAL}, o ${RESIDUAL}x${WIDTH}, gate/up ${INTERMEDIATE}x${RESIDUAL}, down ${RESIDUAL}x${INTERMEDIATE}, bf16 base, ${candidateStorage === 'quantized' ? 'Q4_K' : 'bf16'} candidate, one thread`);
 for (let index = 0; index < layers; index++) {
   const [base, candidate] = layerPair(rng);
-  const cpuBefore = process.cpuUsage();
+  const cpuBefore = process.cpuUsage(), mainBefore = mainThreadCpu();
   const outcome = analyseLayer(index, base, candidate, context, false);
   const cpu = process.cpuUsage(cpuBefore);
   cpuTotal += (cpu.user + cpu.system) / 1e6;
+  mainTotal += mainThreadCpu() - mainBefore;
   alignTotal += outcome.alignSeconds;
   analyseTotal += outcome.analyseSeconds;
   const ranks = outcome.evidence.modules.map((m) => `${m.module.replace('_proj', '')} ${m.rank}`).join(', ');
   console.log(`  layer ${index}: align ${outcome.alignSeconds.toFixed(2)} s, analyse ${outcome.analyseSeconds.toFixed(2)} s; ranks ${ranks}; probe rank ${outcome.evidence.probeRank}, mlp quality ${outcome.mlpQuality.toFixed(4)}, z ${outcome.independence.z.toFixed(1)}`);
   outcomes.push(outcome);
 }
-console.log(`  mean per layer: align ${(alignTotal / layers).toFixed(2)} s, analyse ${(analyseTotal / layers).toFixed(2)} s (wall); ${(cpuTotal / layers).toFixed(2)} CPU s`);
+console.log(`  mean per layer: align ${(alignTotal / layers).toFixed(2)} s, analyse ${(analyseTotal / layers).toFixed(2)} s (wall); ${(cpuTotal / layers).toFixed(2)} CPU s, main thread ${(mainTotal / layers).toFixed(2)} CPU s`);
 if (jsonPath) {
   const plain = (_: string, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v);
   fs.writeFileSync(jsonPath, JSON.stringify(outcomes, plain, 1));
