@@ -42,6 +42,19 @@ test('informativeRows: zero, constant and repeated rows (negated ones too, for a
   assert.deepEqual(Array.from(informativeRows(unit, false)), [0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 1]);
 });
 
+test('informativeRows: rows that share their leading coordinates (one key) but differ further on are informative', () => {
+  const rng = new Rng(8);
+  const w = 40, head = Array.from({ length: 8 }, () => rng.gaussian()), tail = Array.from({ length: w - 8 }, () => rng.gaussian());
+  // Rows 0-3: one head, the tail in different orders (so equal norms: equal leading coordinates
+  // once unit); rows 4 and 5: another row, twice.
+  const rows = [0, 1, 2, 3].map((k) => [...head, ...tail.slice(k), ...tail.slice(0, k)]);
+  const other = Array.from({ length: w }, () => rng.gaussian());
+  rows.push(other, other);
+  const data = Float64Array.from(rows.flatMap((row) => row.map((v) => v / Math.hypot(...row))));
+  const unit = { rows: rows.length, cols: w, data };
+  for (const absolute of [true, false]) assert.deepEqual(Array.from(informativeRows(unit, absolute)), [1, 1, 1, 1, 0, 0]);
+});
+
 test('an all-zero or constant candidate gives no evidence: no neuron used, the layer left out, p = 1', () => {
   const rng = new Rng(6);
   const n = 80, w = 48;

@@ -124,24 +124,37 @@ const TIED_COS = 1 - 1e-6;
  */
 export function informativeRows(m: Matrix, absolute: boolean): Uint8Array {
   const keep = new Uint8Array(m.rows);
-  const w = m.cols, x = m.data;
-  const groups = new Map<string, number[]>();
+  const w = m.cols, x = m.data, coords = Math.min(KEY_COORDS, w);
+  // A row's key is its rounded leading coordinates (codes); rows are grouped by a hash of them,
+  // and within a group compared only with rows of the same codes (a hash collision joins no keys).
+  const codes = new Int32Array(m.rows * coords);
+  const groups = new Map<number, number[]>();
   for (let i = 0; i < m.rows; i++) {
     let ss = 0;
     for (let q = i * w, end = q + w; q < end; q++) ss += x[q]! * x[q]!;
     if (!(ss > 0.5)) continue;
     keep[i] = 1;
-    const key = Array.from({ length: Math.min(KEY_COORDS, w) }, (_, q) => Math.round((absolute ? Math.abs(x[i * w + q]!) : x[i * w + q]!) / KEY_STEP)).join(',');
-    const group = groups.get(key);
+    let hash = 0;
+    for (let q = 0; q < coords; q++) {
+      const code = Math.round((absolute ? Math.abs(x[i * w + q]!) : x[i * w + q]!) / KEY_STEP);
+      codes[i * coords + q] = code;
+      hash = Math.imul(hash ^ code, 0x9e3779b1);
+    }
+    const group = groups.get(hash);
     if (group) group.push(i);
-    else groups.set(key, [i]);
+    else groups.set(hash, [i]);
   }
+  const sameKey = (i: number, k: number) => {
+    for (let q = 0; q < coords; q++) if (codes[i * coords + q] !== codes[k * coords + q]) return false;
+    return true;
+  };
   for (const group of groups.values()) {
     if (group.length < 2) continue;
-    // Each row against the distinct rows met so far in its group (few, unless rows repeat).
+    // Each row against the distinct rows met so far with its key (few, unless rows repeat).
     const distinct: number[] = [];
     for (const i of group) {
       const same = distinct.find((k) => {
+        if (!sameKey(i, k)) return false;
         let dot = 0;
         for (let q = 0; q < w; q++) dot += x[i * w + q]! * x[k * w + q]!;
         return (absolute ? Math.abs(dot) : dot) > TIED_COS;

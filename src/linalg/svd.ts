@@ -256,17 +256,43 @@ export function topSingularValue(a: Matrix, options: PowerIterationOptions = {})
  */
 export function svdViaGram(a: Matrix, options: SvdOptions = {}): Svd {
   const wantVectors = options.vectors ?? true;
+  const half = gramSideSvd(a, wantVectors ? options.leading : 0);
+  if (!wantVectors) return { s: half.s };
+  const other = otherSideVectors(half);
+  return half.tall ? { u: other, s: half.s, v: half.vectors } : { u: half.vectors, s: half.s, v: other };
+}
+
+/**
+ * The half of an SVD the Gram matrix gives: all singular values, and the singular vectors on the
+ * Gram's side (V when tall, U when wide) of the `leading` largest (all by default, none with 0).
+ * The other side's (otherSideVectors) costs a product with the whole of A: callers that need
+ * only one side, or none, skip it.
+ */
+export interface GramSideSvd {
+  readonly a: Matrix;
+  readonly tall: boolean;
+  readonly s: Float64Array;
+  /** Columns are the singular vectors on the Gram's side. */
+  readonly vectors: Matrix;
+}
+
+export function gramSideSvd(a: Matrix, leading?: number): GramSideSvd {
   const tall = a.rows >= a.cols;
   const g = gram(a); // n×n (AᵀA) when tall, m×m (AAᵀ) when wide
-  const eig = symmetricEigen(g.matrix, { vectors: wantVectors, ...(options.leading !== undefined ? { leading: options.leading } : {}) });
+  const eig = leading === 0
+    ? symmetricEigen(g.matrix, { vectors: false })
+    : symmetricEigen(g.matrix, { vectors: true, ...(leading !== undefined ? { leading } : {}) });
   const s = Float64Array.from(eig.values, (v) => Math.sqrt(Math.max(v, 0)));
-  if (!wantVectors) return { s };
-  const w = eig.vectors!; // columns are eigenvectors
+  return { a, tall, s, vectors: eig.vectors ?? zeros(g.matrix.rows, 0) };
+}
+
+/** The other side's vectors: A·v / σ (tall) or Aᵀ·u / σ (wide); zero columns where σ = 0. */
+export function otherSideVectors(half: GramSideSvd): Matrix {
+  const { a, tall, s, vectors: w } = half;
   const k = w.cols;
-  // The other side's vectors: A·v / σ (tall) or Aᵀ·u / σ (wide); zero columns where σ = 0.
   const other = tall ? matmul(a, w) : matmulTransA(a, w);
   for (let i = 0; i < other.rows; i++) {
     for (let j = 0; j < k; j++) other.data[i * k + j] = s[j]! > 0 ? other.data[i * k + j]! / s[j]! : 0;
   }
-  return tall ? { u: other, s, v: w } : { u: w, s, v: other };
+  return other;
 }

@@ -17,10 +17,11 @@
  * until the count above the edge stops falling. Every gauge tried is function-preserving, so the
  * least count seen is a valid (upper) bound; no rank is ever claimed below the edge.
  */
+import { fastLog } from '../linalg/fast-log.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { Rng } from '../linalg/rng.js';
 import { matmulTransB, transpose } from '../linalg/ops.js';
-import { randomizedSvd, svdViaGram } from '../linalg/svd.js';
+import { gramSideSvd, otherSideVectors, randomizedSvd } from '../linalg/svd.js';
 import { medianInPlace } from '../stats/median.js';
 import { sameValues, type NoisyMatrix } from './noisy-matrix.js';
 
@@ -66,12 +67,22 @@ interface Whitened {
   readonly edge: number;
   readonly r: Float64Array;
   readonly c: Float64Array;
+  /** The squared norms at the (a, b) it was whitened at (see norms), summed in the same pass. */
+  readonly norms: SquaredNorms;
+}
+
+/** ||a y b - x||_F^2, ||x||_F^2 and ||a y b||_F^2: a fit's result reports those of its gauge. */
+interface SquaredNorms {
+  readonly deltaNormSq: number;
+  readonly baseNormSq: number;
+  readonly candidateNormSq: number;
 }
 
 /**
- * The whitened delta (a y b - x) / (r c) and its bulk edge. The combined variance
- * V = Vx + (a b)^2 Vy is recomputed in each of the two passes (log means, then delta and edge
- * sums) rather than stored: one m x n float64 array fewer, for two multiply-adds per entry.
+ * The whitened delta (a y b - x) / (r c), its bulk edge, and the squared norms at (a, b) (which
+ * the pass forming the delta reads anyway). The combined variance V = Vx + (a b)^2 Vy is
+ * recomputed in each of the two passes (log means, then delta and edge sums) rather than stored:
+ * one m x n float64 array fewer, for two multiply-adds per entry.
  */
 function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, delta: Float64Array): Whitened {
   const m = x.rows, n = x.cols;
@@ -92,7 +103,7 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
       const v = vx[row + j]! + s * s * vy[row + j]!;
       if (v > 0) {
         if (v < minPositive) minPositive = v;
-        const l = Math.log(v);
+        const l = fastLog(v);
         rowSum += l * perRow;
         colMean[j]! += l * perCol;
         total += l;
@@ -120,6 +131,7 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
   const rowSum = new Float64Array(m);
   const colSum = new Float64Array(n);
   const xv = x.values, yv = y.values;
+  let deltaNormSq = 0, baseNormSq = 0, candidateNormSq = 0;
   for (let i = 0; i < m; i++) {
     const ai = a[i]!, inverseR = 1 / r[i]!, inverseRSq = inverseR * inverseR, row = i * n;
     let sum = 0;
@@ -130,14 +142,18 @@ function whiten(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array
       const scaled = v * inverseRSq * inverseCSq[j]!;
       sum += scaled;
       colSum[j]! += scaled;
-      delta[p] = (ai * yv[p]! * b[j]! - xv[p]!) * inverseR * inverseC[j]!;
+      const candidate = ai * yv[p]! * b[j]!, base = xv[p]!, d = candidate - base;
+      delta[p] = d * inverseR * inverseC[j]!;
+      deltaNormSq += d * d;
+      baseNormSq += base * base;
+      candidateNormSq += candidate * candidate;
     }
     rowSum[i] = sum;
   }
   let maxRow = 0, maxCol = 0;
   for (let i = 0; i < m; i++) maxRow = Math.max(maxRow, rowSum[i]!);
   for (let j = 0; j < n; j++) maxCol = Math.max(maxCol, colSum[j]!);
-  return { delta: { rows: m, cols: n, data: delta }, edge: Math.sqrt(maxRow) + Math.sqrt(maxCol), r, c };
+  return { delta: { rows: m, cols: n, data: delta }, edge: Math.sqrt(maxRow) + Math.sqrt(maxCol), r, c, norms: { deltaNormSq, baseNormSq, candidateNormSq } };
 }
 
 /**
@@ -151,23 +167,30 @@ const GRAM_SVD_LIMIT = 256;
 
 interface TopSvd {
   readonly s: Float64Array;
-  readonly u: Matrix;
-  readonly v: Matrix;
+  /**
+   * The singular vectors asked for (left u, right v), while the matrix is still intact; null for
+   * a side not asked for. On the Gram route the Gram side's come with the values, the other
+   * side's cost a product with the whole matrix.
+   */
+  vectors(sides: { readonly u: boolean; readonly v: boolean }): { readonly u: Matrix | null; readonly v: Matrix | null };
 }
 
 function topSvd(a: Matrix, k: number): TopSvd {
   const limit = Math.min(a.rows, a.cols);
-  if (limit <= EXACT_SVD_LIMIT) {
-    const full = svdViaGram(a, { vectors: true });
-    return { s: full.s, u: full.u!, v: full.v! };
+  if (limit > GRAM_SVD_LIMIT) {
+    const r = randomizedSvd(a, Math.min(limit, Math.max(1, k)), { oversample: 10, powerIters: 3, rng: new Rng(7) });
+    return { s: r.s, vectors: () => ({ u: r.u, v: r.v }) };
   }
-  const want = Math.min(limit, Math.max(1, k));
-  if (limit <= GRAM_SVD_LIMIT) {
-    const top = svdViaGram(a, { leading: want });
-    return { s: top.s.slice(0, want), u: top.u!, v: top.v! };
-  }
-  const r = randomizedSvd(a, want, { oversample: 10, powerIters: 3, rng: new Rng(7) });
-  return { s: r.s, u: r.u, v: r.v };
+  const want = limit <= EXACT_SVD_LIMIT ? limit : Math.min(limit, Math.max(1, k));
+  const half = gramSideSvd(a, limit <= EXACT_SVD_LIMIT ? undefined : want);
+  return {
+    s: limit <= EXACT_SVD_LIMIT ? half.s : half.s.slice(0, want),
+    vectors(sides) {
+      const [gramSide, otherSide] = half.tall ? [sides.v, sides.u] : [sides.u, sides.v];
+      const gramVectors = gramSide ? half.vectors : null, otherVectors = otherSide ? otherSideVectors(half) : null;
+      return half.tall ? { u: otherVectors, v: gramVectors } : { u: gramVectors, v: otherVectors };
+    },
+  };
 }
 
 /** Count of leading singular values above 1 (values already divided by the edge). */
@@ -190,19 +213,30 @@ interface Spectrum {
   readonly count: number;
   /** Every value computed is above the edge: the count is a lower bound. */
   readonly saturated: boolean;
-  readonly u: Matrix;
-  readonly v: Matrix;
+  /**
+   * Singular vectors, for the gauge fit: v for a row fit, u for a column fit (ScaleFit's other
+   * side); null where no fit will read them (a side without gauge freedom, or nothing above the edge).
+   */
+  readonly u: Matrix | null;
+  readonly v: Matrix | null;
   /** The row and column whitening factors it was computed with (the next scale fit reuses them). */
   readonly r: Float64Array;
   readonly c: Float64Array;
+  /** The squared norms in the gauge it was computed in. */
+  readonly norms: SquaredNorms;
 }
 
-/** Top singular values and vectors of a whitened delta, at least `want` of them. */
-function spectrumOf(w: Whitened, want: number, limit: number): Spectrum {
+/**
+ * Top singular values of a whitened delta, at least `want` of them, and the vectors a gauge fit
+ * of `gauge` reads (only a spectrum with values above the edge is ever fitted from: the gauge
+ * search stops at a count of 0).
+ */
+function spectrumOf(w: Whitened, want: number, limit: number, gauge: GaugeFreedom): Spectrum {
   const top = topSvd(w.delta, Math.min(limit, want));
   const s = Float64Array.from(top.s, (v) => v / w.edge);
   const count = countAbove(s);
-  return { s, count, saturated: count === s.length && s.length < limit, u: top.u, v: top.v, r: w.r, c: w.c };
+  const { u, v } = top.vectors(count > 0 ? { u: gauge.cols, v: gauge.rows } : { u: false, v: false });
+  return { s, count, saturated: count === s.length && s.length < limit, u, v, r: w.r, c: w.c, norms: w.norms };
 }
 
 /**
@@ -212,10 +246,11 @@ function spectrumOf(w: Whitened, want: number, limit: number): Spectrum {
  * if a spectrum has to be computed.
  */
 function countedSpectrum(
-  x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, want: number, cap: number, limit: number, scratch: Float64Array, known: Spectrum | null = null,
+  x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, want: number, cap: number, limit: number, scratch: Float64Array,
+  known: Spectrum | null = null,
 ): Spectrum {
   let whitened: Whitened | null = null;
-  const at = (values: number) => spectrumOf(whitened ??= whiten(x, y, a, b, scratch), values, limit);
+  const at = (values: number) => spectrumOf(whitened ??= whiten(x, y, a, b, scratch), values, limit, gauge);
   let spectrum = known ?? at(want);
   while (spectrum.saturated && spectrum.s.length <= cap) spectrum = at(spectrum.s.length * 4);
   return spectrum;
@@ -263,7 +298,7 @@ function medianScales(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float6
   const logRatio = new Float64Array(m * n).fill(NaN);
   for (let p = 0; p < m * n; p++) {
     const xv = x.values[p]!, yv = y.values[p]!;
-    if (xv !== 0 && yv !== 0) logRatio[p] = Math.log(Math.abs(xv / yv));
+    if (xv !== 0 && yv !== 0) logRatio[p] = fastLog(Math.abs(xv / yv));
   }
   const logA = new Float64Array(m), logB = new Float64Array(n);
   // With one side free the other stays 0: a second sweep would repeat the first.
@@ -300,8 +335,12 @@ const CONVERGED = 1e-5;
  */
 function fitGauge(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array, gauge: GaugeFreedom, spectrum: Spectrum, k: number): void {
   const values = (m: NoisyMatrix): Matrix => ({ rows: m.rows, cols: m.cols, data: m.values });
-  const rows = gauge.rows ? new ScaleFit(values(x), values(y), y.variance, 'rows', spectrum.c, spectrum.v, k) : null;
-  const cols = gauge.cols ? new ScaleFit(values(x), values(y), y.variance, 'cols', spectrum.r, spectrum.u, k) : null;
+  const vectors = (side: Matrix | null): Matrix => {
+    if (!side) throw new Error('fitGauge: a spectrum without the singular vectors of its gauge (fitted from a count of 0?)');
+    return side;
+  };
+  const rows = gauge.rows ? new ScaleFit(values(x), values(y), y.variance, 'rows', spectrum.c, vectors(spectrum.v), k) : null;
+  const cols = gauge.cols ? new ScaleFit(values(x), values(y), y.variance, 'cols', spectrum.r, vectors(spectrum.u), k) : null;
   const alternations = rows && cols ? ALTERNATIONS : 1;
   const before = new Float64Array(a.length + b.length);
   for (let it = 0; it < alternations; it++) {
@@ -460,7 +499,7 @@ function normalizeGauge(a: Float64Array, b: Float64Array): void {
   for (let i = 0; i < a.length; i++) a[i]! *= t;
 }
 
-function norms(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array) {
+function norms(x: NoisyMatrix, y: NoisyMatrix, a: Float64Array, b: Float64Array): SquaredNorms {
   let d = 0, bx = 0, cy = 0;
   const n = x.cols;
   for (let i = 0; i < x.rows; i++) {
@@ -494,7 +533,8 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
     const rank = spectrum ? spectrum.count : 0;
     return {
       rank, lowRank: rank <= maxRank, spectrum: spectrum ? spectrum.s.slice(0, keep) : new Float64Array(0),
-      rowScale: a, colScale: b, ...norms(base, candidate, a, b),
+      // A spectrum's gauge is (a, b) (every state's spectrum is computed at its own scales).
+      rowScale: a, colScale: b, ...(spectrum ? spectrum.norms : norms(base, candidate, a, b)),
     };
   };
   if (sameValues(base, candidate)) return finish(null, ones(m), ones(n));
@@ -504,7 +544,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   // With gauge freedom a dense-looking plain delta is only a starting point: no need to count it.
   // One m x n array serves every whitened delta of this fit (each is consumed by its spectrum).
   const scratch = new Float64Array(m * n);
-  const plain: GaugeState = { spectrum: countedSpectrum(base, candidate, ones(m), ones(n), MIN_VALUES, gauged ? 0 : maxRank, limit, scratch), a: ones(m), b: ones(n) };
+  const plain: GaugeState = { spectrum: countedSpectrum(base, candidate, ones(m), ones(n), gauge, MIN_VALUES, gauged ? 0 : maxRank, limit, scratch), a: ones(m), b: ones(n) };
   if (!gauged || plain.spectrum.count === 0) return finish(plain.spectrum, plain.a, plain.b);
 
   // The least rank over the gauge by variable projection: refit the scales on the complement of a
@@ -546,7 +586,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
       else fitGauge(base, candidate, a, b, gauge, trial.spectrum, k);
       // Enough values to see whether the count fell below the current one (a dense-looking state
       // is compared on the same number of values, by the energy above the edge).
-      const next: GaugeState = { spectrum: countedSpectrum(base, candidate, a, b, Math.max(MIN_VALUES, k + 8, spectrum.saturated ? spectrum.s.length : 0), cap, limit, scratch), a, b };
+      const next: GaugeState = { spectrum: countedSpectrum(base, candidate, a, b, gauge, Math.max(MIN_VALUES, k + 8, spectrum.saturated ? spectrum.s.length : 0), cap, limit, scratch), a, b };
       const falling = (next.spectrum.s[k] ?? 0) < (trial.spectrum.s[k] ?? 0) * (1 - PROGRESS);
       trial = next;
       if (plainFit || improves(trial.spectrum, spectrum, k) || !falling) break;
@@ -560,7 +600,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   }
   if (dense(best.spectrum)) {
     // Dense in every gauge tried: the plain spectrum, counted on from its first values up to DENSE_CAP.
-    const counted = finish(countedSpectrum(base, candidate, plain.a, plain.b, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, scratch, plain.spectrum), plain.a, plain.b);
+    const counted = finish(countedSpectrum(base, candidate, plain.a, plain.b, gauge, plain.spectrum.s.length, Math.min(maxRank, DENSE_CAP), limit, scratch, plain.spectrum), plain.a, plain.b);
     return origin === plain ? counted : { ...counted, robustScales: { rows: origin.a, cols: origin.b } };
   }
   return finish(best.spectrum, best.a, best.b);

@@ -253,9 +253,15 @@ export function addMoments(moments: [MomentAccumulator, MomentAccumulator], x: N
   moments[0].add(x.values);
   // Scaled a block of rows at a time: no copy of the whole matrix (45M values at 7B widths).
   const blockRows = Math.max(1, Math.floor(MOMENT_BLOCK / y.cols));
-  const scaled = new Float64Array(Math.min(y.rows, blockRows) * y.cols);
+  // A fit that kept every scale at 1 (an unchanged module) adds the values as stored, block by block alike.
+  const unscaled = fit.rowScale.every((v) => v === 1) && fit.colScale.every((v) => v === 1);
+  const scaled = new Float64Array(unscaled ? 0 : Math.min(y.rows, blockRows) * y.cols);
   for (let i0 = 0; i0 < y.rows; i0 += blockRows) {
     const i1 = Math.min(y.rows, i0 + blockRows);
+    if (unscaled) {
+      moments[1].add(y.values, i0 * y.cols, i1 * y.cols);
+      continue;
+    }
     for (let i = i0; i < i1; i++) {
       const r = fit.rowScale[i]!, o = i * y.cols, t = (i - i0) * y.cols;
       for (let j = 0; j < y.cols; j++) scaled[t + j] = r * y.values[o + j]! * fit.colScale[j]!;
