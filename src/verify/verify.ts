@@ -13,7 +13,7 @@ import { BufferPool } from './buffer-pool.js';
 import { addComponents, NO_COMPONENTS, siblingsOfDifferentKinds, summarizeComponents } from './direction.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import type { Job } from './jobs.js';
-import { loadGlobals, memoryPlan, readBiases, readLayer, readNorms } from './layer-reading.js';
+import { loadGlobals, memoryPlan, readBiases, readLayer, readNorms, type LayerNorms } from './layer-reading.js';
 import { blockOf } from './block.js';
 import { describeTransform, layerNormFold, normFoldOf } from './transform-found.js';
 import { adapterCaveat, declaredAdapterBase, formatP, judge } from './verdict.js';
@@ -191,9 +191,9 @@ export function verifyModels(
       takeOne();
     }
   };
-  const readJob = (index: number, part: LayerPart | null, layerDense: boolean): Job => timed(() => {
-    const norms = readNorms(base, candidate, index);
-    normFold = Math.max(normFold, layerNormFold(norms, residual));
+  // A layer's norm gains are read once for its parts (and again for a part read again).
+  const readLayerNorms = (index: number): LayerNorms => timed(() => readNorms(base, candidate, index), (s) => (readSeconds += s));
+  const readJob = (index: number, part: LayerPart | null, norms: LayerNorms, layerDense: boolean): Job => timed(() => {
     const side = (s: 'base' | 'candidate') => ({ input: norms.input[s], post: norms.post[s] });
     const biases = block.layerNorm ? readBiases(base, candidate, index, roles) : null;
     const partRoles = part ? PART_ROLES[part] : roles;
@@ -207,12 +207,14 @@ export function verifyModels(
   // A part read again (rare: its layer's other part changed densely and it did not) is posted as
   // soon as it is known, so the layers after it are not held back.
   const postRereads = () => {
-    for (let part = rereads.shift(); part; part = rereads.shift()) post(readJob(part.index, part.part, true));
+    for (let part = rereads.shift(); part; part = rereads.shift()) post(readJob(part.index, part.part, readLayerNorms(part.index), true));
   };
   try {
     for (let index = 0; index < layerCount; index++) {
+      const norms = readLayerNorms(index);
+      normFold = Math.max(normFold, layerNormFold(norms, residual));
       for (const part of parts) {
-        post(readJob(index, part, false));
+        post(readJob(index, part, norms, false));
         postRereads();
       }
     }
