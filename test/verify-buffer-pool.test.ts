@@ -39,7 +39,25 @@ test('BufferPool: a released buffer is handed out again for the same byte length
   assert.equal(pool.bytesHeld, 64);
   const other = pool.float32(4);
   assert.equal(other.length, 4);
-  assert.equal(pool.allocated, 4, 'the 16-byte buffer was not kept');
+  assert.equal(other.buffer.byteLength, 32, 'the 16-byte buffer was not kept: a larger one serves');
+  assert.equal(pool.allocated, 3);
+});
+
+test('BufferPool: without a buffer of the byte length, the smallest larger one serves, as a view of its start', () => {
+  const pool = new BufferPool(Infinity);
+  const buffers = [pool.float64(100), pool.float64(10), pool.float64(40)].map((a) => a.buffer);
+  pool.release(buffers);
+  const a = pool.float32(30); // 120 bytes: the 320-byte buffer is the smallest that holds it
+  assert.equal(a.buffer, buffers[2]);
+  assert.equal(a.length, 30);
+  assert.equal(a.byteOffset, 0);
+  assert.equal(pool.float64(10).buffer, buffers[1], 'an exact fit first');
+  assert.equal(pool.float64(50).buffer, buffers[0]);
+  assert.equal(pool.bytesHeld, 0);
+  assert.equal(pool.float64(1).length, 1, 'nothing left: a fresh one');
+  assert.equal(pool.allocated, 4);
+  pool.release([a.buffer]);
+  assert.equal(pool.bytesHeld, 320, 'a buffer comes back whole');
 });
 
 test('noisyFromWeight into reused garbage-filled memory equals a fresh widening, with and without rounding', () => {
@@ -83,11 +101,12 @@ test('verify of an obfuscated LoRA child (f32 base, bf16 child): same result wit
   for (const workers of [0, 2]) {
     const pool = new BufferPool(Infinity);
     assert.deepEqual(run(baseDir, candidateDir, { workers, buffers: pool }), fresh, `${workers} workers`);
-    // Each analyst holds one layer and the calling thread reads one ahead: only the first
-    // analysts + 1 layers need fresh decode buffers (7 modules of 2 models), later ones refill
-    // them. In this thread the analysis arrays come from the same pool too.
+    // Each analyst holds one job (half a layer) and the calling thread reads one ahead: at most
+    // analysts + 1 jobs' decodes are in use at once (4 or 3 modules of 2 models), so no more
+    // than analysts + 1 layers' worth (7 modules of 2 models) are ever allocated, and later
+    // jobs refill them. In this thread the analysis arrays come from the same pool too.
     const freshLayers = Math.max(1, workers) + 1;
-    if (workers > 0) assert.equal(pool.allocated, freshLayers * 14, `${workers} workers: ${pool.allocated} allocated`);
+    if (workers > 0) assert.ok(pool.allocated <= freshLayers * 14, `${workers} workers: ${pool.allocated} allocated`);
     assert.ok(pool.reused >= (CONFIG.layers - freshLayers) * 14, `${workers} workers: ${pool.reused} reused`);
     assert.deepEqual(run(baseDir, candidateDir, { workers }), fresh, `${workers} workers, default pool`);
   }

@@ -30,6 +30,13 @@ export interface LayerWeights {
 export type { ModuleRole };
 
 /**
+ * A layer's two parts, aligned apart (verify analyses a wide layer as two jobs): attention with
+ * the norm it reads, and the MLP with its own.
+ */
+export type AttentionPart = Pick<LayerWeights, 'q' | 'k' | 'v' | 'o' | 'inputNorm' | 'inputNormVariance'>;
+export type MlpPart = Pick<LayerWeights, 'gate' | 'up' | 'down' | 'postNorm'>;
+
+/**
  * What the residual alignment needs of one model's global weights: the embedding and lm_head
  * columns sketched (see residualColumns; the matrices themselves can be released at once) and
  * the final norm.
@@ -122,20 +129,25 @@ export function alignResidual(base: ResidualEvidence, candidate: ResidualEvidenc
   return { order: match.permutation, sign, quality: match.quality, moved: movedCount(match.permutation), flipped };
 }
 
+const residualReaders = (m: NoisyMatrix, r: ResidualAlignment) => permuteColumnsInPlace(m, r.order, r.sign);
+const residualWriters = (m: NoisyMatrix, r: ResidualAlignment) => permuteRowsInPlace(m, r.order, r.sign);
+
 /**
- * Express a candidate layer in the base's residual order (readers' columns, writers' rows). This
- * and applyMlp / applyHeads permute the layer's matrices in place: the layer is consumed.
+ * Express a candidate layer's attention part in the base's residual order (readers' columns,
+ * writers' rows). This, applyResidualToMlp, applyMlp and applyHeads permute the matrices in
+ * place: the part is consumed.
  */
-export function applyResidual(layer: LayerWeights, r: ResidualAlignment): LayerWeights {
-  const readers = (m: NoisyMatrix) => permuteColumnsInPlace(m, r.order, r.sign);
-  const writers = (m: NoisyMatrix) => permuteRowsInPlace(m, r.order, r.sign);
-  const norm = (g: Float64Array) => permuteResidualVector(g, r);
+export function applyResidualToAttention(part: AttentionPart, r: ResidualAlignment): AttentionPart {
   return {
-    q: readers(layer.q), k: readers(layer.k), v: readers(layer.v), o: writers(layer.o),
-    gate: readers(layer.gate), up: readers(layer.up), down: writers(layer.down),
-    inputNorm: norm(layer.inputNorm), postNorm: norm(layer.postNorm),
-    ...(layer.inputNormVariance ? { inputNormVariance: Float32Array.from(r.order, (from) => layer.inputNormVariance![from]!) } : {}),
+    q: residualReaders(part.q, r), k: residualReaders(part.k, r), v: residualReaders(part.v, r), o: residualWriters(part.o, r),
+    inputNorm: permuteResidualVector(part.inputNorm, r),
+    ...(part.inputNormVariance ? { inputNormVariance: Float32Array.from(r.order, (from) => part.inputNormVariance![from]!) } : {}),
   };
+}
+
+/** applyResidualToAttention of the MLP part. */
+export function applyResidualToMlp(part: MlpPart, r: ResidualAlignment): MlpPart {
+  return { gate: residualReaders(part.gate, r), up: residualReaders(part.up, r), down: residualWriters(part.down, r), postNorm: permuteResidualVector(part.postNorm, r) };
 }
 
 /** A residual-indexed vector (a norm weight) in the base's residual order. */
@@ -145,12 +157,16 @@ export function permuteResidualVector(g: Float64Array, r: ResidualAlignment): Fl
 
 /**
  * Fold RMSNorm weights into the linears that read them (W diag(gamma)): the product is what the
- * function depends on, so norm-scale obfuscation disappears. Mutates and returns the layer.
+ * function depends on, so norm-scale obfuscation disappears. Mutates the part: the input norm
+ * into Q, K and V.
  */
-export function foldNorms(layer: LayerWeights): LayerWeights {
-  for (const m of [layer.q, layer.k, layer.v]) scaleColumns(m, layer.inputNorm);
-  for (const m of [layer.gate, layer.up]) scaleColumns(m, layer.postNorm);
-  return layer;
+export function foldInputNorm(part: AttentionPart): void {
+  for (const m of [part.q, part.k, part.v]) scaleColumns(m, part.inputNorm);
+}
+
+/** foldInputNorm of the MLP part: the post-attention norm into gate and up. */
+export function foldPostNorm(part: MlpPart): void {
+  for (const m of [part.gate, part.up]) scaleColumns(m, part.postNorm);
 }
 
 export interface MlpAlignment {
@@ -161,7 +177,7 @@ export interface MlpAlignment {
 }
 
 /** Both models' gate (signed) and up (absolute: up rows may be negated with down columns) rows, sketched. */
-export function neuronSources(base: LayerWeights, candidate: LayerWeights, seed: number): NeuronSources {
+export function neuronSources(base: Pick<MlpPart, 'gate' | 'up'>, candidate: Pick<MlpPart, 'gate' | 'up'>, seed: number): NeuronSources {
   return { gate: rowSource(base.gate, candidate.gate, false, seed), up: rowSource(base.up, candidate.up, true, seed + 1) };
 }
 
@@ -171,7 +187,7 @@ export function alignMlp(sources: NeuronSources, seed: number, options: { denseL
   return { order: match.permutation, quality: match.quality, moved: movedCount(match.permutation) };
 }
 
-export function applyMlp(layer: LayerWeights, a: MlpAlignment): LayerWeights {
+export function applyMlp<T extends MlpPart>(layer: T, a: MlpAlignment): T {
   return {
     ...layer,
     gate: permuteRowsInPlace(layer.gate, a.order),
@@ -241,7 +257,7 @@ export function blockRows(order: ArrayLike<number>, size: number): Int32Array {
   return rows;
 }
 
-export function applyHeads(layer: LayerWeights, a: HeadAlignment, layout: HeadLayout): LayerWeights {
+export function applyHeads<T extends AttentionPart>(layer: T, a: HeadAlignment, layout: HeadLayout): T {
   const kvRows = blockRows(a.groupOrder, layout.headDim);
   const qRows = blockRows(a.headOrder, layout.headDim);
   return {

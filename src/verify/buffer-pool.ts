@@ -1,15 +1,14 @@
 /** Memory of verify's layers reused from layer to layer (BufferPool). */
 import type { ArrayAllocator } from '../noise/noisy-matrix.js';
-import type { LayerNormLayerWeights } from '../align/layernorm-block.js';
-import type { LayerWeights } from '../align/llama-block.js';
 
 /**
  * Memory reused from layer to layer. Layer shapes repeat, and on first touch fresh memory costs
  * far more than refilling memory already in use (page faults and zeroing, ~1 ns per byte), so the
  * analysis form of a layer (float64 values, float32 variance) and the float32 decode of each role
  * are taken from here and given back once the layer is analysed. Buffers are matched by byte
- * length; a buffer handed out holds garbage (the analysis permutes and scales in place), so every
- * user overwrites all of it. At most `maxBytes` are kept: what one layer needs.
+ * length (or the smallest larger one serves, see take); a buffer handed out holds garbage (the
+ * analysis permutes and scales in place), so every user overwrites all of it. At most `maxBytes`
+ * are kept: what one job needs.
  */
 export class BufferPool implements ArrayAllocator {
   private readonly free = new Map<number, ArrayBuffer[]>();
@@ -23,11 +22,11 @@ export class BufferPool implements ArrayAllocator {
   constructor(readonly maxBytes: number) {}
 
   float64(length: number): Float64Array {
-    return new Float64Array(this.take(length * Float64Array.BYTES_PER_ELEMENT));
+    return new Float64Array(this.take(length * Float64Array.BYTES_PER_ELEMENT), 0, length);
   }
 
   float32(length: number): Float32Array {
-    return new Float32Array(this.take(length * Float32Array.BYTES_PER_ELEMENT));
+    return new Float32Array(this.take(length * Float32Array.BYTES_PER_ELEMENT), 0, length);
   }
 
   /** Give back buffers nothing reads any more; those beyond `maxBytes` are left to the collector. */
@@ -49,11 +48,18 @@ export class BufferPool implements ArrayAllocator {
     return this.heldBytes;
   }
 
+  /**
+   * A free buffer of `byteLength`, else the smallest larger one (a view of its start is handed
+   * out): a layer's two parts (jobs.ts) have matrices of different sizes, so the attention part
+   * is served from the MLP part's buffers and one part's worth serves both.
+   */
   private take(byteLength: number): ArrayBuffer {
-    const buffer = this.free.get(byteLength)?.pop();
+    let fit = this.free.get(byteLength)?.length ? byteLength : Infinity;
+    if (fit === Infinity) for (const [size, list] of this.free) if (size > byteLength && size < fit && list.length > 0) fit = size;
+    const buffer = fit === Infinity ? undefined : this.free.get(fit)!.pop();
     if (buffer) {
       this.held.delete(buffer);
-      this.heldBytes -= byteLength;
+      this.heldBytes -= buffer.byteLength;
       this.reused++;
       return buffer;
     }
@@ -62,8 +68,8 @@ export class BufferPool implements ArrayAllocator {
   }
 }
 
-/** Every ArrayBuffer under a layer's weights (to transfer them, or give them back to a pool). */
-export function layerBuffers(layer: LayerWeights | LayerNormLayerWeights): ArrayBuffer[] {
+/** Every ArrayBuffer under a layer's (or a part's) weights (to transfer them, or give them back to a pool). */
+export function layerBuffers(layer: object): ArrayBuffer[] {
   const out = new Set<ArrayBuffer>();
   for (const value of Object.values(layer)) {
     if (ArrayBuffer.isView(value)) out.add(value.buffer as ArrayBuffer);

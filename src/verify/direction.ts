@@ -144,9 +144,10 @@ export interface ChangedModule {
  * The components of a layer's changed modules, read only when one of them changed densely: the
  * verdict uses them only with a dense change (siblingsOfDifferentKinds), and each costs a
  * randomized SVD, which a LoRA or quantized candidate's layers would pay for nothing.
+ * `layerDense`: a layer analysed in parts (layer.ts) passes whether any part changed densely.
  */
-export function layerComponents(changed: readonly ChangedModule[]): ComponentSums {
-  if (!changed.some((m) => m.dense)) return NO_COMPONENTS;
+export function layerComponents(changed: readonly ChangedModule[], layerDense = changed.some((m) => m.dense)): ComponentSums {
+  if (!layerDense) return NO_COMPONENTS;
   return changed.reduce((sum, m) => addComponents(sum, moduleComponents(m.base, m.candidate, m.fit)), NO_COMPONENTS);
 }
 

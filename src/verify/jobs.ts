@@ -1,18 +1,19 @@
 /**
- * Verify's jobs: one layer of both models as read, put in the analysis form and analysed (by
- * layer.ts or layernorm-layer.ts), and the buffers handed back; what parallel.ts runs.
+ * Verify's jobs: one part of a layer (Llama-style blocks: attention or MLP, see LayerPart) or a
+ * whole layer (LayerNorm blocks) of both models as read, put in the analysis form and analysed
+ * (by layer.ts or layernorm-layer.ts), and the buffers handed back; what parallel.ts runs.
  */
 import { PLAIN_ROLES, type LayerRole, type PlainRole, type Weight } from '../arch/types.js';
 import type { LayerNormLayerWeights } from '../align/layernorm-block.js';
-import type { LayerWeights, ModuleRole } from '../align/llama-block.js';
+import type { AttentionPart, MlpPart, ModuleRole } from '../align/llama-block.js';
 import { coarserGrid, FRESH_ARRAYS, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../noise/noisy-matrix.js';
 import { layerBuffers } from './buffer-pool.js';
-import { analyseLayer, MODULES, type LayerContext, type LayerOutcome } from './layer.js';
+import { analyseLayerPart, PART_ROLES, type LayerContext, type LayerOutcome, type LayerPart, type PartOutcome } from './layer.js';
 import { analyseLayerNormLayer } from './layernorm-layer.js';
 
-/** One model's layer as read: every module decoded to float32 (whole, or on the residual sample) and its norm gains. */
+/** One model's layer (or part of it) as read: every module decoded to float32 (whole, or on the residual sample) and its norm gains. */
 export interface ReadLayer {
-  /** Llama-style blocks: the ModuleRoles; LayerNorm blocks: the PlainRoles. */
+  /** Llama-style blocks: the ModuleRoles of the job's part; LayerNorm blocks: the PlainRoles. */
   readonly modules: Readonly<Partial<Record<LayerRole, Weight>>>;
   /** Norm gains on the grid the models are compared on, as their modules. */
   readonly inputNorm: NoisyMatrix;
@@ -25,12 +26,17 @@ export interface ReadLayer {
 }
 
 /**
- * The work verify hands to a layer analyst (a worker thread, or this thread): one layer of both
- * models as read. The analyst puts it in the analysis form (float64 values, rounding variances)
- * and analyses it, so with workers that work runs in parallel while the calling thread reads.
+ * The work verify hands to a layer analyst (a worker thread, or this thread): one layer, or one
+ * part of it, of both models as read. The analyst puts it in the analysis form (float64 values,
+ * rounding variances) and analyses it, so with workers that work runs in parallel while the
+ * calling thread reads.
  */
 export interface Job {
   readonly index: number;
+  /** The part of a Llama-style layer; null: a whole (LayerNorm) layer. */
+  readonly part: LayerPart | null;
+  /** The layer's other part changed densely (the part is analysed again, see PartOutcome.componentsRead). */
+  readonly layerDense: boolean;
   readonly base: ReadLayer;
   readonly candidate: ReadLayer;
   /** Read on the residual sample (residual-sample.ts), else whole. */
@@ -44,7 +50,9 @@ export interface Job {
  */
 export interface JobResult {
   readonly index: number;
-  readonly outcome: LayerOutcome | null;
+  readonly part: LayerPart | null;
+  /** A part's outcome for a part's job, a layer's for a whole layer's. */
+  readonly outcome: PartOutcome | LayerOutcome | null;
   readonly buffers: readonly ArrayBuffer[];
 }
 
@@ -64,16 +72,15 @@ export function onCommonGrid(wb: Weight, wc: Weight, arrays: ArrayAllocator = FR
   };
 }
 
-/** Both models' layers in the analysis form, from `arrays`. */
-function analysisForm(job: Job, arrays: ArrayAllocator): { base: LayerWeights; candidate: LayerWeights } {
-  const pairs = new Map(MODULES.map(([role]) => [role, onCommonGrid(module(job.base, role), module(job.candidate, role), arrays)]));
-  const side = (s: 'base' | 'candidate'): LayerWeights => {
+/** Both models' part of a layer in the analysis form, from `arrays`. */
+function partForm(job: Job, part: LayerPart, arrays: ArrayAllocator): { base: AttentionPart | MlpPart; candidate: AttentionPart | MlpPart } {
+  const pairs = new Map(PART_ROLES[part].map((role) => [role, onCommonGrid(module(job.base, role), module(job.candidate, role), arrays)]));
+  const side = (s: 'base' | 'candidate'): AttentionPart | MlpPart => {
     const pick = (role: ModuleRole) => pairs.get(role)![s];
     const read = job[s];
-    return {
-      q: pick('q'), k: pick('k'), v: pick('v'), o: pick('o'), gate: pick('gate'), up: pick('up'), down: pick('down'),
-      inputNorm: read.inputNorm.values.slice(), inputNormVariance: read.inputNorm.variance, postNorm: read.postNorm.values.slice(),
-    };
+    return part === 'attention'
+      ? { q: pick('q'), k: pick('k'), v: pick('v'), o: pick('o'), inputNorm: read.inputNorm.values.slice(), inputNormVariance: read.inputNorm.variance }
+      : { gate: pick('gate'), up: pick('up'), down: pick('down'), postNorm: read.postNorm.values.slice() };
   };
   return { base: side('base'), candidate: side('candidate') };
 }
@@ -107,21 +114,30 @@ function layerNormForm(job: Job, arrays: ArrayAllocator): { base: LayerNormLayer
   return { base: side('base'), candidate: side('candidate') };
 }
 
-/** Runs jobs: a layer's analysis form comes from `arrays` and goes back there once analysed. */
+/** Runs jobs: a job's analysis form comes from `arrays` and goes back there once analysed. */
 export class LayerAnalyst {
   constructor(private readonly context: LayerContext, private readonly arrays?: ArrayAllocator & { release(buffers: Iterable<ArrayBufferLike | undefined>): void }) {}
 
   run(job: Job, giveBack: (result: JobResult) => void): void {
-    const arrays = this.arrays ?? FRESH_ARRAYS;
+    const { index, part } = job;
+    const analysis = this.prepare(job, this.arrays ?? FRESH_ARRAYS);
+    giveBack({ index, part, outcome: null, buffers: jobBuffers(job) });
+    // The outcome holds no view of the job's arrays: they are refilled by the next job.
+    const outcome = analysis.analyse();
+    this.arrays?.release([...layerBuffers(analysis.form.base), ...layerBuffers(analysis.form.candidate)]);
+    giveBack({ index, part, outcome, buffers: [] });
+  }
+
+  /** The job in the analysis form, and its analysis. */
+  private prepare(job: Job, arrays: ArrayAllocator): { form: { base: object; candidate: object }; analyse(): PartOutcome | LayerOutcome } {
     const layerNorm = this.context.layerNorm;
-    const form = layerNorm ? { layerNorm: layerNormForm(job, arrays) } : { llama: analysisForm(job, arrays) };
-    giveBack({ index: job.index, outcome: null, buffers: jobBuffers(job) });
-    // The outcome holds no view of the layer's arrays: they are refilled by the next layer.
-    const outcome = form.layerNorm
-      ? analyseLayerNormLayer(job.index, form.layerNorm.base, form.layerNorm.candidate, this.context, layerNorm!.preNorm)
-      : analyseLayer(job.index, form.llama!.base, form.llama!.candidate, this.context, job.sampled);
-    const layers = form.layerNorm ?? form.llama!;
-    this.arrays?.release([...layerBuffers(layers.base), ...layerBuffers(layers.candidate)]);
-    giveBack({ index: job.index, outcome, buffers: [] });
+    if (layerNorm) {
+      const form = layerNormForm(job, arrays);
+      return { form, analyse: () => analyseLayerNormLayer(job.index, form.base, form.candidate, this.context, layerNorm.preNorm) };
+    }
+    const part = job.part;
+    if (!part) throw new Error(`verify: a job for the whole of layer ${job.index}, whose block is analysed in parts`);
+    const form = partForm(job, part, arrays);
+    return { form, analyse: () => analyseLayerPart(job.index, part, form.base, form.candidate, this.context, job.sampled, job.layerDense) };
   }
 }

@@ -10,7 +10,7 @@ import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import { residualSampleWidth, tokenSample } from '../align/residual-sample.js';
 import type { BufferPool } from './buffer-pool.js';
 import { onCommonGrid, type ReadLayer } from './jobs.js';
-import { MODULES, READ_NORM } from './layer.js';
+import { MODULES, PART_ROLES, READ_NORM } from './layer.js';
 import { isLayerNormModel } from './block.js';
 
 /** Values of a layer role of `reader` as analysed: whole, or on a residual sample of `width` dimensions (0 when absent). */
@@ -84,36 +84,40 @@ export function readLayer(
   return { modules, inputNorm: dims ? pickDims(norms.input, dims) : norms.input, postNorm: dims ? pickDims(norms.post, dims) : norms.post, ...(biases ? { biases } : {}) };
 }
 
-/** Values of the largest layer of `reader` as analysed: whole, or on a residual sample of `width` dimensions. */
-function largestLayerElements(reader: RoleReader, width: number | null): number {
+/**
+ * Values of the largest job of `reader` as analysed (whole, or on a residual sample of `width`
+ * dimensions): a part of a Llama-style layer (jobs.ts), a LayerNorm layer whole.
+ */
+function largestJobElements(reader: RoleReader, width: number | null): number {
+  const jobRoles: readonly (readonly LayerRole[])[] = isLayerNormModel(reader.map) ? [LINEAR_ROLES] : Object.values(PART_ROLES);
   let largest = 0;
   for (let index = 0; index < reader.map.layers.length; index++) {
-    largest = Math.max(largest, LINEAR_ROLES.reduce((total, role) => total + roleElements(reader, index, role, width), 0));
+    for (const roles of jobRoles) largest = Math.max(largest, roles.reduce((total, role) => total + roleElements(reader, index, role, width), 0));
   }
   return largest;
 }
 
 /**
- * Memory bounds of one verify run, from the largest layer (as analysed: whole, or on the residual
- * sample). The calling thread's pool keeps the float32 decodes (4 bytes a value) of one layer of
- * both models, given back by an analyst once it built the analysis form, for the next layer read.
- * Each analyst keeps a layer's analysis form (8 + 4 bytes a value).
+ * Memory bounds of one verify run, from the largest job (as analysed: whole, or on the residual
+ * sample). The calling thread's pool keeps the float32 decodes (4 bytes a value) of one job of
+ * both models, given back by an analyst once it built the analysis form, for the next job read.
+ * Each analyst keeps a job's analysis form (8 + 4 bytes a value).
  */
 export function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { decodeBytes: number; analysisBytes: number } {
-  // The architectures were compared equal: both models' largest layer is the same layer.
-  const largest = largestLayerElements(base, width) + largestLayerElements(candidate, width);
+  // The architectures were compared equal: both models' largest job is the same job.
+  const largest = largestJobElements(base, width) + largestJobElements(candidate, width);
   return { decodeBytes: 4 * largest, analysisBytes: 12 * largest };
 }
 
 /**
- * Bytes one layer analyst needs on a model (verify's --workers default): a layer's analysis form
- * of both models with the analysis' work arrays (about twice that, measured by the verify
- * benchmark), and the float32 decodes of the layer it was sent. The calling thread holds one
- * more layer's decodes, read ahead.
+ * Bytes one layer analyst needs on a model (verify's --workers default): a job's analysis form of
+ * both models with the analysis' work arrays (about twice that, measured by the verify
+ * benchmark), and the float32 decodes of the job it was sent. The calling thread holds one more
+ * job's decodes, read ahead.
  */
 export function analystBytes(reader: RoleReader): number {
   // LayerNorm blocks are analysed whole, whatever their width.
-  const largest = largestLayerElements(reader, isLayerNormModel(reader.map) ? null : residualSampleWidth(reader.map.dims.hidden));
+  const largest = largestJobElements(reader, isLayerNormModel(reader.map) ? null : residualSampleWidth(reader.map.dims.hidden));
   return 2 * (2 * 12 * largest) + 2 * 4 * largest;
 }
 

@@ -2,20 +2,21 @@
  * One decoder layer of the verify analysis, from both models' weights (already read) to its
  * evidence: alignment onto the base, the independence statistic, the noise-aware rank of every
  * module's delta, the invariants and probe rank. A pure function of its inputs, so layers can be
- * analysed in any order or in parallel (see parallel.ts) and merged in layer order.
+ * analysed in any order or in parallel (see parallel.ts) and merged in layer order; a layer is
+ * analysed in two parts, attention and MLP (LayerPart), merged the same way.
  */
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
 import { attentionInvariants, probesFor, type AttentionWeights } from './attention-invariants.js';
 import {
-  alignHeads, alignMlp, applyHeads, applyMlp, applyResidual, foldNorms, neuronSources,
-  type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type ModuleRole, type ResidualAlignment,
+  alignHeads, alignMlp, applyHeads, applyMlp, applyResidualToAttention, applyResidualToMlp, foldInputNorm, foldPostNorm, neuronSources,
+  type AttentionPart, type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type MlpPart, type ModuleRole, type ResidualAlignment,
 } from '../align/llama-block.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/delta-rank.js';
 import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import type { Matrix } from '../linalg/matrix.js';
 import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
 import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
-import { layerComponents, type ChangedModule, type ComponentSums } from './direction.js';
+import { addComponents, layerComponents, type ChangedModule, type ComponentSums } from './direction.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
 
 /** The seven modules verify analyses, in report order, with their PEFT names (arch's MODULE_NAME). */
@@ -40,11 +41,11 @@ const GAUGE: Readonly<Record<ModuleName, GaugeFreedom>> = {
 /**
  * The gauge a module's delta is fitted in. A reader's column scales are the freedom of its norm
  * gain (folded into its columns): when the gains are bit-identical in both models there is none
- * (the fold is exact), and a column fit would only cost time.
+ * (the fold is exact), and a column fit would only cost time. `gainAgrees`: the gain of the
+ * module's part (attention: the input norm; MLP: the post-attention norm) is.
  */
-function gaugeOf(name: ModuleName, gainsAgree: { readonly input: boolean; readonly post: boolean }): GaugeFreedom {
-  const norm = READ_NORM[name];
-  return norm && gainsAgree[norm] ? { rows: GAUGE[name].rows, cols: false } : GAUGE[name];
+function gaugeOf(name: ModuleName, gainAgrees: boolean): GaugeFreedom {
+  return READ_NORM[name] && gainAgrees ? { rows: GAUGE[name].rows, cols: false } : GAUGE[name];
 }
 
 export function sameGains(a: Float64Array, b: Float64Array): boolean {
@@ -70,16 +71,12 @@ export interface LayerContext {
   readonly layerNorm?: { readonly preNorm: boolean } | null;
 }
 
-export interface LayerOutcome {
-  readonly evidence: LayerEvidence;
-  readonly independence: LayerIndependence;
-  readonly transform: TransformFound['layers'][number];
-  readonly mlpQuality: number;
-  readonly headQuality: number;
-  /** Numerator and denominator of the norm growth over this layer's changed modules. */
+/** Sums over a layer's (or a part's) modules, added when parts merge. */
+interface ModuleSums {
+  /** Numerator and denominator of the norm growth over the changed modules. */
   readonly growthNum: number;
   readonly growthDen: number;
-  /** The direction read component by component over this layer's changed modules (direction.ts). */
+  /** The direction read component by component over the changed modules (direction.ts). */
   readonly components: ComponentSums;
   /** Weight moments of base and candidate (in the fitted gauge). */
   readonly moments: readonly [MomentSums, MomentSums];
@@ -88,61 +85,228 @@ export interface LayerOutcome {
   readonly analyseSeconds: number;
 }
 
+export interface LayerOutcome extends ModuleSums {
+  readonly evidence: LayerEvidence;
+  readonly independence: LayerIndependence;
+  readonly transform: TransformFound['layers'][number];
+  readonly mlpQuality: number;
+  readonly headQuality: number;
+}
+
 /**
  * One pair of neuron sketches serves the independence test and the MLP alignment; kept inside
  * this function so they are released before the rank analysis.
  */
-function matchNeurons(index: number, base: LayerWeights, candidate: LayerWeights, seed: number) {
+function matchNeurons(index: number, base: MlpPart, candidate: MlpPart, seed: number) {
   const layerSeed = seed + 3 * index;
   const sources = neuronSources(base, candidate, layerSeed);
   return { independence: independenceFromSources(index, sources, layerSeed + 7), mlp: alignMlp(sources, layerSeed + 9) };
 }
 
 /**
- * `sampled`: the layer was read on the residual sample (context.sampled), the candidate already
- * at the stored dimensions that play the sampled base ones; else it is whole, in its stored order.
+ * The two parts a Llama-style layer is analysed in, each a job of its own (jobs.ts), so an analyst
+ * holds half a layer: attention (its modules, the head alignment, the invariants) and the MLP (its
+ * modules, the neuron matching, the independence statistic, pruning). Both share the residual
+ * alignment only (the context); mergeParts makes the layer's outcome.
  */
-export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext, sampled: boolean): LayerOutcome {
-  const { layout, seed } = context;
+export type LayerPart = 'attention' | 'mlp';
+
+export const PART_ROLES: Readonly<Record<LayerPart, readonly ModuleRole[]>> = { attention: ATTENTION_ROLES, mlp: MLP_ROLES };
+
+/** What the attention part adds to a layer's outcome. */
+interface AttentionFindings {
+  readonly probeRank: number;
+  readonly invariants: { readonly qk: number; readonly vo: number };
+  readonly kvGroupOrder: number[];
+  readonly queryHeadOrder: number[];
+  readonly qkScaleMaxLog: number;
+  readonly voScaleMaxLog: number;
+  readonly headQuality: number;
+}
+
+/** What the MLP part adds to a layer's outcome. */
+interface MlpFindings {
+  readonly independence: LayerIndependence;
+  readonly mlpNeuronsPermuted: number;
+  readonly mlpScaleMaxLog: number;
+  readonly mlpQuality: number;
+  readonly prunedNeurons: { readonly base: number; readonly candidate: number };
+}
+
+/** One part of a layer, analysed. */
+export interface PartOutcome extends ModuleSums {
+  readonly index: number;
+  readonly part: LayerPart;
+  readonly modules: readonly ModuleEvidence[];
+  readonly residualSample: number | null;
+  /** Some module of the part changed densely. */
+  readonly dense: boolean;
+  /**
+   * `components` covers every changed module of the part: false only when the part changed, none
+   * of it densely, and it was not told the other part did (then, if the other part did, it is
+   * analysed again with `layerDense`: components are read over a layer's changed modules when any
+   * of them changed densely, see layerComponents).
+   */
+  readonly componentsRead: boolean;
+  readonly attention: AttentionFindings | null;
+  readonly mlp: MlpFindings | null;
+}
+
+/** A part's outcome, with its changed modules (in this thread) to read their components later. */
+interface PartAnalysis {
+  readonly outcome: PartOutcome;
+  readonly changed: readonly ChangedModule[];
+}
+
+function viewOf(context: LayerContext, sampled: boolean, index: number): ResidualView {
   const view = sampled ? context.sampled : context.whole;
   if (!view) throw new Error(`layer ${index}: read on a residual sample, but the context has none`);
-  const b = base;
-  const t0 = performance.now();
-  let c = applyResidual(candidateStored, view.residual);
-  const gainsAgree = { input: sameGains(b.inputNorm, c.inputNorm), post: sameGains(b.postNorm, c.postNorm) };
-  foldNorms(b);
-  foldNorms(c);
-  const { independence, mlp } = matchNeurons(index, b, c, seed);
-  c = applyMlp(c, mlp);
-  const pruned = setAsidePruning(b, c);
-  const heads = alignHeads(b, c, layout, seed + 2000 + index);
-  c = applyHeads(c, heads, layout);
-  const alignSeconds = (performance.now() - t0) / 1000;
+  return view;
+}
 
+/** The modules of a part fitted in order, with their moments, growth and components. */
+function fitModules(
+  pairs: ReadonlyArray<readonly [ModuleName, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
+  sampled: boolean, layerDense: boolean,
+) {
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const direction = new LayerDirection();
+  const changed: ChangedModule[] = [];
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
-  for (const [role, name] of MODULES) {
-    const x = b[role] as NoisyMatrix;
-    const y = c[role] as NoisyMatrix;
-    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gainsAgree) });
+  for (const [name, x, y] of pairs) {
+    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gains.agree) });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
     if (status !== 'unchanged') {
-      direction.addModule(x, y, fit, READ_NORM[name] === 'input' ? [b.inputNorm, c.inputNorm] : READ_NORM[name] === 'post' ? [b.postNorm, c.postNorm] : null);
+      direction.addModule(x, y, fit, READ_NORM[name] ? [gains.base, gains.candidate] : null);
+      changed.push({ base: x, candidate: y, fit, dense: !fit.lowRank });
     }
     modules.push(moduleEvidence(name, status, fit, sampled));
   }
-  return layerOutcome({
-    index, base: b, candidate: c, view, layout, modules, residualSample: sampled ? b.q.cols : null, pruned, independence, mlp,
-    mlpScaleMaxLog: maxAbsLog(fits.get('up_proj')!.rowScale), heads, k: fits.get('k_proj')!, v: fits.get('v_proj')!, o: fits.get('o_proj')!,
-    growthNum: direction.growthNum, growthDen: direction.growthDen, components: direction.components(), moments, started: t0, alignSeconds,
+  const dense = changed.some((m) => m.dense);
+  return {
+    modules, fits, changed, dense, componentsRead: dense || layerDense || changed.length === 0,
+    growthNum: direction.growthNum, growthDen: direction.growthDen,
+    components: dense || !layerDense ? direction.components() : layerComponents(changed, true), moments,
+  };
+}
+
+/**
+ * A part's candidate in the base's residual order, and both parts' norm gain folded into the
+ * modules that read it; `gainsAgree`: the gains were bit-identical before (gaugeOf).
+ */
+function inResidualOrderFolded<T>(
+  base: T, candidateStored: T, view: ResidualView, toBaseOrder: (part: T, r: ResidualAlignment) => T, gain: (part: T) => Float64Array, fold: (part: T) => void,
+): { candidate: T; gainsAgree: boolean } {
+  const candidate = toBaseOrder(candidateStored, view.residual);
+  const gainsAgree = sameGains(gain(base), gain(candidate));
+  fold(base);
+  fold(candidate);
+  return { candidate, gainsAgree };
+}
+
+/**
+ * The attention part of a layer. `sampled`: read on the residual sample (context.sampled), the
+ * candidate already at the stored dimensions that play the sampled base ones; else whole, in its
+ * stored order. `layerDense`: the MLP part changed densely (read this part's components).
+ */
+function analyseAttention(index: number, b: AttentionPart, candidateStored: AttentionPart, context: LayerContext, sampled: boolean, layerDense: boolean): PartAnalysis {
+  const { layout, seed } = context;
+  const view = viewOf(context, sampled, index);
+  const t0 = performance.now();
+  const folded = inResidualOrderFolded(b, candidateStored, view, applyResidualToAttention, (part) => part.inputNorm, foldInputNorm);
+  let c = folded.candidate;
+  const agree = folded.gainsAgree;
+  const heads = alignHeads(b, c, layout, seed + 2000 + index);
+  c = applyHeads(c, heads, layout);
+  const alignSeconds = (performance.now() - t0) / 1000;
+  const fitted = fitModules(ATTENTION_ROLES.map((role) => [MODULE_NAME[role], b[role], c[role]] as const), { agree, base: b.inputNorm, candidate: c.inputNorm }, sampled, layerDense);
+  const attention = attentionFindings(b, c, view, layout, heads, { k: fitted.fits.get('k_proj')!, v: fitted.fits.get('v_proj')!, o: fitted.fits.get('o_proj')! });
+  return partAnalysis(index, 'attention', fitted, sampled ? b.q.cols : null, t0, alignSeconds, attention, null);
+}
+
+/** The MLP part of a layer (see analyseAttention). */
+function analyseMlp(index: number, b: MlpPart, candidateStored: MlpPart, context: LayerContext, sampled: boolean, layerDense: boolean): PartAnalysis {
+  const view = viewOf(context, sampled, index);
+  const t0 = performance.now();
+  const folded = inResidualOrderFolded(b, candidateStored, view, applyResidualToMlp, (part) => part.postNorm, foldPostNorm);
+  let c = folded.candidate;
+  const agree = folded.gainsAgree;
+  const { independence, mlp } = matchNeurons(index, b, c, context.seed);
+  c = applyMlp(c, mlp);
+  const pruned = setAsidePruning(b, c);
+  const alignSeconds = (performance.now() - t0) / 1000;
+  const fitted = fitModules(MLP_ROLES.map((role) => [MODULE_NAME[role], b[role], c[role]] as const), { agree, base: b.postNorm, candidate: c.postNorm }, sampled, layerDense);
+  const findings: MlpFindings = {
+    independence, mlpNeuronsPermuted: mlp.moved, mlpScaleMaxLog: maxAbsLog(fitted.fits.get('up_proj')!.rowScale), mlpQuality: mlp.quality, prunedNeurons: pruned,
+  };
+  return partAnalysis(index, 'mlp', fitted, sampled ? b.gate.cols : null, t0, alignSeconds, null, findings);
+}
+
+function partAnalysis(
+  index: number, part: LayerPart, fitted: ReturnType<typeof fitModules>, residualSample: number | null, started: number, alignSeconds: number,
+  attention: AttentionFindings | null, mlp: MlpFindings | null,
+): PartAnalysis {
+  const outcome: PartOutcome = {
+    index, part, modules: fitted.modules, residualSample, dense: fitted.dense, componentsRead: fitted.componentsRead,
+    growthNum: fitted.growthNum, growthDen: fitted.growthDen, components: fitted.components,
+    moments: [fitted.moments[0].toSums(), fitted.moments[1].toSums()],
+    alignSeconds, analyseSeconds: (performance.now() - started) / 1000 - alignSeconds, attention, mlp,
+  };
+  return { outcome, changed: fitted.changed };
+}
+
+/** One part of a Llama-style layer (a job's worth), from both models' weights of that part. */
+export function analyseLayerPart(
+  index: number, part: LayerPart, base: AttentionPart | MlpPart, candidateStored: AttentionPart | MlpPart, context: LayerContext, sampled: boolean, layerDense: boolean,
+): PartOutcome {
+  return part === 'attention'
+    ? analyseAttention(index, base as AttentionPart, candidateStored as AttentionPart, context, sampled, layerDense).outcome
+    : analyseMlp(index, base as MlpPart, candidateStored as MlpPart, context, sampled, layerDense).outcome;
+}
+
+/**
+ * A whole Llama-style layer, in this thread: its two parts, merged (what verify's jobs give, see
+ * analyseAttention for `sampled`).
+ */
+export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext, sampled: boolean): LayerOutcome {
+  const attention = analyseAttention(index, base, candidateStored, context, sampled, false);
+  const mlp = analyseMlp(index, base, candidateStored, context, sampled, attention.outcome.dense);
+  // The MLP changed densely after the attention part was fitted: its modules are still here.
+  const first = mlp.outcome.dense && !attention.outcome.componentsRead
+    ? { ...attention.outcome, components: layerComponents(attention.changed, true), componentsRead: true }
+    : attention.outcome;
+  return mergeParts(first, mlp.outcome);
+}
+
+/** The attention part must be read again (with `layerDense`) before the two merge: see PartOutcome.componentsRead. */
+export function partToReread(a: PartOutcome, b: PartOutcome): PartOutcome | null {
+  return b.dense && !a.componentsRead ? a : a.dense && !b.componentsRead ? b : null;
+}
+
+/** A layer's outcome from its two parts (in either order). */
+export function mergeParts(one: PartOutcome, other: PartOutcome): LayerOutcome {
+  const [attentionPart, mlpPart] = one.part === 'attention' ? [one, other] : [other, one];
+  const { attention } = attentionPart, { mlp } = mlpPart;
+  if (!attention || !mlp || attentionPart.index !== mlpPart.index) throw new Error(`verify: layer ${one.index} merged from parts that are not its attention and MLP`);
+  if (partToReread(attentionPart, mlpPart)) throw new Error(`verify: layer ${one.index} merged before the components of all its changed modules were read`);
+  return assembleOutcome(one.index, [...attentionPart.modules, ...mlpPart.modules], attentionPart.residualSample, attention, mlp, {
+    growthNum: attentionPart.growthNum + mlpPart.growthNum,
+    growthDen: attentionPart.growthDen + mlpPart.growthDen,
+    components: addComponents(attentionPart.components, mlpPart.components),
+    moments: [0, 1].map((s) => {
+      const sum = MomentAccumulator.fromSums(attentionPart.moments[s]!);
+      sum.merge(MomentAccumulator.fromSums(mlpPart.moments[s]!));
+      return sum.toSums();
+    }) as [MomentSums, MomentSums],
+    alignSeconds: attentionPart.alignSeconds + mlpPart.alignSeconds,
+    analyseSeconds: attentionPart.analyseSeconds + mlpPart.analyseSeconds,
   });
 }
 
-/** A layer's findings once its modules are fitted, from either block kind. */
+/** A layer's findings once its modules are fitted (LayerNorm blocks, analysed whole). */
 export interface LayerFindings {
   readonly index: number;
   readonly base: AttentionWeights;
@@ -172,32 +336,52 @@ export interface LayerFindings {
 
 /** The attention invariants and probe rank, the transform found and the layer's outcome. */
 export function layerOutcome(f: LayerFindings): LayerOutcome {
-  // The change of W_v W_o has rank at most r_v + r_o: the probes are sized from those weight-delta ranks.
-  const voRankBound = [f.v, f.o].reduce((sum, fit) => sum + (fit.lowRank ? fit.rank : Infinity), 0);
-  const inv = attentionInvariants(f.base, f.candidate, f.layout, probesFor(f.view.probes, voRankBound));
+  const attention = attentionFindings(f.base, f.candidate, f.view, f.layout, f.heads, f);
   const analyseSeconds = (performance.now() - f.started) / 1000 - f.alignSeconds;
+  const mlp: MlpFindings = { independence: f.independence, mlpNeuronsPermuted: f.mlp.moved, mlpScaleMaxLog: f.mlpScaleMaxLog, mlpQuality: f.mlp.quality, prunedNeurons: f.pruned };
+  return assembleOutcome(f.index, f.modules, f.residualSample, attention, mlp, {
+    growthNum: f.growthNum, growthDen: f.growthDen, components: f.components, moments: [f.moments[0].toSums(), f.moments[1].toSums()],
+    alignSeconds: f.alignSeconds, analyseSeconds,
+  });
+}
+
+/** The attention invariants and probe rank, and the head transform found. */
+function attentionFindings(
+  base: AttentionWeights, candidate: AttentionWeights, view: ResidualView, layout: HeadLayout, heads: HeadAlignment,
+  fits: { readonly k: LowRankResult; readonly v: LowRankResult; readonly o: LowRankResult },
+): AttentionFindings {
+  // The change of W_v W_o has rank at most r_v + r_o: the probes are sized from those weight-delta ranks.
+  const voRankBound = [fits.v, fits.o].reduce((sum, fit) => sum + (fit.lowRank ? fit.rank : Infinity), 0);
+  const inv = attentionInvariants(base, candidate, layout, probesFor(view.probes, voRankBound));
+  return {
+    probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo },
+    kvGroupOrder: Array.from(heads.groupOrder), queryHeadOrder: Array.from(heads.headOrder),
+    qkScaleMaxLog: maxAbsLog(groupMeans(fits.k.rowScale, layout.headDim)),
+    voScaleMaxLog: maxAbsLog(groupMeans(fits.v.rowScale, layout.headDim)),
+    headQuality: heads.quality,
+  };
+}
+
+function assembleOutcome(
+  index: number, modules: readonly ModuleEvidence[], residualSample: number | null, attention: AttentionFindings, mlp: MlpFindings, sums: ModuleSums,
+): LayerOutcome {
   return {
     evidence: {
-      layer: f.index, modules: f.modules, probeRank: inv.probeRank, invariants: { qk: inv.qk, vo: inv.vo }, residualSample: f.residualSample, prunedNeurons: f.pruned,
+      layer: index, modules, probeRank: attention.probeRank, invariants: attention.invariants, residualSample, prunedNeurons: mlp.prunedNeurons,
     },
-    independence: f.independence,
+    independence: mlp.independence,
     transform: {
-      layer: f.index,
-      mlpNeuronsPermuted: f.mlp.moved,
-      mlpScaleMaxLog: f.mlpScaleMaxLog,
-      kvGroupOrder: Array.from(f.heads.groupOrder),
-      queryHeadOrder: Array.from(f.heads.headOrder),
-      qkScaleMaxLog: maxAbsLog(groupMeans(f.k.rowScale, f.layout.headDim)),
-      voScaleMaxLog: maxAbsLog(groupMeans(f.v.rowScale, f.layout.headDim)),
+      layer: index,
+      mlpNeuronsPermuted: mlp.mlpNeuronsPermuted,
+      mlpScaleMaxLog: mlp.mlpScaleMaxLog,
+      kvGroupOrder: attention.kvGroupOrder,
+      queryHeadOrder: attention.queryHeadOrder,
+      qkScaleMaxLog: attention.qkScaleMaxLog,
+      voScaleMaxLog: attention.voScaleMaxLog,
     },
-    mlpQuality: f.mlp.quality,
-    headQuality: f.heads.quality,
-    growthNum: f.growthNum,
-    growthDen: f.growthDen,
-    components: f.components,
-    moments: [f.moments[0].toSums(), f.moments[1].toSums()],
-    alignSeconds: f.alignSeconds,
-    analyseSeconds,
+    mlpQuality: mlp.mlpQuality,
+    headQuality: attention.headQuality,
+    ...sums,
   };
 }
 
@@ -215,7 +399,7 @@ export function moduleEvidence(name: ModuleName, status: ModuleEvidence['status'
 }
 
 /** True when neuron i's gate and up rows are all zero: the neuron is pruned (it adds nothing to the residual). */
-function zeroNeuron(layer: LayerWeights, i: number): boolean {
+function zeroNeuron(layer: MlpPart, i: number): boolean {
   const w = layer.gate.cols;
   for (let q = i * w; q < (i + 1) * w; q++) if (layer.gate.values[q] !== 0 || layer.up.values[q] !== 0) return false;
   return true;
@@ -228,7 +412,7 @@ function zeroNeuron(layer: LayerWeights, i: number): boolean {
  * zeroed neuron gets no gradient through gate or up, so training never revives it: pruning is
  * evidence of direction on its own (a model with neurons zeroed descends from one that has them).
  */
-function setAsidePruning(b: LayerWeights, c: LayerWeights): { base: number; candidate: number } {
+function setAsidePruning(b: MlpPart, c: MlpPart): { base: number; candidate: number } {
   const counts = { base: 0, candidate: 0 };
   const w = b.gate.cols, ff = b.down.cols;
   for (let i = 0; i < b.gate.rows; i++) {

@@ -78,7 +78,7 @@ export class WorkerAnalysts implements Analysts {
     const reply = taken.reply;
     if (!reply.ok) throw deserializeError(reply.error, `layer ${reply.index}`);
     if (reply.outcome) this.pool.finished(taken.slot);
-    return { index: reply.index, outcome: reply.outcome, buffers: reply.buffers };
+    return { index: reply.index, part: reply.part, outcome: reply.outcome, buffers: reply.buffers };
   }
 
   close(): void {

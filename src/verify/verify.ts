@@ -8,12 +8,12 @@ import { alignResidual, type HeadLayout, type ResidualAlignment } from '../align
 import { residualSample, sampledResidual } from '../align/residual-sample.js';
 import { Rng } from '../linalg/rng.js';
 import { MomentAccumulator } from '../stats/moments.js';
-import type { LayerContext, LayerOutcome } from './layer.js';
+import { mergeParts, PART_ROLES, partToReread, type LayerContext, type LayerOutcome, type LayerPart, type PartOutcome } from './layer.js';
 import { BufferPool } from './buffer-pool.js';
 import { addComponents, NO_COMPONENTS, siblingsOfDifferentKinds, summarizeComponents } from './direction.js';
 import { InThreadAnalysts, WorkerAnalysts, type Analysts } from './parallel.js';
 import type { Job } from './jobs.js';
-import { loadGlobals, memoryPlan, readBiases, readLayer, readNorms } from './layer-reading.js';
+import { loadGlobals, memoryPlan, readBiases, readLayer, readNorms, type LayerNorms } from './layer-reading.js';
 import { blockOf } from './block.js';
 import { describeTransform, layerNormFold, normFoldOf } from './transform-found.js';
 import { adapterCaveat, declaredAdapterBase, formatP, judge } from './verdict.js';
@@ -130,29 +130,59 @@ export function verifyModels(
     analyseSeconds += outcome.analyseSeconds;
     options.onLayer?.(layers.length, layerCount);
   };
-  // The analysis consumes a layer's arrays (permuted and scaled in place), and no outcome keeps a
-  // view of them, so once a layer is analysed its memory is filled by the next one.
+  // The analysis consumes a job's arrays (permuted and scaled in place), and no outcome keeps a
+  // view of them, so once a job is analysed its memory is filled by the next one.
   const workers = Math.min(options.workers ?? 0, layerCount);
   const budget = memoryPlan(base, candidate, sampled ? sampled.base.length : null);
   const buffers = options.buffers === undefined ? new BufferPool(budget.decodeBytes + (workers > 0 ? 0 : budget.analysisBytes)) : options.buffers;
   const analysts: Analysts = workers > 0 ? new WorkerAnalysts(workers, context, budget.analysisBytes) : new InThreadAnalysts(context, buffers);
-  // Each analyst holds one layer at a time, and the calling thread reads the next one meanwhile;
-  // a layer goes to whichever analyst is free first. Results may come back out of order and are
-  // recorded in layer order.
+  // A Llama-style layer is two jobs, attention and MLP (layer.ts, LayerPart), so an analyst holds
+  // half a layer and the calling thread reads half a layer ahead; LayerNorm layers are one job.
+  const parts: readonly (LayerPart | null)[] = block.layerNorm ? [null] : ['attention', 'mlp'];
+  // Each analyst holds one job at a time, and the calling thread reads the next one meanwhile;
+  // a job goes to whichever analyst is free first. Results may come back out of order and are
+  // recorded in layer order, a layer's parts merged once both are in.
   const outcomes = new Map<number, LayerOutcome>();
-  const busy = new Map<number, number>(); // layer index -> analyst slot
+  const partsIn = new Map<number, PartOutcome>();
+  const rereads: PartOutcome[] = [];
+  const busy = new Map<string, number>(); // job -> analyst slot
+  const jobKey = (index: number, part: LayerPart | null) => `${index}/${part}`;
   let recorded = 0;
   const takeOne = () => {
     const result = analysts.take();
     if (!result) throw new Error('verify: waiting for a layer, but no job is in flight');
     buffers?.release(result.buffers);
     if (!result.outcome) return;
-    busy.delete(result.index);
-    outcomes.set(result.index, result.outcome);
+    busy.delete(jobKey(result.index, result.part));
+    if ('part' in result.outcome) {
+      const other = partsIn.get(result.index);
+      if (!other) {
+        partsIn.set(result.index, result.outcome);
+        return;
+      }
+      partsIn.delete(result.index);
+      const reread = partToReread(other, result.outcome);
+      if (reread) {
+        // Its components are read once it is analysed again; its first analysis' time counts too.
+        alignSeconds += reread.alignSeconds;
+        analyseSeconds += reread.analyseSeconds;
+        partsIn.set(result.index, reread === other ? result.outcome : other);
+        rereads.push(reread);
+        return;
+      }
+      outcomes.set(result.index, mergeParts(other, result.outcome));
+    } else {
+      outcomes.set(result.index, result.outcome);
+    }
     for (let next = outcomes.get(recorded); next; next = outcomes.get(recorded)) {
       outcomes.delete(recorded++);
       record(next);
     }
+  };
+  const post = (job: Job) => {
+    const slot = freeSlot();
+    busy.set(jobKey(job.index, job.part), slot);
+    analysts.post(slot, job);
   };
   const freeSlot = () => {
     for (;;) {
@@ -161,25 +191,37 @@ export function verifyModels(
       takeOne();
     }
   };
+  // A layer's norm gains are read once for its parts (and again for a part read again).
+  const readLayerNorms = (index: number): LayerNorms => timed(() => readNorms(base, candidate, index), (s) => (readSeconds += s));
+  const readJob = (index: number, part: LayerPart | null, norms: LayerNorms, layerDense: boolean): Job => timed(() => {
+    const side = (s: 'base' | 'candidate') => ({ input: norms.input[s], post: norms.post[s] });
+    const biases = block.layerNorm ? readBiases(base, candidate, index, roles) : null;
+    const partRoles = part ? PART_ROLES[part] : roles;
+    return {
+      index, part, layerDense,
+      base: readLayer(base, index, side('base'), sampled?.base ?? null, buffers, partRoles, biases?.base),
+      candidate: readLayer(candidate, index, side('candidate'), sampled?.candidate ?? null, buffers, partRoles, biases?.candidate),
+      sampled: sampled !== null,
+    };
+  }, (s) => (readSeconds += s));
+  // A part read again (rare: its layer's other part changed densely and it did not) is posted as
+  // soon as it is known, so the layers after it are not held back.
+  const postRereads = () => {
+    for (let part = rereads.shift(); part; part = rereads.shift()) post(readJob(part.index, part.part, readLayerNorms(part.index), true));
+  };
   try {
     for (let index = 0; index < layerCount; index++) {
-      const job: Job = timed(() => {
-        const norms = readNorms(base, candidate, index);
-        normFold = Math.max(normFold, layerNormFold(norms, residual));
-        const side = (s: 'base' | 'candidate') => ({ input: norms.input[s], post: norms.post[s] });
-        const biases = block.layerNorm ? readBiases(base, candidate, index, roles) : null;
-        return {
-          index,
-          base: readLayer(base, index, side('base'), sampled?.base ?? null, buffers, roles, biases?.base),
-          candidate: readLayer(candidate, index, side('candidate'), sampled?.candidate ?? null, buffers, roles, biases?.candidate),
-          sampled: sampled !== null,
-        };
-      }, (s) => (readSeconds += s));
-      const slot = freeSlot();
-      busy.set(index, slot);
-      analysts.post(slot, job);
+      const norms = readLayerNorms(index);
+      normFold = Math.max(normFold, layerNormFold(norms, residual));
+      for (const part of parts) {
+        post(readJob(index, part, norms, false));
+        postRereads();
+      }
     }
-    while (recorded < layerCount) takeOne();
+    while (recorded < layerCount) {
+      if (rereads.length > 0) postRereads();
+      else takeOne();
+    }
   } finally {
     analysts.close();
   }
