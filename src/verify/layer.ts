@@ -14,7 +14,7 @@ import {
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/delta-rank.js';
 import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import type { Matrix } from '../linalg/matrix.js';
-import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME } from '../arch/types.js';
+import { ATTENTION_ROLES, MLP_ROLES, MODULE_NAME, type LayerRole } from '../arch/types.js';
 import { MomentAccumulator, type MomentSums } from '../stats/moments.js';
 import { addComponents, layerComponents, type ChangedModule, type ComponentSums } from './direction.js';
 import type { LayerEvidence, ModuleEvidence, ModuleName, TransformFound } from './types.js';
@@ -166,30 +166,28 @@ function viewOf(context: LayerContext, sampled: boolean, index: number): Residua
 
 /** The modules of a part fitted in order, with their moments, growth and components. */
 function fitModules(
-  pairs: ReadonlyArray<readonly [ModuleName, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
-  sampled: boolean, layerDense: boolean,
+  pairs: ReadonlyArray<readonly [ModuleRole, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
+  layout: HeadLayout, sampled: boolean, layerDense: boolean,
 ) {
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
-  const direction = new LayerDirection();
-  const changed: ChangedModule[] = [];
+  const direction = new LayerDirection(layout);
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
-  for (const [name, x, y] of pairs) {
+  for (const [role, x, y] of pairs) {
+    const name = MODULE_NAME[role];
     const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gains.agree) });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
-    if (status !== 'unchanged') {
-      direction.addModule(x, y, fit, READ_NORM[name] ? [gains.base, gains.candidate] : null);
-      changed.push({ base: x, candidate: y, fit, dense: !fit.lowRank });
-    }
+    direction.addModule(role, x, y, fit, READ_NORM[name] ? [gains.base, gains.candidate] : null);
     modules.push(moduleEvidence(name, status, fit, sampled));
   }
+  const changed = direction.changedModules();
   const dense = changed.some((m) => m.dense);
   return {
     modules, fits, changed, dense, componentsRead: dense || layerDense || changed.length === 0,
     growthNum: direction.growthNum, growthDen: direction.growthDen,
-    components: dense || !layerDense ? direction.components() : layerComponents(changed, true), moments,
+    components: layerComponents(changed, dense || layerDense), moments,
   };
 }
 
@@ -222,7 +220,7 @@ function analyseAttention(index: number, b: AttentionPart, candidateStored: Atte
   const heads = alignHeads(b, c, layout, seed + 2000 + index);
   c = applyHeads(c, heads, layout);
   const alignSeconds = (performance.now() - t0) / 1000;
-  const fitted = fitModules(ATTENTION_ROLES.map((role) => [MODULE_NAME[role], b[role], c[role]] as const), { agree, base: b.inputNorm, candidate: c.inputNorm }, sampled, layerDense);
+  const fitted = fitModules(ATTENTION_ROLES.map((role) => [role, b[role], c[role]] as const), { agree, base: b.inputNorm, candidate: c.inputNorm }, layout, sampled, layerDense);
   const attention = attentionFindings(b, c, view, layout, heads, { k: fitted.fits.get('k_proj')!, v: fitted.fits.get('v_proj')!, o: fitted.fits.get('o_proj')! });
   return partAnalysis(index, 'attention', fitted, sampled ? b.q.cols : null, t0, alignSeconds, attention, null);
 }
@@ -238,7 +236,7 @@ function analyseMlp(index: number, b: MlpPart, candidateStored: MlpPart, context
   c = applyMlp(c, mlp);
   const pruned = setAsidePruning(b, c);
   const alignSeconds = (performance.now() - t0) / 1000;
-  const fitted = fitModules(MLP_ROLES.map((role) => [MODULE_NAME[role], b[role], c[role]] as const), { agree, base: b.postNorm, candidate: c.postNorm }, sampled, layerDense);
+  const fitted = fitModules(MLP_ROLES.map((role) => [role, b[role], c[role]] as const), { agree, base: b.postNorm, candidate: c.postNorm }, context.layout, sampled, layerDense);
   const findings: MlpFindings = {
     independence, mlpNeuronsPermuted: mlp.moved, mlpScaleMaxLog: maxAbsLog(fitted.fits.get('up_proj')!.rowScale), mlpQuality: mlp.quality, prunedNeurons: pruned,
   };
@@ -464,43 +462,264 @@ export const READ_NORM: Readonly<Record<ModuleName, 'input' | 'post' | null>> = 
 
 /**
  * A layer's direction evidence, summed over its changed modules (both block kinds): the norm
- * growth's numerator and denominator, and the modules the components are read from.
+ * growth's numerator and denominator, and the modules the components are read from. Every module
+ * is added, unchanged ones too: a dense change is read with the module its scaling pairs it with.
  */
 export class LayerDirection {
-  growthNum = 0;
-  growthDen = 0;
-  private readonly changed: ChangedModule[] = [];
+  private readonly modules = new Map<LayerRole, DirectionModule>();
+  private readonly extra = { num: 0, den: 0 };
+  private totals: { readonly num: number; readonly den: number } | null = null;
 
-  /** One change's squared norms added to the growth. */
-  addGrowth(g: { readonly candidateNormSq: number; readonly baseNormSq: number; readonly deltaNormSq: number }): void {
-    this.growthNum += g.candidateNormSq - g.baseNormSq;
-    this.growthDen += g.deltaNormSq;
+  constructor(private readonly layout: HeadLayout) {}
+
+  /** One change's squared norms added to the growth (a bias-only change). */
+  addGrowth(g: SquaredNorms): void {
+    this.extra.num += g.candidateNormSq - g.baseNormSq;
+    this.extra.den += g.deltaNormSq;
+    this.totals = null;
   }
 
   /**
-   * A changed module. A low-rank delta pins the gauge (the fit recovers any rescaling exactly); a
-   * dense one does not, so its growth is measured on the stored (unfolded) weights as aligned,
-   * `norms` being the gains folded into it (base, candidate), or null.
+   * A module of both models, aligned and norm-folded, with its delta's fit; `norms` the gains
+   * folded into its columns (base, candidate), or null.
    */
-  addModule(x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult, norms: [Float64Array, Float64Array] | null): void {
-    const dense = !fit.lowRank;
-    this.addGrowth(dense ? unfoldedNorms(x, y, norms) : fit);
-    this.changed.push({ base: x, candidate: y, fit, dense });
+  addModule(role: LayerRole, x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult, norms: readonly [Float64Array, Float64Array] | null): void {
+    this.modules.set(role, { base: x, candidate: y, fit, norms, unfold: false });
+    this.totals = null;
+  }
+
+  get growthNum(): number {
+    return this.growth().num;
+  }
+
+  get growthDen(): number {
+    return this.growth().den;
+  }
+
+  /**
+   * A low-rank delta pins the gauge (the fit recovers any rescaling exactly): its growth is the
+   * fit's. A dense one does not, and a fitted scale would absorb the very growth it should show,
+   * so a dense change is read where no function-preserving scaling of CANDIDATE moves it:
+   * - readers in the split of weights and norm gain each model stores (unfolded), unless
+   *   CANDIDATE's split is evidently not BASE's (storedSplitKept): then on the norm-folded weights.
+   *   The stored split keeps a fine-tuned gain out of its readers' change (gains changed as much
+   *   as the weights would add noise of about 1 / (change x sqrt(width)) per norm); an
+   *   obfuscator's norm scale s (gain times s, the reader's columns divided by s) cancels in the
+   *   folded weights, where stored ones would carry 1/s.
+   * - the modules one diagonal scaling moves in opposite ways (Q/K, V/O, up/down) as stored too,
+   *   unless CANDIDATE's split between them is evidently not BASE's: then on the rank-one products
+   *   of their paired lines (pairedNorms).
+   * A split is read as stored only when it differs from BASE's no more than the fine-tune's own
+   * changes do (splitKept): an obfuscator's scalings then move the growth no more than those do.
+   */
+  private growth(): { readonly num: number; readonly den: number } {
+    if (this.totals) return this.totals;
+    let num = this.extra.num, den = this.extra.den;
+    const add = (g: SquaredNorms) => {
+      num += g.candidateNormSq - g.baseNormSq;
+      den += g.deltaNormSq;
+    };
+    const dense = (m: DirectionModule | undefined) => m !== undefined && m.fit.rank > 0 && !m.fit.lowRank;
+    if (![...this.modules.values()].some(dense)) {
+      for (const m of this.modules.values()) if (m.fit.rank > 0) add(m.fit);
+      this.totals = { num, den };
+      return this.totals;
+    }
+    const byNorm = new Map<Float64Array, DirectionModule[]>();
+    for (const m of this.modules.values()) if (m.norms) byNorm.set(m.norms[0], [...(byNorm.get(m.norms[0]) ?? []), m]);
+    for (const readers of byNorm.values()) {
+      const unfold = storedSplitKept(readers);
+      for (const m of readers) m.unfold = unfold;
+    }
+    const paired = new Set<LayerRole>();
+    for (const pair of scaledPairs(this.layout)) {
+      const p = this.modules.get(pair.first), q = this.modules.get(pair.second);
+      if (!p || !q || !(dense(p) || dense(q))) continue;
+      const products = pairedNorms(p, q, pair);
+      if (!products) continue;
+      add(products);
+      paired.add(pair.first).add(pair.second);
+    }
+    for (const [role, m] of this.modules) {
+      if (m.fit.rank === 0 || paired.has(role)) continue;
+      add(m.fit.lowRank ? m.fit : plainNorms(m));
+    }
+    this.totals = { num, den };
+    return this.totals;
+  }
+
+  /** The modules whose delta has a rank (each changed module, with whether it changed densely). */
+  changedModules(): ChangedModule[] {
+    return [...this.modules.values()].filter((m) => m.fit.rank > 0)
+      .map((m) => ({ base: m.base, candidate: m.candidate, fit: m.fit, dense: !m.fit.lowRank }));
   }
 
   components(): ComponentSums {
-    return layerComponents(this.changed);
+    return layerComponents(this.changedModules());
   }
 }
 
-/** Squared norms of base, candidate and their difference with the norm folding undone. */
-function unfoldedNorms(x: NoisyMatrix, y: NoisyMatrix, norms: [Float64Array, Float64Array] | null) {
+interface DirectionModule {
+  readonly base: NoisyMatrix;
+  readonly candidate: NoisyMatrix;
+  readonly fit: LowRankResult;
+  /** The gains folded into the columns (base, candidate), or null. */
+  readonly norms: readonly [Float64Array, Float64Array] | null;
+  /** Whether the growth is read with the gains unfolded (storedSplitKept), set per norm. */
+  unfold: boolean;
+}
+
+/**
+ * Whether CANDIDATE's split of its readers' columns between weights and norm gain is BASE's
+ * (splitKept): per residual dimension, the log ratio of the readers' stacked column norms stored
+ * (gains unfolded) against folded. A fine-tune's gain change shows in the folded ratios; an
+ * obfuscator's norm scales s show in the stored ones as 1/s and cancel in the folded ones.
+ */
+function storedSplitKept(readers: readonly DirectionModule[]): boolean {
+  const [gainBase, gainCandidate] = readers[0]!.norms!;
+  const width = gainBase.length;
+  const base = new Float64Array(width), candidate = new Float64Array(width);
+  for (const m of readers) {
+    const sums = lineSums(m, 'cols', false);
+    for (let j = 0; j < width; j++) {
+      base[j]! += sums.base[j]!;
+      candidate[j]! += sums.candidate[j]!;
+    }
+  }
+  const folded: number[] = [], stored: number[] = [];
+  for (let j = 0; j < width; j++) {
+    const f = 0.5 * Math.log(candidate[j]! / base[j]!), g = Math.log(Math.abs(gainCandidate[j]! / gainBase[j]!));
+    if (!Number.isFinite(f) || !Number.isFinite(g)) continue;
+    folded.push(f);
+    stored.push(f - g);
+  }
+  return splitKept(stored, folded);
+}
+
+/**
+ * Whether a function-preserving split between two parts of the models (weights and norm gain; the
+ * two modules of a scaled pair) is read as CANDIDATE stores it: when the log ratios to BASE of the
+ * stored parts, line by line, are no larger (mean square) than those of what no such scaling
+ * moves (the folded weights; the paired lines' products). A fine-tune moves both about alike; a
+ * rescaling only the stored ones. A rescaling no larger than the fine-tune's own changes may pass
+ * as stored: it moves the growth no more than those changes do.
+ */
+function splitKept(stored: readonly number[], invariant: readonly number[]): boolean {
+  return meanSquare(stored) <= meanSquare(invariant);
+}
+
+function meanSquare(values: readonly number[]): number {
+  return values.length === 0 ? 0 : values.reduce((s, v) => s + v * v, 0) / values.length;
+}
+
+interface SquaredNorms {
+  readonly candidateNormSq: number;
+  readonly baseNormSq: number;
+  readonly deltaNormSq: number;
+}
+
+interface ScaledPair {
+  readonly first: LayerRole;
+  readonly second: LayerRole;
+  readonly secondAxis: 'rows' | 'cols';
+  /** The second module's lines scaled with the first's row i. */
+  readonly lines: (i: number) => readonly number[];
+}
+
+/**
+ * The pairs of modules one diagonal scaling moves in opposite ways: the first's row i times f,
+ * the second's `lines(i)` (rows for Q, columns for O and down) divided by f. K's row goes with its
+ * group's query rows (GQA), V's row with O's columns of the group's query heads, up's row with
+ * down's column.
+ */
+function scaledPairs(layout: HeadLayout): readonly ScaledPair[] {
+  const { heads, kvHeads, headDim } = layout;
+  const perGroup = heads / kvHeads;
+  const groupQueries = (i: number) => {
+    const g = Math.floor(i / headDim), t = i % headDim;
+    return Array.from({ length: perGroup }, (_, h) => (g * perGroup + h) * headDim + t);
+  };
+  return [
+    { first: 'k', second: 'q', secondAxis: 'rows', lines: groupQueries },
+    { first: 'v', second: 'o', secondAxis: 'cols', lines: groupQueries },
+    { first: 'up', second: 'down', secondAxis: 'cols', lines: (i) => [i] },
+  ];
+}
+
+/**
+ * The growth of a scaled pair read on the rank-one products of its paired lines, p_i q_l^T (a
+ * K row with a Q row, a V row with an O column, an up row with a down column), or null when the
+ * pair's stored split is kept (splitKept: each module is then read on its own). A scaling f of
+ * the pair (or a sign flip) leaves each product as it is. |p q^T|^2 = |p|^2 |q|^2 and
+ * <p q^T, p' q'^T> = <p, p'> <q, q'>, so only line sums are needed. An update independent of
+ * BASE reads ~ +1 here as on the weights; balancing the scales instead (CANDIDATE given BASE's
+ * ratio of the two lines' energies) lifts the growth, since small lines grow relatively more
+ * under an update of even size (measured +0.2 on synthetic full fine-tunes). The products' norms
+ * are brought to the pair's weights' by BASE's energies (an even relative change of both modules
+ * gives the same numerator and denominator on products and on weights).
+ */
+function pairedNorms(p: DirectionModule, q: DirectionModule, pair: ScaledPair): SquaredNorms | null {
+  const lp = lineSums(p, 'rows'), lq = lineSums(q, pair.secondAxis);
+  let baseSq = 0, candidateSq = 0, deltaSq = 0;
+  const stored: number[] = [], products: number[] = [];
+  for (let i = 0; i < lp.base.length; i++) {
+    let qBase = 0, qCandidate = 0;
+    for (const l of pair.lines(i)) {
+      const b = lp.base[i]! * lq.base[l]!, c = lp.candidate[i]! * lq.candidate[l]!;
+      baseSq += b;
+      candidateSq += c;
+      deltaSq += b + c - 2 * lp.cross[i]! * lq.cross[l]!;
+      qBase += lq.base[l]!;
+      qCandidate += lq.candidate[l]!;
+    }
+    const first = 0.5 * Math.log(lp.candidate[i]! / lp.base[i]!), second = 0.5 * Math.log(qCandidate / qBase);
+    if (Number.isFinite(first) && Number.isFinite(second)) {
+      stored.push(first);
+      products.push(first + second);
+    }
+  }
+  if (baseSq === 0 || splitKept(stored, products)) return null;
+  const toWeights = (sum(lp.base) + sum(lq.base)) / (2 * baseSq);
+  return { baseNormSq: baseSq * toWeights, candidateNormSq: candidateSq * toWeights, deltaNormSq: deltaSq * toWeights };
+}
+
+function sum(values: Float64Array): number {
+  return values.reduce((s, v) => s + v, 0);
+}
+
+/** Per row or column of a module: both models' squared norms and their inner product (gains unfolded when `unfold`). */
+function lineSums(m: DirectionModule, axis: 'rows' | 'cols', unfold = m.unfold) {
+  const { rows, cols } = m.base;
+  const size = axis === 'rows' ? rows : cols;
+  const out = { base: new Float64Array(size), candidate: new Float64Array(size), cross: new Float64Array(size) };
+  const [gb, gc] = unfoldingFactors(m, unfold);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      const p = i * cols + j, xv = m.base.values[p]! * gb[j]!, yv = m.candidate.values[p]! * gc[j]!, l = axis === 'rows' ? i : j;
+      out.base[l]! += xv * xv;
+      out.candidate[l]! += yv * yv;
+      out.cross[l]! += xv * yv;
+    }
+  }
+  return out;
+}
+
+/** Per column, the factors that undo each model's gain folding (1 when the module is read folded). */
+function unfoldingFactors(m: DirectionModule, unfold: boolean): readonly [Float64Array, Float64Array] {
+  const cols = m.base.cols;
+  if (!unfold || !m.norms) return [new Float64Array(cols).fill(1), new Float64Array(cols).fill(1)];
+  const inverse = (g: Float64Array) => Float64Array.from({ length: cols }, (_, j) => 1 / (g[j]! || 1));
+  return [inverse(m.norms[0]), inverse(m.norms[1])];
+}
+
+/** Squared norms of base, candidate and their difference, as aligned (gains unfolded when the module's are). */
+function plainNorms(m: DirectionModule): SquaredNorms {
+  const { rows, cols } = m.base;
+  const [gb, gc] = unfoldingFactors(m, m.unfold);
   let d = 0, bx = 0, cy = 0;
-  for (let i = 0; i < x.rows; i++) {
-    for (let j = 0; j < x.cols; j++) {
-      const p = i * x.cols + j;
-      const xv = norms ? x.values[p]! / (norms[0][j]! || 1) : x.values[p]!;
-      const yv = norms ? y.values[p]! / (norms[1][j]! || 1) : y.values[p]!;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      const p = i * cols + j, xv = m.base.values[p]! * gb[j]!, yv = m.candidate.values[p]! * gc[j]!;
       d += (yv - xv) * (yv - xv);
       bx += xv * xv;
       cy += yv * yv;

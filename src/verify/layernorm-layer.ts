@@ -113,7 +113,7 @@ export function analyseLayerNormLayer(
   const alignSeconds = (performance.now() - t0) / 1000;
 
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
-  const direction = new LayerDirection();
+  const direction = new LayerDirection(layout);
   const modules: ModuleEvidence[] = [];
   const fits = new Map<PlainRole, LowRankResult>();
   for (const role of PLAIN_ROLES) {
@@ -125,13 +125,10 @@ export function analyseLayerNormLayer(
     const biasOnly = biasChanged && !(role === 'o' && modules.some((m) => m.module === PLAIN_MODULE_NAME.v && m.status !== 'unchanged'));
     const status = fit.rank === 0 ? (biasOnly ? 'full' : 'unchanged') : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
-    if (fit.rank === 0 && status === 'full') {
-      // A bias-only change: its direction is read from the biases (candidate in the fitted row gauge).
-      direction.addGrowth(biasNorms(b.bias[role], c.bias[role], fit.rowScale));
-    } else if (fit.rank > 0) {
-      const norm = preNorm ? READ_NORM[role] : null;
-      direction.addModule(x, y, fit, norm ? [b[norm], c[norm]] : null);
-    }
+    // A bias-only change: its direction is read from the biases (candidate in the fitted row gauge).
+    if (fit.rank === 0 && status === 'full') direction.addGrowth(biasNorms(b.bias[role], c.bias[role], fit.rowScale));
+    const norm = preNorm ? READ_NORM[role] : null;
+    direction.addModule(role, x, y, fit, norm ? [b[norm], c[norm]] : null);
     modules.push({ ...moduleEvidence(PLAIN_MODULE_NAME[role], status, fit, false), biasChanged });
   }
   return layerOutcome({
