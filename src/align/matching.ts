@@ -96,6 +96,8 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
 
   const permutation = new Int32Array(n).fill(-1);
   const candidateTaken = new Uint8Array(n);
+  // A pair taken from the hashed candidates keeps the similarity it was scored at (the same sum, not recomputed).
+  const matched = new Float64Array(n);
   let leftBase = Int32Array.from({ length: n }, (_, i) => i), leftCandidate = leftBase.slice();
   // Rounds of shorter keys over the rows still unmatched: each finds pairs correlated too weakly
   // to share the longer keys, at more chance pairs per table. They stop when the rows left fit the
@@ -108,12 +110,12 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
     scored += pairs.base.length;
     const threshold = chanceSimilarity(sources, scored);
     let taken = 0;
-    for (const p of pairs.order) {
+    for (const p of decreasingAbove(pairs.score, threshold)) {
       const i = pairs.base[p]!, j = pairs.candidate[p]!;
-      if (pairs.score[p]! <= threshold) break;
       if (permutation[i]! >= 0 || candidateTaken[j]) continue;
       permutation[i] = j;
       candidateTaken[j] = 1;
+      matched[i] = pairs.score[p]!;
       taken++;
     }
     leftBase = leftBase.filter((i) => permutation[i]! < 0);
@@ -128,12 +130,9 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
     const shuffle = new Rng(options.seed).permutation(k);
     for (let t = 0; t < k; t++) permutation[leftBase[t]!] = leftCandidate[shuffle[t]!]!;
   }
-  const matched = new Float64Array(n);
+  for (const i of leftBase) matched[i] = pairSimilarity(sources, i, permutation[i]!);
   let sum = 0;
-  for (let i = 0; i < n; i++) {
-    matched[i] = pairSimilarity(sources, i, permutation[i]!);
-    sum += matched[i]!;
-  }
+  for (let i = 0; i < n; i++) sum += matched[i]!;
   return { permutation, quality: sum / n, matched };
 }
 
@@ -171,10 +170,71 @@ export function sourceDot(s: SimilaritySource, i: number, j: number): number {
 function pairSimilarity(sources: readonly SimilaritySource[], i: number, j: number): number {
   let total = 0;
   for (const s of sources) {
-    const dot = sourceDot(s, i, j);
+    const dot = pairDots(s).dot(s, i, j);
     total += s.absolute ? Math.abs(dot) : dot;
   }
   return total / sources.length;
+}
+
+/**
+ * Signed dot products of the pairs a source's rows were scored at, kept with the two matrices
+ * (as their sign bits are): verify matches gate alone, up alone, then both, and the last meets
+ * nearly every pair the first two scored. An open-addressing table of (i, j) -> dot, holding up
+ * to MAX_KEPT_PER_ROW entries per row (beyond, dots are computed and not kept): the pairs
+ * repeated are the related ones and the first round's chance pairs, about two per row.
+ */
+class PairDots {
+  private rowsOf: Int32Array;
+  private colsOf: Int32Array;
+  private dots: Float64Array;
+  private kept = 0;
+
+  constructor(private readonly limit: number) {
+    const slots = 2 ** Math.ceil(Math.log2(2 * Math.max(limit, 8)));
+    this.rowsOf = new Int32Array(slots).fill(-1);
+    this.colsOf = new Int32Array(slots);
+    this.dots = new Float64Array(slots);
+  }
+
+  dot(s: SimilaritySource, i: number, j: number): number {
+    const { rowsOf, colsOf } = this, mask = rowsOf.length - 1;
+    let slot = (Math.imul(i, 0x9e3779b1) ^ Math.imul(j, 0x85ebca6b)) & mask;
+    for (; rowsOf[slot]! >= 0; slot = (slot + 1) & mask) {
+      if (rowsOf[slot] === i && colsOf[slot] === j) return this.dots[slot]!;
+    }
+    const dot = sourceDot(s, i, j);
+    if (this.kept < this.limit) {
+      rowsOf[slot] = i;
+      colsOf[slot] = j;
+      this.dots[slot] = dot;
+      this.kept++;
+    }
+    return dot;
+  }
+}
+
+/** Pairs kept per row of a source's PairDots (the table has twice as many slots, 32 bytes a pair). */
+const MAX_KEPT_PER_ROW = 4;
+
+const pairDotsOf = new WeakMap<Matrix, WeakMap<Matrix, PairDots>>();
+
+function pairDots(s: SimilaritySource): PairDots {
+  let byCandidate = pairDotsOf.get(s.base);
+  if (!byCandidate) pairDotsOf.set(s.base, byCandidate = new WeakMap());
+  let dots = byCandidate.get(s.candidate);
+  if (!dots) byCandidate.set(s.candidate, dots = new PairDots(MAX_KEPT_PER_ROW * s.base.rows));
+  return dots;
+}
+
+/**
+ * Indices of the scores above the threshold (not at or below: a NaN passes, as it did not stop
+ * the greedy walk), by decreasing score, ties by index. Only they are walked, so only they are sorted.
+ */
+function decreasingAbove(score: Float64Array, threshold: number): Int32Array {
+  let count = 0;
+  const above = new Int32Array(score.length);
+  for (let p = 0; p < score.length; p++) if (!(score[p]! <= threshold)) above[count++] = p;
+  return above.subarray(0, count).sort((x, y) => score[y]! - score[x]! || x - y);
 }
 
 /**
@@ -191,8 +251,6 @@ interface CandidatePairs {
   readonly base: Int32Array;
   readonly candidate: Int32Array;
   readonly score: Float64Array;
-  /** Pair indices by decreasing score. */
-  readonly order: Int32Array;
 }
 
 /**
@@ -248,8 +306,7 @@ function candidatePairs(sources: readonly SimilaritySource[], rowsBase: Int32Arr
     candidate[p] = unique[p]! - base[p]! * n;
     score[p] = pairSimilarity(sources, base[p]!, candidate[p]!);
   }
-  const order = Int32Array.from(score.keys()).sort((x, y) => score[y]! - score[x]! || x - y);
-  return { base, candidate, score, order };
+  return { base, candidate, score };
 }
 
 interface KeyedRows {
