@@ -7,6 +7,7 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { fisherCombineLogP, normalLogSf, spearman } from '../stats/hypothesis-tests.js';
 import { standardizeRows } from '../linalg/countsketch.js';
+import { spanDot } from '../linalg/ops.js';
 import { matchSources, type SimilaritySource } from './matching.js';
 
 /** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
@@ -130,9 +131,7 @@ export function informativeRows(m: Matrix, absolute: boolean): Uint8Array {
   const codes = new Int32Array(m.rows * coords);
   const groups = new Map<number, number[]>();
   for (let i = 0; i < m.rows; i++) {
-    let ss = 0;
-    for (let q = i * w, end = q + w; q < end; q++) ss += x[q]! * x[q]!;
-    if (!(ss > 0.5)) continue;
+    if (!(spanDot(x, i * w, x, i * w, w) > 0.5)) continue;
     keep[i] = 1;
     let hash = 0;
     for (let q = 0; q < coords; q++) {

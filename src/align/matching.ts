@@ -4,7 +4,7 @@
  */
 import { linearAssignment } from '../linalg/assignment.js';
 import type { Matrix } from '../linalg/matrix.js';
-import { matmulTransB, selectRows, subMatrix } from '../linalg/ops.js';
+import { matmulTransB, selectRows, spanDot, subMatrix } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
 
 /** Dot products of every row of A with every row of B, rows already of unit length (float32: half the memory). */
@@ -159,22 +159,10 @@ function denseSimilarity(sources: readonly SimilaritySource[], baseRows: ArrayLi
   return total!;
 }
 
-/**
- * Signed correlation of base row i with candidate row j in one source. Four running sums: one
- * would wait on every addition's latency, four keep the multiplier busy (about twice as fast);
- * the result differs from a single sum's only by rounding.
- */
+/** Signed correlation of base row i with candidate row j in one source. */
 export function sourceDot(s: SimilaritySource, i: number, j: number): number {
-  const w = s.base.cols, x = s.base.data, y = s.candidate.data, a = i * w, b = j * w;
-  let d0 = 0, d1 = 0, d2 = 0, d3 = 0, q = 0;
-  for (; q + 4 <= w; q += 4) {
-    d0 += x[a + q]! * y[b + q]!;
-    d1 += x[a + q + 1]! * y[b + q + 1]!;
-    d2 += x[a + q + 2]! * y[b + q + 2]!;
-    d3 += x[a + q + 3]! * y[b + q + 3]!;
-  }
-  for (; q < w; q++) d0 += x[a + q]! * y[b + q]!;
-  return (d0 + d1) + (d2 + d3);
+  const w = s.base.cols;
+  return spanDot(s.base.data, i * w, s.candidate.data, j * w, w);
 }
 
 function pairSimilarity(sources: readonly SimilaritySource[], i: number, j: number): number {
