@@ -120,23 +120,45 @@ export class ColumnSketch {
   }
 }
 
-/** Rows centred and scaled to unit length, so dot products are Pearson correlations. */
+/**
+ * Rows centred and scaled to unit length, so dot products are Pearson correlations. Four rows at
+ * a time: each row's sums run in their own order as if it were alone (the same values), and four
+ * independent sums hide each addition's latency. A last group of fewer rows repeats the final row
+ * (computed twice, written alike, scaled once).
+ */
 export function standardizeRows(a: RowMajor): Matrix {
   const out = new Float64Array(a.data.length);
-  const n = a.cols, data = a.data;
-  for (let i = 0; i < a.rows; i++) {
-    const o = i * n;
-    let mean = 0;
-    for (let j = 0; j < n; j++) mean += data[o + j]!;
-    mean /= n;
-    // Centred and summed in one pass (normalizeRows' sum of squares, in the same order).
-    let ss = 0;
+  const n = a.cols, data = a.data, last = a.rows - 1;
+  for (let i = 0; i < a.rows; i += 4) {
+    const o0 = i * n, o1 = Math.min(i + 1, last) * n, o2 = Math.min(i + 2, last) * n, o3 = Math.min(i + 3, last) * n;
+    let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
     for (let j = 0; j < n; j++) {
-      const v = data[o + j]! - mean;
-      out[o + j] = v;
-      ss += v * v;
+      m0 += data[o0 + j]!;
+      m1 += data[o1 + j]!;
+      m2 += data[o2 + j]!;
+      m3 += data[o3 + j]!;
     }
-    scaleToUnit(out, o, n, ss);
+    m0 /= n;
+    m1 /= n;
+    m2 /= n;
+    m3 /= n;
+    // Centred and summed in one pass (normalizeRows' sum of squares, in the same order).
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (let j = 0; j < n; j++) {
+      const v0 = data[o0 + j]! - m0, v1 = data[o1 + j]! - m1, v2 = data[o2 + j]! - m2, v3 = data[o3 + j]! - m3;
+      out[o0 + j] = v0;
+      out[o1 + j] = v1;
+      out[o2 + j] = v2;
+      out[o3 + j] = v3;
+      s0 += v0 * v0;
+      s1 += v1 * v1;
+      s2 += v2 * v2;
+      s3 += v3 * v3;
+    }
+    scaleToUnit(out, o0, n, s0);
+    if (i + 1 <= last) scaleToUnit(out, o1, n, s1);
+    if (i + 2 <= last) scaleToUnit(out, o2, n, s2);
+    if (i + 3 <= last) scaleToUnit(out, o3, n, s3);
   }
   return { rows: a.rows, cols: n, data: out };
 }
