@@ -410,7 +410,8 @@ function hashKeys(m: Matrix, rows: Int32Array, from: number, bits: number, absol
 const fullTablesOf = new WeakMap<Matrix, Map<string, KeyedRows>>();
 
 function hashTable(m: Matrix, rows: Int32Array, from: number, bits: number, absolute: boolean): KeyedRows {
-  const all = rows.length === m.rows && rows.every((r, p) => r === p);
+  // The rows a round hashes are distinct and increasing (the rows left unmatched): all m.rows of them are 0, 1, ...
+  const all = rows.length === m.rows;
   const key = `${from}:${bits}:${absolute}`;
   const kept = all ? fullTablesOf.get(m)?.get(key) : undefined;
   if (kept) return kept;
