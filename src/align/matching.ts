@@ -228,7 +228,7 @@ function pairDots(s: SimilaritySource): PairDots {
  * Indices of the scores above the threshold (not at or below: a NaN passes, as it did not stop
  * the greedy walk), by decreasing score, ties by index. Only they are walked, so only they are sorted.
  */
-function decreasingAbove(score: Float64Array, threshold: number): Int32Array {
+export function decreasingAbove(score: Float64Array, threshold: number): Int32Array {
   let count = 0;
   const above = new Int32Array(score.length);
   for (let p = 0; p < score.length; p++) if (!(score[p]! <= threshold)) above[count++] = p;
