@@ -7,7 +7,6 @@
 import type { Matrix } from '../linalg/matrix.js';
 import { fisherCombineLogP, normalLogSf, spearman } from '../stats/hypothesis-tests.js';
 import { standardizeRows } from '../linalg/countsketch.js';
-import { spanDot } from '../linalg/ops.js';
 import { matchSources, type SimilaritySource } from './matching.js';
 
 /** Evidence that the two models share their initialisation (Zhu et al. style matched-neuron test). */
@@ -118,6 +117,15 @@ const KEY_STEP = 1e-2;
 const TIED_COS = 1 - 1e-6;
 
 /**
+ * Whether a unit-or-zero row x[from, from + w) is a unit row: its first nonzero (and not NaN)
+ * coordinate tells, mostly the first one read, where a sum of squares would read the whole row.
+ */
+function nonzeroRow(x: Float64Array, from: number, w: number): boolean {
+  for (let q = from, end = from + w; q < end; q++) if (x[q]! > 0 || x[q]! < 0) return true;
+  return false;
+}
+
+/**
  * Rows of a matrix of unit (or zero) rows that can tell matches apart: 1 for a nonzero row that no
  * other row repeats (up to sign when `absolute`: such a source cannot tell x from -x). Rows are
  * grouped by their leading coordinates, rounded, and compared only within a group, so the cost
@@ -133,7 +141,7 @@ export function informativeRows(m: Matrix, absolute: boolean): Uint8Array {
   const byHash = new Float64Array(m.rows);
   let kept = 0;
   for (let i = 0; i < m.rows; i++) {
-    if (!(spanDot(x, i * w, x, i * w, w) > 0.5)) continue;
+    if (!nonzeroRow(x, i * w, w)) continue;
     keep[i] = 1;
     let hash = 0;
     for (let q = 0; q < coords; q++) {
