@@ -117,6 +117,15 @@ const KEY_STEP = 1e-2;
 const TIED_COS = 1 - 1e-6;
 
 /**
+ * Whether a unit-or-zero row x[from, from + w) is a unit row: its first nonzero (and not NaN)
+ * coordinate tells, mostly the first one read, where a sum of squares would read the whole row.
+ */
+function nonzeroRow(x: Float64Array, from: number, w: number): boolean {
+  for (let q = from, end = from + w; q < end; q++) if (x[q]! > 0 || x[q]! < 0) return true;
+  return false;
+}
+
+/**
  * Rows of a matrix of unit (or zero) rows that can tell matches apart: 1 for a nonzero row that no
  * other row repeats (up to sign when `absolute`: such a source cannot tell x from -x). Rows are
  * grouped by their leading coordinates, rounded, and compared only within a group, so the cost
@@ -127,12 +136,12 @@ export function informativeRows(m: Matrix, absolute: boolean): Uint8Array {
   const w = m.cols, x = m.data, coords = Math.min(KEY_COORDS, w);
   // A row's key is its rounded leading coordinates (codes); rows are grouped by a hash of them,
   // and within a group compared only with rows of the same codes (a hash collision joins no keys).
+  // Groups are the runs of one native sort of hash * rows + row (below 2^53), rows increasing in each.
   const codes = new Int32Array(m.rows * coords);
-  const groups = new Map<number, number[]>();
+  const byHash = new Float64Array(m.rows);
+  let kept = 0;
   for (let i = 0; i < m.rows; i++) {
-    let ss = 0;
-    for (let q = i * w, end = q + w; q < end; q++) ss += x[q]! * x[q]!;
-    if (!(ss > 0.5)) continue;
+    if (!nonzeroRow(x, i * w, w)) continue;
     keep[i] = 1;
     let hash = 0;
     for (let q = 0; q < coords; q++) {
@@ -140,19 +149,22 @@ export function informativeRows(m: Matrix, absolute: boolean): Uint8Array {
       codes[i * coords + q] = code;
       hash = Math.imul(hash ^ code, 0x9e3779b1);
     }
-    const group = groups.get(hash);
-    if (group) group.push(i);
-    else groups.set(hash, [i]);
+    byHash[kept++] = (hash >>> 0) * m.rows + i;
   }
+  const sorted = byHash.subarray(0, kept).sort();
+  const hashOf = (p: number) => Math.floor(sorted[p]! / m.rows);
   const sameKey = (i: number, k: number) => {
     for (let q = 0; q < coords; q++) if (codes[i * coords + q] !== codes[k * coords + q]) return false;
     return true;
   };
-  for (const group of groups.values()) {
-    if (group.length < 2) continue;
+  for (let start = 0, end = 1; start < kept; start = end, end = start + 1) {
+    const hash = hashOf(start);
+    while (end < kept && hashOf(end) === hash) end++;
+    if (end - start < 2) continue;
     // Each row against the distinct rows met so far with its key (few, unless rows repeat).
     const distinct: number[] = [];
-    for (const i of group) {
+    for (let p = start; p < end; p++) {
+      const i = sorted[p]! - hash * m.rows;
       const same = distinct.find((k) => {
         if (!sameKey(i, k)) return false;
         let dot = 0;

@@ -4,7 +4,7 @@
  */
 import { linearAssignment } from '../linalg/assignment.js';
 import type { Matrix } from '../linalg/matrix.js';
-import { matmulTransB, selectRows, subMatrix } from '../linalg/ops.js';
+import { matmulTransB, selectRows, spanDot, subMatrix } from '../linalg/ops.js';
 import { Rng } from '../linalg/rng.js';
 
 /** Dot products of every row of A with every row of B, rows already of unit length (float32: half the memory). */
@@ -96,6 +96,8 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
 
   const permutation = new Int32Array(n).fill(-1);
   const candidateTaken = new Uint8Array(n);
+  // A pair taken from the hashed candidates keeps the similarity it was scored at (the same sum, not recomputed).
+  const matched = new Float64Array(n);
   let leftBase = Int32Array.from({ length: n }, (_, i) => i), leftCandidate = leftBase.slice();
   // Rounds of shorter keys over the rows still unmatched: each finds pairs correlated too weakly
   // to share the longer keys, at more chance pairs per table. They stop when the rows left fit the
@@ -108,12 +110,12 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
     scored += pairs.base.length;
     const threshold = chanceSimilarity(sources, scored);
     let taken = 0;
-    for (const p of pairs.order) {
+    for (const p of decreasingAbove(pairs.score, threshold)) {
       const i = pairs.base[p]!, j = pairs.candidate[p]!;
-      if (pairs.score[p]! <= threshold) break;
       if (permutation[i]! >= 0 || candidateTaken[j]) continue;
       permutation[i] = j;
       candidateTaken[j] = 1;
+      matched[i] = pairs.score[p]!;
       taken++;
     }
     leftBase = leftBase.filter((i) => permutation[i]! < 0);
@@ -128,12 +130,9 @@ export function matchSources(sources: readonly SimilaritySource[], options: Sket
     const shuffle = new Rng(options.seed).permutation(k);
     for (let t = 0; t < k; t++) permutation[leftBase[t]!] = leftCandidate[shuffle[t]!]!;
   }
-  const matched = new Float64Array(n);
+  for (const i of leftBase) matched[i] = pairSimilarity(sources, i, permutation[i]!);
   let sum = 0;
-  for (let i = 0; i < n; i++) {
-    matched[i] = pairSimilarity(sources, i, permutation[i]!);
-    sum += matched[i]!;
-  }
+  for (let i = 0; i < n; i++) sum += matched[i]!;
   return { permutation, quality: sum / n, matched };
 }
 
@@ -162,19 +161,78 @@ function denseSimilarity(sources: readonly SimilaritySource[], baseRows: ArrayLi
 
 /** Signed correlation of base row i with candidate row j in one source. */
 export function sourceDot(s: SimilaritySource, i: number, j: number): number {
-  const w = s.base.cols, x = s.base.data, y = s.candidate.data;
-  let dot = 0;
-  for (let q = 0, a = i * w, b = j * w; q < w; q++) dot += x[a + q]! * y[b + q]!;
-  return dot;
+  const w = s.base.cols;
+  return spanDot(s.base.data, i * w, s.candidate.data, j * w, w);
 }
 
 function pairSimilarity(sources: readonly SimilaritySource[], i: number, j: number): number {
   let total = 0;
   for (const s of sources) {
-    const dot = sourceDot(s, i, j);
+    const dot = pairDots(s).dot(s, i, j);
     total += s.absolute ? Math.abs(dot) : dot;
   }
   return total / sources.length;
+}
+
+/**
+ * Signed dot products of the pairs a source's rows were scored at, kept with the two matrices
+ * (as their sign bits are): verify matches gate alone, up alone, then both, and the last meets
+ * nearly every pair the first two scored. An open-addressing table of (i, j) -> dot, holding up
+ * to MAX_KEPT_PER_ROW entries per row (beyond, dots are computed and not kept): the pairs
+ * repeated are the related ones and the first round's chance pairs, about two per row.
+ */
+class PairDots {
+  private rowsOf: Int32Array;
+  private colsOf: Int32Array;
+  private dots: Float64Array;
+  private kept = 0;
+
+  constructor(private readonly limit: number) {
+    const slots = 2 ** Math.ceil(Math.log2(2 * Math.max(limit, 8)));
+    this.rowsOf = new Int32Array(slots).fill(-1);
+    this.colsOf = new Int32Array(slots);
+    this.dots = new Float64Array(slots);
+  }
+
+  dot(s: SimilaritySource, i: number, j: number): number {
+    const { rowsOf, colsOf } = this, mask = rowsOf.length - 1;
+    let slot = (Math.imul(i, 0x9e3779b1) ^ Math.imul(j, 0x85ebca6b)) & mask;
+    for (; rowsOf[slot]! >= 0; slot = (slot + 1) & mask) {
+      if (rowsOf[slot] === i && colsOf[slot] === j) return this.dots[slot]!;
+    }
+    const dot = sourceDot(s, i, j);
+    if (this.kept < this.limit) {
+      rowsOf[slot] = i;
+      colsOf[slot] = j;
+      this.dots[slot] = dot;
+      this.kept++;
+    }
+    return dot;
+  }
+}
+
+/** Pairs kept per row of a source's PairDots (the table has twice as many slots, 32 bytes a pair). */
+const MAX_KEPT_PER_ROW = 4;
+
+const pairDotsOf = new WeakMap<Matrix, WeakMap<Matrix, PairDots>>();
+
+function pairDots(s: SimilaritySource): PairDots {
+  let byCandidate = pairDotsOf.get(s.base);
+  if (!byCandidate) pairDotsOf.set(s.base, byCandidate = new WeakMap());
+  let dots = byCandidate.get(s.candidate);
+  if (!dots) byCandidate.set(s.candidate, dots = new PairDots(MAX_KEPT_PER_ROW * s.base.rows));
+  return dots;
+}
+
+/**
+ * Indices of the scores above the threshold (not at or below: a NaN passes, as it did not stop
+ * the greedy walk), by decreasing score, ties by index. Only they are walked, so only they are sorted.
+ */
+export function decreasingAbove(score: Float64Array, threshold: number): Int32Array {
+  let count = 0;
+  const above = new Int32Array(score.length);
+  for (let p = 0; p < score.length; p++) if (!(score[p]! <= threshold)) above[count++] = p;
+  return above.subarray(0, count).sort((x, y) => score[y]! - score[x]! || x - y);
 }
 
 /**
@@ -191,8 +249,6 @@ interface CandidatePairs {
   readonly base: Int32Array;
   readonly candidate: Int32Array;
   readonly score: Float64Array;
-  /** Pair indices by decreasing score. */
-  readonly order: Int32Array;
 }
 
 /**
@@ -248,27 +304,44 @@ function candidatePairs(sources: readonly SimilaritySource[], rowsBase: Int32Arr
     candidate[p] = unique[p]! - base[p]! * n;
     score[p] = pairSimilarity(sources, base[p]!, candidate[p]!);
   }
-  const order = Int32Array.from(score.keys()).sort((x, y) => score[y]! - score[x]! || x - y);
-  return { base, candidate, score, order };
+  return { base, candidate, score };
 }
 
-interface KeyedRows {
+export interface KeyedRows {
   readonly keys: Uint32Array;
   readonly rows: Int32Array;
 }
 
-/** Keys in increasing order with their rows (ties by row): one native sort of key * n + row. */
-function keyedRows(keys: Uint32Array, rows: Int32Array, n: number): KeyedRows {
-  const packed = new Float64Array(keys.length);
-  for (let p = 0; p < keys.length; p++) packed[p] = keys[p]! * n + rows[p]!;
-  packed.sort();
-  const sortedKeys = new Uint32Array(keys.length), sortedRows = new Int32Array(keys.length);
-  for (let p = 0; p < packed.length; p++) {
-    sortedKeys[p] = Math.floor(packed[p]! / n);
-    sortedRows[p] = packed[p]! - sortedKeys[p]! * n;
+/**
+ * Keys (below 2^bits) in increasing order with their rows, ties by row when the rows are given in
+ * increasing order (as the hashing rounds keep them): a stable least-significant-digit radix sort,
+ * a few passes of at most RADIX_BITS bits, linear where a comparison sort is not.
+ */
+export function keyedRows(keys: Uint32Array, rows: Int32Array, bits: number): KeyedRows {
+  const length = keys.length, passes = Math.max(1, Math.ceil(bits / RADIX_BITS));
+  const digitBits = Math.ceil(bits / passes), mask = 2 ** digitBits - 1;
+  const starts = new Int32Array(mask + 2);
+  let fromKeys = keys, fromRows = rows;
+  let toKeys = new Uint32Array(length), toRows = new Int32Array(length);
+  // Two fresh buffers per kind, swapped between passes: the caller's arrays are read, never written.
+  let spareKeys = new Uint32Array(length), spareRows = new Int32Array(length);
+  for (let pass = 0, shift = 0; pass < passes; pass++, shift += digitBits) {
+    starts.fill(0);
+    for (let p = 0; p < length; p++) starts[((fromKeys[p]! >>> shift) & mask) + 1]!++;
+    for (let d = 1; d <= mask + 1; d++) starts[d]! += starts[d - 1]!;
+    for (let p = 0; p < length; p++) {
+      const at = starts[(fromKeys[p]! >>> shift) & mask]!++;
+      toKeys[at] = fromKeys[p]!;
+      toRows[at] = fromRows[p]!;
+    }
+    [fromKeys, fromRows] = [toKeys, toRows];
+    [toKeys, toRows, spareKeys, spareRows] = [spareKeys, spareRows, toKeys, toRows];
   }
-  return { keys: sortedKeys, rows: sortedRows };
+  return { keys: fromKeys, rows: fromRows };
 }
+
+/** Bits of a key sorted per radix pass: 2^11 counters stay in the first-level cache. */
+const RADIX_BITS = 11;
 
 function grow(a: Float64Array, least: number): Float64Array {
   const out = new Float64Array(Math.max(least, a.length * 2));
@@ -337,11 +410,12 @@ function hashKeys(m: Matrix, rows: Int32Array, from: number, bits: number, absol
 const fullTablesOf = new WeakMap<Matrix, Map<string, KeyedRows>>();
 
 function hashTable(m: Matrix, rows: Int32Array, from: number, bits: number, absolute: boolean): KeyedRows {
-  const all = rows.length === m.rows && rows.every((r, p) => r === p);
+  // The rows a round hashes are distinct and increasing (the rows left unmatched): all m.rows of them are 0, 1, ...
+  const all = rows.length === m.rows;
   const key = `${from}:${bits}:${absolute}`;
   const kept = all ? fullTablesOf.get(m)?.get(key) : undefined;
   if (kept) return kept;
-  const table = keyedRows(hashKeys(m, rows, from, bits, absolute), rows, m.rows);
+  const table = keyedRows(hashKeys(m, rows, from, bits, absolute), rows, bits);
   if (all) {
     if (!fullTablesOf.has(m)) fullTablesOf.set(m, new Map());
     fullTablesOf.get(m)!.set(key, table);

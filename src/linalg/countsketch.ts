@@ -120,23 +120,45 @@ export class ColumnSketch {
   }
 }
 
-/** Rows centred and scaled to unit length, so dot products are Pearson correlations. */
+/**
+ * Rows centred and scaled to unit length, so dot products are Pearson correlations. Four rows at
+ * a time: each row's sums run in their own order as if it were alone (the same values), and four
+ * independent sums hide each addition's latency. A last group of fewer rows repeats the final row
+ * (computed and written twice, alike).
+ */
 export function standardizeRows(a: RowMajor): Matrix {
   const out = new Float64Array(a.data.length);
-  const n = a.cols, data = a.data;
-  for (let i = 0; i < a.rows; i++) {
-    const o = i * n;
-    let mean = 0;
-    for (let j = 0; j < n; j++) mean += data[o + j]!;
-    mean /= n;
-    // Centred and summed in one pass (normalizeRows' sum of squares, in the same order).
-    let ss = 0;
+  const n = a.cols, data = a.data, last = a.rows - 1;
+  for (let i = 0; i < a.rows; i += 4) {
+    const o0 = i * n, o1 = Math.min(i + 1, last) * n, o2 = Math.min(i + 2, last) * n, o3 = Math.min(i + 3, last) * n;
+    let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
     for (let j = 0; j < n; j++) {
-      const v = data[o + j]! - mean;
-      out[o + j] = v;
-      ss += v * v;
+      m0 += data[o0 + j]!;
+      m1 += data[o1 + j]!;
+      m2 += data[o2 + j]!;
+      m3 += data[o3 + j]!;
     }
-    scaleToUnit(out, o, n, ss);
+    m0 /= n;
+    m1 /= n;
+    m2 /= n;
+    m3 /= n;
+    // The centred values' sum of squares (normalizeRows' sum, in the same order), then the centred
+    // values recomputed (the same differences) and scaled as normalizeRows would: one write per element.
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (let j = 0; j < n; j++) {
+      const v0 = data[o0 + j]! - m0, v1 = data[o1 + j]! - m1, v2 = data[o2 + j]! - m2, v3 = data[o3 + j]! - m3;
+      s0 += v0 * v0;
+      s1 += v1 * v1;
+      s2 += v2 * v2;
+      s3 += v3 * v3;
+    }
+    const i0 = unitScale(s0), i1 = unitScale(s1), i2 = unitScale(s2), i3 = unitScale(s3);
+    for (let j = 0; j < n; j++) {
+      out[o0 + j] = (data[o0 + j]! - m0) * i0;
+      out[o1 + j] = (data[o1 + j]! - m1) * i1;
+      out[o2 + j] = (data[o2 + j]! - m2) * i2;
+      out[o3 + j] = (data[o3 + j]! - m3) * i3;
+    }
   }
   return { rows: a.rows, cols: n, data: out };
 }
@@ -152,8 +174,13 @@ function normalizeRows(a: Matrix): Matrix {
   return a;
 }
 
+/** The factor that scales a vector of sum of squares ss to unit length (0 for a zero vector). */
+function unitScale(ss: number): number {
+  return ss > 0 ? 1 / Math.sqrt(ss) : 0;
+}
+
 /** data[o, o + n) divided by sqrt(ss), its sum of squares (zeroed when ss is 0). */
 function scaleToUnit(data: Float64Array, o: number, n: number, ss: number): void {
-  const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+  const inv = unitScale(ss);
   for (let j = 0; j < n; j++) data[o + j]! *= inv;
 }

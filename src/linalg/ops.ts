@@ -279,3 +279,20 @@ export function selectCols(a: Matrix, indices: ArrayLike<number>): Matrix {
   }
   return { rows: a.rows, cols: k, data: out };
 }
+
+/**
+ * Dot product of x[a, a + length) and y[b, b + length) in four running sums: a single sum waits
+ * on every addition's latency, four keep the multiplier busy (about twice as fast); the result
+ * differs from a single sum's only by rounding.
+ */
+export function spanDot(x: Float64Array, a: number, y: Float64Array, b: number, length: number): number {
+  let d0 = 0, d1 = 0, d2 = 0, d3 = 0, q = 0;
+  for (; q + 4 <= length; q += 4) {
+    d0 += x[a + q]! * y[b + q]!;
+    d1 += x[a + q + 1]! * y[b + q + 1]!;
+    d2 += x[a + q + 2]! * y[b + q + 2]!;
+    d3 += x[a + q + 3]! * y[b + q + 3]!;
+  }
+  for (; q < length; q++) d0 += x[a + q]! * y[b + q]!;
+  return (d0 + d1) + (d2 + d3);
+}
