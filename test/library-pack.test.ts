@@ -134,8 +134,10 @@ test('the packed library installs into an empty project and returns what the CLI
     for (const needed of ['package.json', 'README.md', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'dist/src/workers/layer-worker.js', 'dist/src/workers/sketch-worker.js']) {
       assert.ok(files.includes(needed), `the tarball lacks ${needed}`);
     }
-    const extra = files.filter((f) => !(f.startsWith('dist/src/') || f === 'package.json' || f === 'README.md'));
-    assert.deepEqual(extra, [], 'the tarball holds only the built library, package.json and README.md');
+    // The README links the docs (text and report screenshots): they ship beside it.
+    for (const linked of ['docs/verify.md', 'docs/tree.md', 'docs/performance.md', 'docs/verify-report.png']) assert.ok(files.includes(linked), `the tarball lacks ${linked}`);
+    const extra = files.filter((f) => !(f.startsWith('dist/src/') || f.startsWith('docs/') || f === 'package.json' || f === 'README.md'));
+    assert.deepEqual(extra, [], 'the tarball holds only the built library, its docs, package.json and README.md');
     const tarball = path.join(work, packed!.filename);
 
     const project = path.join(work, 'project');
