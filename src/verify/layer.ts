@@ -8,8 +8,8 @@
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
 import { attentionInvariants, probesFor, type AttentionWeights } from './attention-invariants.js';
 import {
-  alignHeads, alignMlp, applyHeads, applyMlp, applyResidualToAttention, applyResidualToMlp, foldInputNorm, foldPostNorm, neuronSources,
-  type AttentionPart, type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type MlpPart, type ModuleRole, type ResidualAlignment,
+  alignHeads, alignMlp, applyHeads, applyMlp, applyMlpToDown, applyResidualToAttention, applyResidualToDown, applyResidualToMlp, foldInputNorm, foldPostNorm,
+  neuronSources, type AttentionPart, type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type MlpReaders, type ModuleRole, type ResidualAlignment,
 } from '../align/llama-block.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/delta-rank.js';
 import type { NoisyMatrix } from '../noise/noisy-matrix.js';
@@ -97,7 +97,7 @@ export interface LayerOutcome extends ModuleSums {
  * One pair of neuron sketches serves the independence test and the MLP alignment; kept inside
  * this function so they are released before the rank analysis.
  */
-function matchNeurons(index: number, base: MlpPart, candidate: MlpPart, seed: number) {
+function matchNeurons(index: number, base: MlpReaders, candidate: MlpReaders, seed: number) {
   const layerSeed = seed + 3 * index;
   const sources = neuronSources(base, candidate, layerSeed);
   return { independence: independenceFromSources(index, sources, layerSeed + 7), mlp: alignMlp(sources, layerSeed + 9) };
@@ -112,6 +112,25 @@ function matchNeurons(index: number, base: MlpPart, candidate: MlpPart, seed: nu
 export type LayerPart = 'attention' | 'mlp';
 
 export const PART_ROLES: Readonly<Record<LayerPart, readonly ModuleRole[]>> = { attention: ATTENTION_ROLES, mlp: MLP_ROLES };
+
+/**
+ * The role of a part whose analysis form is built once the part's other modules are fitted (see
+ * MlpDown): an analyst holds at once the forms of the other roles, or of this one.
+ */
+export const FORMED_LAST: Readonly<Record<LayerPart, ModuleRole | null>> = { attention: null, mlp: 'down' };
+
+/**
+ * Where the MLP part's down comes from, and where the arrays of a module nothing reads any more
+ * go. The neuron matching reads gate and up only, so down's analysis form is built once gate and
+ * up are fitted; an unchanged module's arrays are given back after its fit (no direction evidence
+ * reads them), so an analyst builds down's form in gate's and up's memory, never holding the
+ * three modules' forms at once.
+ */
+export interface MlpDown {
+  /** Both models' down in the analysis form, the candidate's in its stored order. */
+  form(): { readonly base: NoisyMatrix; readonly candidate: NoisyMatrix };
+  release(m: NoisyMatrix): void;
+}
 
 /** What the attention part adds to a layer's outcome. */
 interface AttentionFindings {
@@ -164,24 +183,33 @@ function viewOf(context: LayerContext, sampled: boolean, index: number): Residua
   return view;
 }
 
-/** The modules of a part fitted in order, with their moments, growth and components. */
+/**
+ * The modules of a part fitted in order (`pairs` is read one module at a time), with their
+ * moments, growth and components; an unchanged module's matrices go to `release` once fitted.
+ */
 function fitModules(
-  pairs: ReadonlyArray<readonly [ModuleName, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
-  sampled: boolean, layerDense: boolean,
+  pairs: Iterable<readonly [ModuleName, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
+  sampled: boolean, layerDense: boolean, release: (m: NoisyMatrix) => void = () => {},
 ) {
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const direction = new LayerDirection();
   const changed: ChangedModule[] = [];
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
+  // One work array serves every module's rank analysis (each overwrites it).
+  let scratch = new Float64Array(0);
   for (const [name, x, y] of pairs) {
-    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gains.agree) });
+    if (scratch.length < x.values.length) scratch = new Float64Array(x.values.length);
+    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gains.agree), scratch });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
     if (status !== 'unchanged') {
       direction.addModule(x, y, fit, READ_NORM[name] ? [gains.base, gains.candidate] : null);
       changed.push({ base: x, candidate: y, fit, dense: !fit.lowRank });
+    } else {
+      release(x);
+      release(y);
     }
     modules.push(moduleEvidence(name, status, fit, sampled));
   }
@@ -227,8 +255,8 @@ function analyseAttention(index: number, b: AttentionPart, candidateStored: Atte
   return partAnalysis(index, 'attention', fitted, sampled ? b.q.cols : null, t0, alignSeconds, attention, null);
 }
 
-/** The MLP part of a layer (see analyseAttention). */
-function analyseMlp(index: number, b: MlpPart, candidateStored: MlpPart, context: LayerContext, sampled: boolean, layerDense: boolean): PartAnalysis {
+/** The MLP part of a layer (see analyseAttention); down comes from `down` once gate and up are fitted. */
+function analyseMlp(index: number, b: MlpReaders, candidateStored: MlpReaders, down: MlpDown, context: LayerContext, sampled: boolean, layerDense: boolean): PartAnalysis {
   const view = viewOf(context, sampled, index);
   const t0 = performance.now();
   const folded = inResidualOrderFolded(b, candidateStored, view, applyResidualToMlp, (part) => part.postNorm, foldPostNorm);
@@ -237,10 +265,22 @@ function analyseMlp(index: number, b: MlpPart, candidateStored: MlpPart, context
   const { independence, mlp } = matchNeurons(index, b, c, context.seed);
   c = applyMlp(c, mlp);
   const pruned = setAsidePruning(b, c);
-  const alignSeconds = (performance.now() - t0) / 1000;
-  const fitted = fitModules(MLP_ROLES.map((role) => [MODULE_NAME[role], b[role], c[role]] as const), { agree, base: b.postNorm, candidate: c.postNorm }, sampled, layerDense);
+  let alignSeconds = (performance.now() - t0) / 1000;
+  // down aligned as gate and up were: its residual rows, its neuron columns, the set-aside neurons' columns.
+  function* modules(): Generator<readonly [ModuleName, NoisyMatrix, NoisyMatrix]> {
+    yield ['gate_proj', b.gate, c.gate];
+    yield ['up_proj', b.up, c.up];
+    const formed = down.form();
+    const t1 = performance.now();
+    const candidateDown = applyMlpToDown(applyResidualToDown(formed.candidate, view.residual), mlp);
+    setAsideDownColumns(formed.base, candidateDown, pruned.neurons);
+    alignSeconds += (performance.now() - t1) / 1000;
+    yield ['down_proj', formed.base, candidateDown];
+  }
+  const fitted = fitModules(modules(), { agree, base: b.postNorm, candidate: c.postNorm }, sampled, layerDense, down.release);
   const findings: MlpFindings = {
-    independence, mlpNeuronsPermuted: mlp.moved, mlpScaleMaxLog: maxAbsLog(fitted.fits.get('up_proj')!.rowScale), mlpQuality: mlp.quality, prunedNeurons: pruned,
+    independence, mlpNeuronsPermuted: mlp.moved, mlpScaleMaxLog: maxAbsLog(fitted.fits.get('up_proj')!.rowScale), mlpQuality: mlp.quality,
+    prunedNeurons: { base: pruned.base, candidate: pruned.candidate },
   };
   return partAnalysis(index, 'mlp', fitted, sampled ? b.gate.cols : null, t0, alignSeconds, null, findings);
 }
@@ -258,13 +298,17 @@ function partAnalysis(
   return { outcome, changed: fitted.changed };
 }
 
-/** One part of a Llama-style layer (a job's worth), from both models' weights of that part. */
+/**
+ * One part of a Llama-style layer (a job's worth), from both models' weights of that part (the
+ * MLP's down from `down`).
+ */
 export function analyseLayerPart(
-  index: number, part: LayerPart, base: AttentionPart | MlpPart, candidateStored: AttentionPart | MlpPart, context: LayerContext, sampled: boolean, layerDense: boolean,
+  index: number, part: LayerPart, base: AttentionPart | MlpReaders, candidateStored: AttentionPart | MlpReaders, context: LayerContext, sampled: boolean, layerDense: boolean,
+  down: MlpDown | null,
 ): PartOutcome {
-  return part === 'attention'
-    ? analyseAttention(index, base as AttentionPart, candidateStored as AttentionPart, context, sampled, layerDense).outcome
-    : analyseMlp(index, base as MlpPart, candidateStored as MlpPart, context, sampled, layerDense).outcome;
+  if (part === 'attention') return analyseAttention(index, base as AttentionPart, candidateStored as AttentionPart, context, sampled, layerDense).outcome;
+  if (!down) throw new Error(`verify: the MLP part of layer ${index} analysed without its down`);
+  return analyseMlp(index, base as MlpReaders, candidateStored as MlpReaders, down, context, sampled, layerDense).outcome;
 }
 
 /**
@@ -273,7 +317,8 @@ export function analyseLayerPart(
  */
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext, sampled: boolean): LayerOutcome {
   const attention = analyseAttention(index, base, candidateStored, context, sampled, false);
-  const mlp = analyseMlp(index, base, candidateStored, context, sampled, attention.outcome.dense);
+  const down: MlpDown = { form: () => ({ base: base.down, candidate: candidateStored.down }), release: () => {} };
+  const mlp = analyseMlp(index, base, candidateStored, down, context, sampled, attention.outcome.dense);
   // The MLP changed densely after the attention part was fitted: its modules are still here.
   const first = mlp.outcome.dense && !attention.outcome.componentsRead
     ? { ...attention.outcome, components: layerComponents(attention.changed, true), componentsRead: true }
@@ -399,7 +444,7 @@ export function moduleEvidence(name: ModuleName, status: ModuleEvidence['status'
 }
 
 /** True when neuron i's gate and up rows are all zero: the neuron is pruned (it adds nothing to the residual). */
-function zeroNeuron(layer: MlpPart, i: number): boolean {
+function zeroNeuron(layer: MlpReaders, i: number): boolean {
   const w = layer.gate.cols;
   for (let q = i * w; q < (i + 1) * w; q++) if (layer.gate.values[q] !== 0 || layer.up.values[q] !== 0) return false;
   return true;
@@ -407,28 +452,37 @@ function zeroNeuron(layer: MlpPart, i: number): boolean {
 
 /**
  * Neurons zeroed in one model and not in the other (MLP already aligned), counted per side, and
- * set aside: the candidate's gate and up rows and down column of such a neuron are made the
- * base's, so the rank analysis and the norm growth see only the change beside the pruning. A
- * zeroed neuron gets no gradient through gate or up, so training never revives it: pruning is
- * evidence of direction on its own (a model with neurons zeroed descends from one that has them).
+ * set aside: the candidate's gate and up rows (here) and down column (setAsideDownColumns, given
+ * `neurons`) of such a neuron are made the base's, so the rank analysis and the norm growth see
+ * only the change beside the pruning. A zeroed neuron gets no gradient through gate or up, so
+ * training never revives it: pruning is evidence of direction on its own (a model with neurons
+ * zeroed descends from one that has them).
  */
-function setAsidePruning(b: MlpPart, c: MlpPart): { base: number; candidate: number } {
-  const counts = { base: 0, candidate: 0 };
-  const w = b.gate.cols, ff = b.down.cols;
+function setAsidePruning(b: MlpReaders, c: MlpReaders): { base: number; candidate: number; neurons: number[] } {
+  const counts = { base: 0, candidate: 0, neurons: [] as number[] };
+  const w = b.gate.cols;
   for (let i = 0; i < b.gate.rows; i++) {
     const zb = zeroNeuron(b, i), zc = zeroNeuron(c, i);
     if (zb === zc) continue;
     counts[zb ? 'base' : 'candidate']++;
+    counts.neurons.push(i);
     for (const role of ['gate', 'up'] as const) {
       c[role].values.set(b[role].values.subarray(i * w, (i + 1) * w), i * w);
       c[role].variance.set(b[role].variance.subarray(i * w, (i + 1) * w), i * w);
     }
-    for (let d = 0; d < b.down.rows; d++) {
-      c.down.values[d * ff + i] = b.down.values[d * ff + i]!;
-      c.down.variance[d * ff + i] = b.down.variance[d * ff + i]!;
-    }
   }
   return counts;
+}
+
+/** The down columns of the neurons setAsidePruning set aside, made the base's. */
+function setAsideDownColumns(base: NoisyMatrix, candidate: NoisyMatrix, neurons: readonly number[]): void {
+  const ff = base.cols;
+  for (const i of neurons) {
+    for (let d = 0; d < base.rows; d++) {
+      candidate.values[d * ff + i] = base.values[d * ff + i]!;
+      candidate.variance[d * ff + i] = base.variance[d * ff + i]!;
+    }
+  }
 }
 
 /** Weight moments of both models on the aligned, norm-folded matrices in the fitted gauge, so an
