@@ -13,7 +13,7 @@ import { after, describe, test } from 'node:test';
 import { BadInputError, EXIT } from '../src/io/errors.js';
 import { Rng } from '../src/linalg/rng.js';
 import { timedVerify as verify } from './helpers/timed-verify.js';
-import { cloneState, randomLlama, tensorName, writeLlama, type LlamaConfig, type LlamaState } from './helpers/synthetic-llama.js';
+import { cloneState, pruneNeurons, randomLlama, tensorName, writeLlama, type LlamaConfig, type LlamaState } from './helpers/synthetic-llama.js';
 
 const GQA: LlamaConfig = { hidden: 64, intermediate: 160, layers: 3, heads: 4, kvHeads: 2, headDim: 16, vocab: 96 };
 
@@ -35,25 +35,6 @@ function filled(state: LlamaState, value: number, only: (name: string) => boolea
 }
 
 const isMlp = (name: string) => /\.mlp\./.test(name);
-
-/** `state` with `share` of each layer's MLP neurons pruned: their gate and up rows and down columns zeroed. */
-function pruned(state: LlamaState, share: number, seed: number): { state: LlamaState; perLayer: number } {
-  const out = cloneState(state);
-  const rng = new Rng(seed);
-  const { hidden, intermediate } = GQA;
-  const count = Math.round(share * intermediate);
-  for (let layer = 0; layer < GQA.layers; layer++) {
-    const neurons = rng.permutation(intermediate).subarray(0, count);
-    const gate = out.get(tensorName(layer, 'gate_proj'))!.data, up = out.get(tensorName(layer, 'up_proj'))!.data;
-    const down = out.get(tensorName(layer, 'down_proj'))!.data;
-    for (const n of neurons) {
-      gate.fill(0, n * hidden, (n + 1) * hidden);
-      up.fill(0, n * hidden, (n + 1) * hidden);
-      for (let d = 0; d < hidden; d++) down[d * intermediate + n] = 0;
-    }
-  }
-  return { state: out, perLayer: count };
-}
 
 const parent = randomLlama(GQA, 61);
 const parentDir = write(parent, 'p');
@@ -88,7 +69,7 @@ describe('verify: degenerate weights carry no evidence of a shared origin', () =
     }
   });
 
-  const prunedChild = pruned(parent, 0.5, 64);
+  const prunedChild = pruneNeurons(parent, GQA, 0.5, 64);
   const prunedDir = write(prunedChild.state, 'pruned');
 
   test('a 50%-pruned model against an unrelated model: never related or derived', () => {

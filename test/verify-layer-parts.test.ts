@@ -14,13 +14,14 @@ import type { RoleReader } from '../src/arch/reader.js';
 import type { LayerWeights } from '../src/align/llama-block.js';
 import { Rng } from '../src/linalg/rng.js';
 import { addComponents, NO_COMPONENTS, summarizeComponents } from '../src/verify/direction.js';
+import { BufferPool } from '../src/verify/buffer-pool.js';
 import { LayerAnalyst, onCommonGrid, type Job, type ReadLayer } from '../src/verify/jobs.js';
 import { analyseLayer, mergeParts, PART_ROLES, partToReread, type LayerContext, type LayerOutcome, type LayerPart, type PartOutcome } from '../src/verify/layer.js';
-import { readLayer, readNorms } from '../src/verify/layer-reading.js';
+import { memoryPlan, readLayer, readNorms } from '../src/verify/layer-reading.js';
 import { verifyModels } from '../src/verify/verify.js';
 import { withReaders } from './helpers/timed-verify.js';
 import {
-  addLora, cloneState, fullFineTune, obfuscate, randomLlama, writeLlama, type LlamaConfig, type LlamaState, type ObfuscationKind,
+  addLora, cloneState, fullFineTune, obfuscate, pruneNeurons, randomLlama, writeLlama, type LlamaConfig, type LlamaState, type ObfuscationKind,
 } from './helpers/synthetic-llama.js';
 
 const CONFIG: LlamaConfig = { hidden: 64, intermediate: 160, layers: 3, heads: 4, kvHeads: 2, headDim: 16, vocab: 96 };
@@ -83,6 +84,16 @@ function partJob(base: RoleReader, candidate: RoleReader, index: number, part: L
   return { index, part, layerDense, base: readSide(base, candidate, index, 'base', part), candidate: readSide(candidate, base, index, 'candidate', part), sampled: false };
 }
 
+/** The outcome of one job run by `analyst` (its decode buffers given back before it, some possibly in two replies). */
+function outcomeOf(analyst: LayerAnalyst, job: Job): PartOutcome {
+  let outcome: PartOutcome | null = null;
+  analyst.run(job, (result) => {
+    if (result.outcome) outcome = result.outcome as PartOutcome;
+  });
+  if (!outcome) throw new Error(`layer ${job.index}: no outcome`);
+  return outcome;
+}
+
 function withoutTimings(outcome: LayerOutcome): Omit<LayerOutcome, 'alignSeconds' | 'analyseSeconds'> {
   const { alignSeconds: _a, analyseSeconds: _s, ...rest } = outcome;
   return rest;
@@ -94,13 +105,7 @@ describe('a layer analysed as two jobs (attention, MLP) equals the layer analyse
       withReaders(baseDir, candidateDirs[caseIndex]!, (base, candidate) => {
         const context = storedOrderContext();
         const analyst = new LayerAnalyst(context);
-        const analysePart = (index: number, part: LayerPart, layerDense: boolean): PartOutcome => {
-          let outcome: PartOutcome | null = null;
-          analyst.run(partJob(base, candidate, index, part, layerDense), (result) => {
-            if (result.outcome) outcome = result.outcome as PartOutcome;
-          });
-          return outcome!;
-        };
+        const analysePart = (index: number, part: LayerPart, layerDense: boolean): PartOutcome => outcomeOf(analyst, partJob(base, candidate, index, part, layerDense));
         let components = NO_COMPONENTS;
         for (let index = 0; index < CONFIG.layers; index++) {
           const whole = wholeLayer(base, candidate, index);
@@ -132,5 +137,36 @@ describe('a layer analysed as two jobs (attention, MLP) equals the layer analyse
         }
       });
     });
+  });
+});
+
+test('the MLP job forms down in the memory of gate and up once they are fitted unchanged: a pool of the planned size allocates nothing after the first job', () => {
+  // LoRA on q and v, a fifth of the candidate's neurons pruned, obfuscated: the MLP is unchanged
+  // once aligned, with the pruned neurons set aside (down's columns too, formed after the rest).
+  const child = pruneNeurons(addLora(baseState, { rank: 2, targets: ['q_proj', 'v_proj'], scale: 0.1 }, 71).state, CONFIG, 0.2, 72);
+  const dir = write('pruned-lora', obfuscate(child.state, CONFIG, IN_LAYER, 73).state);
+  withReaders(baseDir, dir, (base, candidate) => {
+    const context = storedOrderContext();
+    const pool = new BufferPool(memoryPlan(base, candidate, null).analysisBytes);
+    const pooled = new LayerAnalyst(context, pool), fresh = new LayerAnalyst(context);
+    const mlpDecodes = 2 * 3 * CONFIG.hidden * CONFIG.intermediate;
+    for (let index = 0; index < CONFIG.layers; index++) {
+      const allocated = pool.allocated;
+      const returned: number[] = [];
+      let outcome: PartOutcome | null = null;
+      pooled.run(partJob(base, candidate, index, 'mlp', false), (result) => {
+        returned.push(result.buffers.reduce((bytes, b) => bytes + b.byteLength, 0));
+        if (result.outcome) outcome = result.outcome as PartOutcome;
+      });
+      const expected = outcomeOf(fresh, partJob(base, candidate, index, 'mlp', false));
+      const { alignSeconds: _a, analyseSeconds: _s, ...found } = outcome!, { alignSeconds: _ea, analyseSeconds: _es, ...wanted } = expected;
+      assert.deepEqual(found, wanted, `layer ${index}`);
+      assert.deepEqual(wanted.modules.map((m) => m.status), ['unchanged', 'unchanged', 'unchanged'], `layer ${index}`);
+      assert.deepEqual(wanted.mlp?.prunedNeurons, { base: 0, candidate: child.perLayer }, `layer ${index}`);
+      // Every decode comes back: gate's and up's with the form, down's once formed.
+      assert.deepEqual(returned, [2 * 4 * mlpDecodes / 3, 4 * mlpDecodes / 3, 0], `layer ${index}`);
+      if (index > 0) assert.equal(pool.allocated, allocated, `layer ${index}: down's form came from gate's and up's memory`);
+    }
+    assert.ok(pool.reused >= (CONFIG.layers - 1) * 12, `${pool.reused} reused`);
   });
 });

@@ -35,6 +35,8 @@ export type { ModuleRole };
  */
 export type AttentionPart = Pick<LayerWeights, 'q' | 'k' | 'v' | 'o' | 'inputNorm' | 'inputNormVariance'>;
 export type MlpPart = Pick<LayerWeights, 'gate' | 'up' | 'down' | 'postNorm'>;
+/** The MLP part's readers and their norm: all its neuron matching reads (verify forms down later, see layer.ts). */
+export type MlpReaders = Pick<MlpPart, 'gate' | 'up' | 'postNorm'>;
 
 /**
  * What the residual alignment needs of one model's global weights: the embedding and lm_head
@@ -134,8 +136,8 @@ const residualWriters = (m: NoisyMatrix, r: ResidualAlignment) => permuteRowsInP
 
 /**
  * Express a candidate layer's attention part in the base's residual order (readers' columns,
- * writers' rows). This, applyResidualToMlp, applyMlp and applyHeads permute the matrices in
- * place: the part is consumed.
+ * writers' rows). This, applyResidualToMlp, applyResidualToDown, applyMlp, applyMlpToDown and
+ * applyHeads permute the matrices in place: the part is consumed.
  */
 export function applyResidualToAttention(part: AttentionPart, r: ResidualAlignment): AttentionPart {
   return {
@@ -145,9 +147,14 @@ export function applyResidualToAttention(part: AttentionPart, r: ResidualAlignme
   };
 }
 
-/** applyResidualToAttention of the MLP part. */
-export function applyResidualToMlp(part: MlpPart, r: ResidualAlignment): MlpPart {
-  return { gate: residualReaders(part.gate, r), up: residualReaders(part.up, r), down: residualWriters(part.down, r), postNorm: permuteResidualVector(part.postNorm, r) };
+/** applyResidualToAttention of the MLP part's readers (down: applyResidualToDown). */
+export function applyResidualToMlp(part: MlpReaders, r: ResidualAlignment): MlpReaders {
+  return { gate: residualReaders(part.gate, r), up: residualReaders(part.up, r), postNorm: permuteResidualVector(part.postNorm, r) };
+}
+
+/** The MLP part's writer (down) in the base's residual order. */
+export function applyResidualToDown(down: NoisyMatrix, r: ResidualAlignment): NoisyMatrix {
+  return residualWriters(down, r);
 }
 
 /** A residual-indexed vector (a norm weight) in the base's residual order. */
@@ -165,7 +172,7 @@ export function foldInputNorm(part: AttentionPart): void {
 }
 
 /** foldInputNorm of the MLP part: the post-attention norm into gate and up. */
-export function foldPostNorm(part: MlpPart): void {
+export function foldPostNorm(part: MlpReaders): void {
   for (const m of [part.gate, part.up]) scaleColumns(m, part.postNorm);
 }
 
@@ -187,13 +194,13 @@ export function alignMlp(sources: NeuronSources, seed: number, options: { denseL
   return { order: match.permutation, quality: match.quality, moved: movedCount(match.permutation) };
 }
 
-export function applyMlp<T extends MlpPart>(layer: T, a: MlpAlignment): T {
-  return {
-    ...layer,
-    gate: permuteRowsInPlace(layer.gate, a.order),
-    up: permuteRowsInPlace(layer.up, a.order),
-    down: permuteColumnsInPlace(layer.down, a.order),
-  };
+/** The neuron permutation applied to gate and up rows (down's columns: applyMlpToDown). */
+export function applyMlp<T extends MlpReaders>(layer: T, a: MlpAlignment): T {
+  return { ...layer, gate: permuteRowsInPlace(layer.gate, a.order), up: permuteRowsInPlace(layer.up, a.order) };
+}
+
+export function applyMlpToDown(down: NoisyMatrix, a: MlpAlignment): NoisyMatrix {
+  return permuteColumnsInPlace(down, a.order);
 }
 
 /** What the head alignment reads of a layer (any block with q, k, v rows per head). */

@@ -57,6 +57,11 @@ export interface LowRankOptions {
   readonly keep?: number;
   /** Gauge rounds at most (default 24): one scale refit and one SVD each. */
   readonly rounds?: number;
+  /**
+   * Work memory of at least rows x cols values for the whitened deltas (overwritten; no result
+   * keeps a view of it), so a caller fitting several modules allocates it once; default fresh.
+   */
+  readonly scratch?: Float64Array;
 }
 
 /** Ranks above this are not called low-rank (LoRA ranks in use are far below it). */
@@ -543,7 +548,7 @@ export function lowRankDelta(base: NoisyMatrix, candidate: NoisyMatrix, options:
   const gauged = gauge.rows || gauge.cols;
   // With gauge freedom a dense-looking plain delta is only a starting point: no need to count it.
   // One m x n array serves every whitened delta of this fit (each is consumed by its spectrum).
-  const scratch = new Float64Array(m * n);
+  const scratch = options.scratch && options.scratch.length >= m * n ? options.scratch.subarray(0, m * n) : new Float64Array(m * n);
   const plain: GaugeState = { spectrum: countedSpectrum(base, candidate, ones(m), ones(n), gauge, MIN_VALUES, gauged ? 0 : maxRank, limit, scratch), a: ones(m), b: ones(n) };
   if (!gauged || plain.spectrum.count === 0) return finish(plain.spectrum, plain.a, plain.b);
 

@@ -5,10 +5,10 @@
  */
 import { PLAIN_ROLES, type LayerRole, type PlainRole, type Weight } from '../arch/types.js';
 import type { LayerNormLayerWeights } from '../align/layernorm-block.js';
-import type { AttentionPart, MlpPart, ModuleRole } from '../align/llama-block.js';
+import type { AttentionPart, MlpReaders, ModuleRole } from '../align/llama-block.js';
 import { coarserGrid, FRESH_ARRAYS, noisyFromWeight, type ArrayAllocator, type NoisyMatrix } from '../noise/noisy-matrix.js';
 import { layerBuffers } from './buffer-pool.js';
-import { analyseLayerPart, PART_ROLES, type LayerContext, type LayerOutcome, type LayerPart, type PartOutcome } from './layer.js';
+import { analyseLayerPart, FORMED_LAST, PART_ROLES, type LayerContext, type LayerOutcome, type LayerPart, type MlpDown, type PartOutcome } from './layer.js';
 import { analyseLayerNormLayer } from './layernorm-layer.js';
 
 /** One model's layer (or part of it) as read: every module decoded to float32 (whole, or on the residual sample) and its norm gains. */
@@ -44,9 +44,10 @@ export interface Job {
 }
 
 /**
- * What an analyst gives back of a job, twice: the decode buffers it was sent, as soon as the
- * analysis form is built from them (outcome null: the reader's pool refills them, so neither
- * thread holds decodes it no longer needs), then the layer's outcome.
+ * What an analyst gives back of a job: the decode buffers it was sent, as soon as the analysis
+ * form is built from them (outcome null: the reader's pool refills them, so neither thread holds
+ * decodes it no longer needs; the MLP's down later than the others, see MlpDown), then the
+ * layer's outcome.
  */
 export interface JobResult {
   readonly index: number;
@@ -56,9 +57,10 @@ export interface JobResult {
   readonly buffers: readonly ArrayBuffer[];
 }
 
-/** The decode buffers a job carries (to transfer them, and to get them back). */
-export function jobBuffers(job: Job): ArrayBuffer[] {
-  return [job.base, job.candidate].flatMap((layer) => Object.values(layer.modules).flatMap((w) => {
+/** The decode buffers a job carries (to transfer them, and to get them back), of the roles `of` takes (all by default). */
+export function jobBuffers(job: Job, of: (role: LayerRole) => boolean = () => true): ArrayBuffer[] {
+  return [job.base, job.candidate].flatMap((layer) => Object.entries(layer.modules).flatMap(([role, w]) => {
+    if (!w || !of(role as LayerRole)) return [];
     return w.variance ? [w.data.buffer as ArrayBuffer, w.variance.buffer as ArrayBuffer] : [w.data.buffer as ArrayBuffer];
   }));
 }
@@ -72,15 +74,16 @@ export function onCommonGrid(wb: Weight, wc: Weight, arrays: ArrayAllocator = FR
   };
 }
 
-/** Both models' part of a layer in the analysis form, from `arrays`. */
-function partForm(job: Job, part: LayerPart, arrays: ArrayAllocator): { base: AttentionPart | MlpPart; candidate: AttentionPart | MlpPart } {
-  const pairs = new Map(PART_ROLES[part].map((role) => [role, onCommonGrid(module(job.base, role), module(job.candidate, role), arrays)]));
-  const side = (s: 'base' | 'candidate'): AttentionPart | MlpPart => {
+/** Both models' part of a layer in the analysis form, from `arrays`, but for the role formed last (FORMED_LAST). */
+function partForm(job: Job, part: LayerPart, arrays: ArrayAllocator): { base: AttentionPart | MlpReaders; candidate: AttentionPart | MlpReaders } {
+  const roles = PART_ROLES[part].filter((role) => role !== FORMED_LAST[part]);
+  const pairs = new Map(roles.map((role) => [role, onCommonGrid(module(job.base, role), module(job.candidate, role), arrays)]));
+  const side = (s: 'base' | 'candidate'): AttentionPart | MlpReaders => {
     const pick = (role: ModuleRole) => pairs.get(role)![s];
     const read = job[s];
     return part === 'attention'
       ? { q: pick('q'), k: pick('k'), v: pick('v'), o: pick('o'), inputNorm: read.inputNorm.values.slice(), inputNormVariance: read.inputNorm.variance }
-      : { gate: pick('gate'), up: pick('up'), down: pick('down'), postNorm: read.postNorm.values.slice() };
+      : { gate: pick('gate'), up: pick('up'), postNorm: read.postNorm.values.slice() };
   };
   return { base: side('base'), candidate: side('candidate') };
 }
@@ -120,16 +123,29 @@ export class LayerAnalyst {
 
   run(job: Job, giveBack: (result: JobResult) => void): void {
     const { index, part } = job;
-    const analysis = this.prepare(job, this.arrays ?? FRESH_ARRAYS);
-    giveBack({ index, part, outcome: null, buffers: jobBuffers(job) });
-    // The outcome holds no view of the job's arrays: they are refilled by the next job.
+    const arrays = this.arrays ?? FRESH_ARRAYS;
+    const last = part ? FORMED_LAST[part] : null;
+    const formedLast: NoisyMatrix[] = [];
+    const down: MlpDown = {
+      form: () => {
+        const pair = onCommonGrid(module(job.base, 'down'), module(job.candidate, 'down'), arrays);
+        formedLast.push(pair.base, pair.candidate);
+        giveBack({ index, part, outcome: null, buffers: jobBuffers(job, (role) => role === last) });
+        return pair;
+      },
+      release: (m) => this.arrays?.release([m.values.buffer, m.variance.buffer]),
+    };
+    const analysis = this.prepare(job, arrays, down);
+    giveBack({ index, part, outcome: null, buffers: jobBuffers(job, (role) => role !== last) });
+    // The outcome holds no view of the job's arrays: they are refilled by the next job (a buffer
+    // already given back by MlpDown.release is not pooled twice).
     const outcome = analysis.analyse();
-    this.arrays?.release([...layerBuffers(analysis.form.base), ...layerBuffers(analysis.form.candidate)]);
+    this.arrays?.release([...layerBuffers(analysis.form.base), ...layerBuffers(analysis.form.candidate), ...formedLast.flatMap((m) => [m.values.buffer, m.variance.buffer])]);
     giveBack({ index, part, outcome, buffers: [] });
   }
 
-  /** The job in the analysis form, and its analysis. */
-  private prepare(job: Job, arrays: ArrayAllocator): { form: { base: object; candidate: object }; analyse(): PartOutcome | LayerOutcome } {
+  /** The job in the analysis form (the MLP's down formed by `down` when the analysis asks), and its analysis. */
+  private prepare(job: Job, arrays: ArrayAllocator, down: MlpDown): { form: { base: object; candidate: object }; analyse(): PartOutcome | LayerOutcome } {
     const layerNorm = this.context.layerNorm;
     if (layerNorm) {
       const form = layerNormForm(job, arrays);
@@ -138,6 +154,6 @@ export class LayerAnalyst {
     const part = job.part;
     if (!part) throw new Error(`verify: a job for the whole of layer ${job.index}, whose block is analysed in parts`);
     const form = partForm(job, part, arrays);
-    return { form, analyse: () => analyseLayerPart(job.index, part, form.base, form.candidate, this.context, job.sampled, job.layerDense) };
+    return { form, analyse: () => analyseLayerPart(job.index, part, form.base, form.candidate, this.context, job.sampled, job.layerDense, part === 'mlp' ? down : null) };
   }
 }

@@ -10,7 +10,7 @@ import type { NoisyMatrix } from '../noise/noisy-matrix.js';
 import { residualSampleWidth, tokenSample } from '../align/residual-sample.js';
 import type { BufferPool } from './buffer-pool.js';
 import { onCommonGrid, type ReadLayer } from './jobs.js';
-import { MODULES, PART_ROLES, READ_NORM } from './layer.js';
+import { FORMED_LAST, MODULES, PART_ROLES, READ_NORM, type LayerPart } from './layer.js';
 import { isLayerNormModel } from './block.js';
 
 /** Values of a layer role of `reader` as analysed: whole, or on a residual sample of `width` dimensions (0 when absent). */
@@ -86,13 +86,19 @@ export function readLayer(
 
 /**
  * Values of the largest job of `reader` as analysed (whole, or on a residual sample of `width`
- * dimensions): a part of a Llama-style layer (jobs.ts), a LayerNorm layer whole.
+ * dimensions): a part of a Llama-style layer (jobs.ts), a LayerNorm layer whole. `formedAtOnce`:
+ * of a part's analysis form, whose role formed last (FORMED_LAST) takes the others' memory.
  */
-function largestJobElements(reader: RoleReader, width: number | null): number {
-  const jobRoles: readonly (readonly LayerRole[])[] = isLayerNormModel(reader.map) ? [LINEAR_ROLES] : Object.values(PART_ROLES);
+function largestJobElements(reader: RoleReader, width: number | null, formedAtOnce = false): number {
+  const jobs: ReadonlyArray<{ roles: readonly LayerRole[]; last: LayerRole | null }> = isLayerNormModel(reader.map)
+    ? [{ roles: LINEAR_ROLES, last: null }]
+    : (Object.keys(PART_ROLES) as LayerPart[]).map((part) => ({ roles: PART_ROLES[part], last: formedAtOnce ? FORMED_LAST[part] : null }));
   let largest = 0;
   for (let index = 0; index < reader.map.layers.length; index++) {
-    for (const roles of jobRoles) largest = Math.max(largest, roles.reduce((total, role) => total + roleElements(reader, index, role, width), 0));
+    const elements = (roles: readonly LayerRole[]) => roles.reduce((total, role) => total + roleElements(reader, index, role, width), 0);
+    for (const { roles, last } of jobs) {
+      largest = Math.max(largest, last ? Math.max(elements(roles.filter((role) => role !== last)), elements([last])) : elements(roles));
+    }
   }
   return largest;
 }
@@ -101,12 +107,13 @@ function largestJobElements(reader: RoleReader, width: number | null): number {
  * Memory bounds of one verify run, from the largest job (as analysed: whole, or on the residual
  * sample). The calling thread's pool keeps the float32 decodes (4 bytes a value) of one job of
  * both models, given back by an analyst once it built the analysis form, for the next job read.
- * Each analyst keeps a job's analysis form (8 + 4 bytes a value).
+ * Each analyst keeps the analysis form (8 + 4 bytes a value) a job holds at once: the MLP's gate
+ * and up, whose memory down's form takes once they are fitted unchanged (layer.ts, MlpDown).
  */
 export function memoryPlan(base: RoleReader, candidate: RoleReader, width: number | null): { decodeBytes: number; analysisBytes: number } {
   // The architectures were compared equal: both models' largest job is the same job.
-  const largest = largestJobElements(base, width) + largestJobElements(candidate, width);
-  return { decodeBytes: 4 * largest, analysisBytes: 12 * largest };
+  const elements = (formedAtOnce: boolean) => largestJobElements(base, width, formedAtOnce) + largestJobElements(candidate, width, formedAtOnce);
+  return { decodeBytes: 4 * elements(false), analysisBytes: 12 * elements(true) };
 }
 
 /**

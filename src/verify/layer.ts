@@ -8,8 +8,8 @@
 import { independenceFromSources, type LayerIndependence } from '../align/independence.js';
 import { attentionInvariants, probesFor, type AttentionWeights } from './attention-invariants.js';
 import {
-  alignHeads, alignMlp, applyHeads, applyMlp, applyResidualToAttention, applyResidualToMlp, foldInputNorm, foldPostNorm, neuronSources,
-  type AttentionPart, type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type MlpPart, type ModuleRole, type ResidualAlignment,
+  alignHeads, alignMlp, applyHeads, applyMlp, applyMlpToDown, applyResidualToAttention, applyResidualToDown, applyResidualToMlp, foldInputNorm, foldPostNorm,
+  neuronSources, type AttentionPart, type HeadAlignment, type HeadLayout, type LayerWeights, type MlpAlignment, type MlpReaders, type ModuleRole, type ResidualAlignment,
 } from '../align/llama-block.js';
 import { lowRankDelta, type GaugeFreedom, type LowRankResult } from '../noise/delta-rank.js';
 import type { NoisyMatrix } from '../noise/noisy-matrix.js';
@@ -97,7 +97,7 @@ export interface LayerOutcome extends ModuleSums {
  * One pair of neuron sketches serves the independence test and the MLP alignment; kept inside
  * this function so they are released before the rank analysis.
  */
-function matchNeurons(index: number, base: MlpPart, candidate: MlpPart, seed: number) {
+function matchNeurons(index: number, base: MlpReaders, candidate: MlpReaders, seed: number) {
   const layerSeed = seed + 3 * index;
   const sources = neuronSources(base, candidate, layerSeed);
   return { independence: independenceFromSources(index, sources, layerSeed + 7), mlp: alignMlp(sources, layerSeed + 9) };
@@ -112,6 +112,25 @@ function matchNeurons(index: number, base: MlpPart, candidate: MlpPart, seed: nu
 export type LayerPart = 'attention' | 'mlp';
 
 export const PART_ROLES: Readonly<Record<LayerPart, readonly ModuleRole[]>> = { attention: ATTENTION_ROLES, mlp: MLP_ROLES };
+
+/**
+ * The role of a part whose analysis form is built once the part's other modules are fitted (see
+ * MlpDown): an analyst holds at once the forms of the other roles, or of this one.
+ */
+export const FORMED_LAST: Readonly<Record<LayerPart, ModuleRole | null>> = { attention: null, mlp: 'down' };
+
+/**
+ * Where the MLP part's down comes from, and where the arrays of a module nothing reads any more
+ * go. The neuron matching reads gate and up only, so down's analysis form is built once gate and
+ * up are fitted; an unchanged module's arrays are given back after its fit (no direction evidence
+ * reads them), so an analyst builds down's form in gate's and up's memory, never holding the
+ * three modules' forms at once.
+ */
+export interface MlpDown {
+  /** Both models' down in the analysis form, the candidate's in its stored order. */
+  form(): { readonly base: NoisyMatrix; readonly candidate: NoisyMatrix };
+  release(m: NoisyMatrix): void;
+}
 
 /** What the attention part adds to a layer's outcome. */
 interface AttentionFindings {
@@ -164,22 +183,33 @@ function viewOf(context: LayerContext, sampled: boolean, index: number): Residua
   return view;
 }
 
-/** The modules of a part fitted in order, with their moments, growth and components. */
+/**
+ * The modules of a part fitted in order (`pairs` is read one module at a time), with their
+ * moments, growth and components; an unchanged module's matrices go to `release` once fitted.
+ */
 function fitModules(
-  pairs: ReadonlyArray<readonly [ModuleRole, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
-  layout: HeadLayout, sampled: boolean, layerDense: boolean,
+  pairs: Iterable<readonly [ModuleRole, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
+  layout: HeadLayout, sampled: boolean, layerDense: boolean, release: (m: NoisyMatrix) => void = () => {},
 ) {
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const direction = new LayerDirection(layout);
   const modules: ModuleEvidence[] = [];
   const fits = new Map<ModuleName, LowRankResult>();
+  // One work array serves every module's rank analysis (each overwrites it).
+  let scratch = new Float64Array(0);
   for (const [role, x, y] of pairs) {
     const name = MODULE_NAME[role];
-    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gains.agree) });
+    if (scratch.length < x.values.length) scratch = new Float64Array(x.values.length);
+    const fit = lowRankDelta(x, y, { gauge: gaugeOf(name, gains.agree), scratch });
     fits.set(name, fit);
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
     direction.addModule(role, x, y, fit, READ_NORM[name] ? [gains.base, gains.candidate] : null);
+    if (status === 'unchanged') {
+      direction.detach(role);
+      release(x);
+      release(y);
+    }
     modules.push(moduleEvidence(name, status, fit, sampled));
   }
   const changed = direction.changedModules();
@@ -225,8 +255,8 @@ function analyseAttention(index: number, b: AttentionPart, candidateStored: Atte
   return partAnalysis(index, 'attention', fitted, sampled ? b.q.cols : null, t0, alignSeconds, attention, null);
 }
 
-/** The MLP part of a layer (see analyseAttention). */
-function analyseMlp(index: number, b: MlpPart, candidateStored: MlpPart, context: LayerContext, sampled: boolean, layerDense: boolean): PartAnalysis {
+/** The MLP part of a layer (see analyseAttention); down comes from `down` once gate and up are fitted. */
+function analyseMlp(index: number, b: MlpReaders, candidateStored: MlpReaders, down: MlpDown, context: LayerContext, sampled: boolean, layerDense: boolean): PartAnalysis {
   const view = viewOf(context, sampled, index);
   const t0 = performance.now();
   const folded = inResidualOrderFolded(b, candidateStored, view, applyResidualToMlp, (part) => part.postNorm, foldPostNorm);
@@ -235,10 +265,22 @@ function analyseMlp(index: number, b: MlpPart, candidateStored: MlpPart, context
   const { independence, mlp } = matchNeurons(index, b, c, context.seed);
   c = applyMlp(c, mlp);
   const pruned = setAsidePruning(b, c);
-  const alignSeconds = (performance.now() - t0) / 1000;
-  const fitted = fitModules(MLP_ROLES.map((role) => [role, b[role], c[role]] as const), { agree, base: b.postNorm, candidate: c.postNorm }, context.layout, sampled, layerDense);
+  let alignSeconds = (performance.now() - t0) / 1000;
+  // down aligned as gate and up were: its residual rows, its neuron columns, the set-aside neurons' columns.
+  function* modules(): Generator<readonly [ModuleRole, NoisyMatrix, NoisyMatrix]> {
+    yield ['gate', b.gate, c.gate];
+    yield ['up', b.up, c.up];
+    const formed = down.form();
+    const t1 = performance.now();
+    const candidateDown = applyMlpToDown(applyResidualToDown(formed.candidate, view.residual), mlp);
+    setAsideDownColumns(formed.base, candidateDown, pruned.neurons);
+    alignSeconds += (performance.now() - t1) / 1000;
+    yield ['down', formed.base, candidateDown];
+  }
+  const fitted = fitModules(modules(), { agree, base: b.postNorm, candidate: c.postNorm }, context.layout, sampled, layerDense, down.release);
   const findings: MlpFindings = {
-    independence, mlpNeuronsPermuted: mlp.moved, mlpScaleMaxLog: maxAbsLog(fitted.fits.get('up_proj')!.rowScale), mlpQuality: mlp.quality, prunedNeurons: pruned,
+    independence, mlpNeuronsPermuted: mlp.moved, mlpScaleMaxLog: maxAbsLog(fitted.fits.get('up_proj')!.rowScale), mlpQuality: mlp.quality,
+    prunedNeurons: { base: pruned.base, candidate: pruned.candidate },
   };
   return partAnalysis(index, 'mlp', fitted, sampled ? b.gate.cols : null, t0, alignSeconds, null, findings);
 }
@@ -256,13 +298,17 @@ function partAnalysis(
   return { outcome, changed: fitted.changed };
 }
 
-/** One part of a Llama-style layer (a job's worth), from both models' weights of that part. */
+/**
+ * One part of a Llama-style layer (a job's worth), from both models' weights of that part (the
+ * MLP's down from `down`).
+ */
 export function analyseLayerPart(
-  index: number, part: LayerPart, base: AttentionPart | MlpPart, candidateStored: AttentionPart | MlpPart, context: LayerContext, sampled: boolean, layerDense: boolean,
+  index: number, part: LayerPart, base: AttentionPart | MlpReaders, candidateStored: AttentionPart | MlpReaders, context: LayerContext, sampled: boolean, layerDense: boolean,
+  down: MlpDown | null,
 ): PartOutcome {
-  return part === 'attention'
-    ? analyseAttention(index, base as AttentionPart, candidateStored as AttentionPart, context, sampled, layerDense).outcome
-    : analyseMlp(index, base as MlpPart, candidateStored as MlpPart, context, sampled, layerDense).outcome;
+  if (part === 'attention') return analyseAttention(index, base as AttentionPart, candidateStored as AttentionPart, context, sampled, layerDense).outcome;
+  if (!down) throw new Error(`verify: the MLP part of layer ${index} analysed without its down`);
+  return analyseMlp(index, base as MlpReaders, candidateStored as MlpReaders, down, context, sampled, layerDense).outcome;
 }
 
 /**
@@ -271,7 +317,8 @@ export function analyseLayerPart(
  */
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext, sampled: boolean): LayerOutcome {
   const attention = analyseAttention(index, base, candidateStored, context, sampled, false);
-  const mlp = analyseMlp(index, base, candidateStored, context, sampled, attention.outcome.dense);
+  const down: MlpDown = { form: () => ({ base: base.down, candidate: candidateStored.down }), release: () => {} };
+  const mlp = analyseMlp(index, base, candidateStored, down, context, sampled, attention.outcome.dense);
   // The MLP changed densely after the attention part was fitted: its modules are still here.
   const first = mlp.outcome.dense && !attention.outcome.componentsRead
     ? { ...attention.outcome, components: layerComponents(attention.changed, true), componentsRead: true }
@@ -397,7 +444,7 @@ export function moduleEvidence(name: ModuleName, status: ModuleEvidence['status'
 }
 
 /** True when neuron i's gate and up rows are all zero: the neuron is pruned (it adds nothing to the residual). */
-function zeroNeuron(layer: MlpPart, i: number): boolean {
+function zeroNeuron(layer: MlpReaders, i: number): boolean {
   const w = layer.gate.cols;
   for (let q = i * w; q < (i + 1) * w; q++) if (layer.gate.values[q] !== 0 || layer.up.values[q] !== 0) return false;
   return true;
@@ -405,28 +452,37 @@ function zeroNeuron(layer: MlpPart, i: number): boolean {
 
 /**
  * Neurons zeroed in one model and not in the other (MLP already aligned), counted per side, and
- * set aside: the candidate's gate and up rows and down column of such a neuron are made the
- * base's, so the rank analysis and the norm growth see only the change beside the pruning. A
- * zeroed neuron gets no gradient through gate or up, so training never revives it: pruning is
- * evidence of direction on its own (a model with neurons zeroed descends from one that has them).
+ * set aside: the candidate's gate and up rows (here) and down column (setAsideDownColumns, given
+ * `neurons`) of such a neuron are made the base's, so the rank analysis and the norm growth see
+ * only the change beside the pruning. A zeroed neuron gets no gradient through gate or up, so
+ * training never revives it: pruning is evidence of direction on its own (a model with neurons
+ * zeroed descends from one that has them).
  */
-function setAsidePruning(b: MlpPart, c: MlpPart): { base: number; candidate: number } {
-  const counts = { base: 0, candidate: 0 };
-  const w = b.gate.cols, ff = b.down.cols;
+function setAsidePruning(b: MlpReaders, c: MlpReaders): { base: number; candidate: number; neurons: number[] } {
+  const counts = { base: 0, candidate: 0, neurons: [] as number[] };
+  const w = b.gate.cols;
   for (let i = 0; i < b.gate.rows; i++) {
     const zb = zeroNeuron(b, i), zc = zeroNeuron(c, i);
     if (zb === zc) continue;
     counts[zb ? 'base' : 'candidate']++;
+    counts.neurons.push(i);
     for (const role of ['gate', 'up'] as const) {
       c[role].values.set(b[role].values.subarray(i * w, (i + 1) * w), i * w);
       c[role].variance.set(b[role].variance.subarray(i * w, (i + 1) * w), i * w);
     }
-    for (let d = 0; d < b.down.rows; d++) {
-      c.down.values[d * ff + i] = b.down.values[d * ff + i]!;
-      c.down.variance[d * ff + i] = b.down.variance[d * ff + i]!;
-    }
   }
   return counts;
+}
+
+/** The down columns of the neurons setAsidePruning set aside, made the base's. */
+function setAsideDownColumns(base: NoisyMatrix, candidate: NoisyMatrix, neurons: readonly number[]): void {
+  const ff = base.cols;
+  for (const i of neurons) {
+    for (let d = 0; d < base.rows; d++) {
+      candidate.values[d * ff + i] = base.values[d * ff + i]!;
+      candidate.variance[d * ff + i] = base.variance[d * ff + i]!;
+    }
+  }
 }
 
 /** Weight moments of both models on the aligned, norm-folded matrices in the fitted gauge, so an
@@ -484,8 +540,20 @@ export class LayerDirection {
    * folded into its columns (base, candidate), or null.
    */
   addModule(role: LayerRole, x: NoisyMatrix, y: NoisyMatrix, fit: LowRankResult, norms: readonly [Float64Array, Float64Array] | null): void {
-    this.modules.set(role, { base: x, candidate: y, fit, norms, unfold: false });
+    this.modules.set(role, { rows: x.rows, cols: x.cols, base: x, candidate: y, fit, norms, unfold: false, kept: null });
     this.totals = null;
+  }
+
+  /**
+   * Lets go of an unchanged module's matrices (the MLP job forms down in an unchanged gate's and
+   * up's memory), keeping the line sums the growth may still read of it when another module of the
+   * part changed densely. A changed module is read whole (its components, plainNorms): kept.
+   */
+  detach(role: LayerRole): void {
+    const m = this.modules.get(role);
+    if (!m || !m.base || m.fit.rank > 0) return;
+    m.kept = keptSums(m);
+    m.base = m.candidate = null;
   }
 
   get growthNum(): number {
@@ -551,7 +619,7 @@ export class LayerDirection {
   /** The modules whose delta has a rank (each changed module, with whether it changed densely). */
   changedModules(): ChangedModule[] {
     return [...this.modules.values()].filter((m) => m.fit.rank > 0)
-      .map((m) => ({ base: m.base, candidate: m.candidate, fit: m.fit, dense: !m.fit.lowRank }));
+      .map((m) => ({ base: m.base!, candidate: m.candidate!, fit: m.fit, dense: !m.fit.lowRank }));
   }
 
   components(): ComponentSums {
@@ -560,8 +628,12 @@ export class LayerDirection {
 }
 
 interface DirectionModule {
-  readonly base: NoisyMatrix;
-  readonly candidate: NoisyMatrix;
+  readonly rows: number;
+  readonly cols: number;
+  /** Null once detached (then `kept` holds its line sums). */
+  base: NoisyMatrix | null;
+  candidate: NoisyMatrix | null;
+  kept: { readonly rows: LineSums; readonly cols: LineSums; readonly rowsUnfolded: LineSums | null } | null;
   readonly fit: LowRankResult;
   /** The gains folded into the columns (base, candidate), or null. */
   readonly norms: readonly [Float64Array, Float64Array] | null;
@@ -687,9 +759,16 @@ function sum(values: Float64Array): number {
   return values.reduce((s, v) => s + v, 0);
 }
 
+interface LineSums {
+  readonly base: Float64Array;
+  readonly candidate: Float64Array;
+  readonly cross: Float64Array;
+}
+
 /** Per row or column of a module: both models' squared norms and their inner product (gains unfolded when `unfold`). */
-function lineSums(m: DirectionModule, axis: 'rows' | 'cols', unfold = m.unfold) {
-  const { rows, cols } = m.base;
+function lineSums(m: DirectionModule, axis: 'rows' | 'cols', unfold = m.unfold): LineSums {
+  if (!m.base || !m.candidate) return keptLineSums(m, axis, unfold);
+  const { rows, cols } = m;
   const size = axis === 'rows' ? rows : cols;
   const out = { base: new Float64Array(size), candidate: new Float64Array(size), cross: new Float64Array(size) };
   const [gb, gc] = unfoldingFactors(m, unfold);
@@ -704,9 +783,56 @@ function lineSums(m: DirectionModule, axis: 'rows' | 'cols', unfold = m.unfold) 
   return out;
 }
 
+/** In one pass, what a detached module keeps: its row and column sums, and its row sums with the gains unfolded. */
+function keptSums(m: DirectionModule): NonNullable<DirectionModule['kept']> {
+  const { rows, cols } = m, x = m.base!.values, y = m.candidate!.values;
+  const sums = (size: number): LineSums => ({ base: new Float64Array(size), candidate: new Float64Array(size), cross: new Float64Array(size) });
+  const byRow = sums(rows), byCol = sums(cols), byRowUnfolded = m.norms ? sums(rows) : null;
+  const [gb, gc] = unfoldingFactors(m, true);
+  for (let i = 0; i < rows; i++) {
+    let bb = 0, cc = 0, bc = 0, ub = 0, uc = 0, ubc = 0;
+    for (let j = 0; j < cols; j++) {
+      const p = i * cols + j, xv = x[p]!, yv = y[p]!, xx = xv * xv, yy = yv * yv, xy = xv * yv;
+      bb += xx;
+      cc += yy;
+      bc += xy;
+      byCol.base[j]! += xx;
+      byCol.candidate[j]! += yy;
+      byCol.cross[j]! += xy;
+      if (byRowUnfolded) {
+        ub += xx * gb[j]! * gb[j]!;
+        uc += yy * gc[j]! * gc[j]!;
+        ubc += xy * gb[j]! * gc[j]!;
+      }
+    }
+    byRow.base[i] = bb;
+    byRow.candidate[i] = cc;
+    byRow.cross[i] = bc;
+    if (byRowUnfolded) {
+      byRowUnfolded.base[i] = ub;
+      byRowUnfolded.candidate[i] = uc;
+      byRowUnfolded.cross[i] = ubc;
+    }
+  }
+  return { rows: byRow, cols: byCol, rowsUnfolded: byRowUnfolded };
+}
+
+/** A detached module's line sums; a column's unfolding factor is one number, so its sums scale by it. */
+function keptLineSums(m: DirectionModule, axis: 'rows' | 'cols', unfold: boolean): LineSums {
+  const kept = m.kept!;
+  if (axis === 'rows') return unfold && kept.rowsUnfolded ? kept.rowsUnfolded : kept.rows;
+  if (!unfold || !m.norms) return kept.cols;
+  const [gb, gc] = unfoldingFactors(m, true);
+  return {
+    base: kept.cols.base.map((v, j) => v * gb[j]! * gb[j]!),
+    candidate: kept.cols.candidate.map((v, j) => v * gc[j]! * gc[j]!),
+    cross: kept.cols.cross.map((v, j) => v * gb[j]! * gc[j]!),
+  };
+}
+
 /** Per column, the factors that undo each model's gain folding (1 when the module is read folded). */
 function unfoldingFactors(m: DirectionModule, unfold: boolean): readonly [Float64Array, Float64Array] {
-  const cols = m.base.cols;
+  const cols = m.cols;
   if (!unfold || !m.norms) return [new Float64Array(cols).fill(1), new Float64Array(cols).fill(1)];
   const inverse = (g: Float64Array) => Float64Array.from({ length: cols }, (_, j) => 1 / (g[j]! || 1));
   return [inverse(m.norms[0]), inverse(m.norms[1])];
@@ -714,7 +840,9 @@ function unfoldingFactors(m: DirectionModule, unfold: boolean): readonly [Float6
 
 /** Squared norms of base, candidate and their difference, as aligned (gains unfolded when the module's are). */
 function plainNorms(m: DirectionModule): SquaredNorms {
-  const { rows, cols } = m.base;
+  // Only changed modules are read here, and those are never detached.
+  const { rows, cols } = m;
+  if (!m.base || !m.candidate) throw new Error('verify: the growth of a detached (unchanged) module read whole');
   const [gb, gc] = unfoldingFactors(m, m.unfold);
   let d = 0, bx = 0, cy = 0;
   for (let i = 0; i < rows; i++) {

@@ -267,6 +267,25 @@ export function cloneState(state: LlamaState): LlamaState {
   return new Map([...state].map(([name, t]) => [name, { shape: t.shape, data: Float32Array.from(t.data) }]));
 }
 
+/** `state` with `share` of each layer's MLP neurons pruned: their gate and up rows and down columns zeroed. */
+export function pruneNeurons(state: LlamaState, config: LlamaConfig, share: number, seed: number): { state: LlamaState; perLayer: number } {
+  const out = cloneState(state);
+  const rng = new Rng(seed);
+  const { hidden, intermediate } = config;
+  const count = Math.round(share * intermediate);
+  for (let layer = 0; layer < config.layers; layer++) {
+    const neurons = rng.permutation(intermediate).subarray(0, count);
+    const gate = tensor(out, tensorName(layer, 'gate_proj')).data, up = tensor(out, tensorName(layer, 'up_proj')).data;
+    const down = tensor(out, tensorName(layer, 'down_proj')).data;
+    for (const n of neurons) {
+      gate.fill(0, n * hidden, (n + 1) * hidden);
+      up.fill(0, n * hidden, (n + 1) * hidden);
+      for (let d = 0; d < hidden; d++) down[d * intermediate + n] = 0;
+    }
+  }
+  return { state: out, perLayer: count };
+}
+
 function tensor(state: LlamaState, name: string): StateTensor {
   const t = state.get(name);
   if (!t) throw new Error(`synthetic state has no tensor ${name}`);
