@@ -133,7 +133,7 @@ export class LayerAnalyst {
         giveBack({ index, part, outcome: null, buffers: jobBuffers(job, (role) => role === last) });
         return pair;
       },
-      release: (m) => this.arrays?.release([m.values.buffer, m.variance.buffer]),
+      ...(this.arrays ? { release: (m: NoisyMatrix) => this.arrays!.release([m.values.buffer, m.variance.buffer]) } : {}),
     };
     const analysis = this.prepare(job, arrays, down);
     giveBack({ index, part, outcome: null, buffers: jobBuffers(job, (role) => role !== last) });

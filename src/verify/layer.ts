@@ -129,7 +129,8 @@ export const FORMED_LAST: Readonly<Record<LayerPart, ModuleRole | null>> = { att
 export interface MlpDown {
   /** Both models' down in the analysis form, the candidate's in its stored order. */
   form(): { readonly base: NoisyMatrix; readonly candidate: NoisyMatrix };
-  release(m: NoisyMatrix): void;
+  /** Absent when nothing reuses a released module's memory (no pool): its matrices are then kept. */
+  readonly release?: (m: NoisyMatrix) => void;
 }
 
 /** What the attention part adds to a layer's outcome. */
@@ -185,11 +186,12 @@ function viewOf(context: LayerContext, sampled: boolean, index: number): Residua
 
 /**
  * The modules of a part fitted in order (`pairs` is read one module at a time), with their
- * moments, growth and components; an unchanged module's matrices go to `release` once fitted.
+ * moments, growth and components; an unchanged module's matrices go to `release`, when given,
+ * once fitted (the direction evidence keeping what it may still read of them).
  */
 function fitModules(
   pairs: Iterable<readonly [ModuleRole, NoisyMatrix, NoisyMatrix]>, gains: { readonly agree: boolean; readonly base: Float64Array; readonly candidate: Float64Array },
-  layout: HeadLayout, sampled: boolean, layerDense: boolean, release: (m: NoisyMatrix) => void = () => {},
+  layout: HeadLayout, sampled: boolean, layerDense: boolean, release?: (m: NoisyMatrix) => void,
 ) {
   const moments: [MomentAccumulator, MomentAccumulator] = [new MomentAccumulator(), new MomentAccumulator()];
   const direction = new LayerDirection(layout);
@@ -205,7 +207,7 @@ function fitModules(
     const status = fit.rank === 0 ? 'unchanged' : fit.lowRank ? 'low-rank' : 'full';
     addMoments(moments, x, y, fit);
     direction.addModule(role, x, y, fit, READ_NORM[name] ? [gains.base, gains.candidate] : null);
-    if (status === 'unchanged') {
+    if (status === 'unchanged' && release) {
       direction.detach(role);
       release(x);
       release(y);
@@ -317,7 +319,7 @@ export function analyseLayerPart(
  */
 export function analyseLayer(index: number, base: LayerWeights, candidateStored: LayerWeights, context: LayerContext, sampled: boolean): LayerOutcome {
   const attention = analyseAttention(index, base, candidateStored, context, sampled, false);
-  const down: MlpDown = { form: () => ({ base: base.down, candidate: candidateStored.down }), release: () => {} };
+  const down: MlpDown = { form: () => ({ base: base.down, candidate: candidateStored.down }) };
   const mlp = analyseMlp(index, base, candidateStored, down, context, sampled, attention.outcome.dense);
   // The MLP changed densely after the attention part was fitted: its modules are still here.
   const first = mlp.outcome.dense && !attention.outcome.componentsRead
@@ -765,56 +767,50 @@ interface LineSums {
   readonly cross: Float64Array;
 }
 
+/** What a detached module keeps: its row and column sums, and its row sums with the gains unfolded. */
+function keptSums(m: DirectionModule): NonNullable<DirectionModule['kept']> {
+  const rows = emptyLineSums(m.rows), cols = emptyLineSums(m.cols);
+  addLineSums(m, false, rows, cols);
+  const rowsUnfolded = m.norms ? emptyLineSums(m.rows) : null;
+  if (rowsUnfolded) addLineSums(m, true, rowsUnfolded, null);
+  return { rows, cols, rowsUnfolded };
+}
+
 /** Per row or column of a module: both models' squared norms and their inner product (gains unfolded when `unfold`). */
 function lineSums(m: DirectionModule, axis: 'rows' | 'cols', unfold = m.unfold): LineSums {
   if (!m.base || !m.candidate) return keptLineSums(m, axis, unfold);
-  const { rows, cols } = m;
-  const size = axis === 'rows' ? rows : cols;
-  const out = { base: new Float64Array(size), candidate: new Float64Array(size), cross: new Float64Array(size) };
-  const [gb, gc] = unfoldingFactors(m, unfold);
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      const p = i * cols + j, xv = m.base.values[p]! * gb[j]!, yv = m.candidate.values[p]! * gc[j]!, l = axis === 'rows' ? i : j;
-      out.base[l]! += xv * xv;
-      out.candidate[l]! += yv * yv;
-      out.cross[l]! += xv * yv;
-    }
-  }
+  const out = emptyLineSums(axis === 'rows' ? m.rows : m.cols);
+  addLineSums(m, unfold, axis === 'rows' ? out : null, axis === 'cols' ? out : null);
   return out;
 }
 
-/** In one pass, what a detached module keeps: its row and column sums, and its row sums with the gains unfolded. */
-function keptSums(m: DirectionModule): NonNullable<DirectionModule['kept']> {
+function emptyLineSums(size: number): LineSums {
+  return { base: new Float64Array(size), candidate: new Float64Array(size), cross: new Float64Array(size) };
+}
+
+/** Adds a module's per-row and/or per-column sums (gains unfolded when `unfold`) into `byRow`, `byCol`, in one pass. */
+function addLineSums(m: DirectionModule, unfold: boolean, byRow: LineSums | null, byCol: LineSums | null): void {
   const { rows, cols } = m, x = m.base!.values, y = m.candidate!.values;
-  const sums = (size: number): LineSums => ({ base: new Float64Array(size), candidate: new Float64Array(size), cross: new Float64Array(size) });
-  const byRow = sums(rows), byCol = sums(cols), byRowUnfolded = m.norms ? sums(rows) : null;
-  const [gb, gc] = unfoldingFactors(m, true);
+  const [gb, gc] = unfoldingFactors(m, unfold);
   for (let i = 0; i < rows; i++) {
-    let bb = 0, cc = 0, bc = 0, ub = 0, uc = 0, ubc = 0;
+    let bb = 0, cc = 0, bc = 0;
     for (let j = 0; j < cols; j++) {
-      const p = i * cols + j, xv = x[p]!, yv = y[p]!, xx = xv * xv, yy = yv * yv, xy = xv * yv;
+      const p = i * cols + j, xv = x[p]! * gb[j]!, yv = y[p]! * gc[j]!, xx = xv * xv, yy = yv * yv, xy = xv * yv;
       bb += xx;
       cc += yy;
       bc += xy;
-      byCol.base[j]! += xx;
-      byCol.candidate[j]! += yy;
-      byCol.cross[j]! += xy;
-      if (byRowUnfolded) {
-        ub += xx * gb[j]! * gb[j]!;
-        uc += yy * gc[j]! * gc[j]!;
-        ubc += xy * gb[j]! * gc[j]!;
+      if (byCol) {
+        byCol.base[j]! += xx;
+        byCol.candidate[j]! += yy;
+        byCol.cross[j]! += xy;
       }
     }
-    byRow.base[i] = bb;
-    byRow.candidate[i] = cc;
-    byRow.cross[i] = bc;
-    if (byRowUnfolded) {
-      byRowUnfolded.base[i] = ub;
-      byRowUnfolded.candidate[i] = uc;
-      byRowUnfolded.cross[i] = ubc;
+    if (byRow) {
+      byRow.base[i]! += bb;
+      byRow.candidate[i]! += cc;
+      byRow.cross[i]! += bc;
     }
   }
-  return { rows: byRow, cols: byCol, rowsUnfolded: byRowUnfolded };
 }
 
 /** A detached module's line sums; a column's unfolding factor is one number, so its sums scale by it. */
